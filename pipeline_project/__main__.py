@@ -1,0 +1,3 @@
+from pipeline_project.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,86 @@
+"""Per-hit drum features, including the hi-hat features of the drum-hit exchange format.
+
+BodyE and SizzleE are the energies (mean power, scaled by 1e6) of a hit's body (150 Hz to 1 kHz) and sizzle
+(5 kHz to 15 kHz) bands; GeoMean is their geometric mean; SustainMs is how long the hit stays within 20 dB
+of its peak. Spectral centroid, flatness, bandwidth and the decay slope complete the description.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FEATURE_NAMES = ("BodyE", "SizzleE", "GeoMean", "SustainMs", "centroid_hz", "flatness", "bandwidth_hz",
+                 "decay_db_per_s", "peak_db", "low_energy")
+BODY_BAND = (150.0, 1000.0)
+SIZZLE_BAND = (5000.0, 15000.0)
+LOW_BAND = (20.0, 150.0)
+MAX_WINDOW_S = 0.3
+MIN_WINDOW_S = 0.03
+ENVELOPE_FRAME_S = 0.005
+SUSTAIN_DROP_DB = 20.0
+ENERGY_SCALE = 1e6
+
+
+def _band_energy(power: np.ndarray, freqs: np.ndarray, band: tuple[float, float]) -> float:
+    selected = (freqs >= band[0]) & (freqs < band[1])
+    return float(power[selected].mean() * ENERGY_SCALE) if selected.any() else 0.0
+
+
+def hit_features(segment: np.ndarray, sample_rate: int) -> dict[str, float]:
+    """Features of one hit: `segment` is mono audio from the onset to the next onset (or MAX_WINDOW_S)."""
+    windowed = segment * np.hanning(len(segment))
+    power = np.abs(np.fft.rfft(windowed)) ** 2 / len(segment)
+    freqs = np.fft.rfftfreq(len(segment), 1.0 / sample_rate)
+    body, sizzle = _band_energy(power, freqs, BODY_BAND), _band_energy(power, freqs, SIZZLE_BAND)
+    total = power.sum() + 1e-20
+    centroid = float((freqs * power).sum() / total)
+    bandwidth = float(np.sqrt(((freqs - centroid) ** 2 * power).sum() / total))
+    flatness = float(np.exp(np.mean(np.log(power + 1e-20))) / (power.mean() + 1e-20))
+
+    frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
+    usable = len(segment) // frame * frame
+    envelope = np.sqrt((segment[:usable].reshape(-1, frame) ** 2).mean(axis=1) + 1e-20)
+    envelope_db = 20 * np.log10(envelope)
+    peak_index = int(np.argmax(envelope_db))
+    below = np.nonzero(envelope_db[peak_index:] < envelope_db[peak_index] - SUSTAIN_DROP_DB)[0]
+    sustain_frames = int(below[0]) if below.size else len(envelope_db) - peak_index
+    tail = envelope_db[peak_index: peak_index + max(sustain_frames, 2)]
+    decay = float(np.polyfit(np.arange(len(tail)) * ENVELOPE_FRAME_S, tail, 1)[0]) if len(tail) >= 2 else 0.0
+    return {
+        "BodyE": round(body, 4),
+        "SizzleE": round(sizzle, 4),
+        "GeoMean": round(float(np.sqrt(body * sizzle)), 4),
+        "SustainMs": round(sustain_frames * ENVELOPE_FRAME_S * 1000.0, 2),
+        "centroid_hz": round(centroid, 2),
+        "flatness": round(flatness, 6),
+        "bandwidth_hz": round(bandwidth, 2),
+        "decay_db_per_s": round(decay, 2),
+        "peak_db": round(float(envelope_db[peak_index]), 2),
+        "low_energy": round(_band_energy(power, freqs, LOW_BAND), 4),
+    }
+
+
+def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float]) -> list[dict[str, float]]:
+    """Features for every onset; each hit's window ends at the next onset so hits do not overlap."""
+    onsets = sorted(onsets)
+    rows = []
+    for index, onset in enumerate(onsets):
+        end = min(onset + MAX_WINDOW_S, onsets[index + 1] if index + 1 < len(onsets) else onset + MAX_WINDOW_S)
+        end = max(end, onset + MIN_WINDOW_S)
+        start_frame, end_frame = int(onset * sample_rate), min(len(mono), int(end * sample_rate))
+        if end_frame - start_frame < int(MIN_WINDOW_S * sample_rate):
+            continue
+        rows.append({"onset": onset, **hit_features(mono[start_frame:end_frame], sample_rate)})
+    return rows
+
+
+def isolated_hits(drum_notes: list[dict], classes: dict[int, str], min_gap_s: float = 0.05) -> list[tuple[float, str]]:
+    """(onset, class) for every drum note with no other drum note starting within `min_gap_s`, so its
+    features describe that hit alone and its label is unambiguous."""
+    notes = sorted((n["onset"], n["pitch"]) for n in drum_notes)
+    hits = []
+    for index, (onset, pitch) in enumerate(notes):
+        neighbours = [o for j, (o, _) in enumerate(notes) if j != index and abs(o - onset) < min_gap_s]
+        if not neighbours and pitch in classes:
+            hits.append((onset, classes[pitch]))
+    return hits

@@ -1,0 +1,1 @@
+"""Dagster assets, one module per stage. Thin: read inputs, call domain code, write outputs, report metadata."""

@@ -1,0 +1,62 @@
+import json
+import time
+
+import dagster as dg
+
+from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.audio.ingest import quarantine_file, scan_incoming
+from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
+from pipeline_project.errors import BadAudioError
+from pipeline_project.resources import StorageResource
+
+
+@dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1")
+def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Decodes the song file with this content hash, reads its tags and stores canonical audio
+    (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are
+    moved to the quarantine folder with a reason file, and this partition fails naming the file and reason."""
+    key = context.partition_key
+    files = scan_incoming(storage.incoming).get(key)
+    if not files:
+        raise dg.Failure(
+            description=f"no file in {storage.incoming} has content hash {key}: it was removed or quarantined "
+                        f"(see {storage.quarantine})",
+            allow_retries=False,
+        )
+    source = files[0]
+    started = time.perf_counter()
+    try:
+        decoded = decode_song(source)
+    except BadAudioError as exc:
+        moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in files]
+        context.log.error(f"{source.name}: {exc.reason}; moved to {moved[0]}")
+        raise dg.Failure(
+            description=f"{source.name}: {exc.reason} (moved to {moved[0]})",
+            metadata={"file": source.name, "reason": exc.reason, "quarantined_as": str(moved[0])},
+            allow_retries=False,
+        ) from exc
+
+    song_dir = storage.song_dir(key)
+    write_audio(song_dir / "audio.flac", decoded.samples, decoded.sample_rate)
+    record = {
+        "partition_key": key,
+        "file_names": [path.name for path in files],
+        "source_format": decoded.source_format,
+        "source_sample_rate": decoded.source_sample_rate,
+        "source_channels": decoded.source_channels,
+        "duration_s": round(decoded.duration_s, 3),
+        **decoded.tags,
+    }
+    write_text_atomic(song_dir / "song.json", json.dumps(record, indent=1))
+    if len(files) > 1:
+        context.log.info(f"{len(files)} files share this content: {', '.join(p.name for p in files)}")
+    context.log.info(f"decoded {source.name}: {decoded.duration_s:.1f} s, tags {sorted(decoded.tags)}")
+    return dg.MaterializeResult(metadata={
+        "file": source.name,
+        "duplicates": len(files) - 1,
+        "duration_s": round(decoded.duration_s, 2),
+        "source_format": decoded.source_format,
+        "source_sample_rate": decoded.source_sample_rate,
+        "tags": dg.MetadataValue.json(decoded.tags),
+        "decode_seconds": round(time.perf_counter() - started, 3),
+    })

@@ -1,0 +1,63 @@
+import dagster as dg
+import pandas as pd
+
+from pipeline_project.assets.datasets import drum_hits
+from pipeline_project.datasets.parquet import read_manifest
+from pipeline_project.resources import MlflowResource, StorageResource
+from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
+
+DRUM_MODEL_NAME = "drum_hit_classifier"
+
+
+class DrumTrainingConfig(dg.Config):
+    seed: int = 7
+    n_estimators: int = 200
+    # The new version takes `champion` only when its test macro F1 is at least the champion's plus this.
+    minimum_gain: float = 0.0
+
+
+@dg.asset(group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="1", deps=[drum_hits])
+def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingConfig, storage: StorageResource,
+                        mlflow: MlflowResource) -> dg.MaterializeResult:
+    """A random-forest drum-hit classifier trained on the `drum_hits` train split, scored on its test split,
+    logged to MLflow and registered as a new version; `champion` moves to it only if it scores at least as
+    well as the current champion on the same test split, otherwise it becomes `challenger`."""
+    dataset_dir = storage.dataset_dir("drum_hits")
+    manifest = read_manifest(dataset_dir)
+    table = pd.read_parquet(dataset_dir / "drum_hits.parquet")
+    train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
+    if train_rows.empty or test_rows.empty:
+        raise dg.Failure(description=f"drum_hits version {manifest['version']} has {len(train_rows)} train and "
+                                     f"{len(test_rows)} test rows; both splits need rows to train and compare models")
+    model = train(train_rows, config.seed, config.n_estimators)
+    evaluation = evaluate(model, test_rows)
+    registry = mlflow.registry()
+    tags = {
+        "dataset": "drum_hits",
+        "dataset_version": manifest["version"],
+        "dagster_run_id": context.run.run_id,
+        "dagster_asset": context.asset_key.to_user_string(),
+        "code_version": context.assets_def.code_versions_by_key[context.asset_key] or "",
+    }
+    result = registry.log_and_register(
+        model=model, model_name=DRUM_MODEL_NAME, experiment=mlflow.experiment,
+        params={"seed": config.seed, "n_estimators": config.n_estimators, "train_rows": len(train_rows),
+                "classes": ",".join(sorted(train_rows["label"].unique()))},
+        metrics=evaluation.metrics(), tags=tags, input_example=feature_matrix(test_rows.head(5)),
+        score=evaluation.macro_f1, score_champion=lambda champion: evaluate(champion, test_rows).macro_f1,
+        minimum_gain=config.minimum_gain,
+    )
+    verdict = "promoted to champion" if result.promoted else f"kept as challenger (champion scores {result.champion_score_before})"
+    context.log.info(f"{DRUM_MODEL_NAME} version {result.version}: test macro F1 {evaluation.macro_f1}, {verdict}")
+    return dg.MaterializeResult(metadata={
+        "model_name": DRUM_MODEL_NAME,
+        "model_version": result.version,
+        "alias": result.alias,
+        "test_macro_f1": evaluation.macro_f1,
+        "test_accuracy": evaluation.accuracy,
+        "champion_macro_f1_before": result.champion_score_before if result.champion_score_before is not None else "none",
+        "mlflow_run_id": result.run_id,
+        "mlflow_tracking_uri": registry.tracking_uri,
+        "dataset_version": manifest["version"],
+        "per_class": dg.MetadataValue.json(evaluation.per_class),
+    })

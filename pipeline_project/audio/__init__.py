@@ -1,0 +1,1 @@
+"""Audio I/O: content hashing, decoding with quality checks, tags, atomic writes."""

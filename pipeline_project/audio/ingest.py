@@ -1,0 +1,56 @@
+"""The drop folder: which songs are in it (by content hash) and how rejected files are put aside."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from pipeline_project.audio.io import content_hash, is_song_file, write_text_atomic
+
+# Re-hashing unchanged files on every sensor tick would read the whole collection; a file's key is cached
+# by (path, size, mtime) for the life of the process.
+_hash_cache: dict[tuple[str, int, int], str] = {}
+
+
+def song_files(incoming: Path) -> list[Path]:
+    if not incoming.is_dir():
+        return []
+    return sorted(p for p in incoming.rglob("*") if is_song_file(p))
+
+
+def file_key(path: Path) -> str:
+    stat = path.stat()
+    cache_key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if cache_key not in _hash_cache:
+        _hash_cache[cache_key] = content_hash(path)
+    return _hash_cache[cache_key]
+
+
+def scan_incoming(incoming: Path) -> dict[str, list[Path]]:
+    """Partition key -> the files with that content (duplicates share one key)."""
+    found: dict[str, list[Path]] = {}
+    for path in song_files(incoming):
+        try:
+            found.setdefault(file_key(path), []).append(path)
+        except OSError:
+            continue  # vanished or unreadable between listing and hashing; the next scan sees it again
+    return found
+
+
+def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
+    """Move a rejected file into the quarantine folder with `<name>.reason.txt` beside it; returns the new path."""
+    quarantine.mkdir(parents=True, exist_ok=True)
+    target = quarantine / path.name
+    if target.exists():
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        target = quarantine / f"{path.stem}.{stamp}{path.suffix}"
+    shutil.move(str(path), target)
+    write_text_atomic(target.with_name(target.name + ".reason.txt"),
+                      f"file: {path.name}\nreason: {reason}\nquarantined_at: {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+    return target
+
+
+def remove_if_exists(path: os.PathLike) -> None:
+    Path(path).unlink(missing_ok=True)

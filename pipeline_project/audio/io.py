@@ -1,0 +1,192 @@
+"""Decoding, encoding and tagging of audio files.
+
+Decoding goes through soundfile (libsndfile with mpg123), which reports the frame count a file's header
+promises and decodes only what is really there; comparing the two is how truncated files are caught.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from pipeline_project.errors import BadAudioError
+
+SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg")
+CANONICAL_SAMPLE_RATE = 44_100
+MIN_DURATION_S = 2.0
+SILENCE_PEAK = 10 ** (-60 / 20)  # -60 dBFS
+# A header may round the frame count; anything shorter than this fraction of it was cut off.
+TRUNCATION_TOLERANCE = 0.01
+SHORT_HASH_LENGTH = 16
+
+
+def content_hash(path: str | os.PathLike, length: int = SHORT_HASH_LENGTH) -> str:
+    """Short sha256 of a file's bytes: the same content under any name gives the same key."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def is_song_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
+
+
+@dataclass
+class DecodedAudio:
+    samples: np.ndarray  # float32, shape (channels, frames), at CANONICAL_SAMPLE_RATE
+    sample_rate: int
+    source_sample_rate: int
+    source_channels: int
+    source_format: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[1] / self.sample_rate
+
+
+def decode_song(path: str | os.PathLike) -> DecodedAudio:
+    """Decode a song to stereo float32 at 44.1 kHz, or raise BadAudioError saying why it is unusable."""
+    path = Path(path)
+    if not path.exists():
+        raise BadAudioError(path, "file does not exist")
+    if path.stat().st_size == 0:
+        raise BadAudioError(path, "empty file (0 bytes)")
+    try:
+        info = sf.info(str(path))
+        data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # libsndfile raises several types; all mean "not audio we can read"
+        raise BadAudioError(path, f"not decodable as audio ({exc})") from exc
+    decoded_frames = data.shape[0]
+    if decoded_frames == 0:
+        raise BadAudioError(path, "contains no audio frames")
+    if info.frames > 0 and decoded_frames < info.frames * (1 - TRUNCATION_TOLERANCE):
+        raise BadAudioError(
+            path,
+            f"truncated: header promises {info.frames / source_rate:.1f} s but only "
+            f"{decoded_frames / source_rate:.1f} s could be decoded",
+        )
+    duration = decoded_frames / source_rate
+    if duration < MIN_DURATION_S:
+        raise BadAudioError(path, f"too short: {duration:.2f} s (minimum {MIN_DURATION_S} s)")
+    if not np.isfinite(data).all():
+        raise BadAudioError(path, "decoded samples contain NaN or infinity")
+    if float(np.max(np.abs(data))) < SILENCE_PEAK:
+        raise BadAudioError(path, "silent: peak level below -60 dBFS")
+
+    samples = to_stereo(data.T)
+    if source_rate != CANONICAL_SAMPLE_RATE:
+        import librosa
+
+        samples = librosa.resample(samples, orig_sr=source_rate, target_sr=CANONICAL_SAMPLE_RATE, res_type="soxr_hq")
+    return DecodedAudio(
+        samples=np.ascontiguousarray(samples, dtype=np.float32),
+        sample_rate=CANONICAL_SAMPLE_RATE,
+        source_sample_rate=int(source_rate),
+        source_channels=int(info.channels),
+        source_format=info.format,
+        tags=read_tags(path),
+    )
+
+
+def to_stereo(samples: np.ndarray) -> np.ndarray:
+    """(channels, frames) to two channels: mono is duplicated, more than two are folded down."""
+    if samples.shape[0] == 1:
+        return np.repeat(samples, 2, axis=0)
+    if samples.shape[0] == 2:
+        return samples
+    left = samples[0::2].mean(axis=0)
+    right = samples[1::2].mean(axis=0)
+    return np.stack([left, right])
+
+
+TAG_FIELDS = ("title", "artist", "album", "date", "genre")
+
+
+def read_tags(path: str | os.PathLike) -> dict[str, str]:
+    """Title, artist, album, year and genre from ID3, Vorbis or RIFF tags; missing fields are left out."""
+    import mutagen
+
+    try:
+        tagged = mutagen.File(str(path), easy=True)
+    except Exception:
+        return {}
+    if tagged is None or tagged.tags is None:
+        return {}
+    tags: dict[str, str] = {}
+    for name in TAG_FIELDS:
+        try:
+            values = tagged.tags.get(name)
+        except Exception:
+            values = None
+        if values:
+            text = str(values[0]).strip()
+            if text:
+                tags["year" if name == "date" else name] = text
+    return tags
+
+
+def write_mp3(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, tags: dict[str, str], bitrate: str = "192k") -> None:
+    """Encode (channels, frames) float audio as a tagged MP3, atomically."""
+    from mutagen.easyid3 import EasyID3
+    from pedalboard.io import AudioFile
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with AudioFile(str(tmp), "w", sample_rate, samples.shape[0], quality=bitrate) as out:
+            out.write(np.ascontiguousarray(samples, dtype=np.float32))
+        id3 = EasyID3()
+        for name, value in tags.items():
+            id3["date" if name == "year" else name] = str(value)
+        id3.save(str(tmp))
+
+
+def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) -> None:
+    """Write (channels, frames) audio losslessly (format from the suffix: .flac or .wav), atomically."""
+    path = Path(path)
+    subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
+    clipped = np.clip(samples, -1.0, 1.0) if subtype == "PCM_24" else samples
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.ascontiguousarray(clipped.T), sample_rate, subtype=subtype, format=path.suffix[1:].upper())
+
+
+def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
+    """Read a lossless file written by write_audio as (channels, frames) float32."""
+    data, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    return np.ascontiguousarray(data.T), int(rate)
+
+
+class atomic_path:
+    """Context manager giving a temporary path beside `path`, renamed onto it only on success."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def __enter__(self) -> Path:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
+        os.close(handle)
+        self.tmp = Path(name)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; finished files get the usual mode
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

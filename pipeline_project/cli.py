@@ -1,0 +1,149 @@
+"""`python -m pipeline_project run`: what `make run` does.
+
+Adds a partition for every new song in the drop folder (writing the demo songs first when it holds none),
+materializes the per-song assets of songs not processed yet, one run per song so a bad file fails only its
+own run, then the synthesis assets (once), the datasets with their checks, and training. It ends with a
+summary. With nothing new it does no per-song work and leaves the datasets and models as they are.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _say(message: str) -> None:
+    print(f"[pipeline] {message}", flush=True)
+
+
+def _materialized_keys(instance, asset_key) -> set[str]:
+    return set(instance.get_materialized_partitions(asset_key))
+
+
+def _never_materialized(instance, asset_keys) -> bool:
+    return any(instance.get_latest_materialization_event(key) is None for key in asset_keys)
+
+
+def _failure_reason(result) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            error = event.step_failure_data.error
+            while error.cause is not None and "Failure" not in error.cls_name:
+                error = error.cause
+            return error.message.strip().splitlines()[0] if error.message else "failed"
+    return "failed"
+
+
+QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+def run(data_root: str | None = None) -> int:
+    os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    import dagster as dg
+
+    from pipeline_project.assets.partitions import songs_partitions
+    from pipeline_project.audio.ingest import scan_incoming
+    from pipeline_project.datasets.parquet import read_manifest
+    from pipeline_project.definitions import build_definitions, default_resources
+    from pipeline_project.synthesis.demo import write_demo_songs
+
+    started = time.perf_counter()
+    resources = default_resources(data_root)
+    storage = resources["storage"]
+    defs = build_definitions(resources)
+    instance = dg.DagsterInstance.get()
+
+    found = scan_incoming(storage.incoming)
+    if not found:
+        _say(f"{storage.incoming} holds no songs: writing the demo song set (ground truth in {storage.ground_truth})")
+        write_demo_songs(storage.incoming, storage.ground_truth / "demo", log=_say)
+        found = scan_incoming(storage.incoming)
+
+    known = set(instance.get_dynamic_partitions(songs_partitions.name))
+    new_keys = sorted(set(found) - known)
+    if new_keys:
+        instance.add_dynamic_partitions(songs_partitions.name, new_keys)
+        _say(f"added {len(new_keys)} song partitions")
+    done = _materialized_keys(instance, dg.AssetKey("song_theory"))
+    pending = sorted(k for k in found if k not in done)
+    _say(f"{len(found)} songs in {storage.incoming}: {len(pending)} to process, {len(found) - len(pending)} already done")
+
+    song_job = defs.resolve_job_def("song_pipeline_job")
+    processed, failed = [], []
+    for index, key in enumerate(pending, 1):
+        name = found[key][0].name
+        _say(f"[{index}/{len(pending)}] {name} (partition {key})")
+        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS)
+        if result.success:
+            processed.append(name)
+        else:
+            failed.append((name, _failure_reason(result)))
+            _say(f"    failed: {failed[-1][1]}")
+
+    downstream_ok = True
+    synthesis_keys = [dg.AssetKey("rendered_examples"), dg.AssetKey("augmented_examples")]
+    if _never_materialized(instance, synthesis_keys):
+        _say("rendering synthetic examples with FluidSynth and augmenting them")
+        result = defs.resolve_job_def("synthesis_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
+        downstream_ok &= result.success
+
+    final_keys = [dg.AssetKey(k) for k in ("song_features", "synthetic_examples", "drum_hits", "drum_hit_classifier")]
+    if downstream_ok and (processed or _never_materialized(instance, final_keys)):
+        _say("building datasets (with privacy checks) and training")
+        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
+        downstream_ok &= result.success
+        if not result.success:
+            _say(f"datasets/training failed: {_failure_reason(result)}")
+    elif downstream_ok:
+        _say("no new songs: datasets and models are up to date")
+
+    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, read_manifest)
+    return 0 if downstream_ok else 1
+
+
+def _summary(storage, mlflow_resource, processed, failed, seconds, read_manifest) -> None:
+    print("\n=== pipeline_project summary ===")
+    print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
+    for name, reason in failed:
+        print(f"songs failed:            {name}: {reason}")
+    print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
+    print("datasets:")
+    for name in ("song_features", "synthetic_examples", "drum_hits"):
+        manifest = read_manifest(storage.dataset_dir(name))
+        print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
+              + (f"  version {manifest['version']}" if manifest else "  (not built)"))
+    try:
+        from pipeline_project.assets.training import DRUM_MODEL_NAME
+
+        registry = mlflow_resource.registry()
+        versions = registry.versions(DRUM_MODEL_NAME)
+        champion = registry.champion_version(DRUM_MODEL_NAME)
+        print(f"model versions registered: {DRUM_MODEL_NAME}: {len(versions)}"
+              + (f", champion = version {champion.version}" if champion else ""))
+    except Exception as exc:  # a summary must not hide the run's own result
+        print(f"model versions registered: unknown ({exc})")
+    print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pipeline_project", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run_parser = sub.add_parser("run", help="process new songs, then rebuild datasets and retrain")
+    run_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.command == "run":
+        return run(args.data_root)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Anonymized, validated Parquet datasets: keyed ids, coarse values, privacy audit, group splits."""

@@ -1,0 +1,68 @@
+"""The privacy audit: does a table hold anything that could identify a song, a person or a file?
+
+A finding is raised for any string (or binary) value that contains a catalog term (title, artist, album,
+file name), that looks like a path or URL, and for any column whose name says it holds event times.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import pandas as pd
+
+PATH_LIKE = re.compile(r"[/\\]|^[A-Za-z]:[/\\]|://|\.(mp3|wav|flac|ogg|mid|midi|xml|mxl|krn|abc|sf2|sf3)\b", re.IGNORECASE)
+TIMING_COLUMN = re.compile(r"(^|_)(onset|offset|time|times|timestamp|start|end|position)s?($|_)", re.IGNORECASE)
+MIN_TERM_LENGTH = 4  # shorter catalog terms ("Go", "AC") would match ordinary words
+
+
+@dataclass(frozen=True)
+class Finding:
+    column: str
+    kind: str  # "catalog" | "path" | "timing"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.column}: {self.kind} ({self.detail})"
+
+
+def catalog_terms(songs: list[dict]) -> set[str]:
+    """Terms that must never appear in a dataset: tags and file names (with and without extension)."""
+    terms: set[str] = set()
+    for song in songs:
+        for field in ("title", "artist", "album"):
+            if song.get(field):
+                terms.add(str(song[field]))
+        for name in song.get("file_names", []):
+            terms.add(name)
+            terms.add(PurePath(name).stem)
+    return {t.strip().casefold() for t in terms if len(t.strip()) >= MIN_TERM_LENGTH}
+
+
+def _text_values(series: pd.Series) -> list[str]:
+    values = []
+    for value in series.dropna().unique():
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", errors="ignore")
+        values.append(str(value))
+    return values
+
+
+def audit_table(table: pd.DataFrame, terms: set[str]) -> list[Finding]:
+    findings: list[Finding] = []
+    for column in table.columns:
+        if TIMING_COLUMN.search(column):
+            findings.append(Finding(column, "timing", "column name says it holds event times"))
+        series = table[column]
+        if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        for value in _text_values(series):
+            folded = value.casefold()
+            if PATH_LIKE.search(value):
+                findings.append(Finding(column, "path", f"path- or URL-like value {value[:60]!r}"))
+                continue
+            leaked = next((t for t in terms if t in folded), None)
+            if leaked:
+                findings.append(Finding(column, "catalog", f"value {value[:60]!r} contains a private catalog term"))
+    return findings

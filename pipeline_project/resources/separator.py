@@ -1,0 +1,58 @@
+"""The separator resource: pretrained Demucs when its weights are on this machine, else the DSP fallback."""
+
+from __future__ import annotations
+
+import logging
+from typing import Optional
+
+import dagster as dg
+import numpy as np
+from pydantic import PrivateAttr
+
+from pipeline_project.errors import SeparatorUnavailableError
+from pipeline_project.separation.demucs_models import LoadedModel, load_demucs
+from pipeline_project.separation.separator import Separation, pick_device, separate_with_demucs, separate_with_fallback
+
+log = logging.getLogger(__name__)
+
+
+class SeparatorResource(dg.ConfigurableResource):
+    """Source separation settings.
+
+    model_name: Demucs model (htdemucs, htdemucs_ft, htdemucs_6s, ... or a signature in model_dir).
+    model_dir: local model folder with `<name>.yaml` + `<sig>.th` files, or `<name>.th`; searched first.
+    device: "auto" (CUDA when present), "cpu" or "cuda".
+    shifts, overlap, segment: passed to demucs.apply.apply_model.
+    allow_fallback: when no weights are found, use the DSP fallback instead of failing.
+    """
+
+    model_name: str = "htdemucs"
+    model_dir: Optional[str] = None
+    device: str = "auto"
+    shifts: int = 0
+    overlap: float = 0.25
+    segment: Optional[float] = None
+    allow_fallback: bool = True
+
+    _loaded: Optional[LoadedModel] = PrivateAttr(default=None)
+    _looked_up: bool = PrivateAttr(default=False)
+
+    def model(self) -> Optional[LoadedModel]:
+        if not self._looked_up:
+            self._loaded = load_demucs(self.model_name, self.model_dir)
+            self._looked_up = True
+        return self._loaded
+
+    def separate(self, mix: np.ndarray, sample_rate: int, logger=log) -> Separation:
+        loaded = self.model()
+        if loaded is not None:
+            device = pick_device(self.device)
+            logger.info(f"separating with Demucs {loaded.name} from {loaded.source} on {device}")
+            return separate_with_demucs(mix, sample_rate, loaded, device, self.shifts, self.overlap, self.segment)
+        where = f"model folder {self.model_dir}, " if self.model_dir else ""
+        message = (f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face cache or torch hub cache; "
+                   "see README 'Pretrained Demucs weights'")
+        if not self.allow_fallback:
+            raise SeparatorUnavailableError(message)
+        logger.warning(f"{message}. Using the DSP fallback separator: stems are approximate.")
+        return separate_with_fallback(mix, sample_rate)

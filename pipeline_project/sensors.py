@@ -1,0 +1,22 @@
+import dagster as dg
+
+from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.audio.ingest import scan_incoming
+from pipeline_project.jobs import song_pipeline_job
+from pipeline_project.resources import StorageResource
+
+
+@dg.sensor(job=song_pipeline_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+    """Adds a `songs` partition for every new content hash in the drop folder and requests its run.
+    The same content under two names is one partition."""
+    known = set(context.instance.get_dynamic_partitions(songs_partitions.name))
+    found = scan_incoming(storage.incoming)
+    new_keys = sorted(set(found) - known)
+    if not new_keys:
+        return dg.SensorResult(skip_reason=f"no new songs in {storage.incoming} ({len(found)} known)")
+    context.log.info(f"{len(new_keys)} new songs: {', '.join(found[k][0].name for k in new_keys)}")
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new_keys],
+        dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
+    )

@@ -1,0 +1,1 @@
+"""Score sources, generated grooves and FluidSynth rendering with perfectly aligned labels."""
