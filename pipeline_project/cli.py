@@ -36,7 +36,9 @@ def _failure_reason(result) -> str:
             error = event.step_failure_data.error
             while error.cause is not None and "Failure" not in error.cls_name:
                 error = error.cause
-            return error.message.strip().splitlines()[0] if error.message else "failed"
+            message = (error.message or "failed").strip().splitlines()[0]
+            prefix = f"{error.cls_name}: "
+            return message.split(prefix, 1)[1] if prefix in message else message
     return "failed"
 
 

@@ -1,7 +1,7 @@
 """Tempo, beats, key, chords per beat and loudness from separated stems.
 
 Rhythm is tracked on drums + bass (where the pulse lives), harmony on bass + other + vocals (drums only add
-noise to chroma). Key uses the Krumhansl-Kessler profiles; chords are major/minor triad templates matched
+noise to chroma). Key uses the Albrecht-Shanahan profiles; chords are major/minor triad templates matched
 to beat-synchronous chroma.
 """
 
@@ -12,8 +12,10 @@ import numpy as np
 ANALYSIS_RATE = 22_050
 HOP = 512
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
-MAJOR_PROFILE = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
-MINOR_PROFILE = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
+# Albrecht & Shanahan (2013) key profiles: on rendered chorales they confuse a key with its dominant less
+# often than the Krumhansl-Kessler profiles do.
+MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
+MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 KEY_SOFTMAX_TEMPERATURE = 0.05
 NO_CHORD_ENERGY = 1e-3
 

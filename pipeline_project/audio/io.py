@@ -64,7 +64,7 @@ def decode_song(path: str | os.PathLike) -> DecodedAudio:
         info = sf.info(str(path))
         data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except Exception as exc:  # libsndfile raises several types; all mean "not audio we can read"
-        raise BadAudioError(path, f"not decodable as audio ({exc})") from exc
+        raise BadAudioError(path, f"not decodable as audio: not a supported audio format, or corrupt ({type(exc).__name__})") from exc
     decoded_frames = data.shape[0]
     if decoded_frames == 0:
         raise BadAudioError(path, "contains no audio frames")

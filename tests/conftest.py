@@ -1,0 +1,46 @@
+"""Shared fixtures: small real audio made on the spot, a private data root and Dagster home per test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline_project.audio.io import write_mp3
+from pipeline_project.synthesis.arrangement import perform
+from pipeline_project.synthesis.grooves import groove_only
+from pipeline_project.synthesis.render import render
+
+
+def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: float = 120.0, seed: int = 1,
+                       tags: dict | None = None, key: str = "C:major") -> Path:
+    """A short drums-and-bass song rendered by FluidSynth and encoded as a tagged MP3."""
+    performance = perform(groove_only(style, bars, seed, key=key), tempo, seed=seed)
+    audio = render(performance)
+    write_mp3(path, audio.mix, audio.sample_rate, tags or {})
+    return path
+
+
+@pytest.fixture
+def data_root(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "incoming").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch) -> Path:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def sine_stereo() -> tuple[np.ndarray, int]:
+    rate = 44_100
+    t = np.arange(rate * 3) / rate
+    tone = 0.3 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([tone, tone]).astype(np.float32), rate

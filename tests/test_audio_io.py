@@ -1,0 +1,87 @@
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from pipeline_project.audio.ingest import quarantine_file, scan_incoming
+from pipeline_project.audio.io import content_hash, decode_song, write_audio, write_mp3
+from pipeline_project.errors import BadAudioError
+
+
+def test_same_content_under_two_names_is_one_key(tmp_path, sine_stereo):
+    samples, rate = sine_stereo
+    write_mp3(tmp_path / "a.mp3", samples, rate, {"title": "Tone"})
+    shutil.copy(tmp_path / "a.mp3", tmp_path / "copy of a.mp3")
+    found = scan_incoming(tmp_path)
+    assert len(found) == 1
+    assert sorted(p.name for p in next(iter(found.values()))) == ["a.mp3", "copy of a.mp3"]
+    assert content_hash(tmp_path / "a.mp3") == next(iter(found))
+
+
+@pytest.mark.parametrize("suffix,subtype", [(".wav", "PCM_16"), (".flac", "PCM_24"), (".ogg", "VORBIS")])
+def test_decodes_lossless_and_ogg_to_canonical_stereo(tmp_path, suffix, subtype):
+    rate = 22_050
+    mono = (0.2 * np.sin(2 * np.pi * 330 * np.arange(rate * 3) / rate)).astype(np.float32)
+    path = tmp_path / f"tone{suffix}"
+    sf.write(path, mono, rate, subtype=subtype)
+    decoded = decode_song(path)
+    assert decoded.samples.shape[0] == 2
+    assert decoded.sample_rate == 44_100
+    assert decoded.source_sample_rate == rate
+    assert decoded.duration_s == pytest.approx(3.0, abs=0.05)
+
+
+def test_mp3_tags_are_read(tmp_path, sine_stereo):
+    samples, rate = sine_stereo
+    tags = {"title": "Tone Poem", "artist": "Some Body", "album": "Tests", "year": "2020", "genre": "Ambient"}
+    write_mp3(tmp_path / "t.mp3", samples, rate, tags)
+    assert decode_song(tmp_path / "t.mp3").tags == tags
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "empty file"),
+    (b"just some text, not audio at all\n" * 20, "not decodable"),
+])
+def test_unusable_files_raise_with_file_and_reason(tmp_path, content, reason):
+    path = tmp_path / "bad.mp3"
+    path.write_bytes(content)
+    with pytest.raises(BadAudioError) as error:
+        decode_song(path)
+    assert "bad.mp3" in str(error.value) and reason in str(error.value)
+
+
+def test_truncated_mp3_is_caught(tmp_path):
+    rate = 44_100
+    noise = (np.random.default_rng(0).standard_normal((2, rate * 10)) * 0.1).astype(np.float32)
+    write_mp3(tmp_path / "whole.mp3", noise, rate, {})
+    data = (tmp_path / "whole.mp3").read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BadAudioError, match="truncated"):
+        decode_song(tmp_path / "cut.mp3")
+
+
+def test_silence_and_too_short_are_rejected(tmp_path):
+    write_audio(tmp_path / "silent.flac", np.zeros((2, 44_100 * 3), np.float32), 44_100)
+    write_audio(tmp_path / "short.flac", np.full((2, 4410), 0.1, np.float32), 44_100)
+    with pytest.raises(BadAudioError, match="silent"):
+        decode_song(tmp_path / "silent.flac")
+    with pytest.raises(BadAudioError, match="too short"):
+        decode_song(tmp_path / "short.flac")
+
+
+def test_quarantine_moves_file_beside_its_reason(tmp_path):
+    incoming, quarantine = tmp_path / "in", tmp_path / "q"
+    incoming.mkdir()
+    (incoming / "x.mp3").write_bytes(b"junk")
+    moved = quarantine_file(incoming / "x.mp3", quarantine, "not decodable")
+    assert not (incoming / "x.mp3").exists() and moved.exists()
+    assert "not decodable" in (quarantine / "x.mp3.reason.txt").read_text()
+
+
+def test_lossless_write_is_atomic_and_leaves_no_temp_files(tmp_path, sine_stereo):
+    samples, rate = sine_stereo
+    write_audio(tmp_path / "out.flac", samples, rate)
+    with pytest.raises(Exception):
+        write_audio(tmp_path / "broken.flac", np.full((2, 10), np.nan, np.float32).astype(object), rate)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.flac"]
