@@ -1,0 +1,194 @@
+"""Real Dagster runs over real audio: the `make run` path, the sensor, the Demucs path and the privacy gate."""
+
+import json
+import shutil
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from conftest import render_groove_song
+from pipeline_project import cli
+from pipeline_project.assets.datasets import song_features
+from pipeline_project.assets.ingestion import song_audio
+from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.separation import song_stems
+from pipeline_project.assets.training import DRUM_MODEL_NAME
+from pipeline_project.checks import privacy_checks
+from pipeline_project.datasets.privacy import audit_table
+from pipeline_project.definitions import build_definitions, default_resources, defs
+from pipeline_project.resources import SeparatorResource
+from pipeline_project.sensors import new_songs_sensor
+from test_separation import save_small_demucs
+
+SONG_TAGS = [
+    {"title": "Copper Weathervane", "artist": "Idris Flannery-Osei", "album": "Tin Roof Tapes", "year": "2018", "genre": "Rock"},
+    {"title": "Lilac Switchyard", "artist": "Hollis Marchetti", "album": "Tin Roof Tapes", "year": "2019", "genre": "Funk"},
+]
+PER_SONG_ASSETS = ("song_audio", "song_stems", "song_analysis", "song_theory")
+
+
+def materialization_count(instance, asset: str) -> int:
+    records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
+    return len(records)
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    """Two good songs and three bad files in the drop folder, then `make run`'s code path, once per module."""
+    root = tmp_path_factory.mktemp("e2e")
+    data_root, home = root / "data", root / "dagster_home"
+    incoming = data_root / "incoming"
+    incoming.mkdir(parents=True)
+    home.mkdir()
+    render_groove_song(incoming / "copper_weathervane.mp3", "rock", bars=5, tempo=120, seed=1, tags=SONG_TAGS[0])
+    render_groove_song(incoming / "lilac_switchyard.mp3", "funk", bars=5, tempo=100, seed=2, tags=SONG_TAGS[1], key="G:major")
+    shutil.copy(incoming / "lilac_switchyard.mp3", incoming / "lilac switchyard (copy).mp3")
+    (incoming / "zero_bytes.mp3").write_bytes(b"")
+    (incoming / "readme_not_audio.mp3").write_text("these are liner notes, not audio\n" * 50)
+    whole = (incoming / "copper_weathervane.mp3").read_bytes()
+    (incoming / "cut_short.mp3").write_bytes(whole[: len(whole) // 3])
+
+    patch = pytest.MonkeyPatch()
+    patch.setenv("DAGSTER_HOME", str(home))
+    patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    exit_code = cli.run(str(data_root))
+    instance = dg.DagsterInstance.get()
+    yield {"data_root": data_root, "instance": instance, "exit_code": exit_code}
+    patch.undo()
+
+
+def test_definitions_have_every_group_the_sensor_and_the_weekly_schedule():
+    repository = defs.get_repository_def()
+    groups = {node.group_name for node in repository.asset_graph.asset_nodes}
+    assert {"ingestion", "separation", "analysis", "synthesis", "datasets", "training"} <= groups
+    assert repository.get_sensor_def("new_songs_sensor").job_name == "song_pipeline_job"
+    schedule = repository.get_schedule_def("weekly_retraining")
+    assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "UTC"
+    assert all(check.check_specs and all(spec.blocking for spec in check.check_specs) for check in privacy_checks)
+
+
+def test_good_songs_complete_and_bad_files_are_quarantined(pipeline_run):
+    assert pipeline_run["exit_code"] == 0
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    partitions = instance.get_dynamic_partitions(songs_partitions.name)
+    assert len(partitions) == 5  # the copy shares its original's partition
+    assert len(instance.get_materialized_partitions(dg.AssetKey("song_theory"))) == 2
+    quarantine = data_root / "quarantine"
+    reasons = {p.name.removesuffix(".reason.txt"): p.read_text() for p in quarantine.glob("*.reason.txt")}
+    assert set(reasons) == {"zero_bytes.mp3", "readme_not_audio.mp3", "cut_short.mp3"}
+    assert "empty file" in reasons["zero_bytes.mp3"]
+    assert "not decodable" in reasons["readme_not_audio.mp3"]
+    assert "truncated" in reasons["cut_short.mp3"]
+    assert all((quarantine / name).exists() for name in reasons)
+
+
+def test_datasets_are_parquet_without_private_values(pipeline_run):
+    data_root = pipeline_run["data_root"]
+    files = sorted((data_root / "datasets").rglob("*.parquet"))
+    assert {f.stem for f in files} == {"song_features", "synthetic_examples", "drum_hits"}
+    private = [v for tags in SONG_TAGS for k, v in tags.items() if k in ("title", "artist", "album")]
+    private += ["copper_weathervane", "lilac_switchyard", "lilac switchyard (copy)"]
+    for path in files:
+        table = pd.read_parquet(path)
+        assert len(table) > 0
+        text = table.astype(str).to_csv().casefold()
+        assert not [value for value in private if value.casefold() in text], path.name
+        assert audit_table(table, {v.casefold() for v in private}) == []
+    features = pd.read_parquet(data_root / "datasets" / "song_features" / "song_features.parquet")
+    assert len(features) == 2 and set(features["tempo_bpm"] % 5) == {0}
+
+
+def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
+    import mlflow
+
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias(DRUM_MODEL_NAME, "champion")
+    manifest = json.loads((data_root / "datasets" / "drum_hits" / "manifest.json").read_text())
+    assert champion.tags["dataset_version"] == manifest["version"]
+    assert instance.get_run_by_id(champion.tags["dagster_run_id"]) is not None
+    event = instance.get_latest_materialization_event(dg.AssetKey("drum_hit_classifier"))
+    metadata = event.asset_materialization.metadata
+    assert metadata["mlflow_run_id"].value == champion.run_id
+    assert metadata["model_version"].value == str(champion.version)
+
+
+def test_second_run_does_no_per_song_work_and_a_new_song_adds_one_partition(pipeline_run, monkeypatch):
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    monkeypatch.setenv("DAGSTER_HOME", str(instance.root_directory))
+    before = {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS}
+    partitions_before = set(instance.get_dynamic_partitions(songs_partitions.name))
+    assert cli.run(str(data_root)) == 0
+    assert {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS} == before
+
+    render_groove_song(data_root / "incoming" / "third_song.mp3", "waltz", bars=6, tempo=110, seed=3,
+                       tags={"title": "Third Song", "artist": "Nobody"})
+    assert cli.run(str(data_root)) == 0
+    new_partitions = set(instance.get_dynamic_partitions(songs_partitions.name)) - partitions_before
+    assert len(new_partitions) == 1
+    assert {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS} == {a: n + 1 for a, n in before.items()}
+    latest = instance.get_latest_materialization_event(dg.AssetKey("song_theory"))
+    assert latest.dagster_event.partition == next(iter(new_partitions))
+
+
+def test_privacy_check_blocks_a_leaking_dataset(pipeline_run, tmp_path):
+    """A catalog value that shows up in a dataset makes the blocking check fail the run."""
+    data_root = pipeline_run["data_root"]
+    # A song titled like a value the dataset really holds: the audit must treat it as a leak.
+    leaking = data_root / "lake" / "songs" / "leakyleakyleaky0"
+    leaking.mkdir(parents=True)
+    (leaking / "song.json").write_text(json.dumps({"title": "dsp-fallback", "file_names": ["x.mp3"]}))
+    try:
+        resources = default_resources(str(data_root))
+        with dg.instance_for_test() as instance:
+            result = dg.materialize([song_features, privacy_checks[0]], resources=resources, instance=instance,
+                                    raise_on_error=False, selection=[song_features])
+            evaluations = result.get_asset_check_evaluations()
+        assert not result.success
+        assert evaluations and not evaluations[0].passed and evaluations[0].check_name == "privacy_audit"
+    finally:
+        shutil.rmtree(leaking)
+
+
+def test_sensor_adds_partitions_and_requests_runs_for_new_songs(data_root):
+    render_groove_song(data_root / "incoming" / "one.mp3", seed=11)
+    shutil.copy(data_root / "incoming" / "one.mp3", data_root / "incoming" / "one again.mp3")
+    render_groove_song(data_root / "incoming" / "two.mp3", seed=12)
+    resources = default_resources(str(data_root))
+    with dg.instance_for_test() as instance:
+        context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]})
+        result = new_songs_sensor(context)
+        keys = sorted(r.partition_key for r in result.run_requests)
+        assert len(keys) == 2
+        assert sorted(result.dynamic_partitions_requests[0].partition_keys) == keys
+        instance.add_dynamic_partitions(songs_partitions.name, keys)
+        again = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]}))
+        assert not again.run_requests
+
+
+def test_demucs_path_inside_dagster_records_model_and_checksum(data_root, tmp_path):
+    render_groove_song(data_root / "incoming" / "song.mp3", bars=3, seed=21)
+    models = save_small_demucs(tmp_path / "models", "small_demucs")
+    resources = default_resources(str(data_root))
+    resources["separator"] = SeparatorResource(model_name="small_demucs", model_dir=str(models), device="cpu")
+    with dg.instance_for_test() as instance:
+        from pipeline_project.audio.io import content_hash
+
+        key = content_hash(data_root / "incoming" / "song.mp3")
+        instance.add_dynamic_partitions(songs_partitions.name, [key])
+        result = dg.materialize([song_audio, song_stems], partition_key=key, resources=resources, instance=instance)
+        metadata = result.asset_materializations_for_node("song_stems")[0].metadata
+    assert metadata["separator"].value == "demucs"
+    assert metadata["model_name"].value == "small_demucs"
+    assert len(metadata["weights_sha256"].value) == 64
+    stems = sorted(p.name for p in (data_root / "lake" / "songs" / key / "stems").iterdir())
+    assert stems == ["bass.flac", "drums.flac", "other.flac", "vocals.flac"]
+
+
+def test_default_resources_follow_the_data_root(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    resources = default_resources(str(tmp_path))
+    assert resources["storage"].root == tmp_path.resolve()
+    assert resources["mlflow"].tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
+    assert build_definitions(resources).get_repository_def().get_job("song_pipeline_job").partitions_def == songs_partitions
