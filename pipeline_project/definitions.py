@@ -17,7 +17,7 @@ from pipeline_project.checks import privacy_checks, validation_checks
 from pipeline_project.jobs import datasets_and_training_job, song_pipeline_job, synthesis_job, training_job
 from pipeline_project.resources import MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
-from pipeline_project.sensors import new_songs_sensor
+from pipeline_project.sensors import datasets_automation_sensor, new_songs_sensor
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job],
-        sensors=[new_songs_sensor],
+        sensors=[new_songs_sensor, datasets_automation_sensor],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),
     )

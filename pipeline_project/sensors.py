@@ -20,3 +20,13 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
         run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new_keys],
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
+
+
+# Keeps the synthetic examples and the datasets up to date in the UI: rendered once when missing, datasets
+# rebuilt after new songs are analysed. Training stays on its weekly schedule.
+datasets_automation_sensor = dg.AutomationConditionSensorDefinition(
+    "datasets_automation_sensor",
+    target=dg.AssetSelection.groups("synthesis", "datasets"),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)

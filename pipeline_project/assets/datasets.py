@@ -49,7 +49,7 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource) -
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[rendered_examples, augmented_examples],
-          automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES)
+          automation_condition=dg.AutomationCondition.eager())
 def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """One anonymized row per rendered example and per augmented variant, with its full augmentation chain and seeds."""
     rendered = [storage.read_json(d / "labels.json") for d in rendered_example_dirs(storage)]
@@ -60,7 +60,7 @@ def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResour
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[rendered_examples],
-          automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES)
+          automation_condition=dg.AutomationCondition.eager())
 def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
     rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""

@@ -22,7 +22,8 @@ class AugmentationConfig(dg.Config):
     variants_per_example: int = 1
 
 
-@dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="1")
+@dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="1",
+          automation_condition=dg.AutomationCondition.on_missing())
 def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig, storage: StorageResource,
                       renderer: RendererResource) -> dg.MaterializeResult:
     """Corpus excerpts and generated grooves rendered stem by stem with FluidSynth, with human timing, velocity
@@ -56,7 +57,8 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
     })
 
 
-@dg.asset(group_name="synthesis", kinds={"pedalboard", "audio"}, code_version="1", deps=[rendered_examples])
+@dg.asset(group_name="synthesis", kinds={"pedalboard", "audio"}, code_version="1", deps=[rendered_examples],
+          automation_condition=dg.AutomationCondition.eager())
 def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationConfig, storage: StorageResource) -> dg.MaterializeResult:
     """Each rendered mix through a pedalboard chain: room impulse-response reverb, noise at a set SNR,
     microphone EQ, compression and limiting. Every parameter and seed is recorded beside the audio, and
