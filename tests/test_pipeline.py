@@ -63,6 +63,7 @@ def test_definitions_have_every_group_the_sensor_and_the_weekly_schedule():
     groups = {node.group_name for node in repository.asset_graph.asset_nodes}
     assert {"ingestion", "separation", "analysis", "synthesis", "datasets", "training"} <= groups
     assert repository.get_sensor_def("new_songs_sensor").job_name == "song_pipeline_job"
+    assert repository.get_sensor_def("datasets_automation_sensor").default_status == dg.DefaultSensorStatus.RUNNING
     schedule = repository.get_schedule_def("weekly_retraining")
     assert schedule.cron_schedule == "0 3 * * 1" and schedule.execution_timezone == "UTC"
     assert all(check.check_specs and all(spec.blocking for spec in check.check_specs) for check in privacy_checks)

@@ -23,7 +23,8 @@ class AugmentationConfig(dg.Config):
 
 
 @dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="1",
-          automation_condition=dg.AutomationCondition.on_missing())
+          # Requested once when missing (on_missing only reacts to assets that go missing later).
+          automation_condition=dg.AutomationCondition.missing().newly_true() & ~dg.AutomationCondition.in_progress())
 def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig, storage: StorageResource,
                       renderer: RendererResource) -> dg.MaterializeResult:
     """Corpus excerpts and generated grooves rendered stem by stem with FluidSynth, with human timing, velocity
