@@ -75,3 +75,16 @@ def test_open_hihat_sustains_longer_than_closed():
     assert sustain["open_hihat"] > sustain["closed_hihat"]
     assert sizzle["closed_hihat"] > sizzle["kick"]
     assert all(r["GeoMean"] == pytest.approx(np.sqrt(r["BodyE"] * r["SizzleE"]), rel=1e-3, abs=1e-3) for r in rows)
+
+
+def test_chords_per_beat_match_the_score(rendered_chorale):
+    """Each beat's chord describes the audio from that beat on (not the beat before)."""
+    performance, audio = rendered_chorale
+    result = analyze(audio.stems, audio.sample_rate)
+    matches = []
+    for chord in result["chords"]:
+        probe = chord["time"] + 0.05
+        reference = next((label for start, end, label in performance.chords if start <= probe < end), None)
+        if reference and reference.split(":")[1] in ("maj", "min"):
+            matches.append(reference == chord["chord"])
+    assert len(matches) >= 10 and np.mean(matches) >= 0.6

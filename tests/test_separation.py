@@ -64,3 +64,31 @@ def test_fallback_stems_sum_back_to_the_mix(sine_stereo):
     mix = mix + (rng.standard_normal(mix.shape) * 0.05).astype(np.float32)
     result = separate_with_fallback(mix, rate)
     assert np.allclose(sum(result.stems.values()), mix, atol=1e-4)
+
+
+def test_model_folder_in_the_pretrained_bag_layout(tmp_path, sine_stereo):
+    """`<name>.yaml` listing a signature and `<sig>-<sha256 prefix>.th`: how htdemucs sits in a model folder."""
+    import hashlib
+
+    folder = save_small_demucs(tmp_path / "bag", name="tmp")
+    package = folder / "tmp.th"
+    checksum = hashlib.sha256(package.read_bytes()).hexdigest()[:8]
+    package.rename(folder / f"0badc0de-{checksum}.th")
+    (folder / "my_bag.yaml").write_text("models: ['0badc0de']\n")
+    loaded = load_demucs("my_bag", str(folder))
+    assert loaded is not None and type(loaded.model).__name__ == "BagOfModels"
+    mix, rate = sine_stereo
+    result = SeparatorResource(model_name="my_bag", model_dir=str(folder), device="cpu").separate(mix, rate)
+    assert result.separator == "demucs" and result.weights_sha256 == loaded.weights_sha256
+
+    (folder / f"0badc0de-{checksum}.th").write_bytes(b"corrupted weights")
+    with pytest.raises(Exception, match="checksum"):
+        load_demucs("my_bag", str(folder))
+
+
+def test_corrupt_weights_fail_clearly_instead_of_falling_back(tmp_path, sine_stereo):
+    folder = save_small_demucs(tmp_path / "m", name="broken")
+    (folder / "broken.th").write_bytes(b"not a torch file")
+    mix, rate = sine_stereo
+    with pytest.raises(SeparatorUnavailableError, match="could not be loaded"):
+        SeparatorResource(model_name="broken", model_dir=str(folder)).separate(mix, rate)

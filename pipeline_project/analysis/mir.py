@@ -61,9 +61,10 @@ def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray) -> list[dict]:
     import librosa
 
     labels, templates = triad_templates()
-    synced = librosa.util.sync(chroma, beat_frames, aggregate=np.median)
+    # sync() pads: column 0 is the stretch before the first beat, column i + 1 starts at beat i.
+    synced = librosa.util.sync(chroma, beat_frames, aggregate=np.median, pad=True)
     chords = []
-    for column in synced.T[: len(beat_frames)]:
+    for column in synced.T[1: len(beat_frames) + 1]:
         energy = float(np.linalg.norm(column))
         if energy < NO_CHORD_ENERGY:
             chords.append({"chord": "N", "confidence": 1.0})

@@ -39,7 +39,11 @@ class SeparatorResource(dg.ConfigurableResource):
 
     def model(self) -> Optional[LoadedModel]:
         if not self._looked_up:
-            self._loaded = load_demucs(self.model_name, self.model_dir)
+            try:
+                self._loaded = load_demucs(self.model_name, self.model_dir)
+            except Exception as exc:  # weights present but unusable: never fall back silently
+                raise SeparatorUnavailableError(
+                    f"Demucs model {self.model_name!r}: weights were found but could not be loaded ({exc})") from exc
             self._looked_up = True
         return self._loaded
 

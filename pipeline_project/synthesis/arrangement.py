@@ -122,18 +122,19 @@ def from_corpus(name: str, max_ql: float | None = None) -> Arrangement:
             for pitch in element.pitches:
                 notes.append(ScoreNote(start, min(duration, length - start), int(pitch.midi), 84 if stem == "vocals" else 70, stem))
 
-    chordified = score.chordify().flatten().getElementsByClass(m21chord.Chord)
+    # Harmony in these scores moves on the beat; chordify also yields a chord for every passing note, so the
+    # label of each beat is the chord sounding at its onset, held for the whole beat.
+    sonorities = [(float(c.offset), float(c.offset + c.quarterLength), c)
+                  for c in score.chordify().flatten().getElementsByClass(m21chord.Chord)]
     chords: list[tuple[float, float, str]] = []
-    for element in chordified:
-        start, end = float(element.offset), float(element.offset + element.quarterLength)
-        if start >= length:
-            break
-        label = _chord_label(element)
-        end = min(end, length)
-        if chords and chords[-1][2] == label and abs(chords[-1][1] - start) < 1e-6:
+    for beat in np.arange(0.0, length, 1.0):
+        sounding = next((c for start, end, c in sonorities if start <= beat < end), None)
+        label = _chord_label(sounding) if sounding is not None else "N"
+        end = float(min(beat + 1.0, length))
+        if chords and chords[-1][2] == label:
             chords[-1] = (chords[-1][0], end, label)
         else:
-            chords.append((start, end, label))
+            chords.append((float(beat), end, label))
 
     mode = "minor" if key.mode == "minor" else "major"
     return Arrangement(
