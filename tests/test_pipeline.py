@@ -136,10 +136,11 @@ def test_second_run_does_no_per_song_work_and_a_new_song_adds_one_partition(pipe
 def test_privacy_check_blocks_a_leaking_dataset(pipeline_run, tmp_path):
     """A catalog value that shows up in a dataset makes the blocking check fail the run."""
     data_root = pipeline_run["data_root"]
-    # A song titled like a value the dataset really holds: the audit must treat it as a leak.
+    # A song titled like a value the dataset really holds (the short test songs' duration bucket): the audit
+    # must treat it as a leak.
     leaking = data_root / "lake" / "songs" / "leakyleakyleaky0"
     leaking.mkdir(parents=True)
-    (leaking / "song.json").write_text(json.dumps({"title": "dsp-fallback", "file_names": ["x.mp3"]}))
+    (leaking / "song.json").write_text(json.dumps({"title": "<30s", "file_names": ["x.mp3"]}))
     try:
         resources = default_resources(str(data_root))
         with dg.instance_for_test() as instance:
