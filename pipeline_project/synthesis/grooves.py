@@ -33,7 +33,7 @@ GROOVE_STYLES: dict[str, dict] = {
 }
 
 FILL = [(0.0, TOM_HIGH, 96), (0.5, TOM_HIGH, 90), (1.0, TOM_MID, 96), (1.5, TOM_MID, 92),
-        (2.0, TOM_LOW, 100), (2.5, TOM_LOW, 96), (3.0, SNARE, 110), (3.5, SNARE, 104)]
+        (2.0, TOM_LOW, 100), (2.5, TOM_LOW, 96), (3.0, SNARE, 110), (3.5, CRASH, 108)]  # pushed crash: heard alone
 
 
 def style_for_meter(beats_per_bar: int, preferred: str) -> str:
@@ -43,7 +43,7 @@ def style_for_meter(beats_per_bar: int, preferred: str) -> str:
         if any(s["meter"] == beats_per_bar for s in GROOVE_STYLES.values()) else "rock"
 
 
-def drum_part(arrangement: Arrangement, style: str, seed: int, fills_every: int = 8) -> list[ScoreNote]:
+def drum_part(arrangement: Arrangement, style: str, seed: int, fills_every: int = 4) -> list[ScoreNote]:
     """A groove over every full bar, a crash on each phrase start and a tom fill closing each phrase."""
     rng = np.random.default_rng(seed)
     style = style_for_meter(arrangement.beats_per_bar, style)
