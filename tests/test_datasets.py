@@ -58,3 +58,10 @@ def test_parquet_is_written_atomically_with_a_content_version(tmp_path):
     assert written.version == again.version == read_manifest(tmp_path)["version"]
     assert pd.read_parquet(written.path).equals(table)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.parquet", "manifest.json"]
+
+
+def test_song_features_keeps_its_schema_with_no_songs(tmp_path):
+    from pipeline_project.datasets.tables import SONG_FEATURE_COLUMNS, song_features_table
+
+    written = write_dataset(song_features_table([], b"secret"), tmp_path, "song_features")
+    assert written.rows == 0 and [name for name, _ in written.columns] == list(SONG_FEATURE_COLUMNS)

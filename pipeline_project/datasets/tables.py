@@ -17,6 +17,11 @@ from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, 
 from pipeline_project.synthesis.arrangement import DRUM_CLASSES
 
 CADENCE_TYPES = ("authentic", "plagal", "half", "deceptive")
+SONG_FEATURE_COLUMNS = (
+    "song_id", "tempo_bpm", "tempo_confidence", "key_tonic", "key_mode", "key_confidence", "loudness_lufs",
+    "duration_bucket", "chord_vocabulary", "chord_change_rate", "tonic_share", "subdominant_share",
+    "dominant_share", *(f"cadences_{kind}" for kind in CADENCE_TYPES), "syncopation_index", "separator",
+)
 
 
 def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
@@ -45,8 +50,8 @@ def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
             "syncopation_index": float(theory["syncopation_index"]),
             "separator": "demucs" if record["stems"]["separator"] == "demucs" else "dsp-fallback",
         })
-    table = pd.DataFrame(rows)
-    return table.sample(frac=1.0, random_state=0).reset_index(drop=True) if len(table) else table
+    table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
+    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
 def synthetic_examples_table(rendered: list[dict], augmented: list[dict], secret: bytes) -> pd.DataFrame:
