@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.assets.datasets import drum_hits, song_features, synthetic_examples
+from pipeline_project.audio.ingest import song_files
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.resources import StorageResource
 
@@ -15,8 +16,9 @@ DATASET_ASSETS = (song_features, synthetic_examples, drum_hits)
 
 
 def private_catalog(storage: StorageResource) -> set[str]:
-    """Titles, artists, albums and file names of every song the pipeline has seen, quarantined ones included."""
-    songs = []
+    """Titles, artists, albums and file names of every song the pipeline has seen, quarantined ones and every
+    file in the drop folder (duplicates included) too."""
+    songs = [{"file_names": [p.name for p in song_files(storage.incoming)]}]
     song_root = storage.lake / "songs"
     if song_root.is_dir():
         for record in song_root.glob("*/song.json"):

@@ -51,7 +51,7 @@ def run(data_root: str | None = None) -> int:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from pipeline_project.assets.partitions import songs_partitions
+    from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.parquet import read_manifest
     from pipeline_project.definitions import build_definitions, default_resources
@@ -83,7 +83,8 @@ def run(data_root: str | None = None) -> int:
     for index, key in enumerate(pending, 1):
         name = found[key][0].name
         _say(f"[{index}/{len(pending)}] {name} (partition {key})")
-        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS)
+        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
+                                             tags={SOURCE_FILE_TAG: str(found[key][0].relative_to(storage.incoming))})
         if result.success:
             processed.append(name)
         else:

@@ -1,6 +1,6 @@
 import dagster as dg
 
-from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
 from pipeline_project.jobs import song_pipeline_job
 from pipeline_project.resources import StorageResource
@@ -17,7 +17,11 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
         return dg.SensorResult(skip_reason=f"no new songs in {storage.incoming} ({len(found)} known)")
     context.log.info(f"{len(new_keys)} new songs: {', '.join(found[k][0].name for k in new_keys)}")
     return dg.SensorResult(
-        run_requests=[dg.RunRequest(partition_key=key, run_key=key) for key in new_keys],
+        run_requests=[
+            dg.RunRequest(partition_key=key, run_key=key,
+                          tags={SOURCE_FILE_TAG: str(found[key][0].relative_to(storage.incoming))})
+            for key in new_keys
+        ],
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
 

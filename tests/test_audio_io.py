@@ -85,3 +85,16 @@ def test_lossless_write_is_atomic_and_leaves_no_temp_files(tmp_path, sine_stereo
     with pytest.raises(Exception):
         write_audio(tmp_path / "broken.flac", np.full((2, 10), np.nan, np.float32).astype(object), rate)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.flac"]
+
+
+def test_find_song_files_trusts_a_matching_hint_only(tmp_path, sine_stereo):
+    from pipeline_project.audio.ingest import find_song_files
+
+    samples, rate = sine_stereo
+    write_mp3(tmp_path / "a.mp3", samples, rate, {})
+    write_mp3(tmp_path / "b.mp3", samples * 0.5, rate, {})
+    key_a = content_hash(tmp_path / "a.mp3")
+    assert find_song_files(tmp_path, key_a, "a.mp3") == [(tmp_path / "a.mp3").resolve()]
+    assert [p.name for p in find_song_files(tmp_path, key_a, "b.mp3")] == ["a.mp3"]  # wrong hint: full scan
+    assert [p.name for p in find_song_files(tmp_path, key_a, "../outside.mp3")] == ["a.mp3"]
+    assert find_song_files(tmp_path, "0" * 16, "a.mp3") == []

@@ -163,6 +163,7 @@ def test_sensor_adds_partitions_and_requests_runs_for_new_songs(data_root):
         result = new_songs_sensor(context)
         keys = sorted(r.partition_key for r in result.run_requests)
         assert len(keys) == 2
+        assert {r.tags["pipeline_project/source_file"] for r in result.run_requests} <= {"one.mp3", "one again.mp3", "two.mp3"}
         assert sorted(result.dynamic_partitions_requests[0].partition_keys) == keys
         instance.add_dynamic_partitions(songs_partitions.name, keys)
         again = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]}))

@@ -3,8 +3,8 @@ import time
 
 import dagster as dg
 
-from pipeline_project.assets.partitions import songs_partitions
-from pipeline_project.audio.ingest import quarantine_file, scan_incoming
+from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
+from pipeline_project.audio.ingest import find_song_files, quarantine_file, scan_incoming
 from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
 from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
@@ -16,7 +16,7 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are
     moved to the quarantine folder with a reason file, and this partition fails naming the file and reason."""
     key = context.partition_key
-    files = scan_incoming(storage.incoming).get(key)
+    files = find_song_files(storage.incoming, key, context.run.tags.get(SOURCE_FILE_TAG))
     if not files:
         raise dg.Failure(
             description=f"no file in {storage.incoming} has content hash {key}: it was removed or quarantined "
@@ -28,7 +28,8 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     try:
         decoded = decode_song(source)
     except BadAudioError as exc:
-        moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in files]
+        duplicates = scan_incoming(storage.incoming).get(key, files)  # every copy of bad content goes
+        moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in duplicates]
         context.log.error(f"{source.name}: {exc.reason}; moved to {moved[0]}")
         raise dg.Failure(
             description=f"{source.name}: {exc.reason} (moved to {moved[0]})",
@@ -53,7 +54,6 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     context.log.info(f"decoded {source.name}: {decoded.duration_s:.1f} s, tags {sorted(decoded.tags)}")
     return dg.MaterializeResult(metadata={
         "file": source.name,
-        "duplicates": len(files) - 1,
         "duration_s": round(decoded.duration_s, 2),
         "source_format": decoded.source_format,
         "source_sample_rate": decoded.source_sample_rate,

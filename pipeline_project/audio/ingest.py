@@ -39,6 +39,19 @@ def scan_incoming(incoming: Path) -> dict[str, list[Path]]:
     return found
 
 
+def find_song_files(incoming: Path, key: str, hint: str | None = None) -> list[Path]:
+    """The files in the drop folder whose content hash is `key`.
+
+    `hint` (a path relative to the drop folder, e.g. from the run that the sensor requested) is checked first,
+    so a run hashes one file instead of the whole collection; the full scan is the fallback.
+    """
+    if hint:
+        candidate = (incoming / hint).resolve()
+        if incoming.resolve() in candidate.parents and is_song_file(candidate) and file_key(candidate) == key:
+            return [candidate]
+    return scan_incoming(incoming).get(key, [])
+
+
 def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
     """Move a rejected file into the quarantine folder with `<name>.reason.txt` beside it; returns the new path."""
     quarantine.mkdir(parents=True, exist_ok=True)
