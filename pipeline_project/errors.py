@@ -20,11 +20,3 @@ class SeparatorUnavailableError(PipelineError):
 
 class RenderError(PipelineError):
     """FluidSynth could not render a score (missing library, SoundFont or instrument)."""
-
-
-class PrivacyLeakError(PipelineError):
-    """A dataset holds a value that could identify a song, a person or a file."""
-
-
-class SongNotFoundError(PipelineError):
-    """No file in the drop folder has the content hash of a partition."""

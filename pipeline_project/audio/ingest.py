@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,7 +62,3 @@ def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
     write_text_atomic(target.with_name(target.name + ".reason.txt"),
                       f"file: {path.name}\nreason: {reason}\nquarantined_at: {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
     return target
-
-
-def remove_if_exists(path: os.PathLike) -> None:
-    Path(path).unlink(missing_ok=True)

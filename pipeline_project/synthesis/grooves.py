@@ -37,10 +37,10 @@ FILL = [(0.0, TOM_HIGH, 96), (0.5, TOM_HIGH, 90), (1.0, TOM_MID, 96), (1.5, TOM_
 
 
 def style_for_meter(beats_per_bar: int, preferred: str) -> str:
+    """The preferred style if it fits the meter, else the first style that does, else rock."""
     if GROOVE_STYLES[preferred]["meter"] == beats_per_bar:
         return preferred
-    return next(name for name, style in GROOVE_STYLES.items() if style["meter"] == beats_per_bar) \
-        if any(s["meter"] == beats_per_bar for s in GROOVE_STYLES.values()) else "rock"
+    return next((name for name, style in GROOVE_STYLES.items() if style["meter"] == beats_per_bar), "rock")
 
 
 def drum_part(arrangement: Arrangement, style: str, seed: int, fills_every: int = 4) -> list[ScoreNote]:
