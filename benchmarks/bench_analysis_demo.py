@@ -22,8 +22,9 @@ import numpy as np
 
 from pipeline_project.analysis.mir import PITCH_NAMES, analyze, chords_per_beat, estimate_key
 from pipeline_project.resources import SeparatorResource
-from pipeline_project.synthesis.arrangement import from_corpus, perform
+from pipeline_project.synthesis.arrangement import from_corpus
 from pipeline_project.synthesis.grooves import with_rhythm_section
+from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
 
 PIECES = ("bach/bwv1.6", "bach/bwv2.6", "bach/bwv3.6", "bach/bwv4.8", "bach/bwv5.7", "bach/bwv6.6",
@@ -82,7 +83,7 @@ def main() -> None:
     ours, peer, seconds = [], [], {"ours": 0.0, "peer": 0.0, "audio": 0.0}
     for index, name in enumerate(PIECES[: args.pieces]):
         arrangement = with_rhythm_section(from_corpus(name), STYLES[index % len(STYLES)], seed=index)
-        performance = perform(arrangement, float(rng.integers(80, 132)), seed=index)
+        performance = perform(arrangement, float(rng.integers(80, 132)), seed=index, humanization=STEADY_TEMPO)
         audio = render(performance)
         labels = performance.labels()
         mix = audio.mix

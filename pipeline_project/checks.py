@@ -9,10 +9,15 @@ import pandas as pd
 
 from pipeline_project.assets.datasets import drum_hits, song_features, synthetic_examples
 from pipeline_project.audio.ingest import song_files
+from pipeline_project.datasets.parquet import read_dataset
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
+from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
 from pipeline_project.resources import StorageResource
 
 DATASET_ASSETS = (song_features, synthetic_examples, drum_hits)
+# Synthetic examples come from public or generated scores; their labels may hold times and their relative
+# references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
+SYNTHETIC_EXEMPTIONS = {"references": SYNTHETIC_REFERENCES, "free_text": SYNTHETIC_FREE_TEXT}
 
 
 def private_catalog(storage: StorageResource) -> set[str]:
@@ -29,7 +34,7 @@ def private_catalog(storage: StorageResource) -> set[str]:
 
 
 def _read(storage: StorageResource, name: str) -> pd.DataFrame:
-    return pd.read_parquet(storage.dataset_dir(name) / f"{name}.parquet")
+    return read_dataset(storage.dataset_dir(name))
 
 
 def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
@@ -40,7 +45,8 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
                                 "album or file name of the private catalog, a path or URL, or a column holds event times.")
     def privacy_audit(storage: StorageResource) -> dg.AssetCheckResult:
         table = _read(storage, name)
-        findings = audit_table(table, private_catalog(storage))
+        exempt = SYNTHETIC_EXEMPTIONS if name == "synthetic_examples" else {}
+        findings = audit_table(table, private_catalog(storage), **exempt)
         return dg.AssetCheckResult(
             passed=not findings,
             severity=dg.AssetCheckSeverity.ERROR,

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 
 from pipeline_project.audio.io import write_mp3
-from pipeline_project.synthesis.arrangement import perform
 from pipeline_project.synthesis.grooves import groove_only
+from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
 
 
 def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: float = 120.0, seed: int = 1,
                        tags: dict | None = None, key: str = "C:major") -> Path:
     """A short drums-and-bass song rendered by FluidSynth and encoded as a tagged MP3."""
-    performance = perform(groove_only(style, bars, seed, key=key), tempo, seed=seed)
+    performance = perform(groove_only(style, bars, seed, key=key), tempo, seed=seed, humanization=STEADY_TEMPO)
     audio = render(performance)
     write_mp3(path, audio.mix, audio.sample_rate, tags or {})
     return path

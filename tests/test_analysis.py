@@ -4,15 +4,16 @@ import pytest
 from pipeline_project.analysis.drum_hits import features_at_onsets, isolated_hits
 from pipeline_project.analysis.mir import analyze, estimate_key, MAJOR_PROFILE
 from pipeline_project.analysis.theory import analyze_theory, find_cadences, roman_numeral, syncopation_index, _collapse
-from pipeline_project.synthesis.arrangement import DRUM_CLASSES, from_corpus, perform
+from pipeline_project.synthesis.arrangement import from_corpus
 from pipeline_project.synthesis.grooves import groove_only, with_rhythm_section
+from pipeline_project.synthesis.performance import STEADY_TEMPO, Humanization, perform
 from pipeline_project.synthesis.render import render
 
 
 @pytest.fixture(scope="module")
 def rendered_chorale():
     arrangement = with_rhythm_section(from_corpus("bach/bwv86.6", max_ql=24), "rock", seed=2)
-    performance = perform(arrangement, 110, seed=2)
+    performance = perform(arrangement, 110, seed=2, humanization=STEADY_TEMPO)
     return performance, render(performance)
 
 
@@ -61,10 +62,11 @@ def test_theory_output_shape(rendered_chorale):
 
 
 def test_open_hihat_sustains_longer_than_closed():
-    performance = perform(groove_only("rock", 4, seed=4), 100, seed=4, jitter_ms=0)
+    performance = perform(groove_only("rock", 4, seed=4), 100, seed=4,
+                          humanization=Humanization(rubato_depth=0, final_ritardando=0, jitter_ms=0))
     audio = render(performance)
     notes = [n.to_dict() for n in performance.notes if n.stem == "drums"]
-    hits = isolated_hits(notes, DRUM_CLASSES)
+    hits = isolated_hits(notes)
     rows = features_at_onsets(audio.stems["drums"].mean(axis=0), audio.sample_rate, [t for t, _ in hits])
     by_class = {}
     for (_, label), row in zip(hits, rows):

@@ -74,13 +74,27 @@ def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float]) 
     return rows
 
 
-def isolated_hits(drum_notes: list[dict], classes: dict[int, str], min_gap_s: float = 0.05) -> list[tuple[float, str]]:
-    """(onset, class) for every drum note with no other drum note starting within `min_gap_s`, so its
-    features describe that hit alone and its label is unambiguous."""
-    notes = sorted((n["onset"], n["pitch"]) for n in drum_notes)
+def isolated_hits(drum_notes: list[dict], min_gap_s: float = 0.05) -> list[tuple[float, str]]:
+    """(onset, articulation) for every drum hit with no other hit starting within `min_gap_s`, so its
+    features describe that hit alone and its label is unambiguous. A flam counts from its grace note;
+    silent hi-hat chokes are not hits."""
     hits = []
-    for index, (onset, pitch) in enumerate(notes):
-        neighbours = [o for j, (o, _) in enumerate(notes) if j != index and abs(o - onset) < min_gap_s]
-        if not neighbours and pitch in classes:
-            hits.append((onset, classes[pitch]))
-    return hits
+    for note in drum_notes:
+        if note.get("articulation") == "choke" or not note.get("articulation"):
+            continue
+        hits.append([note["onset"], note["articulation"]])
+    hits.sort()
+    merged: list[list] = []
+    for onset, articulation in hits:
+        if merged and merged[-1][1] == "flam_grace" and articulation == "flam_snare" and onset - merged[-1][0] < min_gap_s:
+            merged[-1][1] = "flam_snare"
+        else:
+            merged.append([onset, articulation])
+    onsets = [o for o, _ in merged]
+    isolated = []
+    for index, (onset, articulation) in enumerate(merged):
+        before = onset - onsets[index - 1] if index else np.inf
+        after = onsets[index + 1] - onset if index + 1 < len(onsets) else np.inf
+        if min(before, after) >= min_gap_s and articulation != "flam_grace":
+            isolated.append((float(onset), articulation))
+    return isolated

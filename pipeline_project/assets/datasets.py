@@ -48,15 +48,27 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource) -
     return dataset_result(written, table)
 
 
-@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[rendered_examples, augmented_examples],
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[rendered_examples, augmented_examples],
           automation_condition=dg.AutomationCondition.eager())
 def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """One anonymized row per rendered example and per augmented variant, with its full augmentation chain and seeds."""
-    rendered = [storage.read_json(d / "labels.json") for d in rendered_example_dirs(storage)]
-    augmented_manifest = storage.read_json(storage.synthetic_dir() / "augmented" / "manifest.json")
-    table = synthetic_examples_table(rendered, augmented_manifest["examples"], load_or_create_secret(storage.secret_path))
-    written = write_dataset(table, storage.dataset_dir("synthetic_examples"), "synthetic_examples")
-    return dataset_result(written, table)
+    """One row per rendered example and per augmented variant: keyed source id, instrument programs and
+    SoundFonts, performance and augmentation parameters, relative paths of stems, mix and log-mel features,
+    random windows, and the full labels. Partitioned by split; the split is drawn per source, so one piece
+    never lands in two splits."""
+    synthetic = storage.synthetic_dir()
+    manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
+    entries = []
+    for entry in manifest["examples"]:
+        folder = "rendered" if entry["variant"] == "clean" else "augmented"
+        entries.append({**entry, "labels": storage.read_json(synthetic / folder / entry["key"] / "labels.json"),
+                        "mix_path": f"{folder}/{entry['key']}/mix.flac", "stems_path": f"rendered/{entry['source_example']}/stems",
+                        "features_path": f"features/{entry['key']}.npy"})
+    table = synthetic_examples_table(entries, load_or_create_secret(storage.secret_path))
+    written = write_dataset(table, storage.dataset_dir("synthetic_examples"), "synthetic_examples", partition_by="split")
+    splits = table.groupby("split").agg(examples=("example_id", "size"), sources=("source_id", "nunique")) if len(table) else pd.DataFrame()
+    context.log.info(f"synthetic_examples: {written.rows} rows, version {written.version}")
+    return dataset_result(written, table.drop(columns=["labels", "kern", "humanization", "voices", "augmentation_chain"]),
+                          splits=dg.MetadataValue.md(splits.to_markdown() if len(splits) else "(empty)"))
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[rendered_examples],

@@ -2,7 +2,7 @@ import dagster as dg
 import pandas as pd
 
 from pipeline_project.assets.datasets import drum_hits
-from pipeline_project.datasets.parquet import read_manifest
+from pipeline_project.datasets.parquet import read_dataset, read_manifest
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
 
@@ -24,7 +24,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
     well as the current champion on the same test split, otherwise it becomes `challenger`."""
     dataset_dir = storage.dataset_dir("drum_hits")
     manifest = read_manifest(dataset_dir)
-    table = pd.read_parquet(dataset_dir / "drum_hits.parquet")
+    table = read_dataset(dataset_dir)
     train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
     if train_rows.empty or test_rows.empty:
         raise dg.Failure(description=f"drum_hits version {manifest['version']} has {len(train_rows)} train and "

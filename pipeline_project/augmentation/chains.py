@@ -1,30 +1,126 @@
-"""Augmentation chains on pedalboard: room reverb, noise at a target SNR, microphone EQ, compression.
+"""The augmentation pyramid: named presets that combine into one chain of pedalboard steps.
 
-`sample_chain(seed)` draws every parameter from one seed and returns a plain record (a list of steps with
-their parameters). `apply_chain(audio, rate, record)` rebuilds the exact same audio from that record alone:
-the room impulse response and the noise are generated from seeds stored in the record.
+`sample_chain(presets, seed)` draws every parameter from the seed and returns a plain record (the preset
+names and an ordered list of steps with their parameters and sub-seeds). `apply_chain(audio, rate,
+record)` rebuilds exactly the same samples from that record alone, and reports how the chain moved time
+and pitch so the labels can follow (`time_scale`, `tuning_cents`).
+
+Presets:
+  stretch     time-stretch by up to +-2 % and pitch shift by up to +-20 cents (labels move to match)
+  room        a simulated room from small room to arena (RT60 about 0.2-2.5 s)
+  noise       white, pink, brown, babble or crowd noise at 0-20 dB SNR
+  mic         microphone colouring: EQ, high- and low-pass
+  phone       a phone: 300-3400 Hz band, 8 kHz sampling, a little saturation
+  dynamics    compression and limiting
+  distortion  hard clipping or soft (tanh) saturation
+  codec       MP3 at a low bitrate
+  concert     arena room, crowd noise at an SNR from {-10, -5, 0, +5, +10} dB, PA-style EQ, limiter
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-NOISE_COLOURS = ("white", "pink", "brown")
+from pipeline_project.augmentation.rooms import ROOM_TYPES, impulse_response, sample_room
+
+NOISE_KINDS = ("white", "pink", "brown", "babble", "crowd")
 SNR_CHOICES_DB = (0.0, 5.0, 10.0, 20.0)
+CONCERT_SNRS_DB = (-10.0, -5.0, 0.0, 5.0, 10.0)
+PRESETS = ("stretch", "room", "noise", "mic", "phone", "dynamics", "distortion", "codec", "concert")
+# The pyramid's named combinations: what `augmented_examples` draws from by default.
+DEFAULT_COMBINATIONS = (
+    ("room",), ("noise",), ("mic", "dynamics"), ("room", "noise", "mic", "dynamics"), ("phone",),
+    ("room", "distortion", "codec"), ("stretch", "room", "noise"), ("concert",), ("concert", "phone", "codec"),
+    ("stretch", "concert"),
+)
+MAX_STRETCH = 0.02
+MAX_SHIFT_CENTS = 20.0
+BABBLE_VOICES = 6
+CROWD_VOICES = 10
 
 
-def room_impulse_response(rt60_s: float, sample_rate: int, seed: int, predelay_ms: float = 8.0) -> np.ndarray:
-    """A stereo diffuse-field impulse response: decorrelated noise decaying 60 dB in rt60_s, after a direct path."""
+class NoisePool:
+    """Audio clips that babble and crowd noise are made of (rendered corpus audio), by id."""
+
+    def __init__(self, clips: dict[str, np.ndarray] | None = None):
+        self.clips = clips or {}
+
+    def ids(self) -> list[str]:
+        return sorted(self.clips)
+
+    def get(self, clip_id: str) -> np.ndarray:
+        if clip_id not in self.clips:
+            raise KeyError(f"noise clip {clip_id!r} is not in the pool; a babble or crowd record needs the same pool to rebuild")
+        return self.clips[clip_id]
+
+
+@dataclass
+class Augmented:
+    audio: np.ndarray  # (channels, frames) float32
+    time_scale: float  # label times are divided by this
+    tuning_cents: float  # pitch moved by this many cents
+
+
+def _r(value: float, digits: int = 3) -> float:
+    return round(float(value), digits)
+
+
+def _noise_step(rng: np.random.Generator, kind: str, snr_db: float, pool_ids: list[str]) -> dict:
+    step = {"name": "noise", "kind": kind, "snr_db": float(snr_db), "noise_seed": int(rng.integers(0, 2**31))}
+    if kind in ("babble", "crowd"):
+        if not pool_ids:
+            raise ValueError(f"{kind} noise needs a pool of rendered clips")
+        count = BABBLE_VOICES if kind == "babble" else CROWD_VOICES
+        chosen = rng.choice(pool_ids, size=count, replace=len(pool_ids) < count)
+        step["clips"] = [[str(c), _r(rng.uniform(0, 1), 4), _r(rng.uniform(0.5, 1.0))] for c in chosen]
+    return step
+
+
+def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list[str] | None = None) -> dict:
+    """One chain combining the named presets, every parameter drawn from `seed`."""
+    unknown = [p for p in presets if p not in PRESETS]
+    if unknown:
+        raise ValueError(f"unknown augmentation preset(s) {unknown}; choose from {list(PRESETS)}")
     rng = np.random.default_rng(seed)
-    length = int(sample_rate * min(3.0, rt60_s * 1.2))
-    t = np.arange(length) / sample_rate
-    decay = np.exp(-6.907755 * t / rt60_s)  # ln(1000): 60 dB of amplitude decay at rt60
-    tail = rng.standard_normal((2, length)) * decay
-    predelay = int(predelay_ms / 1000 * sample_rate)
-    tail[:, :predelay] = 0.0
-    tail[:, 0] = 1.0 / 0.35  # direct sound, louder than any tail sample
-    tail /= np.sqrt((tail**2).sum(axis=1, keepdims=True))
-    return tail.astype(np.float32)
+    pool_ids = pool_ids or []
+    wanted = set(presets)
+    steps: list[dict] = []
+    if "stretch" in wanted:
+        steps.append({"name": "time_stretch", "rate": _r(1 + rng.uniform(-MAX_STRETCH, MAX_STRETCH), 4),
+                      "cents": _r(rng.uniform(-MAX_SHIFT_CENTS, MAX_SHIFT_CENTS), 2)})
+    if "concert" in wanted:
+        steps.append({"name": "room", "room": sample_room("arena", rng)})
+        steps.append(_noise_step(rng, "crowd" if pool_ids else "pink", float(rng.choice(CONCERT_SNRS_DB)), pool_ids))
+        steps.append({"name": "eq", "preset": "pa", "highpass_hz": _r(rng.uniform(60, 100), 1),
+                      "peaks": [[_r(rng.uniform(80, 140), 1), _r(rng.uniform(2, 6), 2), 0.8],
+                                [_r(rng.uniform(2500, 4500), 1), _r(rng.uniform(1, 5), 2), 1.0]],
+                      "lowpass_hz": _r(rng.uniform(12000, 16000), 1)})
+    elif "room" in wanted:
+        steps.append({"name": "room", "room": sample_room(str(rng.choice(list(ROOM_TYPES))), rng)})
+    if "noise" in wanted and "concert" not in wanted:
+        kinds = [k for k in NOISE_KINDS if pool_ids or k not in ("babble", "crowd")]
+        steps.append(_noise_step(rng, str(rng.choice(kinds)), float(rng.choice(SNR_CHOICES_DB)), pool_ids))
+    if "phone" in wanted:
+        steps.append({"name": "phone", "low_hz": _r(rng.uniform(250, 400), 1), "high_hz": _r(rng.uniform(3200, 3600), 1),
+                      "drive_db": _r(rng.uniform(2, 8), 2)})
+    elif "mic" in wanted:
+        steps.append({"name": "eq", "preset": "mic", "highpass_hz": _r(rng.uniform(40, 180), 1),
+                      "peaks": [[_r(rng.uniform(600, 5000), 1), _r(rng.uniform(-6, 6), 2), _r(rng.uniform(0.5, 2.0), 2)]],
+                      "lowpass_hz": _r(rng.uniform(7000, 18000), 1)})
+    if "distortion" in wanted:
+        if rng.uniform() < 0.5:
+            steps.append({"name": "clipping", "threshold_db": _r(rng.uniform(-12, -3), 2)})
+        else:
+            steps.append({"name": "saturation", "drive_db": _r(rng.uniform(6, 20), 2)})
+    if "dynamics" in wanted:
+        steps.append({"name": "compressor", "threshold_db": _r(rng.uniform(-28, -10), 2), "ratio": _r(rng.uniform(2, 8), 2),
+                      "attack_ms": _r(rng.uniform(1, 20), 2), "release_ms": _r(rng.uniform(50, 300), 1)})
+    if "codec" in wanted:
+        steps.append({"name": "mp3", "vbr_quality": _r(rng.uniform(6.5, 9.5), 2)})
+    steps.append({"name": "limiter", "threshold_db": -1.0, "release_ms": 100.0})
+    return {"seed": int(seed), "presets": list(presets), "steps": steps}
 
 
 def coloured_noise(colour: str, shape: tuple[int, int], seed: int) -> np.ndarray:
@@ -40,61 +136,118 @@ def coloured_noise(colour: str, shape: tuple[int, int], seed: int) -> np.ndarray
     return shaped / (shaped.std() + 1e-12)
 
 
-def add_noise(audio: np.ndarray, snr_db: float, colour: str, seed: int) -> np.ndarray:
-    noise = coloured_noise(colour, audio.shape, seed)
-    signal_power = float(np.mean(audio.astype(np.float64) ** 2)) + 1e-12
-    noise_power = float(np.mean(noise**2)) + 1e-12
+def _texture(step: dict, shape: tuple[int, int], sample_rate: int, pool: NoisePool) -> np.ndarray:
+    """Babble: several voices from the pool at random offsets. Crowd: more of them, muffled, swelling, over pink noise."""
+    import pedalboard
+
+    channels, frames = shape
+    total = np.zeros(shape)
+    for clip_id, position, gain in step["clips"]:
+        clip = pool.get(clip_id)
+        clip = np.broadcast_to(clip, (channels, clip.shape[-1])) if clip.shape[0] != channels else clip
+        start = int(position * max(1, clip.shape[1]))
+        rolled = np.roll(clip, -start, axis=1)
+        reps = int(np.ceil(frames / clip.shape[1]))
+        total += gain * np.tile(rolled, (1, reps))[:, :frames]
+    if step["kind"] == "crowd":
+        muffled = pedalboard.Pedalboard([pedalboard.LowpassFilter(2500.0)])(total.astype(np.float32), sample_rate)
+        rng = np.random.default_rng(step["noise_seed"])
+        t = np.arange(frames) / sample_rate
+        swell = 1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 2 * np.pi))
+        total = muffled * swell / (np.std(muffled) + 1e-12) + 0.5 * coloured_noise("pink", shape, step["noise_seed"])
+    return total
+
+
+def add_noise(audio: np.ndarray, snr_db: float, noise: np.ndarray) -> np.ndarray:
+    """audio + noise scaled so that mean signal power over mean noise power is `snr_db`."""
+    signal_power = float(np.mean(audio.astype(np.float64) ** 2)) + 1e-20
+    noise_power = float(np.mean(noise**2)) + 1e-20
     scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
     return (audio + noise * scale).astype(np.float32)
 
 
-def sample_chain(seed: int) -> dict:
-    """Draw one chain's parameters. Ranges stay musical: small-to-large rooms, moderate EQ and compression."""
-    rng = np.random.default_rng(seed)
-    return {
-        "seed": seed,
-        "steps": [
-            {"name": "room_reverb", "rt60_s": round(float(rng.uniform(0.2, 1.2)), 3), "wet": round(float(rng.uniform(0.15, 0.45)), 3),
-             "ir_seed": int(rng.integers(0, 2**31))},
-            {"name": "noise", "snr_db": float(rng.choice(SNR_CHOICES_DB)), "colour": str(rng.choice(NOISE_COLOURS)),
-             "noise_seed": int(rng.integers(0, 2**31))},
-            {"name": "mic_eq", "highpass_hz": round(float(rng.uniform(40, 180)), 1), "peak_hz": round(float(rng.uniform(600, 4000)), 1),
-             "peak_gain_db": round(float(rng.uniform(-6, 6)), 2), "peak_q": round(float(rng.uniform(0.5, 2.0)), 2),
-             "lowpass_hz": round(float(rng.uniform(7000, 16000)), 1)},
-            {"name": "compressor", "threshold_db": round(float(rng.uniform(-24, -10)), 2), "ratio": round(float(rng.uniform(2, 6)), 2),
-             "attack_ms": round(float(rng.uniform(2, 20)), 2), "release_ms": round(float(rng.uniform(60, 250)), 1)},
-            {"name": "limiter", "threshold_db": -1.0},
-        ],
-    }
-
-
-def _step(audio: np.ndarray, sample_rate: int, step: dict) -> np.ndarray:
-    import pedalboard
+def _board(step: dict, sample_rate: int):
+    import pedalboard as pb
 
     name = step["name"]
-    if name == "room_reverb":
-        ir = room_impulse_response(step["rt60_s"], sample_rate, step["ir_seed"])
-        board = pedalboard.Pedalboard([pedalboard.Convolution(ir, step["wet"], sample_rate)])
-    elif name == "noise":
-        return add_noise(audio, step["snr_db"], step["colour"], step["noise_seed"])
-    elif name == "mic_eq":
-        board = pedalboard.Pedalboard([
-            pedalboard.HighpassFilter(step["highpass_hz"]),
-            pedalboard.PeakFilter(step["peak_hz"], step["peak_gain_db"], step["peak_q"]),
-            pedalboard.LowpassFilter(step["lowpass_hz"]),
-        ])
-    elif name == "compressor":
-        board = pedalboard.Pedalboard([pedalboard.Compressor(step["threshold_db"], step["ratio"], step["attack_ms"], step["release_ms"])])
-    elif name == "limiter":
-        board = pedalboard.Pedalboard([pedalboard.Limiter(step["threshold_db"])])
-    else:
-        raise ValueError(f"unknown augmentation step {name!r}")
-    return board(np.ascontiguousarray(audio, dtype=np.float32), sample_rate)
+    if name == "eq":
+        return [pb.HighpassFilter(step["highpass_hz"]), *[pb.PeakFilter(f, g, q) for f, g, q in step["peaks"]],
+                pb.LowpassFilter(step["lowpass_hz"])]
+    if name == "phone":
+        return [pb.HighpassFilter(step["low_hz"]), pb.LowpassFilter(step["high_hz"]), pb.Resample(8000),
+                pb.Distortion(step["drive_db"]), pb.Gain(-step["drive_db"] / 2)]
+    if name == "clipping":
+        return [pb.Clipping(step["threshold_db"]), pb.Gain(-step["threshold_db"])]
+    if name == "saturation":
+        return [pb.Distortion(step["drive_db"]), pb.Gain(-step["drive_db"] / 2)]
+    if name == "compressor":
+        return [pb.Compressor(step["threshold_db"], step["ratio"], step["attack_ms"], step["release_ms"])]
+    if name == "mp3":
+        return [pb.MP3Compressor(step["vbr_quality"])]
+    if name == "limiter":
+        return [pb.Limiter(step["threshold_db"], step["release_ms"])]
+    raise ValueError(f"unknown augmentation step {name!r}")
 
 
-def apply_chain(audio: np.ndarray, sample_rate: int, record: dict) -> np.ndarray:
-    """Apply a recorded chain to (channels, frames) audio; the same record always gives the same samples."""
+STRETCH_HOP = 256
+
+
+def stretch_and_shift(audio: np.ndarray, sample_rate: int, rate: float, cents: float) -> tuple[np.ndarray, float]:
+    """Play `audio` about `rate` times faster and `cents` higher; returns the audio and the exact rate achieved.
+
+    Rubber Band (via pedalboard) moves audio in whole hops of 256 samples: it slows down by k/256 and speeds
+    up by 256/k exactly, while any other ratio drifts by up to 0.2 % and labels would slip by tens of ms over
+    a minute. So the tempo ratio is rounded to the nearest such value. The pitch moves by resampling (soxr),
+    which is exact in time: resampling by q speeds up by q and raises by 1200 log2(q) cents, so Rubber Band
+    is asked for the rest of the tempo change, at unchanged pitch.
+    """
+    import pedalboard as pb
+    import soxr
+
+    pitch_ratio = 2 ** (cents / 1200)
+    wanted = rate / pitch_ratio
+    stretch = (STRETCH_HOP / max(1, round(STRETCH_HOP / wanted)) if wanted >= 1
+               else max(1, round(STRETCH_HOP * wanted)) / STRETCH_HOP)
+    out = audio if stretch == 1.0 else pb.time_stretch(np.ascontiguousarray(audio), sample_rate, stretch_factor=stretch,
+                                                       pitch_shift_in_semitones=0.0)
+    if cents:
+        out = soxr.resample(np.ascontiguousarray(out.T, dtype=np.float64), sample_rate * pitch_ratio, sample_rate,
+                            quality="VHQ").T.astype(np.float32)
+    return np.ascontiguousarray(out, dtype=np.float32), stretch * pitch_ratio
+
+
+def apply_chain(audio: np.ndarray, sample_rate: int, record: dict, pool: NoisePool | None = None) -> Augmented:
+    """Apply a recorded chain to (channels, frames) audio; the same record always gives the same samples.
+    Consecutive pedalboard effects run as one Pedalboard, so the audio is walked once per group."""
+    import pedalboard as pb
+
     out = np.ascontiguousarray(audio, dtype=np.float32)
+    pool = pool or NoisePool()
+    time_scale, cents = 1.0, 0.0
+    pending: list = []
+
+    def flush(buffer: np.ndarray) -> np.ndarray:
+        if not pending:
+            return buffer
+        processed = pb.Pedalboard(list(pending))(buffer, sample_rate)
+        pending.clear()
+        return processed
+
     for step in record["steps"]:
-        out = _step(out, sample_rate, step)
-    return out.astype(np.float32)
+        name = step["name"]
+        if name == "time_stretch":
+            out = flush(out)
+            out, achieved = stretch_and_shift(out, sample_rate, step["rate"], step["cents"])
+            time_scale *= achieved
+            cents += step["cents"]
+        elif name == "room":
+            pending.append(pb.Convolution(impulse_response(step["room"], sample_rate), 1.0, sample_rate))
+        elif name == "noise":
+            out = flush(out)
+            noise = (_texture(step, out.shape, sample_rate, pool) if step["kind"] in ("babble", "crowd")
+                     else coloured_noise(step["kind"], out.shape, step["noise_seed"]))
+            out = add_noise(out, step["snr_db"], noise)
+        else:
+            pending.extend(_board(step, sample_rate))
+    out = flush(out)
+    return Augmented(np.ascontiguousarray(out, dtype=np.float32), time_scale, cents)

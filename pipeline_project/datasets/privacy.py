@@ -14,6 +14,8 @@ import pandas as pd
 
 PATH_LIKE = re.compile(r"[/\\]|^[A-Za-z]:[/\\]|://|\.(mp3|wav|flac|ogg|mid|midi|xml|mxl|krn|abc|sf2|sf3)\b", re.IGNORECASE)
 TIMING_COLUMN = re.compile(r"(^|_)(onset|offset|time|times|timestamp|start|end|position)s?($|_)", re.IGNORECASE)
+# In musical free text (label JSON, **kern) a slash is ordinary ("4/4"); there only absolute paths and URLs count.
+ABSOLUTE_PATH_OR_URL = re.compile(r"://|(^|[\s\"'=(\[])(/|~/|[A-Za-z]:\\)[\w.-]", re.IGNORECASE)
 MIN_TERM_LENGTH = 4  # shorter catalog terms ("Go", "AC") would match ordinary words
 
 
@@ -49,17 +51,28 @@ def _text_values(series: pd.Series) -> list[str]:
     return values
 
 
-def audit_table(table: pd.DataFrame, terms: set[str]) -> list[Finding]:
+def audit_table(table: pd.DataFrame, terms: set[str], references: dict[str, re.Pattern] | None = None,
+                free_text: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
+    """Findings for one table. `references` are columns of relative file references inside the synthetic
+    lake: every value must fully match the column's pattern. `free_text` columns hold musical text (labels,
+    **kern) whose own timings are allowed: they must hold no absolute path, URL or catalog term."""
+    references = references or {}
     findings: list[Finding] = []
     for column in table.columns:
-        if TIMING_COLUMN.search(column):
+        if TIMING_COLUMN.search(column) and column not in free_text:
             findings.append(Finding(column, "timing", "column name says it holds event times"))
         series = table[column]
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
             continue
         for value in _text_values(series):
             folded = value.casefold()
-            if PATH_LIKE.search(value):
+            if column in references:
+                path_problem = not references[column].fullmatch(value)
+            elif column in free_text:
+                path_problem = bool(ABSOLUTE_PATH_OR_URL.search(value))
+            else:
+                path_problem = bool(PATH_LIKE.search(value))
+            if path_problem:
                 findings.append(Finding(column, "path", f"path- or URL-like value {value[:60]!r}"))
                 continue
             leaked = next((t for t in terms if t in folded), None)

@@ -7,6 +7,7 @@ counts and shares. No tags, file names, paths or event times.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import numpy as np
@@ -14,7 +15,6 @@ import pandas as pd
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES, features_at_onsets, isolated_hits
 from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, round_tempo
-from pipeline_project.synthesis.arrangement import DRUM_CLASSES
 
 CADENCE_TYPES = ("authentic", "plagal", "half", "deceptive")
 SONG_FEATURE_COLUMNS = (
@@ -54,41 +54,64 @@ def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
     return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
-def synthetic_examples_table(rendered: list[dict], augmented: list[dict], secret: bytes) -> pd.DataFrame:
-    """One row per clean or augmented example. `rendered` items: the example's labels.json; `augmented`
-    items: record.json of each augmented variant."""
-    by_key = {r["spec"]["example_key"]: r for r in rendered}
-    rows = []
+SYNTHETIC_REFERENCE = re.compile(r"(rendered|augmented|features)/ex-[0-9a-f]{12}(-a\d+)?(/[a-z_]+\.(flac|npy)|/stems|\.npy)")
+SYNTHETIC_REFERENCES = {"mix_path": SYNTHETIC_REFERENCE, "stems_path": SYNTHETIC_REFERENCE, "features_path": SYNTHETIC_REFERENCE}
+SYNTHETIC_FREE_TEXT = frozenset({"labels", "kern", "windows", "augmentation_chain", "humanization", "voices"})
 
-    def base_row(labels: dict) -> dict:
+
+def synthetic_examples_table(entries: list[dict], secret: bytes) -> pd.DataFrame:
+    """One row per clean or augmented example, split by source so one piece never lands in two splits.
+
+    `entries` items: {"key", "variant", "labels" (the example's labels.json, times already moved by any
+    time-stretch), "chain" (augmentation record or None), "mix_path", "stems_path", "features_path", "windows"}.
+    Paths are relative to the synthetic lake and named by neutral example ids.
+    """
+    rows = []
+    for entry in entries:
+        labels, chain = entry["labels"], entry.get("chain")
         spec = labels["spec"]
-        stems = Counter(n["stem"] for n in labels["notes"])
-        return {
-            "source_id": keyed_hash(secret, f"source:{spec['source']}"),
-            "source_kind": spec["source_kind"],
-            "groove_style": spec["groove"],
-            "soundfont": labels["soundfont"].rsplit(".", 1)[0],
-            "tempo_bpm": round_tempo(labels["tempo_bpm"]),
+        steps = {s["name"]: s for s in chain["steps"]} if chain else {}
+        notes = Counter(n["stem"] for n in labels["notes"])
+        rows.append({
+            "example_id": keyed_hash(secret, f"example:{entry['key']}"),
+            "source_id": keyed_hash(secret, f"source:{spec['source']['source_id']}"),
+            "source_kind": spec["source"]["kind"],
+            "source_format": spec["source"]["format"],
+            "licence": spec["source"]["licence"],
+            "variant": entry["variant"],
+            "soundfonts": ",".join(labels["soundfonts"]),
+            "programs": ",".join(f"{v['family']}:{v['program']}" for _, v in sorted(labels["voices"].items())),
+            "voices": json.dumps(labels["voices"], sort_keys=True),
+            "tempo_bpm": round(float(labels["tempo_bpm"]), 1),
             "key_tonic": labels["key"].split(":")[0],
             "key_mode": labels["key"].split(":")[1],
-            "beats_per_bar": int(labels["beats_per_bar"]),
+            "time_signature": labels["time_signature"],
             "duration_bucket": duration_bucket(labels["duration"]),
-            **{f"notes_{stem}": int(stems.get(stem, 0)) for stem in ("drums", "bass", "other", "vocals")},
+            **{f"notes_{stem}": int(notes.get(stem, 0)) for stem in ("drums", "bass", "other", "vocals")},
             "render_seed": int(spec["seed"]),
-            "jitter_ms": float(labels["humanization"]["jitter_ms"]),
-        }
-
-    for key, labels in by_key.items():
-        rows.append({"example_id": keyed_hash(secret, f"example:{key}"), "variant": "clean", **base_row(labels),
-                     "augmentation_seed": -1, "augmentation_chain": "[]", "snr_db": np.nan, "rt60_s": np.nan})
-    for record in augmented:
-        labels = by_key[record["source_example"]]
-        steps = {s["name"]: s for s in record["chain"]["steps"]}
-        rows.append({"example_id": keyed_hash(secret, f"example:{record['augmented_key']}"), "variant": "augmented",
-                     **base_row(labels), "augmentation_seed": int(record["chain"]["seed"]),
-                     "augmentation_chain": json.dumps(record["chain"]["steps"], sort_keys=True),
-                     "snr_db": float(steps["noise"]["snr_db"]), "rt60_s": float(steps["room_reverb"]["rt60_s"])})
-    return pd.DataFrame(rows).sample(frac=1.0, random_state=0).reset_index(drop=True)
+            "humanization": json.dumps(labels["humanization"], sort_keys=True),
+            "augmentation_presets": ",".join(chain["presets"]) if chain else "",
+            "augmentation_seed": int(chain["seed"]) if chain else -1,
+            "augmentation_chain": json.dumps(chain["steps"], sort_keys=True) if chain else "[]",
+            "snr_db": float(steps["noise"]["snr_db"]) if "noise" in steps else np.nan,
+            "noise_kind": steps["noise"]["kind"] if "noise" in steps else "",
+            "rt60_s": float(steps["room"]["room"]["rt60_s"]) if "room" in steps else np.nan,
+            "room_type": steps["room"]["room"]["room_type"] if "room" in steps else "",
+            "stretch_rate": float(labels.get("time_scale", 1.0)),
+            "tuning_cents": float(labels.get("tuning_cents", 0.0)),
+            "mix_path": entry["mix_path"],
+            "stems_path": entry["stems_path"],
+            "features_path": entry["features_path"],
+            "windows": json.dumps(entry["windows"]),
+            "labels": json.dumps({k: labels[k] for k in ("notes", "beats", "downbeats", "chords", "tempo_curve", "drum_hits",
+                                                         "key", "time_signature", "duration")}),
+            "kern": labels.get("kern", ""),
+        })
+    table = pd.DataFrame(rows)
+    if len(table):
+        splits = assign_splits(list(table["source_id"]), secret)
+        table.insert(2, "split", table["source_id"].map(splits))
+    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
 def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes) -> pd.DataFrame:
@@ -97,7 +120,7 @@ def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes)
     rows = []
     for labels, drums, sample_rate in examples:
         group = labels["spec"]["example_key"]
-        hits = isolated_hits([n for n in labels["notes"] if n["stem"] == "drums"], DRUM_CLASSES)
+        hits = isolated_hits([n for n in labels["notes"] if n["stem"] == "drums"])
         features = features_at_onsets(drums, sample_rate, [onset for onset, _ in hits])
         label_at = dict(hits)
         for row in features:

@@ -46,6 +46,16 @@ class StorageResource(dg.ConfigurableResource):
         return self.root / "ground_truth"
 
     @property
+    def scores(self) -> Path:
+        """User MIDI, MusicXML, **kern and ABC files to render."""
+        return self.root / "scores"
+
+    @property
+    def soundfonts(self) -> Path:
+        """User SoundFonts (.sf2/.sf3), used beside the bundled and system ones."""
+        return self.root / "soundfonts"
+
+    @property
     def secret_path(self) -> Path:
         return self.root / ".secrets" / "anonymization.key"
 

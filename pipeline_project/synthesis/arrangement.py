@@ -1,38 +1,42 @@
-"""A multitrack arrangement in score time (quarter notes), and its conversion to timed, labelled events.
+"""A multitrack arrangement in score time (quarter notes), built from a score, a MIDI file or a generator.
 
-Scores come from the music21 corpus; drum and bass parts are generated to fit the score's chords and
-bars. Everything stays in quarter-note time until `perform` turns it into seconds, so one time map moves
-notes, beats and chords together and labels always match the audio.
+Everything stays in quarter-note time until `performance.perform` turns it into seconds, so one time map
+moves notes, beats and chords together and labels always match the audio.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
+from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
+from pipeline_project.synthesis.instruments import PartSpec
+
 STEMS = ("drums", "bass", "other", "vocals")
 
-# General MIDI programs (0-based) used per stem; same-family alternatives for later randomization.
+# The GM program (0-based) each stem is written for when a score names no instrument.
 STEM_PROGRAMS = {
     "vocals": 52,  # choir aahs carries the melody where a singer would
-    "other": 0,  # acoustic grand piano carries the inner harmony voices
+    "other": 0,  # acoustic grand piano carries the inner voices
     "bass": 33,  # electric bass (finger)
+    "drums": 0,  # standard kit (bank 128)
 }
 
-# General MIDI percussion keys and the drum-hit class each one is labelled with.
-DRUM_CLASSES = {
-    36: "kick",
-    38: "snare",
-    42: "closed_hihat",
-    44: "pedal_hihat",
-    46: "open_hihat",
-    49: "crash",
-    51: "ride",
-    45: "tom",
-    47: "tom",
-    50: "tom",
+# Drum-hit articulations and the General MIDI key each is played with. Two helper articulations make
+# sounds but are not hits of their own: "choke" closes a ringing open hi-hat (a half-open hi-hat is an
+# open hi-hat choked early), and "flam_grace" is the soft note just before a flam.
+ARTICULATION_KEYS = {
+    "kick": 36, "snare": 38, "ghost_snare": 38, "flam_snare": 38, "closed_hihat": 42, "pedal_hihat": 44,
+    "open_hihat": 46, "half_open_hihat": 46, "crash": 49, "ride": 51, "ride_bell": 53, "tom": 47,
 }
+HELPER_ARTICULATIONS = {"choke": 42, "flam_grace": 38}
+HIT_CLASSES = tuple(ARTICULATION_KEYS)
+# Articulation of a plain GM drum key, for MIDI files that carry no articulation of their own.
+DRUM_CLASSES = {36: "kick", 35: "kick", 38: "snare", 40: "snare", 42: "closed_hihat", 44: "pedal_hihat",
+                46: "open_hihat", 49: "crash", 57: "crash", 51: "ride", 59: "ride", 53: "ride_bell",
+                41: "tom", 43: "tom", 45: "tom", 47: "tom", 48: "tom", 50: "tom"}
 
 
 @dataclass
@@ -42,11 +46,17 @@ class ScoreNote:
     pitch: int
     velocity: int
     stem: str
+    part: str = ""  # defaults to the stem's name
+    articulation: str = ""  # drum-hit class for drum notes
+    shift_s: float = 0.0  # fixed offset in seconds after the time map (flam grace notes, hi-hat chokes)
+
+    def __post_init__(self):
+        self.part = self.part or self.stem
 
 
 @dataclass
 class Arrangement:
-    """Notes of every stem plus the score-derived labels, in quarter-note time."""
+    """Notes of every part plus the score-derived labels, in quarter-note time."""
 
     name: str
     origin: str
@@ -57,18 +67,39 @@ class Arrangement:
     key: str  # e.g. "e:minor"
     notes: list[ScoreNote] = field(default_factory=list)
     chords: list[tuple[float, float, str]] = field(default_factory=list)  # (start_ql, end_ql, "A:min")
+    time_signature: str = ""
+    beat_ql: float = 1.0  # 1.5 for compound meters (6/8, 12/8)
+    programs: dict[str, int] = field(default_factory=dict)  # part -> written GM program
+    kern: str = ""  # the **kern text, when the source is **kern
+
+    def __post_init__(self):
+        self.time_signature = self.time_signature or f"{self.beats_per_bar}/4"
+
+    @property
+    def bar_ql(self) -> float:
+        return self.beats_per_bar * self.beat_ql
 
     def beats_ql(self) -> list[float]:
-        return [float(b) for b in np.arange(0.0, self.length_ql, 1.0)]
+        return [float(b) for b in np.arange(self.pickup_ql % self.beat_ql, self.length_ql - 1e-9, self.beat_ql)]
 
     def downbeats_ql(self) -> list[float]:
-        return [float(b) for b in np.arange(self.pickup_ql, self.length_ql, self.beats_per_bar)]
+        return [float(b) for b in np.arange(self.pickup_ql, self.length_ql - 1e-9, self.bar_ql)]
 
     def chord_at(self, ql: float) -> str:
         for start, end, label in self.chords:
             if start <= ql < end:
                 return label
         return "N"
+
+    def parts(self) -> list[PartSpec]:
+        stems = {}
+        for note in self.notes:
+            stems.setdefault(note.part, note.stem)
+        return [PartSpec(name, stem, self.programs.get(name, STEM_PROGRAMS[stem]), stem == "drums")
+                for name, stem in stems.items()]
+
+    def with_notes(self, extra: list[ScoreNote]) -> Arrangement:
+        return replace(self, notes=self.notes + extra)
 
     def repeated(self, times: int) -> Arrangement:
         """The arrangement played `times` times in a row (to reach a minimum length)."""
@@ -77,10 +108,9 @@ class Arrangement:
         notes, chords = [], []
         for i in range(times):
             shift = i * self.length_ql
-            notes += [ScoreNote(n.start_ql + shift, n.duration_ql, n.pitch, n.velocity, n.stem) for n in self.notes]
+            notes += [replace(n, start_ql=n.start_ql + shift) for n in self.notes]
             chords += [(s + shift, e + shift, c) for s, e, c in self.chords]
-        return Arrangement(self.name, self.origin, self.licence, self.beats_per_bar, self.pickup_ql,
-                           self.length_ql * times, self.key, notes, chords)
+        return replace(self, notes=notes, chords=chords, length_ql=self.length_ql * times)
 
 
 def _chord_label(music21_chord) -> str:
@@ -92,135 +122,185 @@ def _chord_label(music21_chord) -> str:
     return f"{root}:{quality}" if quality else f"{root}:maj" if music21_chord.isDominantSeventh() else f"{root}:other"
 
 
-def from_corpus(name: str, max_ql: float | None = None) -> Arrangement:
+def _merge(chords: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    merged: list[tuple[float, float, str]] = []
+    for start, end, label in chords:
+        if merged and merged[-1][2] == label and abs(merged[-1][1] - start) < 1e-9:
+            merged[-1] = (merged[-1][0], end, label)
+        else:
+            merged.append((start, end, label))
+    return merged
+
+
+TRIADS = {"maj": (0, 4, 7), "min": (0, 3, 7)}
+DEGREES = {"major": ((0, "maj"), (5, "maj"), (7, "maj"), (9, "min"), (2, "min")),
+           "minor": ((0, "min"), (5, "min"), (7, "maj"), (8, "maj"), (3, "maj"))}
+PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+
+
+def harmonize(notes: list[ScoreNote], key: str, length_ql: float, span_ql: float, pickup_ql: float) -> list[tuple[float, float, str]]:
+    """Chords for a melody alone: per span (a bar), the diatonic triad of the key covering most of its notes,
+    weighted by duration; ties go to the simpler function (I, IV, V before vi, ii)."""
+    from music21 import pitch as m21pitch
+
+    tonic_name, mode = key.split(":")
+    tonic = m21pitch.Pitch(tonic_name.replace("b", "-")).pitchClass
+    starts = [0.0] + [float(s) for s in np.arange(pickup_ql, length_ql - 1e-9, span_ql) if s > 0]
+    chords = []
+    for index, start in enumerate(starts):
+        end = starts[index + 1] if index + 1 < len(starts) else length_ql
+        weight = np.zeros(12)
+        for note in notes:
+            overlap = min(end, note.start_ql + note.duration_ql) - max(start, note.start_ql)
+            if overlap > 0:
+                weight[note.pitch % 12] += overlap
+        best, best_score = DEGREES[mode][0], -1.0
+        for degree, quality in DEGREES[mode]:
+            score = sum(weight[(tonic + degree + i) % 12] for i in TRIADS[quality])
+            if score > best_score + 1e-9:
+                best, best_score = (degree, quality), score
+        chords.append((start, end, f"{PITCH_NAMES[(tonic + best[0]) % 12]}:{best[1]}"))
+    return _merge(chords)
+
+
+def chord_notes(chords: list[tuple[float, float, str]], stem: str = "other", velocity: int = 62) -> list[ScoreNote]:
+    """A sustained close-position triad (around middle C) for each chord segment: an accompaniment pad."""
+    notes = []
+    for start, end, label in chords:
+        if label == "N" or label.split(":")[1] not in TRIADS:
+            continue
+        root = PITCH_NAMES.index(label.split(":")[0]) if label.split(":")[0] in PITCH_NAMES else None
+        if root is None:
+            continue
+        for interval in TRIADS[label.split(":")[1]]:
+            notes.append(ScoreNote(start, end - start, 55 + (root + interval - 7) % 12, velocity, stem))
+    return notes
+
+
+def from_score(score, name: str, origin: str, licence: str, max_ql: float | None = None, kern: str = "") -> Arrangement:
     """Melody (top part) to the vocals stem, inner voices to the other stem; chords from the chordified score.
 
-    The score's own bass voice is dropped: the bass stem is generated from the chords (see grooves.py).
+    The score's own bass voice is dropped: a bass line following the chords is generated (see grooves.py).
+    A single-line tune (a folk song in ABC, say) is harmonized one chord per bar, and the chords are added
+    to the other stem as a pad, so the chord labels always describe what is heard.
     """
     from music21 import chord as m21chord
-    from music21 import corpus
 
-    score = corpus.parse(name)
     key = score.analyze("key")
+    key_label = f"{key.tonic.name.replace('-', 'b')}:{'minor' if key.mode == 'minor' else 'major'}"
     time_signature = score.recurse().getElementsByClass("TimeSignature").first()
-    beats_per_bar = int(time_signature.numerator) if time_signature else 4
-    first_measure = score.parts[0].getElementsByClass("Measure").first()
-    bar_ql = float(time_signature.barDuration.quarterLength) if time_signature else 4.0
+    numerator = int(time_signature.numerator) if time_signature else 4
+    denominator = int(time_signature.denominator) if time_signature else 4
+    compound = denominator == 8 and numerator in (6, 9, 12)
+    beat_ql = 1.5 if compound else 4.0 / denominator
+    beats_per_bar = numerator // 3 if compound else numerator
+    bar_ql = beats_per_bar * beat_ql
+    parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
+    first_measure = parts[0].getElementsByClass("Measure").first()
     pickup = float(first_measure.duration.quarterLength) if first_measure is not None else 0.0
     pickup = pickup if 0 < pickup < bar_ql else 0.0
     length = float(score.highestTime) if max_ql is None else min(float(score.highestTime), max_ql)
 
-    parts = list(score.parts)
+    voiced = parts[:-1] if len(parts) > 2 else parts[:1] if len(parts) == 1 else parts
     notes: list[ScoreNote] = []
-    for index, part in enumerate(parts[:-1]):
+    for index, part in enumerate(voiced):
         stem = "vocals" if index == 0 else "other"
         for element in part.stripTies().flatten().notes:
-            start = float(element.offset)
-            duration = float(element.quarterLength)
+            start, duration = float(element.offset), float(element.quarterLength)
             if duration <= 0 or start >= length:
                 continue
             for pitch in element.pitches:
                 notes.append(ScoreNote(start, min(duration, length - start), int(pitch.midi), 84 if stem == "vocals" else 70, stem))
 
-    # Harmony in these scores moves on the beat; chordify also yields a chord for every passing note, so the
-    # label of each beat is the chord sounding at its onset, held for the whole beat.
-    sonorities = [(float(c.offset), float(c.offset + c.quarterLength), c)
-                  for c in score.chordify().flatten().getElementsByClass(m21chord.Chord)]
-    chords: list[tuple[float, float, str]] = []
-    for beat in np.arange(0.0, length, 1.0):
-        sounding = next((c for start, end, c in sonorities if start <= beat < end), None)
-        label = _chord_label(sounding) if sounding is not None else "N"
-        end = float(min(beat + 1.0, length))
-        if chords and chords[-1][2] == label:
-            chords[-1] = (chords[-1][0], end, label)
-        else:
-            chords.append((float(beat), end, label))
+    if len(voiced) == 1:
+        chords = harmonize(notes, key_label, length, bar_ql, pickup)
+        notes += chord_notes(chords)
+    else:
+        # Harmony in these scores moves on the beat; chordify also yields a chord for every passing note, so
+        # the label of each beat is the chord sounding at its onset, held for the whole beat.
+        sonorities = [(float(c.offset), float(c.offset + c.quarterLength), c)
+                      for c in score.chordify().flatten().getElementsByClass(m21chord.Chord)]
+        chords = []
+        for beat in np.arange(0.0, length, beat_ql):
+            sounding = next((c for start, end, c in sonorities if start <= beat < end), None)
+            chords.append((float(beat), float(min(beat + beat_ql, length)), _chord_label(sounding) if sounding is not None else "N"))
+        chords = _merge(chords)
 
-    mode = "minor" if key.mode == "minor" else "major"
-    return Arrangement(
-        name=name,
-        origin=f"music21 corpus: {name}",
-        licence="public domain (music21 corpus)",
-        beats_per_bar=beats_per_bar,
-        pickup_ql=pickup,
-        length_ql=length,
-        key=f"{key.tonic.name.replace('-', 'b')}:{mode}",
-        notes=notes,
-        chords=chords,
-    )
+    return Arrangement(name=name, origin=origin, licence=licence, beats_per_bar=beats_per_bar, pickup_ql=pickup,
+                       length_ql=length, key=key_label, notes=notes, chords=chords,
+                       time_signature=f"{numerator}/{denominator}", beat_ql=beat_ql, kern=kern)
 
 
-@dataclass
-class TimedNote:
-    onset: float
-    offset: float
-    pitch: int
-    velocity: int
-    stem: str
-    program: int
-    is_drum: bool
+@lru_cache(maxsize=64)
+def from_corpus(name: str, max_ql: float | None = None, number: int | None = None) -> Arrangement:
+    """A piece of the music21 corpus (MusicXML, **kern or ABC; `number` picks one tune of an ABC book).
+    Cached: parsing and chordifying dominate, and callers never modify an arrangement in place."""
+    from music21 import corpus
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class Performance:
-    """An arrangement played at a tempo with human timing: every label in seconds, aligned with the audio."""
-
-    notes: list[TimedNote]
-    beats: list[float]
-    downbeats: list[float]
-    chords: list[tuple[float, float, str]]
-    tempo_bpm: float
-    key: str
-    beats_per_bar: int
-    duration: float
-    humanization: dict
-
-    def labels(self) -> dict:
-        return {
-            "tempo_bpm": self.tempo_bpm,
-            "key": self.key,
-            "beats_per_bar": self.beats_per_bar,
-            "beats": self.beats,
-            "downbeats": self.downbeats,
-            "chords": [list(c) for c in self.chords],
-            "notes": [n.to_dict() for n in self.notes],
-            "duration": self.duration,
-            "humanization": self.humanization,
-        }
+    path = Path(str(corpus.getWork(name)))
+    score = corpus.parse(name, number=number) if number is not None else corpus.parse(name)
+    label = f"{name}#{number}" if number is not None else name
+    kern = path.read_text(errors="replace") if path.suffix == ".krn" else ""
+    return from_score(score, label, f"music21 corpus: {label}", "public domain (music21 corpus)", max_ql, kern)
 
 
-def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, jitter_ms: float = 8.0,
-            velocity_spread: int = 8, detune_cents: float = 10.0, programs: dict[str, int] | None = None) -> Performance:
-    """Turn score time into seconds with per-note timing jitter, velocity variation and per-stem detuning.
+def from_file(path: str | Path, max_ql: float | None = None) -> Arrangement:
+    """A user's score or MIDI file: MIDI keeps its own instruments and drums; scores go through from_score."""
+    path = Path(path)
+    licence = "user-supplied: check the rights before sharing"
+    if path.suffix.lower() in (".mid", ".midi"):
+        return from_midi(path, max_ql)
+    from music21 import converter
 
-    Beats, downbeats and chords follow the nominal tempo grid; note labels carry the jittered times that
-    are actually rendered.
-    """
-    rng = np.random.default_rng(seed)
-    programs = {**STEM_PROGRAMS, **(programs or {})}
-    seconds_per_ql = 60.0 / tempo_bpm
-    timed: list[TimedNote] = []
-    for note in sorted(arrangement.notes, key=lambda n: (n.start_ql, n.stem, n.pitch)):
-        jitter = rng.normal(0.0, jitter_ms / 1000.0) if jitter_ms > 0 else 0.0
-        onset = max(0.0, note.start_ql * seconds_per_ql + jitter)
-        offset = max(onset + 0.03, (note.start_ql + note.duration_ql) * seconds_per_ql + jitter)
-        velocity = int(np.clip(note.velocity + rng.integers(-velocity_spread, velocity_spread + 1), 1, 127))
-        is_drum = note.stem == "drums"
-        timed.append(TimedNote(round(onset, 6), round(offset, 6), note.pitch, velocity, note.stem,
-                               -1 if is_drum else programs[note.stem], is_drum))
-    detune = {stem: float(rng.uniform(-detune_cents, detune_cents)) for stem in STEMS if stem != "drums"}
-    duration = arrangement.length_ql * seconds_per_ql + 1.5  # room for the last notes to ring out
-    return Performance(
-        notes=timed,
-        beats=[round(b * seconds_per_ql, 6) for b in arrangement.beats_ql()],
-        downbeats=[round(b * seconds_per_ql, 6) for b in arrangement.downbeats_ql()],
-        chords=[(round(s * seconds_per_ql, 6), round(e * seconds_per_ql, 6), c) for s, e, c in arrangement.chords],
-        tempo_bpm=float(tempo_bpm),
-        key=arrangement.key,
-        beats_per_bar=arrangement.beats_per_bar,
-        duration=round(duration, 6),
-        humanization={"seed": seed, "jitter_ms": jitter_ms, "velocity_spread": velocity_spread, "detune_cents": detune},
-    )
+    kern = path.read_text(errors="replace") if path.suffix.lower() == ".krn" else ""
+    return from_score(converter.parse(str(path)), path.stem, "user score file", licence, max_ql, kern)
+
+
+def from_midi(path: Path, max_ql: float | None = None) -> Arrangement:
+    """A MIDI file in quarter-note time: drums to the drums stem, bass-family parts to bass, the highest
+    melodic part to vocals, the rest to other; every part keeps its written program."""
+    import pretty_midi
+
+    from pipeline_project.synthesis.instruments import family_of
+
+    midi = pretty_midi.PrettyMIDI(str(path))
+    resolution = float(midi.resolution)
+
+    def ql(seconds: float) -> float:
+        return midi.time_to_tick(seconds) / resolution
+
+    melodic = [i for i in midi.instruments if not i.is_drum and i.notes]
+    lead = max(melodic, key=lambda i: np.mean([n.pitch for n in i.notes]), default=None)
+    notes, programs = [], {}
+    length = ql(midi.get_end_time())
+    length = min(length, max_ql) if max_ql else length
+    for index, instrument in enumerate(midi.instruments):
+        stem = ("drums" if instrument.is_drum else "bass" if family_of(instrument.program) == "bass"
+                else "vocals" if instrument is lead else "other")
+        part = f"{stem}:{index}"
+        programs[part] = 0 if instrument.is_drum else instrument.program
+        for n in instrument.notes:
+            start = ql(n.start)
+            if start >= length:
+                continue
+            articulation = DRUM_CLASSES.get(n.pitch, "") if instrument.is_drum else ""
+            notes.append(ScoreNote(start, max(ql(n.end) - start, 1 / 32), n.pitch, n.velocity, stem, part, articulation))
+    numerator = midi.time_signature_changes[0].numerator if midi.time_signature_changes else 4
+    denominator = midi.time_signature_changes[0].denominator if midi.time_signature_changes else 4
+    pitched = [n for n in notes if n.stem != "drums"]
+    key = _key_of(pitched)
+    bar_ql = numerator * 4.0 / denominator
+    chords = harmonize(pitched, key, length, bar_ql, 0.0) if pitched else []
+    return Arrangement(path.stem, "user MIDI file", "user-supplied: check the rights before sharing", numerator, 0.0,
+                       length, key, notes, chords, f"{numerator}/{denominator}", 4.0 / denominator, programs)
+
+
+def _key_of(notes: list[ScoreNote]) -> str:
+    from music21 import note as m21note
+    from music21 import stream
+
+    line = stream.Stream()
+    for n in notes[:2000]:
+        line.insert(n.start_ql, m21note.Note(n.pitch, quarterLength=max(n.duration_ql, 0.125)))
+    key = line.analyze("key")
+    return f"{key.tonic.name.replace('-', 'b')}:{'minor' if key.mode == 'minor' else 'major'}"

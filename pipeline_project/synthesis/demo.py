@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline_project.audio.io import write_audio, write_mp3, write_text_atomic
-from pipeline_project.synthesis.arrangement import from_corpus, perform
+from pipeline_project.synthesis.arrangement import from_corpus
 from pipeline_project.synthesis.grooves import with_rhythm_section
+from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
 
 MIN_SONG_SECONDS = 30.0
@@ -45,14 +46,14 @@ def build_demo_song(song: DemoSong, incoming: Path, ground_truth: Path, seed: in
     seconds = arrangement.length_ql * 60.0 / song.tempo_bpm
     arrangement = arrangement.repeated(int(-(-MIN_SONG_SECONDS // seconds)))
     arrangement = with_rhythm_section(arrangement, song.groove, seed)
-    performance = perform(arrangement, song.tempo_bpm, seed=seed)
+    performance = perform(arrangement, song.tempo_bpm, seed=seed, humanization=STEADY_TEMPO)
     audio = render(performance)
 
     truth_dir = ground_truth / song.slug
     for stem, samples in audio.stems.items():
         write_audio(truth_dir / "stems" / f"{stem}.flac", samples, audio.sample_rate)
     labels = performance.labels() | {"origin": arrangement.origin, "licence": arrangement.licence,
-                                     "soundfont": audio.soundfont, "tags": song.tags}
+                                     "soundfonts": audio.soundfonts, "tags": song.tags}
     write_text_atomic(truth_dir / "labels.json", json.dumps(labels, indent=1))
 
     mp3_path = incoming / f"{song.slug}.mp3"

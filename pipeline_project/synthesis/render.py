@@ -1,30 +1,36 @@
-"""FluidSynth rendering: each stem alone, then the mix as the exact sum of the stems.
-
-pretty_midi drives pyfluidsynth, which loads the system's libfluidsynth; every SoundFont found is usable.
+"""FluidSynth rendering: every part alone through pyfluidsynth and the system's libfluidsynth, stems
+loudness-normalized (ITU-R BS.1770), the mix their sum, limited by one gain curve applied to every stem
+so that the stems still add up exactly to the mix.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from pipeline_project.errors import RenderError
-from pipeline_project.synthesis.arrangement import STEMS, Performance
+from pipeline_project.synthesis.arrangement import STEMS
+from pipeline_project.synthesis.instruments import DRUM_BANK
+from pipeline_project.synthesis.performance import Performance
 
 SAMPLE_RATE = 44_100
-# Well-known install locations of free General MIDI SoundFonts (Debian packages fluid-soundfont-gm, musescore-general-soundfont).
+# Well-known install locations of free General MIDI SoundFonts (Debian packages fluid-soundfont-gm,
+# musescore-general-soundfont).
 SYSTEM_SOUNDFONTS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
     "/usr/share/sounds/sf2/MuseScore_General.sf2",
     "/usr/share/sounds/sf3/MuseScore_General.sf3",
 )
-# Relative level of each stem in the mix (RMS in dBFS before the mix is normalized).
-STEM_LEVELS_DB = {"drums": -18.0, "bass": -20.0, "other": -23.0, "vocals": -20.0}
-STEM_PAN = {"drums": 0.0, "bass": 0.0, "other": -0.25, "vocals": 0.1}
-MIX_PEAK = 10 ** (-1.0 / 20)
+# Loudness of each stem (LUFS, BS.1770) before the mix is limited.
+STEM_LOUDNESS_LUFS = {"drums": -20.0, "bass": -22.0, "other": -24.0, "vocals": -21.0}
+MIX_CEILING_DB = -1.0
+DRUM_CHANNEL, MELODIC_CHANNEL = 9, 0
+PITCH_BEND_RANGE_SEMITONES = 2
 
 
 def bundled_soundfont() -> Path:
@@ -33,69 +39,172 @@ def bundled_soundfont() -> Path:
     return Path(pretty_midi.__file__).parent / "TimGM6mb.sf2"
 
 
-def available_soundfonts(user_dir: str | os.PathLike | None = None) -> list[Path]:
-    """The SoundFont shipped with pretty_midi, then system GM SoundFonts, then the user's own."""
-    found = [bundled_soundfont()]
-    found += [Path(p) for p in SYSTEM_SOUNDFONTS if Path(p).is_file()]
+def available_soundfonts(user_dir: str | os.PathLike | None = None) -> dict[str, Path]:
+    """File name -> path of every usable SoundFont: pretty_midi's bundled one, the system's GM SoundFonts,
+    then the user's own folder. A name seen twice keeps its first path."""
+    found = [bundled_soundfont()] + [Path(p) for p in SYSTEM_SOUNDFONTS if Path(p).is_file()]
     if user_dir and Path(user_dir).is_dir():
         found += sorted(p for p in Path(user_dir).iterdir() if p.suffix.lower() in (".sf2", ".sf3"))
-    return found
+    catalog: dict[str, Path] = {}
+    for path in found:
+        catalog.setdefault(path.name, path)
+    return catalog
+
+
+def _fluidsynth():
+    try:
+        import fluidsynth
+    except (ImportError, OSError) as exc:
+        raise RenderError(
+            f"FluidSynth is not available ({exc}); install the system library "
+            "(Debian/Ubuntu: apt-get install libfluidsynth3; Fedora: dnf install fluidsynth-libs; macOS: brew install fluid-synth)"
+        ) from exc
+    return fluidsynth
+
+
+class FluidSynthEngine:
+    """Renders one part at a time, each in a new FluidSynth instance, with FluidSynth's own reverb and chorus
+    off (rooms are the augmentation's job).
+
+    A fresh instance per part is what makes rendering reproducible: a reused one carries voice state from
+    the parts it played before, and the same part then comes out slightly different. With dynamic sample
+    loading a new instance costs milliseconds, since only the samples a part plays are read.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE):
+        self.fluidsynth = _fluidsynth()
+        self.sample_rate = sample_rate
+        fl = self.fluidsynth._fl
+        self._write = fl.fluid_synth_write_float
+        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
+                                ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._write.restype = ctypes.c_int
+
+    def _synth(self, soundfont: Path):
+        if not soundfont.is_file():
+            raise RenderError(f"{soundfont}: SoundFont not found")
+        synth = self.fluidsynth.Synth(gain=0.5, samplerate=float(self.sample_rate), **{
+            "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 512, "synth.dynamic-sample-loading": 1})
+        sfid = synth.sfload(str(soundfont))
+        if sfid < 0:
+            synth.delete()
+            raise RenderError(f"{soundfont}: FluidSynth could not load this SoundFont")
+        return synth, sfid
+
+    def presets(self, soundfont: Path) -> set[tuple[int, int]]:
+        synth, sfid = self._synth(soundfont)
+        try:
+            return {(bank, program) for bank in (0, DRUM_BANK) for program in range(128) if synth.sfpreset_name(sfid, bank, program)}
+        finally:
+            synth.delete()
+
+    def render_part(self, notes, soundfont: Path, bank: int, program: int, detune_cents: float, frames: int) -> np.ndarray:
+        """(2, frames) float32 of one part; `notes` have onset, offset, pitch, velocity."""
+        synth, sfid = self._synth(soundfont)
+        try:
+            channel = DRUM_CHANNEL if bank == DRUM_BANK else MELODIC_CHANNEL
+            if synth.program_select(channel, sfid, bank, program) != 0:
+                raise RenderError(f"{soundfont.name}: no preset bank {bank} program {program}")
+            if channel == MELODIC_CHANNEL:
+                synth.pitch_bend(channel, int(round(detune_cents / (100 * PITCH_BEND_RANGE_SEMITONES) * 8192)))
+            events = sorted([(int(round(n.onset * self.sample_rate)), 1, n.pitch, n.velocity) for n in notes]
+                            + [(int(round(n.offset * self.sample_rate)), 0, n.pitch, 0) for n in notes])
+            out = np.zeros((2, frames), dtype=np.float32)
+            position = 0
+            for frame, is_on, pitch, velocity in events:
+                frame = min(frame, frames)
+                if frame > position:
+                    self._write(synth.synth, frame - position, out[0, position:].ctypes.data, 0, 1,
+                                out[1, position:].ctypes.data, 0, 1)
+                    position = frame
+                if is_on:
+                    synth.noteon(channel, pitch, velocity)
+                else:
+                    synth.noteoff(channel, pitch)
+            if frames > position:
+                self._write(synth.synth, frames - position, out[0, position:].ctypes.data, 0, 1, out[1, position:].ctypes.data, 0, 1)
+            return out
+        finally:
+            synth.delete()
+
+
+@lru_cache(maxsize=2)
+def engine(sample_rate: int = SAMPLE_RATE) -> FluidSynthEngine:
+    return FluidSynthEngine(sample_rate)
+
+
+@lru_cache(maxsize=32)
+def _presets(path: str, mtime: float) -> frozenset[tuple[int, int]]:
+    return frozenset(engine().presets(Path(path)))
+
+
+def soundfont_presets(catalog: dict[str, Path]) -> dict[str, set[tuple[int, int]]]:
+    return {name: set(_presets(str(path), path.stat().st_mtime)) for name, path in catalog.items()}
 
 
 @dataclass
 class RenderedAudio:
     stems: dict[str, np.ndarray]  # stem -> (2, frames) float32
     sample_rate: int
-    soundfont: str
+    soundfonts: list[str]
+    stem_loudness_lufs: dict[str, float]
+    limiter_gain_db: float  # the most the mix limiter turned it down
 
     @property
     def mix(self) -> np.ndarray:
         return np.sum([self.stems[s] for s in STEMS], axis=0).astype(np.float32)
 
 
-def _pan(mono: np.ndarray, position: float) -> np.ndarray:
-    angle = (position + 1.0) * np.pi / 4.0  # constant-power law
-    return np.stack([mono * np.cos(angle), mono * np.sin(angle)]) * np.sqrt(2.0)
+def loudness_gain(audio: np.ndarray, sample_rate: int, target_lufs: float) -> float:
+    """Linear gain that brings (2, frames) audio to `target_lufs` integrated loudness (ITU-R BS.1770-4)."""
+    import pyloudnorm
+
+    if audio.shape[1] < int(0.5 * sample_rate) or not np.any(audio):
+        return 1.0
+    loudness = pyloudnorm.Meter(sample_rate).integrated_loudness(audio.T.astype(np.float64))
+    return 1.0 if not np.isfinite(loudness) else float(10 ** ((target_lufs - loudness) / 20))
 
 
-def _render_stem(performance: Performance, stem: str, soundfont: Path, frames: int) -> np.ndarray:
-    import pretty_midi
+def limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB,
+                 lookahead_ms: float = 5.0, release_ms: float = 80.0) -> np.ndarray:
+    """A look-ahead peak limiter's gain curve: never lets |mix * gain| exceed the ceiling, opens smoothly."""
+    from scipy.ndimage import maximum_filter1d, minimum_filter1d
+    from scipy.signal import lfilter
 
-    notes = [n for n in performance.notes if n.stem == stem]
-    if not notes:
-        return np.zeros(frames, dtype=np.float32)
-    instrument = pretty_midi.Instrument(program=max(notes[0].program, 0), is_drum=notes[0].is_drum, name=stem)
-    for note in notes:
-        instrument.notes.append(pretty_midi.Note(note.velocity, note.pitch, note.onset, note.offset))
-    cents = performance.humanization.get("detune_cents", {}).get(stem, 0.0)
-    if cents and not notes[0].is_drum:
-        instrument.pitch_bends.append(pretty_midi.PitchBend(int(round(cents / 200.0 * 8192)), 0.0))
-    try:
-        audio = instrument.fluidsynth(fs=SAMPLE_RATE, sf2_path=str(soundfont))
-    except ImportError as exc:
-        raise RenderError(
-            f"FluidSynth is not available ({exc}); install the system library (Debian/Ubuntu: apt-get install libfluidsynth3)"
-        ) from exc
-    out = np.zeros(frames, dtype=np.float32)
-    n = min(frames, audio.shape[0])
-    out[:n] = audio[:n]
-    return out
+    ceiling = 10 ** (ceiling_db / 20)
+    peak = np.max(np.abs(mix), axis=0)
+    if peak.max() <= ceiling:
+        return np.ones(mix.shape[1], dtype=np.float32)
+    window = max(1, int(lookahead_ms / 1000 * sample_rate))
+    needed = np.minimum(1.0, ceiling / np.maximum(maximum_filter1d(peak, 2 * window + 1), 1e-12))
+    # Release: the gain recovers with a one-pole filter, but never above what a peak needs.
+    alpha = np.exp(-1.0 / (release_ms / 1000 * sample_rate))
+    held = minimum_filter1d(needed, 2 * window + 1)
+    smoothed = lfilter([1 - alpha], [1, -alpha], held - 1.0, zi=[0.0])[0] + 1.0
+    return np.minimum(np.minimum(smoothed, needed), 1.0).astype(np.float32)
 
 
-def render(performance: Performance, soundfont: str | os.PathLike | None = None) -> RenderedAudio:
-    """Render every stem of a performance alone and balance them; the mix is their sum, peaking at -1 dBFS."""
-    soundfont = Path(soundfont) if soundfont else bundled_soundfont()
-    if not soundfont.is_file():
-        raise RenderError(f"{soundfont}: SoundFont not found")
+def render(performance: Performance, catalog: dict[str, Path] | None = None) -> RenderedAudio:
+    """Render each part alone with its voice, sum parts into stems, normalize each stem's loudness, and limit
+    the mix with one gain curve applied to every stem."""
+    catalog = catalog or available_soundfonts()
+    synth = engine()
     frames = int(round(performance.duration * SAMPLE_RATE))
-    stems: dict[str, np.ndarray] = {}
+    stems = {stem: np.zeros((2, frames), dtype=np.float32) for stem in STEMS}
+    by_part: dict[str, list] = {}
+    for note in performance.notes:
+        by_part.setdefault(note.part, []).append(note)
+    for part, notes in by_part.items():
+        voice = performance.voices[part]
+        if voice.soundfont not in catalog:
+            raise RenderError(f"SoundFont {voice.soundfont!r} is not available (known: {', '.join(catalog)})")
+        stems[notes[0].stem] += synth.render_part(notes, catalog[voice.soundfont], voice.bank, voice.program,
+                                                  performance.detune_cents.get(part, 0.0), frames)
+    loudness = {}
     for stem in STEMS:
-        mono = _render_stem(performance, stem, soundfont, frames)
-        active = mono[np.abs(mono) > 1e-4]
-        if active.size:
-            rms = float(np.sqrt(np.mean(active**2)))
-            mono = mono * (10 ** (STEM_LEVELS_DB[stem] / 20) / rms)
-        stems[stem] = _pan(mono, STEM_PAN[stem]).astype(np.float32)
-    peak = float(np.max(np.abs(np.sum(list(stems.values()), axis=0)))) or 1.0
-    gain = MIX_PEAK / peak
-    return RenderedAudio({s: (a * gain).astype(np.float32) for s, a in stems.items()}, SAMPLE_RATE, soundfont.name)
+        stems[stem] *= loudness_gain(stems[stem], SAMPLE_RATE, STEM_LOUDNESS_LUFS[stem])
+        loudness[stem] = STEM_LOUDNESS_LUFS[stem] if np.any(stems[stem]) else float("-inf")
+    gain = limiter_gain(np.sum(list(stems.values()), axis=0), SAMPLE_RATE)
+    stems = {stem: (audio * gain).astype(np.float32) for stem, audio in stems.items()}
+    used = sorted({v.soundfont for v in performance.voices.values()})
+    return RenderedAudio(stems, SAMPLE_RATE, used, loudness, round(float(20 * np.log10(max(gain.min(), 1e-9))), 2))
