@@ -29,7 +29,7 @@ from pipeline_project.synthesis.render import render
 
 PIECES = ("bach/bwv1.6", "bach/bwv2.6", "bach/bwv3.6", "bach/bwv4.8", "bach/bwv5.7", "bach/bwv6.6",
           "bach/bwv8.6", "bach/bwv9.7", "bach/bwv11.6", "bach/bwv13.6")
-STYLES = ("rock", "funk", "offbeat", "ride")
+STYLES = ("rock", "funk", "disco", "jazz_ride")
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])
 

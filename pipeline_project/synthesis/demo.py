@@ -35,7 +35,7 @@ DEMO_SONGS = (
              {"title": "Velvet Tidewater", "artist": "Mirela Okonkwo-Hart", "album": "Orchard Demos", "year": "2022", "genre": "Folk"}),
     DemoSong("glasshouse_parade", "bach/bwv347", 96, "funk",
              {"title": "Glasshouse Parade", "artist": "Quillon Brassworks", "album": "Night Ferry Sessions", "year": "2019", "genre": "Funk"}),
-    DemoSong("northbound_cinders", "bach/bwv40.8", 120, "offbeat",
+    DemoSong("northbound_cinders", "bach/bwv40.8", 120, "disco",
              {"title": "Northbound Cinders", "artist": "Saoirse Vantablue", "album": "Night Ferry Sessions", "year": "2023", "genre": "Pop"}),
 )
 

@@ -21,8 +21,8 @@ K, S, G, F, CH, PH, OH, HO, CR, RD, RB, TM = ("kick", "snare", "ghost_snare", "f
 # meter: (numerator, denominator); bar: one bar of hits.
 GROOVE_STYLES: dict[str, dict] = {
     "rock": {"meter": (4, 4), "bar": [
-        (0.0, K, 105), (0.0, CH, 80), (0.5, CH, 70), (1.0, S, 100), (1.0, CH, 78), (1.5, CH, 72),
-        (2.0, K, 100), (2.0, CH, 80), (2.5, OH, 80), (3.0, S, 102), (3.5, CH, 68)]},
+        (0.0, K, 105), (0.5, CH, 70), (1.0, S, 100), (1.5, CH, 72), (2.0, K, 100), (2.5, OH, 80), (3.0, S, 102),
+        (3.5, CH, 68)]},
     "disco": {"meter": (4, 4), "bar": [
         (0.0, K, 110), (0.5, OH, 78), (1.0, K, 104), (1.0, S, 96), (1.5, OH, 80),
         (2.0, K, 108), (2.5, OH, 76), (3.0, K, 104), (3.0, S, 98), (3.5, OH, 82)]},

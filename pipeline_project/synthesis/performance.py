@@ -268,3 +268,26 @@ def stretch_labels(labels: dict, rate: float, cents: float = 0.0) -> dict:
         "time_scale": labels.get("time_scale", 1.0) * rate,
         "tuning_cents": labels.get("tuning_cents", 0.0) + cents,
     }
+
+
+def midi_performance(path, soundfont: str) -> Performance:
+    """A MIDI file played exactly as written (its own timing, velocities and programs) with one SoundFont:
+    what a plain MIDI renderer does, for comparisons and for rendering a user's MIDI file untouched."""
+    import pretty_midi
+
+    from pipeline_project.synthesis.instruments import DRUM_BANK, family_of
+
+    midi = pretty_midi.PrettyMIDI(str(path))
+    notes, voices = [], {}
+    for index, instrument in enumerate(midi.instruments):
+        stem = "drums" if instrument.is_drum else "bass" if family_of(instrument.program) == "bass" else "other"
+        part = f"{stem}:{index}"
+        program = 0 if instrument.is_drum else instrument.program
+        voices[part] = Voice(soundfont, DRUM_BANK if instrument.is_drum else 0, program, family_of(program, instrument.is_drum))
+        notes += [TimedNote(float(n.start), float(n.end), n.pitch, n.velocity, stem, part, program, voices[part].bank,
+                            soundfont, instrument.is_drum) for n in instrument.notes]
+    beats = [float(b) for b in midi.get_beats()]
+    return Performance(notes=sorted(notes, key=lambda n: n.onset), beats=beats, downbeats=[float(b) for b in midi.get_downbeats()],
+                       tempo_curve=[(b, float(midi.estimate_tempo())) for b in beats[:1]], chords=[], key="",
+                       time_signature="", beats_per_bar=0, duration=float(midi.get_end_time()) + 1.0, voices=voices,
+                       detune_cents={}, humanization={})
