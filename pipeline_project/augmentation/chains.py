@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from pipeline_project.augmentation.rooms import ROOM_TYPES, impulse_response, sample_room
+from pipeline_project.audio.dynamics import limit
+from pipeline_project.augmentation.rooms import ROOM_TYPES, impulse_response, reverberate, sample_room
 
 NOISE_KINDS = ("white", "pink", "brown", "babble", "crowd")
 SNR_CHOICES_DB = (0.0, 5.0, 10.0, 20.0)
@@ -39,21 +40,32 @@ MAX_STRETCH = 0.02
 MAX_SHIFT_CENTS = 20.0
 BABBLE_VOICES = 6
 CROWD_VOICES = 10
+CROWD_DECIMATION = 4
 
 
 class NoisePool:
-    """Audio clips that babble and crowd noise are made of (rendered corpus audio), by id."""
+    """Audio clips that babble and crowd noise are made of (rendered corpus audio), by id, at the chain's rate."""
 
-    def __init__(self, clips: dict[str, np.ndarray] | None = None):
-        self.clips = clips or {}
+    def __init__(self, clips: dict[str, np.ndarray] | None = None, sample_rate: int = 44_100):
+        self.clips = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in (clips or {}).items()}
+        self.sample_rate = sample_rate
+        self._decimated: dict[tuple[str, int], np.ndarray] = {}
 
     def ids(self) -> list[str]:
         return sorted(self.clips)
 
-    def get(self, clip_id: str) -> np.ndarray:
+    def get(self, clip_id: str, decimation: int = 1) -> np.ndarray:
         if clip_id not in self.clips:
             raise KeyError(f"noise clip {clip_id!r} is not in the pool; a babble or crowd record needs the same pool to rebuild")
-        return self.clips[clip_id]
+        if decimation == 1:
+            return self.clips[clip_id]
+        if (clip_id, decimation) not in self._decimated:
+            import soxr
+
+            clip = self.clips[clip_id]
+            self._decimated[clip_id, decimation] = np.ascontiguousarray(
+                soxr.resample(clip.T, self.sample_rate, self.sample_rate / decimation, quality="MQ").T, dtype=np.float32)
+        return self._decimated[clip_id, decimation]
 
 
 @dataclass
@@ -91,12 +103,13 @@ def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list
         steps.append({"name": "time_stretch", "rate": _r(1 + rng.uniform(-MAX_STRETCH, MAX_STRETCH), 4),
                       "cents": _r(rng.uniform(-MAX_SHIFT_CENTS, MAX_SHIFT_CENTS), 2)})
     if "concert" in wanted:
-        steps.append({"name": "room", "room": sample_room("arena", rng)})
-        steps.append(_noise_step(rng, "crowd" if pool_ids else "pink", float(rng.choice(CONCERT_SNRS_DB)), pool_ids))
+        # The PA colours the music before the arena does; the crowd is heard directly, without the PA.
         steps.append({"name": "eq", "preset": "pa", "highpass_hz": _r(rng.uniform(60, 100), 1),
                       "peaks": [[_r(rng.uniform(80, 140), 1), _r(rng.uniform(2, 6), 2), 0.8],
                                 [_r(rng.uniform(2500, 4500), 1), _r(rng.uniform(1, 5), 2), 1.0]],
                       "lowpass_hz": _r(rng.uniform(12000, 16000), 1)})
+        steps.append({"name": "room", "room": sample_room("arena", rng)})
+        steps.append(_noise_step(rng, "crowd" if pool_ids else "pink", float(rng.choice(CONCERT_SNRS_DB)), pool_ids))
     elif "room" in wanted:
         steps.append({"name": "room", "room": sample_room(str(rng.choice(list(ROOM_TYPES))), rng)})
     if "noise" in wanted and "concert" not in wanted:
@@ -123,46 +136,64 @@ def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list
     return {"seed": int(seed), "presets": list(presets), "steps": steps}
 
 
+# Pinking filter (Julius O. Smith's -3 dB/octave approximation) and a leaky integrator for brown noise:
+# IIR filtering of white noise costs one pass, where spectral shaping needs two FFTs of the whole signal.
+PINK_FILTER = ([0.049922035, -0.095993537, 0.050612699, -0.004408786], [1.0, -2.494956002, 2.017265875, -0.522189400])
+BROWN_FILTER = ([1.0], [1.0, -0.995])
+
+
 def coloured_noise(colour: str, shape: tuple[int, int], seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    white = rng.standard_normal(shape)
+    """Unit-variance white, pink or brown noise of (channels, frames), float32."""
+    from scipy.signal import lfilter
+
+    white = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
     if colour == "white":
         return white
-    spectrum = np.fft.rfft(white, axis=1)
-    freqs = np.fft.rfftfreq(shape[1])
-    freqs[0] = freqs[1]
-    exponent = {"pink": 0.5, "brown": 1.0}[colour]
-    shaped = np.fft.irfft(spectrum / freqs**exponent, n=shape[1], axis=1)
-    return shaped / (shaped.std() + 1e-12)
+    b, a = {"pink": PINK_FILTER, "brown": BROWN_FILTER}[colour]
+    shaped = lfilter(np.float32(b), np.float32(a), white, axis=1).astype(np.float32)
+    return shaped / np.float32(shaped.std() + 1e-12)
+
+
+def _mixed_clips(step: dict, channels: int, frames: int, pool: NoisePool, decimation: int) -> np.ndarray:
+    """The step's clips looped from their recorded positions, scaled and summed; at 1/decimation of the rate."""
+    total = np.zeros((channels, frames), dtype=np.float32)
+    for clip_id, position, gain in step["clips"]:
+        clip = pool.get(clip_id, decimation)
+        clip = np.broadcast_to(clip, (channels, clip.shape[-1])) if clip.shape[0] != channels else clip
+        length = clip.shape[1]
+        source, written = int(position * max(1, length)) % length, 0
+        while written < frames:
+            count = min(frames - written, length - source)
+            total[:, written: written + count] += np.float32(gain) * clip[:, source: source + count]
+            written, source = written + count, 0
+    return total
 
 
 def _texture(step: dict, shape: tuple[int, int], sample_rate: int, pool: NoisePool) -> np.ndarray:
-    """Babble: several voices from the pool at random offsets. Crowd: more of them, muffled, swelling, over pink noise."""
-    import pedalboard
+    """Babble: several voices from the pool at recorded offsets. Crowd: more of them, muffled (built at a
+    quarter of the rate, so nothing above 5.5 kHz), slowly swelling like an audience."""
+    import soxr
 
     channels, frames = shape
-    total = np.zeros(shape)
-    for clip_id, position, gain in step["clips"]:
-        clip = pool.get(clip_id)
-        clip = np.broadcast_to(clip, (channels, clip.shape[-1])) if clip.shape[0] != channels else clip
-        start = int(position * max(1, clip.shape[1]))
-        rolled = np.roll(clip, -start, axis=1)
-        reps = int(np.ceil(frames / clip.shape[1]))
-        total += gain * np.tile(rolled, (1, reps))[:, :frames]
-    if step["kind"] == "crowd":
-        muffled = pedalboard.Pedalboard([pedalboard.LowpassFilter(2500.0)])(total.astype(np.float32), sample_rate)
-        rng = np.random.default_rng(step["noise_seed"])
-        t = np.arange(frames) / sample_rate
-        swell = 1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 2 * np.pi))
-        total = muffled * swell / (np.std(muffled) + 1e-12) + 0.5 * coloured_noise("pink", shape, step["noise_seed"])
-    return total
+    if step["kind"] == "babble":
+        return _mixed_clips(step, channels, frames, pool, 1)
+    low_frames = -(-frames // CROWD_DECIMATION)
+    crowd = _mixed_clips(step, channels, low_frames, pool, CROWD_DECIMATION)
+    rng = np.random.default_rng(step["noise_seed"])
+    t = np.arange(low_frames, dtype=np.float32) * (CROWD_DECIMATION / sample_rate)
+    crowd *= (1.0 + 0.5 * np.sin(2 * np.pi * rng.uniform(0.05, 0.2) * t + rng.uniform(0, 2 * np.pi))).astype(np.float32)
+    low_rate = sample_rate / CROWD_DECIMATION
+    up = soxr.resample(np.ascontiguousarray(crowd.T), low_rate, sample_rate, quality="MQ").T
+    out = np.zeros(shape, dtype=np.float32)
+    out[:, : min(frames, up.shape[1])] = up[:, :frames]
+    return out
 
 
 def add_noise(audio: np.ndarray, snr_db: float, noise: np.ndarray) -> np.ndarray:
     """audio + noise scaled so that mean signal power over mean noise power is `snr_db`."""
-    signal_power = float(np.mean(audio.astype(np.float64) ** 2)) + 1e-20
-    noise_power = float(np.mean(noise**2)) + 1e-20
-    scale = np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10)))
+    signal_power = float(np.vdot(audio, audio).real) / audio.size + 1e-20
+    noise_power = float(np.vdot(noise, noise).real) / noise.size + 1e-20
+    scale = np.float32(np.sqrt(signal_power / (noise_power * 10 ** (snr_db / 10))))
     return (audio + noise * scale).astype(np.float32)
 
 
@@ -184,8 +215,6 @@ def _board(step: dict, sample_rate: int):
         return [pb.Compressor(step["threshold_db"], step["ratio"], step["attack_ms"], step["release_ms"])]
     if name == "mp3":
         return [pb.MP3Compressor(step["vbr_quality"])]
-    if name == "limiter":
-        return [pb.Limiter(step["threshold_db"], step["release_ms"])]
     raise ValueError(f"unknown augmentation step {name!r}")
 
 
@@ -233,20 +262,31 @@ def apply_chain(audio: np.ndarray, sample_rate: int, record: dict, pool: NoisePo
         pending.clear()
         return processed
 
-    for step in record["steps"]:
+    steps = record["steps"]
+    for index, step in enumerate(steps):
         name = step["name"]
+        if name == "eq" and index + 1 < len(steps) and steps[index + 1]["name"] == "room":
+            continue  # folded into the room's impulse response below
         if name == "time_stretch":
             out = flush(out)
             out, achieved = stretch_and_shift(out, sample_rate, step["rate"], step["cents"])
             time_scale *= achieved
             cents += step["cents"]
         elif name == "room":
-            pending.append(pb.Convolution(impulse_response(step["room"], sample_rate), 1.0, sample_rate))
+            out = flush(out)
+            ir = impulse_response(step["room"], sample_rate)
+            if index and steps[index - 1]["name"] == "eq":
+                # Filters are linear and time-invariant: EQ then room equals one convolution with the
+                # EQ'd impulse response, which saves a pass over the audio.
+                ir = pb.Pedalboard(_board(steps[index - 1], sample_rate))(ir, sample_rate)
+            out = reverberate(out, ir, sample_rate)
         elif name == "noise":
             out = flush(out)
             noise = (_texture(step, out.shape, sample_rate, pool) if step["kind"] in ("babble", "crowd")
                      else coloured_noise(step["kind"], out.shape, step["noise_seed"]))
             out = add_noise(out, step["snr_db"], noise)
+        elif name == "limiter":
+            out = limit(flush(out), sample_rate, step["threshold_db"], step["release_ms"])
         else:
             pending.extend(_board(step, sample_rate))
     out = flush(out)

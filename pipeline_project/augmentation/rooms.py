@@ -23,6 +23,7 @@ ROOM_TYPES: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[floa
 MAX_IMAGE_ORDER = 10
 MAX_IR_SECONDS = 3.0
 MIC_SPACING_M = 0.3
+TAIL_BRIGHTNESS_HZ = 4000.0
 
 
 def sample_room(room_type: str, rng: np.random.Generator) -> dict:
@@ -44,6 +45,7 @@ def impulse_response(room: dict, sample_rate: int) -> np.ndarray:
 @lru_cache(maxsize=32)
 def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     import pyroomacoustics as pra
+    from scipy.signal import butter, sosfilt
 
     room = json.loads(room_json)
     dims, rt60 = room["dims_m"], room["rt60_s"]
@@ -70,7 +72,9 @@ def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     rng = np.random.default_rng(room["tail_seed"])
     t = np.arange(taps) / sample_rate
     fade = np.clip((np.arange(taps) - mixing) / (0.01 * sample_rate), 0.0, 1.0)
-    tail = rng.standard_normal((2, taps)) * np.exp(-6.907755 * t / rt60) * fade
+    # Air and walls absorb high frequencies first, so the diffuse tail is darker than white noise.
+    tail = sosfilt(butter(2, TAIL_BRIGHTNESS_HZ, fs=sample_rate, output="sos"), rng.standard_normal((2, taps)), axis=1)
+    tail *= np.exp(-6.907755 * t / rt60) * fade
     around_direct = slice(max(0, direct - int(0.002 * sample_rate)), direct + int(0.002 * sample_rate))
     direct_energy = float(np.sum(early[:, around_direct] ** 2)) / 2
     target = direct_energy * 16 * np.pi * distance**2 / absorption_area
@@ -84,3 +88,34 @@ def measured_rt60(ir: np.ndarray, sample_rate: int) -> float:
     import pyroomacoustics as pra
 
     return float(pra.experimental.measure_rt60(ir.mean(axis=0), fs=sample_rate, decay_db=30))
+
+
+SHORT_IR_TAPS = 32_768  # responses up to 0.74 s (small rooms, studios) are convolved exactly
+TAIL_DECIMATION = 4  # longer ones: everything after the direct sound at a quarter of the rate
+
+
+def reverberate(audio: np.ndarray, ir: np.ndarray, sample_rate: int) -> np.ndarray:
+    """(channels, frames) audio convolved with a (channels, taps) impulse response, same length out.
+
+    Short responses are convolved exactly. Long ones (clubs, halls, arenas) are split: the direct sound
+    (tap 0) at full rate, the reflections and the tail on a signal decimated by 4 (soxr, linear phase, so
+    nothing moves in time). Reflections then carry nothing above 5.5 kHz, much as air and walls absorb it
+    in big rooms, and the convolution costs a fraction of a full-rate one: that is what lets the concert
+    chain run hundreds of times faster than real time.
+    """
+    import soxr
+    from scipy.signal import oaconvolve
+
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    frames = audio.shape[1]
+    if ir.shape[1] <= SHORT_IR_TAPS:
+        return oaconvolve(audio, ir, axes=1)[:, :frames].astype(np.float32)
+    low_rate = sample_rate / TAIL_DECIMATION
+    reflections = soxr.resample(np.ascontiguousarray(ir[:, 1:].T), sample_rate, low_rate, quality="MQ").T * TAIL_DECIMATION
+    decimated = soxr.resample(audio.T, sample_rate, low_rate, quality="MQ").T
+    late = oaconvolve(decimated, reflections.astype(np.float32), axes=1)
+    late = soxr.resample(np.ascontiguousarray(late.T, dtype=np.float32), low_rate, sample_rate, quality="MQ").T
+    out = audio * ir[:, :1]
+    usable = min(frames - 1, late.shape[1])
+    out[:, 1: 1 + usable] += late[:, :usable]
+    return out.astype(np.float32)

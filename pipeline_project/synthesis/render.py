@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_project.audio.dynamics import limiter_gain
 from pipeline_project.errors import RenderError
 from pipeline_project.synthesis.arrangement import STEMS
 from pipeline_project.synthesis.instruments import DRUM_BANK
@@ -28,7 +29,6 @@ SYSTEM_SOUNDFONTS = (
 )
 # Loudness of each stem (LUFS, BS.1770) before the mix is limited.
 STEM_LOUDNESS_LUFS = {"drums": -20.0, "bass": -22.0, "other": -24.0, "vocals": -21.0}
-MIX_CEILING_DB = -1.0
 DRUM_CHANNEL, MELODIC_CHANNEL = 9, 0
 PITCH_BEND_RANGE_SEMITONES = 2
 
@@ -209,32 +209,6 @@ def loudness_gain(audio: np.ndarray, sample_rate: int, target_lufs: float) -> fl
         return 1.0
     loudness = integrated_loudness(audio, sample_rate)
     return 1.0 if not np.isfinite(loudness) else float(10 ** ((target_lufs - loudness) / 20))
-
-
-def limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB,
-                 lookahead_ms: float = 5.0, release_ms: float = 80.0) -> np.ndarray:
-    """A look-ahead peak limiter's gain curve: never lets |mix * gain| exceed the ceiling, opens smoothly."""
-    from scipy.ndimage import maximum_filter1d, minimum_filter1d
-    from scipy.signal import lfilter
-
-    ceiling = 10 ** (ceiling_db / 20)
-    frames = mix.shape[1]
-    # Work on 32-frame blocks: a block's peak stands for all its samples, which only errs on the safe side.
-    block = 32
-    padded = np.pad(np.max(np.abs(mix), axis=0), (0, (-frames) % block))
-    peak = padded.reshape(-1, block).max(axis=1)
-    if peak.max() <= ceiling:
-        return np.ones(frames, dtype=np.float32)
-    rate = sample_rate / block
-    window = max(1, int(np.ceil(lookahead_ms / 1000 * rate)))
-    needed = np.minimum(1.0, ceiling / np.maximum(maximum_filter1d(peak, 2 * window + 1), 1e-12))
-    # Release: the gain recovers with a one-pole filter, but never above what a peak needs.
-    alpha = np.exp(-1.0 / (release_ms / 1000 * rate))
-    held = minimum_filter1d(needed, 2 * window + 1)
-    smoothed = lfilter([1 - alpha], [1, -alpha], held - 1.0, zi=[0.0])[0] + 1.0
-    gain = np.minimum(np.minimum(smoothed, needed), 1.0)
-    # Back to samples: hold each block's gain (never above the block's own need), so the ceiling holds exactly.
-    return np.repeat(gain, block)[:frames].astype(np.float32)
 
 
 def render(performance: Performance, catalog: dict[str, Path] | None = None) -> RenderedAudio:
