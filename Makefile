@@ -7,7 +7,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test test-slow ui validate clean-data
+.PHONY: setup run test test-slow ui validate clean-data bench-setup soundfonts
 
 setup: $(VENV)/.installed
 	@scripts/ensure_fluidsynth.sh
@@ -33,6 +33,15 @@ validate: setup
 
 ui: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+# Benchmarks: the bench extra (mir_eval, audiomentations) and the fluidsynth program the render benchmark compares with.
+bench-setup: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@scripts/ensure_fluidsynth.sh --program
+
+# Optional General MIDI SoundFonts that rendering then uses beside the bundled one (Debian/Ubuntu packages).
+soundfonts:
+	@scripts/ensure_fluidsynth.sh --soundfonts
 
 clean-data:
 	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/.secrets

@@ -20,7 +20,7 @@ import librosa
 import mir_eval
 import numpy as np
 
-from pipeline_project.analysis.mir import PITCH_NAMES, analyze, chords_per_beat, estimate_key
+from pipeline_project.analysis.mir import PITCH_NAMES, analyze, chords_per_beat
 from pipeline_project.resources import SeparatorResource
 from pipeline_project.synthesis.arrangement import from_corpus
 from pipeline_project.synthesis.grooves import with_rhythm_section

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure FluidSynth's shared library is present: pyfluidsynth loads it at run time.
+#   --program      also the `fluidsynth` command-line program (for benchmarks/bench_render.py)
+#   --soundfonts   also the FluidR3_GM and MuseScore General SoundFonts (optional, more timbres)
 set -euo pipefail
+
+want="${1:-}"
 
 have_fluidsynth() {
     ldconfig -p 2>/dev/null | grep -q 'libfluidsynth\.so' && return 0
@@ -10,30 +14,40 @@ have_fluidsynth() {
     return 1
 }
 
-if have_fluidsynth; then
+case "$want" in
+    --program) packages="fluidsynth"; have() { command -v fluidsynth >/dev/null 2>&1; } ;;
+    --soundfonts) packages="fluid-soundfont-gm musescore-general-soundfont"
+                  have() { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ]; } ;;
+    "") packages="libfluidsynth3"; have() { have_fluidsynth; } ;;
+    *) echo "usage: $0 [--program|--soundfonts]" >&2; exit 2 ;;
+esac
+
+if have; then
     exit 0
 fi
 
 if command -v apt-get >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ]; then
-        echo "FluidSynth library not found: installing libfluidsynth3 with apt-get" >&2
+        echo "installing $packages with apt-get" >&2
         export DEBIAN_FRONTEND=noninteractive
         apt-get update -q >/dev/null
-        apt-get install -y -q libfluidsynth3 >/dev/null
-        have_fluidsynth && exit 0
-        echo "apt-get finished but libfluidsynth is still not visible to the dynamic loader" >&2
+        # shellcheck disable=SC2086
+        apt-get install -y -q --no-install-recommends $packages >/dev/null
+        have && exit 0
+        echo "apt-get finished but $packages is still not usable" >&2
         exit 1
     fi
-    echo "FluidSynth's library (libfluidsynth3) is missing. Install it, then run make again:" >&2
-    echo "    sudo apt-get install -y libfluidsynth3" >&2
+    echo "Missing: $packages. Install it, then run make again:" >&2
+    echo "    sudo apt-get install -y $packages" >&2
     exit 1
 fi
 
 cat >&2 <<'MSG'
-FluidSynth's library is missing and this is not a Debian/Ubuntu system. Install it, then run make again:
-    Fedora/RHEL:   sudo dnf install fluidsynth-libs
-    Arch:          sudo pacman -S fluidsynth
-    macOS:         brew install fluid-synth
+FluidSynth (library, program or SoundFonts) is missing and this is not a Debian/Ubuntu system. Install it,
+then run make again:
+    Fedora/RHEL:   sudo dnf install fluidsynth fluidsynth-libs fluid-soundfont-gm
+    Arch:          sudo pacman -S fluidsynth soundfont-fluid
+    macOS:         brew install fluid-synth   (SoundFonts: put .sf2 files in data/soundfonts/)
     Conda:         conda install -c conda-forge fluidsynth
 MSG
 exit 1

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -199,3 +200,25 @@ def test_default_resources_follow_the_data_root(tmp_path, monkeypatch):
     assert resources["storage"].root == tmp_path.resolve()
     assert resources["mlflow"].tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
     assert build_definitions(resources).get_repository_def().get_job("song_pipeline_job").partitions_def == songs_partitions
+
+
+def test_ui_metadata_shows_voices_and_chains_and_listening_samples_are_written(pipeline_run):
+    import soundfile
+
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    rendered = instance.get_latest_materialization_event(dg.AssetKey("rendered_examples")).asset_materialization.metadata
+    table = rendered["examples_table"].value
+    assert "TimGM6mb" in table and "drum_kit" in table and "piano" in table
+    assert rendered["sources"].value.count("public domain") >= 8
+    augmented = instance.get_latest_materialization_event(dg.AssetKey("augmented_examples")).asset_materialization.metadata
+    chains = augmented["chains"].value
+    assert "room arena" in chains and "crowd noise" in chains and "stretch x" in chains
+    listening = data_root / "datasets" / "synthetic_examples" / "listening"
+    for preset in ("clean", "concert", "room", "noise", "phone", "codec", "stretch"):
+        info = soundfile.info(str(listening / f"{preset}.mp3"))
+        assert info.duration >= 59.0, preset
+    rows = read_dataset(data_root / "datasets" / "synthetic_examples")
+    assert rows.groupby("source_id")["split"].nunique().max() == 1  # one piece never spans two splits
+    assert set(rows["variant"]) == {"clean", "augmented"} and (rows["features_path"].str.endswith(".npy")).all()
+    features = np.load(data_root / "lake" / "synthetic" / rows["features_path"].iloc[0])
+    assert features.shape[0] == 128

@@ -1,5 +1,4 @@
 import dagster as dg
-import pandas as pd
 
 from pipeline_project.assets.datasets import drum_hits
 from pipeline_project.datasets.parquet import read_dataset, read_manifest
