@@ -34,7 +34,7 @@ def limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEIL
     smoothed = lfilter([1 - alpha], [1, -alpha], held - 1.0, zi=[0.0])[0] + 1.0
     gain = np.minimum(np.minimum(smoothed, needed), 1.0)
     # Back to samples: hold each block's gain (never above the block's own need), so the ceiling holds exactly.
-    return np.repeat(gain, block)[:frames].astype(np.float32)
+    return np.repeat(gain.astype(np.float32), block)[:frames]
 
 
 def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB, release_ms: float = 80.0) -> np.ndarray:

@@ -62,68 +62,96 @@ def _fluidsynth():
     return fluidsynth
 
 
-class FluidSynthEngine:
-    """Renders one part at a time, each in a new FluidSynth instance, with FluidSynth's own reverb and chorus
-    off (rooms are the augmentation's job).
+@dataclass
+class PartToRender:
+    notes: list  # items with onset, offset, pitch, velocity
+    soundfont: Path
+    bank: int
+    program: int
+    detune_cents: float = 0.0
 
-    A fresh instance per part is what makes rendering reproducible: a reused one carries voice state from
-    the parts it played before, and the same part then comes out slightly different. With dynamic sample
-    loading a new instance costs milliseconds, since only the samples a part plays are read.
+
+class FluidSynthEngine:
+    """Renders the parts of one piece in a new FluidSynth instance, each part on its own MIDI channel and
+    its own output bus, so every part comes out alone in a single pass. FluidSynth's own reverb and chorus
+    are off (rooms are the augmentation's job).
+
+    A fresh instance per piece is what makes rendering reproducible: a reused one carries voice state from
+    what it played before, and the same part then comes out slightly different. With dynamic sample
+    loading a new instance costs milliseconds, since only the samples a piece plays are read.
     """
 
     def __init__(self, sample_rate: int = SAMPLE_RATE):
         self.fluidsynth = _fluidsynth()
         self.sample_rate = sample_rate
         fl = self.fluidsynth._fl
-        self._write = fl.fluid_synth_write_float
-        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int,
-                                ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+        self._write = fl.fluid_synth_nwrite_float
+        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
+                                ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_void_p]
         self._write.restype = ctypes.c_int
+        self._channel_type = fl.fluid_synth_set_channel_type
+        self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
 
-    def _synth(self, soundfont: Path):
-        if not soundfont.is_file():
-            raise RenderError(f"{soundfont}: SoundFont not found")
-        synth = self.fluidsynth.Synth(gain=0.5, samplerate=float(self.sample_rate), channels=16, **{
-            "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 512, "synth.dynamic-sample-loading": 1})
-        sfid = synth.sfload(str(soundfont))
-        if sfid < 0:
-            synth.delete()
-            raise RenderError(f"{soundfont}: FluidSynth could not load this SoundFont")
-        return synth, sfid
+    def _synth(self, buses: int):
+        return self.fluidsynth.Synth(gain=0.5, samplerate=float(self.sample_rate), channels=16 * (-(-buses // 16)), **{
+            "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 1024,
+            "synth.dynamic-sample-loading": 1, "synth.audio-channels": buses, "synth.audio-groups": buses})
+
+    def _load(self, synth, soundfont: Path, loaded: dict[Path, int]) -> int:
+        if soundfont not in loaded:
+            if not soundfont.is_file():
+                raise RenderError(f"{soundfont}: SoundFont not found")
+            sfid = synth.sfload(str(soundfont))
+            if sfid < 0:
+                raise RenderError(f"{soundfont}: FluidSynth could not load this SoundFont")
+            loaded[soundfont] = sfid
+        return loaded[soundfont]
 
     def presets(self, soundfont: Path) -> set[tuple[int, int]]:
-        synth, sfid = self._synth(soundfont)
+        synth = self._synth(1)
         try:
+            sfid = self._load(synth, soundfont, {})
             return {(bank, program) for bank in (0, DRUM_BANK) for program in range(128) if synth.sfpreset_name(sfid, bank, program)}
         finally:
             synth.delete()
 
-    def render_part(self, notes, soundfont: Path, bank: int, program: int, detune_cents: float, frames: int) -> np.ndarray:
-        """(2, frames) float32 of one part; `notes` have onset, offset, pitch, velocity."""
-        synth, sfid = self._synth(soundfont)
+    def render_parts(self, parts: list[PartToRender], frames: int) -> list[np.ndarray]:
+        """One (2, frames) float32 array per part."""
+        synth = self._synth(len(parts))
         try:
-            channel = DRUM_CHANNEL if bank == DRUM_BANK else MELODIC_CHANNEL
-            if synth.program_select(channel, sfid, bank, program) != 0:
-                raise RenderError(f"{soundfont.name}: no preset bank {bank} program {program}")
-            if channel == MELODIC_CHANNEL:
-                synth.pitch_bend(channel, int(round(detune_cents / (100 * PITCH_BEND_RANGE_SEMITONES) * 8192)))
-            events = sorted([(int(round(n.onset * self.sample_rate)), 1, n.pitch, n.velocity) for n in notes]
-                            + [(int(round(n.offset * self.sample_rate)), 0, n.pitch, 0) for n in notes])
-            out = np.zeros((2, frames), dtype=np.float32)
+            loaded: dict[Path, int] = {}
+            events = []
+            for channel, part in enumerate(parts):
+                sfid = self._load(synth, part.soundfont, loaded)
+                is_drum = part.bank == DRUM_BANK
+                self._channel_type(synth.synth, channel, 1 if is_drum else 0)
+                if synth.program_select(channel, sfid, part.bank, part.program) != 0:
+                    raise RenderError(f"{part.soundfont.name}: no preset bank {part.bank} program {part.program}")
+                if not is_drum:
+                    synth.pitch_bend(channel, int(round(part.detune_cents / (100 * PITCH_BEND_RANGE_SEMITONES) * 8192)))
+                events += [(int(round(n.onset * self.sample_rate)), 1, channel, n.pitch, n.velocity) for n in part.notes]
+                events += [(int(round(n.offset * self.sample_rate)), 0, channel, n.pitch, 0) for n in part.notes]
+            events.sort()
+            out = np.zeros((len(parts), 2, frames), dtype=np.float32)
             position = 0
-            for frame, is_on, pitch, velocity in events:
+
+            def write(until: int) -> None:
+                left = (ctypes.c_void_p * len(parts))(*[out[i, 0, position:].ctypes.data for i in range(len(parts))])
+                right = (ctypes.c_void_p * len(parts))(*[out[i, 1, position:].ctypes.data for i in range(len(parts))])
+                self._write(synth.synth, until - position, left, right, None, None)
+
+            for frame, is_on, channel, pitch, velocity in events:
                 frame = min(frame, frames)
                 if frame > position:
-                    self._write(synth.synth, frame - position, out[0, position:].ctypes.data, 0, 1,
-                                out[1, position:].ctypes.data, 0, 1)
+                    write(frame)
                     position = frame
                 if is_on:
                     synth.noteon(channel, pitch, velocity)
                 else:
                     synth.noteoff(channel, pitch)
             if frames > position:
-                self._write(synth.synth, frames - position, out[0, position:].ctypes.data, 0, 1, out[1, position:].ctypes.data, 0, 1)
-            return out
+                write(frames)
+            return list(out)
         finally:
             synth.delete()
 
@@ -149,13 +177,7 @@ class RenderedAudio:
     soundfonts: list[str]
     stem_loudness_lufs: dict[str, float]
     limiter_gain_db: float  # the most the mix limiter turned it down
-
-    @property
-    def mix(self) -> np.ndarray:
-        total = np.zeros_like(self.stems[STEMS[0]])
-        for stem in STEMS:
-            total += self.stems[stem]
-        return total
+    mix: np.ndarray  # (2, frames) float32: the sum of the stems
 
 
 def _k_weighting(sample_rate: int) -> np.ndarray:
@@ -217,25 +239,33 @@ def render(performance: Performance, catalog: dict[str, Path] | None = None) -> 
     catalog = catalog or available_soundfonts()
     synth = engine()
     frames = int(round(performance.duration * SAMPLE_RATE))
-    stems = {stem: np.zeros((2, frames), dtype=np.float32) for stem in STEMS}
     by_part: dict[str, list] = {}
     for note in performance.notes:
         by_part.setdefault(note.part, []).append(note)
+    jobs = []
     for part, notes in by_part.items():
         voice = performance.voices[part]
         if voice.soundfont not in catalog:
             raise RenderError(f"SoundFont {voice.soundfont!r} is not available (known: {', '.join(catalog)})")
-        stems[notes[0].stem] += synth.render_part(notes, catalog[voice.soundfont], voice.bank, voice.program,
-                                                  performance.detune_cents.get(part, 0.0), frames)
-    loudness = {}
+        jobs.append(PartToRender(notes, catalog[voice.soundfont], voice.bank, voice.program, performance.detune_cents.get(part, 0.0)))
+    rendered: dict[str, np.ndarray] = {}
+    for notes, audio in zip(by_part.values(), synth.render_parts(jobs, frames) if jobs else []):
+        stem = notes[0].stem
+        if stem in rendered:
+            rendered[stem] += audio
+        else:
+            rendered[stem] = audio
+    loudness = {stem: float("-inf") for stem in STEMS}
     mix = np.zeros((2, frames), dtype=np.float32)
-    for stem in STEMS:
-        stems[stem] *= np.float32(loudness_gain(stems[stem], SAMPLE_RATE, STEM_LOUDNESS_LUFS[stem]))
-        loudness[stem] = STEM_LOUDNESS_LUFS[stem] if np.any(stems[stem]) else float("-inf")
-        mix += stems[stem]
+    for stem, audio in rendered.items():
+        if np.any(audio):
+            audio *= np.float32(loudness_gain(audio, SAMPLE_RATE, STEM_LOUDNESS_LUFS[stem]))
+            loudness[stem] = STEM_LOUDNESS_LUFS[stem]
+            mix += audio
     gain = limiter_gain(mix, SAMPLE_RATE)
     if gain.min() < 1.0:
-        for audio in stems.values():
+        for audio in [*rendered.values(), mix]:
             audio *= gain
+    stems = {stem: rendered.get(stem, np.zeros((2, frames), dtype=np.float32)) for stem in STEMS}
     used = sorted({v.soundfont for v in performance.voices.values()})
-    return RenderedAudio(stems, SAMPLE_RATE, used, loudness, round(float(20 * np.log10(max(gain.min(), 1e-9))), 2))
+    return RenderedAudio(stems, SAMPLE_RATE, used, loudness, round(float(20 * np.log10(max(gain.min(), 1e-9))), 2), mix)
