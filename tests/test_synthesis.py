@@ -4,7 +4,7 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline_project.augmentation.chains import CONCERT_SNRS_DB, NOISE_KINDS, NoisePool, apply_chain, sample_chain
+from pipeline_project.augmentation.chains import CONCERT_SNRS_DB, NOISE_KINDS, SNR_CHOICES_DB, NoisePool, apply_chain, sample_chain
 from pipeline_project.synthesis.arrangement import Arrangement, ScoreNote, from_corpus
 from pipeline_project.synthesis.examples import all_sources, example_specs, rebuild_example, render_example
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, groove_only, with_rhythm_section
@@ -56,8 +56,8 @@ def test_click_track_labels_stay_within_5_ms_through_rubato_jitter_and_time_stre
         assert errors_ms.max() <= 5.0, f"worst label is {errors_ms.max():.2f} ms off (rate {augmented.time_scale})"
 
 
-@pytest.mark.parametrize("snr_db", CONCERT_SNRS_DB)
-def test_noise_lands_within_half_a_db_of_each_concert_snr(snr_db):
+@pytest.mark.parametrize("snr_db", sorted(set(CONCERT_SNRS_DB) | set(SNR_CHOICES_DB)))
+def test_noise_lands_within_half_a_db_of_each_preset_snr(snr_db):
     rng = np.random.default_rng(0)
     signal = (rng.standard_normal((2, RATE * 4)) * 0.1 * np.sin(np.linspace(0, 20, RATE * 4)) ** 2).astype(np.float32)
     pool = NoisePool({f"clip{i}": (rng.standard_normal((2, RATE)) * 0.2).astype(np.float32) for i in range(4)})
@@ -70,6 +70,19 @@ def test_noise_lands_within_half_a_db_of_each_concert_snr(snr_db):
         noise = noisy.astype(np.float64) - signal
         measured = 10 * np.log10(np.mean(signal.astype(np.float64) ** 2) / np.mean(noise**2))
         assert abs(measured - snr_db) <= 0.5, f"{kind} noise at {snr_db} dB measured {measured:.2f} dB"
+
+
+def test_crowd_in_the_concert_chain_lands_at_its_snr_over_the_reverberant_music():
+    rng = np.random.default_rng(3)
+    music = (rng.standard_normal((2, RATE * 6)) * 0.1).astype(np.float32)
+    pool = NoisePool({f"clip{i}": (rng.standard_normal((2, RATE * 2)) * 0.2).astype(np.float32) for i in range(5)})
+    record = sample_chain(["concert"], 8, pool.ids())
+    before_noise = [s for s in record["steps"] if s["name"] in ("eq", "room")]
+    up_to_noise = [s for s in record["steps"] if s["name"] != "limiter"]
+    reverberant = apply_chain(music, RATE, {**record, "steps": before_noise}, pool).audio.astype(np.float64)
+    noisy = apply_chain(music, RATE, {**record, "steps": up_to_noise}, pool).audio.astype(np.float64)
+    measured = 10 * np.log10(np.mean(reverberant**2) / np.mean((noisy - reverberant) ** 2))
+    assert abs(measured - record["steps"][2]["snr_db"]) <= 0.5
 
 
 def test_concert_preset_draws_its_snr_from_the_concert_set_and_uses_an_arena():

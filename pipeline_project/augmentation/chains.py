@@ -14,7 +14,7 @@ Presets:
   dynamics    compression and limiting
   distortion  hard clipping or soft (tanh) saturation
   codec       MP3 at a low bitrate
-  concert     arena room, crowd noise at an SNR from {-10, -5, 0, +5, +10} dB, PA-style EQ, limiter
+  concert     PA-style EQ on the music, an arena, crowd noise at an SNR from {-10, -5, 0, +5, +10} dB, limiter
 """
 
 from __future__ import annotations
