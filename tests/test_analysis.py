@@ -90,3 +90,30 @@ def test_chords_per_beat_match_the_score(rendered_chorale):
         if reference and reference.split(":")[1] in ("maj", "min"):
             matches.append(reference == chord["chord"])
     assert len(matches) >= 10 and np.mean(matches) >= 0.6
+
+
+def test_sections_find_a_change_and_a_return():
+    from pipeline_project.analysis.sections import find_sections
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random(20), rng.random(20)
+    features = np.hstack([np.tile(a[:, None], 32), np.tile(b[:, None], 32), np.tile(a[:, None], 32)])
+    features += rng.random(features.shape) * 0.05
+    beat_times = list(np.arange(96) * 0.5)
+    sections = find_sections(features, beat_times, 48.0)
+    assert [s["label"] for s in sections] == ["A", "B", "A"]
+    assert abs(sections[1]["start"] - 16.0) <= 1.0 and abs(sections[2]["start"] - 32.0) <= 1.0
+    assert sections[0]["start"] == 0.0 and sections[-1]["end"] == 48.0
+
+
+def test_analysis_has_sections_and_a_plot_and_a_chord_table(rendered_chorale):
+    from pipeline_project.analysis.plots import analysis_plot
+    from pipeline_project.analysis.theory import chord_timeline_markdown
+
+    _, audio = rendered_chorale
+    result = analyze(audio.stems, audio.sample_rate)
+    assert result["sections"] and result["sections"][-1]["end"] == pytest.approx(result["duration_s"], abs=0.01)
+    png = analysis_plot(audio.mix, audio.sample_rate, result)
+    assert png.startswith(b"\x89PNG") and len(png) < 200_000
+    table = chord_timeline_markdown(result, analyze_theory(result))
+    assert table.startswith("| time | chord | Roman numeral |") and table.count("\n") >= 4

@@ -118,6 +118,10 @@ def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
     metadata = event.asset_materialization.metadata
     assert metadata["mlflow_run_id"].value == champion.run_id
     assert metadata["model_version"].value == str(champion.version)
+    assert "**robust**: open when" in metadata["hihat_rules"].value
+    rules = json.loads(client.download_artifacts(champion.run_id, "hihat_rules.json", str(data_root / "rules_download")) and
+                       (data_root / "rules_download" / "hihat_rules.json").read_text())
+    assert set(rules) == {"simple", "balanced", "robust"} and rules["robust"]["rule"].startswith("open when")
 
 
 def test_second_run_does_no_per_song_work_and_a_new_song_adds_one_partition(pipeline_run, monkeypatch):
@@ -222,3 +226,14 @@ def test_ui_metadata_shows_voices_and_chains_and_listening_samples_are_written(p
     assert set(rows["variant"]) == {"clean", "augmented"} and (rows["features_path"].str.endswith(".npy")).all()
     features = np.load(data_root / "lake" / "synthetic" / rows["features_path"].iloc[0])
     assert features.shape[0] == 128
+
+
+def test_song_metadata_shows_tempo_key_chords_plot_and_separator(pipeline_run):
+    instance = pipeline_run["instance"]
+    analysis = instance.get_latest_materialization_event(dg.AssetKey("song_analysis")).asset_materialization.metadata
+    assert analysis["plot"].value.startswith("![waveform, beats and sections](data:image/png;base64,")
+    assert analysis["separator"].value.startswith("dsp-fallback") and analysis["tempo_bpm"].value > 0
+    assert analysis["sections"].value.startswith("A")
+    theory = instance.get_latest_materialization_event(dg.AssetKey("song_theory")).asset_materialization.metadata
+    assert theory["chord_timeline"].value.startswith("| time | chord | Roman numeral | function | section |")
+    assert theory["key"].value and theory["tempo_bpm"].value > 0

@@ -18,6 +18,7 @@ MAX_WINDOW_S = 0.3
 MIN_WINDOW_S = 0.03
 ENVELOPE_FRAME_S = 0.005
 SUSTAIN_DROP_DB = 20.0
+BACKGROUND_S = 0.03  # audio before an onset that describes what was already sounding
 ENERGY_SCALE = 1e6
 
 
@@ -26,11 +27,23 @@ def _band_energy(power: np.ndarray, freqs: np.ndarray, band: tuple[float, float]
     return float(power[selected].mean() * ENERGY_SCALE) if selected.any() else 0.0
 
 
-def hit_features(segment: np.ndarray, sample_rate: int) -> dict[str, float]:
-    """Features of one hit: `segment` is mono audio from the onset to the next onset (or MAX_WINDOW_S)."""
+def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | None = None) -> dict[str, float]:
+    """Features of one hit: `segment` is mono audio from the onset to the next onset (or MAX_WINDOW_S).
+
+    `before` is the audio just before the onset: what was already sounding (a ringing crash, the tail of the
+    previous hit). Its spectrum is subtracted from the hit's, and the hit's sustain ends where it falls to
+    that background, so a closed hi-hat over a crash still measures short.
+    """
     windowed = segment * np.hanning(len(segment))
     power = np.abs(np.fft.rfft(windowed)) ** 2 / len(segment)
     freqs = np.fft.rfftfreq(len(segment), 1.0 / sample_rate)
+    background_power = 0.0
+    if before is not None and len(before) >= 16:
+        before_power = np.abs(np.fft.rfft(before * np.hanning(len(before)), n=len(segment))) ** 2 / len(before)
+        power = np.clip(power - before_power, 0.0, None)
+        frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
+        tail = before[len(before) % frame:].reshape(-1, frame)
+        background_power = float((tail**2).mean(axis=1).min()) if len(tail) else 0.0
     body, sizzle = _band_energy(power, freqs, BODY_BAND), _band_energy(power, freqs, SIZZLE_BAND)
     total = power.sum() + 1e-20
     centroid = float((freqs * power).sum() / total)
@@ -39,8 +52,9 @@ def hit_features(segment: np.ndarray, sample_rate: int) -> dict[str, float]:
 
     frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
     usable = len(segment) // frame * frame
-    envelope = np.sqrt((segment[:usable].reshape(-1, frame) ** 2).mean(axis=1) + 1e-20)
-    envelope_db = 20 * np.log10(envelope)
+    # What was already sounding (its quietest recent level) is taken out of the hit's envelope.
+    envelope_power = np.clip((segment[:usable].reshape(-1, frame) ** 2).mean(axis=1) - background_power, 0.0, None)
+    envelope_db = 10 * np.log10(envelope_power + 1e-20)
     peak_index = int(np.argmax(envelope_db))
     below = np.nonzero(envelope_db[peak_index:] < envelope_db[peak_index] - SUSTAIN_DROP_DB)[0]
     sustain_frames = int(below[0]) if below.size else len(envelope_db) - peak_index
@@ -60,17 +74,22 @@ def hit_features(segment: np.ndarray, sample_rate: int) -> dict[str, float]:
     }
 
 
-def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float]) -> list[dict[str, float]]:
-    """Features for every onset; each hit's window ends at the next onset so hits do not overlap."""
+def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float],
+                       boundaries: list[float] | None = None) -> list[dict[str, float]]:
+    """Features for every onset. Each hit's window ends at the next onset among `boundaries` (every drum
+    onset, when the hits measured are only some of them) so that no other hit leaks into it."""
     onsets = sorted(onsets)
+    edges = np.array(sorted(set(boundaries or []) | set(onsets)))
     rows = []
-    for index, onset in enumerate(onsets):
-        end = min(onset + MAX_WINDOW_S, onsets[index + 1] if index + 1 < len(onsets) else onset + MAX_WINDOW_S)
+    for onset in onsets:
+        later = edges[edges > onset + 1e-6]
+        end = min(onset + MAX_WINDOW_S, float(later[0]) if later.size else onset + MAX_WINDOW_S)
         end = max(end, onset + MIN_WINDOW_S)
         start_frame, end_frame = int(onset * sample_rate), min(len(mono), int(end * sample_rate))
         if end_frame - start_frame < int(MIN_WINDOW_S * sample_rate):
             continue
-        rows.append({"onset": onset, **hit_features(mono[start_frame:end_frame], sample_rate)})
+        before = mono[max(0, start_frame - int(BACKGROUND_S * sample_rate)): start_frame]
+        rows.append({"onset": onset, **hit_features(mono[start_frame:end_frame], sample_rate, before)})
     return rows
 
 

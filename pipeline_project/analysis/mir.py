@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipeline_project.analysis.sections import find_sections
+
 ANALYSIS_RATE = 22_050
 HOP = 512
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
@@ -105,6 +107,10 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
     chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
     tonic, mode, key_confidence, _ = estimate_key(chroma.mean(axis=1))
     chords = chords_per_beat(chroma, beat_frames)
+    full = _mono(mix, sample_rate)
+    timbre = librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:]
+    per_beat = librosa.util.sync(np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean)
+    sections = find_sections(per_beat, [0.0, *beat_times], mix.shape[1] / sample_rate)
 
     return {
         "duration_s": round(mix.shape[1] / sample_rate, 3),
@@ -117,4 +123,5 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
         "key_confidence": round(key_confidence, 4),
         "chords": [{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)],
         "loudness_lufs": round(integrated_loudness(mix, sample_rate), 2),
+        "sections": sections,
     }

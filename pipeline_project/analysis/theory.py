@@ -96,3 +96,22 @@ def analyze_theory(analysis: dict) -> dict:
         "cadences": find_cadences(runs),
         "syncopation_index": syncopation_index(analysis["onset_times"], analysis["beat_times"]),
     }
+
+
+def chord_timeline_markdown(analysis: dict, theory: dict, max_rows: int = 64) -> str:
+    """The chord timeline as a markdown table: one row per chord change with its time, chord, Roman numeral
+    and function in the song's key, and the section it falls in."""
+    sections = analysis.get("sections", [])
+    rows = ["| time | chord | Roman numeral | function | section |", "|---|---|---|---|---|"]
+    previous = None
+    for chord, figure, function in zip(analysis["chords"], theory["roman_numerals"], theory["functions"]):
+        if chord["chord"] == previous:
+            continue
+        previous = chord["chord"]
+        section = next((s["label"] for s in sections if s["start"] <= chord["time"] < s["end"]), "")
+        minutes, seconds = divmod(chord["time"], 60)
+        rows.append(f"| {int(minutes)}:{seconds:05.2f} | {chord['chord']} | {figure} | {function} | {section} |")
+        if len(rows) - 2 >= max_rows:
+            rows.append(f"| ... | ({len(analysis['chords'])} beats in all) | | | |")
+            break
+    return "\n".join(rows)

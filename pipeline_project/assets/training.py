@@ -4,6 +4,7 @@ from pipeline_project.assets.datasets import drum_hits
 from pipeline_project.datasets.parquet import read_dataset, read_manifest
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
+from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
 
 DRUM_MODEL_NAME = "drum_hit_classifier"
 
@@ -30,6 +31,9 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
                                      f"{len(test_rows)} test rows; both splits need rows to train and compare models")
     model = train(train_rows, config.seed, config.n_estimators)
     evaluation = evaluate(model, test_rows)
+    rules = hihat_rule_presets(train_rows, test_rows)
+    if not rules:
+        context.log.warning("no open and closed hi-hat hits in both splits: no hi-hat threshold rules this time")
     registry = mlflow.registry()
     tags = {
         "dataset": "drum_hits",
@@ -44,7 +48,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
                 "classes": ",".join(sorted(train_rows["label"].unique()))},
         metrics=evaluation.metrics(), tags=tags, input_example=feature_matrix(test_rows.head(5)),
         score=evaluation.macro_f1, score_champion=lambda champion: evaluate(champion, test_rows).macro_f1,
-        minimum_gain=config.minimum_gain,
+        minimum_gain=config.minimum_gain, json_artifacts={"hihat_rules.json": rules} if rules else None,
     )
     verdict = "promoted to champion" if result.promoted else f"kept as challenger (champion scores {result.champion_score_before})"
     context.log.info(f"{DRUM_MODEL_NAME} version {result.version}: test macro F1 {evaluation.macro_f1}, {verdict}")
@@ -59,4 +63,17 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
         "mlflow_tracking_uri": registry.tracking_uri,
         "dataset_version": manifest["version"],
         "per_class": dg.MetadataValue.json(evaluation.per_class),
+        "hihat_rules": dg.MetadataValue.md(
+            "\n".join(f"- **{name}**: {r['rule']} (test balanced accuracy {r['test']['balanced_accuracy']}, "
+                      f"open F1 {r['test']['f1_open']})" for name, r in rules.items()) or "none"),
     })
+
+
+def hihat_rule_presets(train_rows, test_rows) -> dict:
+    """The simple, balanced and robust open/closed hi-hat rules from the train split, scored on the test split."""
+    is_open = (test_rows["label"] == OPEN).to_numpy()
+    hits_present = all(set(rows["label"]) >= {OPEN, CLOSED} for rows in (train_rows, test_rows))
+    if not hits_present:
+        return {}
+    rules = derive_rules(train_rows, group_column="group_id")
+    return {name: {**rule.to_dict(), "test": scores(rule.predict_open(test_rows), is_open)} for name, rule in rules.items()}

@@ -121,8 +121,10 @@ def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes)
     rows = []
     for labels, drums, sample_rate in examples:
         group = labels["spec"]["example_key"]
-        hits = isolated_hits([n for n in labels["notes"] if n["stem"] == "drums"])
-        features = features_at_onsets(drums, sample_rate, [onset for onset, _ in hits])
+        drum_notes = [n for n in labels["notes"] if n["stem"] == "drums"]
+        hits = isolated_hits(drum_notes)
+        audible = [n["onset"] for n in drum_notes if n.get("articulation") != "choke"]
+        features = features_at_onsets(drums, sample_rate, [onset for onset, _ in hits], audible)
         label_at = dict(hits)
         for row in features:
             onset = row.pop("onset")

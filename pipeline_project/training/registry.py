@@ -63,10 +63,12 @@ class Registry:
         return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
 
     def log_and_register(self, *, model, model_name: str, experiment: str, params: dict, metrics: dict,
-                         tags: dict, input_example, score: float, score_champion, minimum_gain: float = 0.0) -> RegistrationResult:
+                         tags: dict, input_example, score: float, score_champion, minimum_gain: float = 0.0,
+                         json_artifacts: dict[str, dict] | None = None) -> RegistrationResult:
         """Log a run with the model, register it as a new version, then move `champion` to it only if it
         scores at least as well as the current champion (re-scored by `score_champion(model)` on the same
-        test split); otherwise the version gets `challenger`."""
+        test split); otherwise the version gets `challenger`. `json_artifacts` (file name -> content) are
+        logged with the run."""
         import mlflow
         import mlflow.sklearn
         import sklearn
@@ -81,6 +83,8 @@ class Registry:
         with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            for name, content in (json_artifacts or {}).items():
+                mlflow.log_dict(content, name)
             if champion_score is not None:
                 mlflow.log_metric("champion_macro_f1_same_split", champion_score)
             signature = infer_signature(input_example, model.predict(input_example))
