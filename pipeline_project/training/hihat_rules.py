@@ -99,6 +99,15 @@ def _objective(name: str, predicted: np.ndarray, is_open: np.ndarray, groups: np
     return worst
 
 
+def _rule_score(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list) -> float:
+    """The objective of a conjunction of (feature, op, threshold in search scale) conditions."""
+    predicted = np.ones(len(table), dtype=bool)
+    for feature, op, threshold in conditions:
+        values = _scale(feature, table[feature].to_numpy(dtype=float))
+        predicted &= values >= threshold if op == ">=" else values <= threshold
+    return _objective(objective, predicted, is_open, groups)
+
+
 def _best_single(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, features) -> tuple[float, list]:
     best = (-1.0, [])
     for feature in features:
@@ -115,11 +124,7 @@ def _best_single(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, o
 def _local_search(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, start: list) -> tuple[float, list]:
     """Coordinate ascent over a second condition added to the best single one, then over each threshold."""
     def evaluate(conditions: list) -> float:
-        predicted = np.ones(len(table), dtype=bool)
-        for feature, op, threshold in conditions:
-            values = _scale(feature, table[feature].to_numpy(dtype=float))
-            predicted &= values >= threshold if op == ">=" else values <= threshold
-        return _objective(objective, predicted, is_open, groups)
+        return _rule_score(table, is_open, groups, objective, conditions)
 
     best_score, best = evaluate(start), list(start)
     for feature in RULE_FEATURES:
@@ -148,12 +153,8 @@ def _local_search(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, 
 
 def _widest_margin(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list) -> list:
     """Each threshold moved to the middle of the interval of thresholds that keep the same score."""
-    def evaluate(conds: list) -> float:
-        predicted = np.ones(len(table), dtype=bool)
-        for feature, op, threshold in conds:
-            values = _scale(feature, table[feature].to_numpy(dtype=float))
-            predicted &= values >= threshold if op == ">=" else values <= threshold
-        return _objective(objective, predicted, is_open, groups)
+    def evaluate(conditions: list) -> float:
+        return _rule_score(table, is_open, groups, objective, conditions)
 
     target = evaluate(conditions)
     centred = list(conditions)
