@@ -7,7 +7,7 @@ the assets take: separation (Demucs when weights are on this machine, else the D
 mix: `librosa.beat.beat_track`, Krumhansl-Kessler key templates on `chroma_stft`, and major/minor chord
 templates on beat-synchronous `chroma_stft`. Scores are mir_eval's.
 
-    .venv/bin/pip install -e '.[bench]'
+    make bench-setup
     .venv/bin/python benchmarks/bench_analysis_demo.py [--pieces N]
 """
 
@@ -17,9 +17,9 @@ import argparse
 import time
 
 import librosa
-import mir_eval
 import numpy as np
 
+from pipeline_project.analysis.accuracy import score_analysis
 from pipeline_project.analysis.mir import PITCH_NAMES, analyze, chords_per_beat
 from pipeline_project.resources import SeparatorResource
 from pipeline_project.synthesis.arrangement import from_corpus
@@ -46,34 +46,6 @@ def librosa_defaults(mix: np.ndarray, rate: int) -> dict:
             "chords": [{"time": t, **c} for t, c in zip(librosa.frames_to_time(frames, sr=22050), chords_per_beat(chroma, frames))]}
 
 
-def mir_chord(label: str) -> str:
-    if label == "N":
-        return "N"
-    root, quality = label.split(":")
-    return f"{root}:{quality}" if quality in ("maj", "min", "dim", "aug") else "X"
-
-
-def score(result: dict, labels: dict, duration: float) -> dict:
-    reference_beats = np.array(labels["beats"])
-    beats = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(reference_beats), mir_eval.beat.trim_beats(np.array(result["beat_times"])))
-    tempo_ok = abs(result["tempo_bpm"] - labels["tempo_bpm"]) / labels["tempo_bpm"] <= 0.04
-    tonic, mode = labels["key"].split(":")
-    key = mir_eval.key.weighted_score(f"{tonic} {mode}", f"{result['key_tonic']} {result['key_mode']}")
-    ref_intervals = np.array([[s, e] for s, e, _ in labels["chords"]])
-    ref_labels = [mir_chord(c) for _, _, c in labels["chords"]]
-    times = [c["time"] for c in result["chords"]]
-    if len(times) < 2:
-        return {"beat_f": beats, "tempo_ok": tempo_ok, "key": key, "chord_majmin": 0.0}
-    est_intervals = np.array([[t, n] for t, n in zip(times, times[1:] + [duration])])
-    est_labels = [c["chord"] for c in result["chords"]]
-    est_intervals, est_labels = mir_eval.util.adjust_intervals(est_intervals, est_labels, ref_intervals.min(), ref_intervals.max(),
-                                                               mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
-    merged, ref, est = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_intervals, est_labels)
-    durations = mir_eval.util.intervals_to_durations(merged)
-    chord = mir_eval.chord.weighted_accuracy(mir_eval.chord.majmin(ref, est), durations)
-    return {"beat_f": beats, "tempo_ok": tempo_ok, "key": key, "chord_majmin": chord}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pieces", type=int, default=6)
@@ -95,8 +67,8 @@ def main() -> None:
         baseline = librosa_defaults(mix, audio.sample_rate)
         seconds["peer"] += time.perf_counter() - started
         seconds["audio"] += performance.duration
-        ours.append(score(result, labels, performance.duration))
-        peer.append(score(baseline, labels, performance.duration))
+        ours.append(score_analysis(result, labels, performance.duration))
+        peer.append(score_analysis(baseline, labels, performance.duration))
         print(f"{name:<14} key {labels['key']:<9} ours {result['key_tonic']}:{result['key_mode']:<6} "
               f"librosa {baseline['key_tonic']}:{baseline['key_mode']:<6} tempo {labels['tempo_bpm']:.0f} "
               f"ours {result['tempo_bpm']:.1f} librosa {baseline['tempo_bpm']:.1f}")

@@ -1,4 +1,5 @@
-"""Asset checks on the datasets: a blocking privacy audit and a validation of values."""
+"""Asset checks: a blocking privacy audit and a validation of every dataset, and the accuracy of separation
+and analysis measured on rendered examples."""
 
 
 import json
@@ -7,12 +8,17 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
+from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import drum_hits, song_features, synthetic_examples
+from pipeline_project.assets.synthesis import rendered_examples
+from pipeline_project.audio.io import read_audio
 from pipeline_project.audio.ingest import song_files
 from pipeline_project.datasets.parquet import read_dataset
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
-from pipeline_project.resources import StorageResource
+from pipeline_project.resources import SeparatorResource, StorageResource
+from pipeline_project.separation.separator import STEM_NAMES
 
 DATASET_ASSETS = (song_features, synthetic_examples, drum_hits)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
@@ -89,3 +95,54 @@ def _validation_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinitio
 
 privacy_checks = [_privacy_check(a) for a in DATASET_ASSETS]
 validation_checks = [_validation_check(a) for a in DATASET_ASSETS]
+
+
+ACCURACY_EXAMPLES = 4  # rendered score excerpts scored on every materialization (a few seconds each on the fallback)
+
+
+@dg.multi_asset_check(
+    specs=[
+        dg.AssetCheckSpec("separation_sdr", asset=rendered_examples,
+                          description="SDR per stem of the separator in use on rendered mixes, beside the mixture "
+                                      "used as the estimate; passes when the separator beats that baseline on average."),
+        dg.AssetCheckSpec("analysis_accuracy", asset=rendered_examples,
+                          description="Beat F-measure, tempo, key weighted score and chord majmin (mir_eval) of the "
+                                      "analysis of separated rendered mixes against their exact labels; passes at the "
+                                      f"targets {TARGETS}."),
+    ],
+)
+def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storage: StorageResource,
+                                  separator: SeparatorResource):
+    """Separation and analysis scored on the first rendered score excerpts, as a user's songs would be processed."""
+    rendered = storage.synthetic_dir() / "rendered"
+    manifest = storage.read_json(rendered / "manifest.json")
+    keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][:ACCURACY_EXAMPLES]
+    separations, analyses, used = [], [], None
+    for key in keys:
+        labels = storage.read_json(rendered / key / "labels.json")
+        references = {name: read_audio(rendered / key / "stems" / f"{name}.flac")[0] for name in STEM_NAMES}
+        mix, sample_rate = read_audio(rendered / key / "mix.flac")
+        separation = separator.separate(mix, sample_rate, logger=context.log)
+        used = separation.separator + (f" ({separation.model_name})" if separation.model_name else "")
+        separations.append(score_separation(references, separation.stems, mix))
+        analyses.append(score_analysis(analyze(separation.stems, sample_rate), labels, labels["duration"]))
+    if not keys:
+        for name in ("separation_sdr", "analysis_accuracy"):
+            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"})
+        return
+    per_stem = {stem: {field: round(float(np.nanmean([s[stem][field] for s in separations])), 2)
+                       for field in ("sdr_db", "mixture_sdr_db", "improvement_db")} for stem in STEM_NAMES}
+    mean_improvement = float(np.nanmean([v["improvement_db"] for v in per_stem.values()]))
+    yield dg.AssetCheckResult(
+        check_name="separation_sdr", passed=mean_improvement > 0, severity=dg.AssetCheckSeverity.WARN,
+        metadata={"separator": used, "examples": len(keys), "mean_improvement_db": round(mean_improvement, 2),
+                  "per_stem": dg.MetadataValue.md(pd.DataFrame(per_stem).T.to_markdown())})
+    means = {metric: round(float(np.mean([a[metric] for a in analyses])), 3) for metric in analyses[0]}
+    yield dg.AssetCheckResult(
+        check_name="analysis_accuracy", passed=all(means[m] >= t for m, t in TARGETS.items()), severity=dg.AssetCheckSeverity.WARN,
+        metadata={"separator": used, "examples": len(keys), **means,
+                  "targets": dg.MetadataValue.json(TARGETS),
+                  "per_example": dg.MetadataValue.md(pd.DataFrame(analyses, index=keys).round(3).to_markdown())})
+
+
+accuracy_checks = [accuracy_on_rendered_examples]

@@ -13,7 +13,7 @@ from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
 from pipeline_project.assets.training import drum_hit_classifier
-from pipeline_project.checks import privacy_checks, validation_checks
+from pipeline_project.checks import accuracy_checks, privacy_checks, validation_checks
 from pipeline_project.jobs import datasets_and_training_job, song_pipeline_job, synthesis_job, training_job
 from pipeline_project.resources import MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
@@ -46,7 +46,7 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
               song_features, synthetic_examples, drum_hits, drum_hit_classifier]
-ALL_CHECKS = [*privacy_checks, *validation_checks]
+ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
 def build_definitions(resources: dict | None = None) -> dg.Definitions:

@@ -237,3 +237,16 @@ def test_song_metadata_shows_tempo_key_chords_plot_and_separator(pipeline_run):
     theory = instance.get_latest_materialization_event(dg.AssetKey("song_theory")).asset_materialization.metadata
     assert theory["chord_timeline"].value.startswith("| time | chord | Roman numeral | function | section |")
     assert theory["key"].value and theory["tempo_bpm"].value > 0
+
+
+def test_accuracy_checks_score_separation_and_analysis_of_rendered_examples(pipeline_run):
+    storage = pipeline_run["instance"].event_log_storage
+    keys = [dg.AssetCheckKey(dg.AssetKey("rendered_examples"), name) for name in ("separation_sdr", "analysis_accuracy")]
+    records = storage.get_latest_asset_check_execution_by_key(keys)
+    assert set(records) == set(keys)
+    separation = records[keys[0]].event.dagster_event.event_specific_data.metadata
+    analysis = records[keys[1]].event.dagster_event.event_specific_data.metadata
+    assert separation["separator"].value.startswith("dsp-fallback") and "improvement_db" in separation["per_stem"].value
+    assert separation["mean_improvement_db"].value > 0  # the fallback must still beat the mixture as an estimate
+    assert 0.0 <= analysis["beat_f"].value <= 1.0 and 0.0 <= analysis["chord_majmin"].value <= 1.0
+    assert analysis["examples"].value == 4

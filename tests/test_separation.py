@@ -92,3 +92,30 @@ def test_corrupt_weights_fail_clearly_instead_of_falling_back(tmp_path, sine_ste
     mix, rate = sine_stereo
     with pytest.raises(SeparatorUnavailableError, match="could not be loaded"):
         SeparatorResource(model_name="broken", model_dir=str(folder)).separate(mix, rate)
+
+
+def test_long_files_are_separated_in_windows_that_sum_to_the_mix(tmp_path):
+    from pipeline_project.audio.io import read_audio, write_audio
+    from pipeline_project.separation.separator import separate_with_fallback
+    from pipeline_project.separation.streaming import separate_file
+
+    rate = 22_050
+    rng = np.random.default_rng(0)
+    t = np.arange(rate * 7) / rate
+    mix = (0.2 * np.sin(2 * np.pi * 110 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    mix = np.stack([mix, np.roll(mix, 100)])
+    write_audio(tmp_path / "song.flac", mix, rate)
+    windows = []
+
+    def separate(window, sample_rate):
+        windows.append(window.shape[1])
+        return separate_with_fallback(window, sample_rate)
+
+    described = separate_file(tmp_path / "song.flac", tmp_path / "stems", separate, chunk_s=2.0, crossfade_s=0.5)
+    assert max(windows) <= int(2.5 * rate) and len(windows) == 4
+    assert described.separator.startswith("dsp-fallback") and described.settings["chunk_s"] == 2.0
+    stems = {name: read_audio(tmp_path / "stems" / f"{name}.flac")[0] for name in ("drums", "bass", "other", "vocals")}
+    source, _ = read_audio(tmp_path / "song.flac")
+    assert all(s.shape == source.shape for s in stems.values())
+    assert np.abs(sum(stems.values()) - source).max() < 1e-3  # the windows' stems still add up to the mix
+    assert not list((tmp_path / "stems").glob("*.partial"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Optional
 
 import dagster as dg
@@ -11,9 +12,17 @@ from pydantic import PrivateAttr
 
 from pipeline_project.errors import SeparatorUnavailableError
 from pipeline_project.separation.demucs_models import LoadedModel, load_demucs
-from pipeline_project.separation.separator import Separation, pick_device, separate_with_demucs, separate_with_fallback
+from pipeline_project.separation.separator import (
+    Separation,
+    pick_device,
+    separate_with_demucs,
+    separate_with_fallback,
+)
+from pipeline_project.separation.streaming import separate_file
 
 log = logging.getLogger(__name__)
+REPEAT_LOG = logging.getLogger(f"{__name__}.repeat")
+REPEAT_LOG.setLevel(logging.ERROR)
 
 
 class SeparatorResource(dg.ConfigurableResource):
@@ -24,6 +33,8 @@ class SeparatorResource(dg.ConfigurableResource):
     device: "auto" (CUDA when present), "cpu" or "cuda".
     shifts, overlap, segment: passed to demucs.apply.apply_model.
     allow_fallback: when no weights are found, use the DSP fallback instead of failing.
+    chunk_seconds, crossfade_seconds: songs are separated in windows of this length, crossfaded over this
+    overlap, so memory stays flat for long songs.
     """
 
     model_name: str = "htdemucs"
@@ -33,6 +44,8 @@ class SeparatorResource(dg.ConfigurableResource):
     overlap: float = 0.25
     segment: Optional[float] = None
     allow_fallback: bool = True
+    chunk_seconds: float = 60.0
+    crossfade_seconds: float = 1.0
 
     _loaded: Optional[LoadedModel] = PrivateAttr(default=None)
     _looked_up: bool = PrivateAttr(default=False)
@@ -60,3 +73,20 @@ class SeparatorResource(dg.ConfigurableResource):
             raise SeparatorUnavailableError(message)
         logger.warning(f"{message}. Using the DSP fallback separator: stems are approximate.")
         return separate_with_fallback(mix, sample_rate)
+
+    def separate_file(self, source: Path, out_dir: Path, logger=log) -> Separation:
+        """Stems of an audio file written to `out_dir/<stem>.flac` window by window (see separation.streaming)."""
+        if self.chunk_seconds <= 2 * self.crossfade_seconds:
+            raise ValueError("chunk_seconds must be more than twice crossfade_seconds")
+        announced: list[bool] = []
+
+        def separate_window(window: np.ndarray, sample_rate: int) -> Separation:
+            quiet = REPEAT_LOG if announced else logger  # say which separator once, not once per window
+            announced.append(True)
+            return self.separate(window, sample_rate, logger=quiet)
+
+        def progress(done: float) -> None:
+            if done < 1.0:
+                logger.info(f"separated {done:.0%}")
+
+        return separate_file(source, out_dir, separate_window, self.chunk_seconds, self.crossfade_seconds, progress)

@@ -1,0 +1,65 @@
+"""How accurate separation and analysis are, scored against rendered examples whose labels are exact.
+
+Analysis is scored with mir_eval: beat F-measure, tempo within 4 %, key weighted score (MIREX), and chord
+majmin accuracy weighted by duration. Separation is scored with the signal-to-distortion ratio used by the
+music demixing challenges, 10 log10(|s|^2 / |s - s_hat|^2) over the whole stem, beside the same score for
+the mixture used as every stem's estimate: a separator must beat that baseline to be doing anything.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TARGETS = {"beat_f": 0.90, "key": 0.85, "chord_majmin": 0.75}
+
+
+def mir_chord(label: str) -> str:
+    """Our chord labels in mir_eval's syntax; qualities it cannot compare become X (ignored)."""
+    if label == "N":
+        return "N"
+    root, quality = label.split(":")
+    return f"{root}:{quality}" if quality in ("maj", "min", "dim", "aug") else "X"
+
+
+def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, float]:
+    """mir_eval scores of an `analysis.mir.analyze` result against an example's labels."""
+    import mir_eval
+
+    reference_beats = np.array(labels["beats"])
+    beats = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(reference_beats), mir_eval.beat.trim_beats(np.array(result["beat_times"])))
+    tempo_ok = float(abs(result["tempo_bpm"] - labels["tempo_bpm"]) / labels["tempo_bpm"] <= 0.04)
+    tonic, mode = labels["key"].split(":")
+    key = mir_eval.key.weighted_score(f"{tonic} {mode}", f"{result['key_tonic']} {result['key_mode']}")
+    ref_intervals = np.array([[s, e] for s, e, _ in labels["chords"]])
+    ref_labels = [mir_chord(c) for _, _, c in labels["chords"]]
+    times = [c["time"] for c in result["chords"]]
+    if len(times) < 2 or not len(ref_intervals):
+        return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": 0.0}
+    est_intervals = np.array([[t, n] for t, n in zip(times, times[1:] + [duration])])
+    est_labels = [c["chord"] for c in result["chords"]]
+    est_intervals, est_labels = mir_eval.util.adjust_intervals(est_intervals, est_labels, ref_intervals.min(), ref_intervals.max(),
+                                                               mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
+    merged, ref, est = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_intervals, est_labels)
+    durations = mir_eval.util.intervals_to_durations(merged)
+    chord = mir_eval.chord.weighted_accuracy(mir_eval.chord.majmin(ref, est), durations)
+    return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": float(chord)}
+
+
+def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Signal-to-distortion ratio in dB of a whole (channels, frames) estimate; silent references score nan."""
+    reference = reference.astype(np.float64)
+    frames = min(reference.shape[-1], estimate.shape[-1])
+    signal = float(np.sum(reference[..., :frames] ** 2))
+    if signal < 1e-9:
+        return float("nan")
+    error = float(np.sum((reference[..., :frames] - estimate[..., :frames]) ** 2))
+    return 10 * np.log10((signal + 1e-9) / (error + 1e-9))
+
+
+def score_separation(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per stem: the separator's SDR, the mixture-as-estimate SDR, and the improvement."""
+    scores = {}
+    for stem, reference in references.items():
+        ours, baseline = sdr(reference, estimates[stem]), sdr(reference, mix)
+        scores[stem] = {"sdr_db": round(ours, 2), "mixture_sdr_db": round(baseline, 2), "improvement_db": round(ours - baseline, 2)}
+    return scores
