@@ -27,8 +27,8 @@ import numpy as np
 
 from pipeline_project.audio.io import write_audio
 from pipeline_project.separation.demucs_models import LoadedModel, load_demucs
-from pipeline_project.separation.separator import separate_with_demucs
-from pipeline_project.separation.streaming import separate_file
+from pipeline_project.separation.separator import demucs_chunk_seconds, separate_with_demucs
+from pipeline_project.separation.streaming import DEFAULT_CHUNK_S, DEFAULT_CROSSFADE_S, separate_file
 from pipeline_project.synthesis.examples import all_sources, example_specs, render_example
 from pipeline_project.synthesis.render import available_soundfonts, soundfont_presets
 
@@ -76,7 +76,8 @@ def raw_apply_model(audio: np.ndarray, loaded: LoadedModel) -> float:
 
 def asset_path(source: Path, out_dir: Path, loaded: LoadedModel) -> float:
     started = time.perf_counter()
-    separate_file(source, out_dir, lambda window, rate: separate_with_demucs(window, rate, loaded, "cpu"))
+    chunk = demucs_chunk_seconds(loaded, DEFAULT_CHUNK_S, DEFAULT_CROSSFADE_S, 0.25)
+    separate_file(source, out_dir, lambda window, rate: separate_with_demucs(window, rate, loaded, "cpu"), chunk, DEFAULT_CROSSFADE_S)
     return time.perf_counter() - started
 
 

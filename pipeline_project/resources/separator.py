@@ -14,6 +14,7 @@ from pipeline_project.errors import SeparatorUnavailableError
 from pipeline_project.separation.demucs_models import LoadedModel, load_demucs
 from pipeline_project.separation.separator import (
     Separation,
+    demucs_chunk_seconds,
     pick_device,
     separate_with_demucs,
     separate_with_fallback,
@@ -89,4 +90,7 @@ class SeparatorResource(dg.ConfigurableResource):
             if done < 1.0:
                 logger.info(f"separated {done:.0%}")
 
-        return separate_file(source, out_dir, separate_window, self.chunk_seconds, self.crossfade_seconds, progress)
+        loaded = self.model()
+        chunk = (demucs_chunk_seconds(loaded, self.chunk_seconds, self.crossfade_seconds, self.overlap)
+                 if loaded is not None and self.segment is None else self.chunk_seconds)
+        return separate_file(source, out_dir, separate_window, chunk, self.crossfade_seconds, progress)

@@ -89,6 +89,18 @@ def separate_with_demucs(mix: np.ndarray, sample_rate: int, loaded: LoadedModel,
                       {"shifts": shifts, "overlap": overlap, "segment": segment})
 
 
+def demucs_chunk_seconds(loaded: LoadedModel, chunk_s: float, crossfade_s: float, overlap: float) -> float:
+    """The window length nearest `chunk_s` whose audio (window plus crossfade) Demucs covers with whole
+    segments: apply_model pads a window's last segment, so an unaligned window computes audio twice."""
+    model = loaded.model
+    segment = float(getattr(model, "segment", 0) or getattr(getattr(model, "models", [None])[0], "segment", 0) or 0)
+    if segment <= 0:
+        return chunk_s
+    stride = segment * (1 - overlap)
+    segments = max(1, round((chunk_s + crossfade_s - segment) / stride))
+    return segment + segments * stride - crossfade_s
+
+
 def _fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
     if audio.shape[1] >= frames:
         return audio[:, :frames]

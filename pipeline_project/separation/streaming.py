@@ -1,8 +1,9 @@
 """Separation of a whole file in chunks, so memory stays flat however long the song is.
 
-The file is read in windows of `chunk_s` seconds plus `crossfade_s` of overlap with the next window; each
+The file is read in windows of `chunk_s` seconds (about a minute; for Demucs a whole number of its
+segments, see `separator.demucs_chunk_seconds`) plus `crossfade_s` of overlap with the next window; each
 window is separated on its own, and the overlaps are crossfaded linearly, which hides the seams (Demucs
-itself works in segments of a few seconds, so a minute of context per window costs it nothing). Stems are
+itself works in segments of a few seconds, so a minute of context per window loses it nothing). Stems are
 streamed into FLAC files beside their final names and renamed only when every stem is complete, so a killed
 run never leaves a half-written stem behind.
 """
