@@ -16,8 +16,9 @@ from pipeline_project.separation.separator import STEM_NAMES
 
 @dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="2", deps=[song_stems])
 def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Tempo, beat times, onsets, key and mode with a confidence, a chord per beat and integrated loudness
-    (LUFS), computed from the stems."""
+    """Tempo, beat times, onsets, key and mode with a confidence, a chord per beat, sections and integrated
+    loudness (LUFS), computed from the stems; the metadata shows a plot of the waveform with beats and
+    sections, and the separator that made the stems."""
     song_dir = storage.song_dir(context.partition_key)
     stems = {}
     for name in STEM_NAMES:
