@@ -37,11 +37,11 @@ def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | Non
     windowed = segment * np.hanning(len(segment))
     power = np.abs(np.fft.rfft(windowed)) ** 2 / len(segment)
     freqs = np.fft.rfftfreq(len(segment), 1.0 / sample_rate)
+    frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
     background_power = 0.0
     if before is not None and len(before) >= 16:
         before_power = np.abs(np.fft.rfft(before * np.hanning(len(before)), n=len(segment))) ** 2 / len(before)
         power = np.clip(power - before_power, 0.0, None)
-        frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
         tail = before[len(before) % frame:].reshape(-1, frame)
         background_power = float((tail**2).mean(axis=1).min()) if len(tail) else 0.0
     body, sizzle = _band_energy(power, freqs, BODY_BAND), _band_energy(power, freqs, SIZZLE_BAND)
@@ -50,7 +50,6 @@ def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | Non
     bandwidth = float(np.sqrt(((freqs - centroid) ** 2 * power).sum() / total))
     flatness = float(np.exp(np.mean(np.log(power + 1e-20))) / (power.mean() + 1e-20))
 
-    frame = max(1, int(ENVELOPE_FRAME_S * sample_rate))
     usable = len(segment) // frame * frame
     # What was already sounding (its quietest recent level) is taken out of the hit's envelope.
     envelope_power = np.clip((segment[:usable].reshape(-1, frame) ** 2).mean(axis=1) - background_power, 0.0, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline_project.analysis.sections import find_sections
+from pipeline_project.audio.loudness import integrated_loudness
 
 ANALYSIS_RATE = 22_050
 HOP = 512
@@ -77,11 +78,9 @@ def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray) -> list[dict]:
     return chords
 
 
-def integrated_loudness(mix: np.ndarray, sample_rate: int) -> float:
-    import pyloudnorm
-
-    meter = pyloudnorm.Meter(sample_rate)
-    value = float(meter.integrated_loudness(np.ascontiguousarray(mix.T, dtype=np.float64)))
+def song_loudness(mix: np.ndarray, sample_rate: int) -> float:
+    """Integrated loudness in LUFS; -70 (the BS.1770 absolute gate) for silence."""
+    value = integrated_loudness(mix, sample_rate)
     return value if np.isfinite(value) else -70.0
 
 
@@ -122,6 +121,6 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
         "key_mode": mode,
         "key_confidence": round(key_confidence, 4),
         "chords": [{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)],
-        "loudness_lufs": round(integrated_loudness(mix, sample_rate), 2),
+        "loudness_lufs": round(song_loudness(mix, sample_rate), 2),
         "sections": sections,
     }

@@ -124,7 +124,7 @@ def example_specs(sources: list[ScoreSource], seed: int, renderings_per_source: 
 
 
 @lru_cache(maxsize=64)
-def _arrangement(spec: ExampleSpec) -> Arrangement:
+def arrangement_for(spec: ExampleSpec) -> Arrangement:
     source = spec.source
     if source.kind == "groove":
         beats, _, beat_ql = meter_of(spec.groove)
@@ -135,10 +135,6 @@ def _arrangement(spec: ExampleSpec) -> Arrangement:
         score = from_file(source.locator, max_ql=spec.length_ql)
     has_drums = any(n.stem == "drums" for n in score.notes)
     return score if has_drums else with_rhythm_section(score, spec.groove, spec.seed)
-
-
-def arrangement_for(spec: ExampleSpec) -> Arrangement:
-    return _arrangement(spec)
 
 
 @dataclass

@@ -218,7 +218,7 @@ def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization:
     for i, note in enumerate(ordered):
         onset = max(0.0, onsets[i] + jitter[i] + note.shift_s)
         offset = max(onset + 0.03, offsets[i] + jitter[i] + note.shift_s)
-        if note.articulation in HELPER_ARTICULATIONS and note.articulation == "choke":
+        if note.articulation == "choke":
             velocity = 1  # silent: it only closes the hi-hat
         else:
             accent = humanization.accent if round(note.start_ql, 6) in downbeats_ql else 0
