@@ -2,8 +2,17 @@ import numpy as np
 import pytest
 
 from pipeline_project.analysis.drum_hits import features_at_onsets, isolated_hits
-from pipeline_project.analysis.mir import analyze, estimate_key, MAJOR_PROFILE
-from pipeline_project.analysis.theory import analyze_theory, find_cadences, roman_numeral, syncopation_index, _collapse
+from pipeline_project.analysis.mir import MAJOR_PROFILE, analyze, estimate_key, find_meter
+from pipeline_project.analysis.rhythm import metric_hierarchy, rhythmic_complexity, syncopation_index
+from pipeline_project.analysis.theory import (
+    analyze_theory,
+    chord_runs,
+    find_cadences,
+    find_progressions,
+    harmonic_complexity,
+    label_runs,
+    roman_numeral,
+)
 from pipeline_project.synthesis.arrangement import from_corpus
 from pipeline_project.synthesis.grooves import groove_only, with_rhythm_section
 from pipeline_project.synthesis.performance import STEADY_TEMPO, Humanization, perform
@@ -12,7 +21,8 @@ from pipeline_project.synthesis.render import render
 
 @pytest.fixture(scope="module")
 def rendered_chorale():
-    arrangement = with_rhythm_section(from_corpus("bach/bwv86.6", max_ql=24), "rock", seed=2)
+    # The whole chorale: its first phrases dwell on the dominant, so an excerpt has no single right key.
+    arrangement = with_rhythm_section(from_corpus("bach/bwv86.6"), "rock", seed=2)
     performance = perform(arrangement, 110, seed=2, humanization=STEADY_TEMPO)
     return performance, render(performance)
 
@@ -25,6 +35,10 @@ def test_analysis_of_rendered_stems_finds_tempo_and_key(rendered_chorale):
     assert 0 <= result["key_confidence"] <= 1
     assert len(result["chords"]) == len(result["beat_times"]) > 10
     assert -40 < result["loudness_lufs"] < 0
+    assert result["time_signature"] == "4/4" and result["pulse_source"] == "drums"
+    assert result["tempo_curve"] and all(abs(bpm - 110) < 6 for _, bpm in result["tempo_curve"])
+    assert len(result["short_term_lufs"]) == int(result["duration_s"]) - 2 and result["loudness_range_lu"] >= 0
+    assert all(0 <= result[name] <= 1 for name in ("tempo_confidence", "key_confidence", "meter_confidence", "tempo_stability"))
 
 
 def test_key_profile_recovers_a_rotated_major_profile():
@@ -40,10 +54,63 @@ def test_roman_numerals(chord, tonic, mode, expected):
     assert roman_numeral(chord, tonic, mode)[0] == expected
 
 
-def test_cadences():
-    sequence = [roman_numeral(c, "C", "major") for c in ["C:maj", "F:maj", "G:maj", "C:maj", "G:maj", "A:min", "F:maj", "C:maj", "G:maj", "G:maj", "F:maj"]]
-    kinds = [c["type"] for c in find_cadences(_collapse(sequence))]
-    assert kinds == ["authentic", "deceptive", "plagal", "half"]
+def _labelled(chords, tonic="C", mode="major", basses=None):
+    basses = basses or [None] * len(chords)
+    return label_runs(chord_runs([{"chord": c, "bass": b} for c, b in zip(chords, basses)]), tonic, mode)
+
+
+def test_cadences_by_kind_with_strength():
+    chords = ["C:maj", "F:maj", "G:maj", "C:maj", "G:maj", "A:min", "F:maj", "C:maj", "G:maj", "G:maj", "F:maj", "G:maj", "C:maj"]
+    basses = [None] * 11 + ["B", None]  # the last V in first inversion: imperfect
+    cadences = find_cadences(_labelled(chords, basses=basses), beats_per_bar=1)
+    assert [c["type"] for c in cadences] == ["perfect_authentic", "deceptive", "plagal", "half", "imperfect_authentic"]
+    assert all(0.0 <= c["strength"] <= 1.0 for c in cadences)
+    on_downbeat, off_downbeat = (find_cadences(_labelled(["D:min", "G:maj", "C:maj", "C:maj"]), beats_per_bar=4, downbeat_phase=p)[0]
+                                 for p in (2, 0))
+    assert on_downbeat["strength"] > off_downbeat["strength"]
+
+
+def test_inversions_and_secondary_dominants():
+    runs = _labelled(["C:maj", "D:maj", "G:maj", "C:maj", "E:maj", "A:min"], basses=["E", None, None, "G", None, None])
+    assert [r["figure"] for r in runs] == ["I6", "V/V", "V", "I64", "V/vi", "vi"]
+    assert [r["function"] for r in runs] == ["T", "D", "D", "T", "D", "T"]
+
+
+def test_named_progressions_and_blues():
+    axis = _labelled(["C:maj", "G:maj", "A:min", "F:maj"] * 3)
+    names = {p["name"]: p["count"] for p in find_progressions(axis, [])}
+    assert names["I-V-vi-IV (axis)"] == 3
+    andalusian = _labelled(["A:min", "G:maj", "F:maj", "E:maj"], tonic="A", mode="minor")
+    assert "Andalusian cadence" in {p["name"] for p in find_progressions(andalusian, [])}
+    blues = ["I", "I", "I", "I", "IV", "IV", "I", "I", "V", "IV", "I", "I"]
+    assert "12-bar blues" in {p["name"] for p in find_progressions([], blues)}
+
+
+def test_harmonic_complexity_grows_with_chromatic_and_varied_harmony():
+    plain = harmonic_complexity(_labelled(["C:maj", "G:maj"] * 8))
+    rich = harmonic_complexity(_labelled(["C:maj", "Eb:maj", "A:min", "D:maj", "F:min", "G:maj", "Db:maj", "E:maj"] * 2))
+    assert plain["chromaticism"] == 0.0 and rich["chromaticism"] > 0.3
+    assert rich["transition_entropy_bits"] > plain["transition_entropy_bits"] + 1.5
+
+
+def test_meter_and_metric_hierarchy():
+    rng = np.random.default_rng(0)
+    beats = 48
+    for bar in (3, 4):
+        accent = np.where(np.arange(beats) % bar == 1, 1.0, 0.0)  # downbeats on the second beat
+        evidence = np.vstack([accent + 0.1 * rng.standard_normal(beats), accent + 0.1 * rng.standard_normal(beats)])
+        meter = find_meter(evidence, np.array([0.0, 0.5] * 20))
+        assert (meter["beats_per_bar"], meter["downbeat_phase"], meter["time_signature"]) == (bar, 1, f"{bar}/4")
+        assert meter["confidence"] > 0.5
+    compound = find_meter(np.vstack([np.where(np.arange(beats) % 2 == 0, 1.0, 0.0)] * 2), np.array([0.0, 1 / 3, 2 / 3] * 20))
+    assert compound["time_signature"] == "6/8"
+    beat_times = list(np.arange(33) * 0.5)
+    on_grid = metric_hierarchy(beat_times[:-1], [1.0 if i % 4 == 0 else 0.5 for i in range(32)], beat_times, 4)
+    against = metric_hierarchy([t + 0.125 for t in beat_times[:-1]], None, beat_times, 4)
+    assert on_grid["hierarchy_correlation"] > 0.5 > against["hierarchy_correlation"]
+    straight = rhythmic_complexity(list(np.arange(64) * 0.25), beat_times)
+    irregular = rhythmic_complexity(sorted(rng.choice(np.arange(128) * 0.125, 48, replace=False)), beat_times)
+    assert irregular["complexity"] > straight["complexity"]
 
 
 def test_syncopation_index_is_higher_off_the_beat():
@@ -58,6 +125,9 @@ def test_theory_output_shape(rendered_chorale):
     theory = analyze_theory(analyze(audio.stems, audio.sample_rate))
     assert len(theory["roman_numerals"]) == len(theory["functions"])
     assert 0.0 <= theory["syncopation_index"] <= 1.0
+    assert theory["cadences"] and all(0.0 <= c["strength"] <= 1.0 for c in theory["cadences"])
+    assert abs(sum(theory["genre_cues"]["genres"].values()) - 1.0) < 1e-3
+    assert set(theory["harmonic_complexity"]) >= {"transition_entropy_bits", "chromaticism"}
     assert abs(sum(theory["function_shares"].values()) - 1.0) < 1e-3 or sum(theory["function_shares"].values()) == 0
 
 
@@ -117,3 +187,18 @@ def test_analysis_has_sections_and_a_plot_and_a_chord_table(rendered_chorale):
     assert png.startswith(b"\x89PNG") and len(png) < 200_000
     table = chord_timeline_markdown(result, analyze_theory(result))
     assert table.startswith("| time | chord | Roman numeral |") and table.count("\n") >= 4
+
+
+def test_short_term_loudness_and_loudness_range_follow_a_level_step():
+    from pipeline_project.audio.loudness import integrated_loudness, loudness_range, short_term_loudness
+
+    rate = 44_100
+    t = np.arange(20 * rate) / rate
+    tone = 0.1 * np.sin(2 * np.pi * 997 * t)
+    steady = np.vstack([tone, tone])
+    stepped = steady * np.where(t < 10, 1.0, 10 ** (-10 / 20))
+    short_term = short_term_loudness(steady, rate)
+    assert len(short_term) == 18 and np.ptp(short_term) < 0.05
+    assert short_term[0] == pytest.approx(integrated_loudness(steady, rate), abs=0.05)
+    assert loudness_range(short_term) < 0.1
+    assert loudness_range(short_term_loudness(stepped, rate)) == pytest.approx(10.0, abs=0.6)

@@ -119,3 +119,17 @@ def test_long_files_are_separated_in_windows_that_sum_to_the_mix(tmp_path):
     assert all(s.shape == source.shape for s in stems.values())
     assert np.abs(sum(stems.values()) - source).max() < 1e-3  # the windows' stems still add up to the mix
     assert not list((tmp_path / "stems").glob("*.partial"))
+
+
+def test_windows_hold_a_whole_number_of_demucs_strides(small_model_dir):
+    """apply_model starts a segment at every stride of its input, so an aligned window wastes no segment."""
+    from pipeline_project.separation.separator import demucs_chunk_seconds
+
+    loaded = load_demucs("small_demucs", str(small_model_dir))
+    model = loaded.model
+    stride = int(0.75 * int(model.samplerate * model.segment))
+    for target in (20.0, 60.0, 95.0):
+        chunk = demucs_chunk_seconds(loaded, target, 1.0, overlap=0.25)
+        window = int(chunk * model.samplerate) + int(1.0 * model.samplerate)
+        assert abs(chunk - target) <= stride / model.samplerate
+        assert -1 <= window - round(window / stride) * stride <= 0  # whole strides, never one sample over

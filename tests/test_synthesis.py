@@ -91,6 +91,18 @@ def test_concert_preset_draws_its_snr_from_the_concert_set_and_uses_an_arena():
         assert steps["noise"]["snr_db"] in CONCERT_SNRS_DB and steps["noise"]["kind"] == "crowd"
         assert steps["room"]["room"]["room_type"] == "arena" and 1.8 <= steps["room"]["room"]["rt60_s"] <= 2.5
         assert steps["eq"]["preset"] == "pa" and "limiter" in steps
+        assert 5.0 <= steps["room"]["room"]["directivity_q"] <= 15.0
+
+
+def test_a_directional_source_lowers_the_reverberation_by_its_directivity():
+    from pipeline_project.augmentation.rooms import impulse_response, sample_room
+
+    room = sample_room("hall", np.random.default_rng(3))
+    after_direct = int(0.002 * 44_100)
+    omni, directional = (impulse_response(room | extra, 44_100) for extra in ({}, {"directivity_q": 10.0}))
+    assert np.array_equal(omni[:, :after_direct], directional[:, :after_direct])  # the direct sound is untouched
+    ratio = np.sum(directional[:, after_direct:] ** 2) / np.sum(omni[:, after_direct:] ** 2)
+    assert ratio == pytest.approx(0.1, rel=1e-3)
 
 
 def test_twenty_examples_rebuild_bit_for_bit_from_their_records(catalog):

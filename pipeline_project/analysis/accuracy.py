@@ -1,7 +1,8 @@
 """How accurate separation and analysis are, scored against rendered examples whose labels are exact.
 
-Analysis is scored with mir_eval: beat F-measure, tempo within 4 %, key weighted score (MIREX), and chord
-majmin accuracy weighted by duration. Separation is scored with the signal-to-distortion ratio used by the
+Analysis is scored with mir_eval: beat F-measure, tempo within 4 %, key weighted score (MIREX), chord
+majmin accuracy weighted by duration, and, where the estimate has them, downbeat F-measure and whether the
+time signature is right. Separation is scored with the signal-to-distortion ratio used by the
 music demixing challenges, 10 log10(|s|^2 / |s - s_hat|^2) over the whole stem, beside the same score for
 the mixture used as every stem's estimate: a separator must beat that baseline to be doing anything.
 """
@@ -28,13 +29,18 @@ def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, flo
     reference_beats = np.array(labels["beats"])
     beats = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(reference_beats), mir_eval.beat.trim_beats(np.array(result["beat_times"])))
     tempo_ok = float(abs(result["tempo_bpm"] - labels["tempo_bpm"]) / labels["tempo_bpm"] <= 0.04)
+    meter = {}
+    if "downbeat_times" in result and labels.get("downbeats"):
+        meter = {"downbeat_f": float(mir_eval.beat.f_measure(mir_eval.beat.trim_beats(np.array(labels["downbeats"])),
+                                                             mir_eval.beat.trim_beats(np.array(result["downbeat_times"])))),
+                 "meter_ok": float(result["time_signature"] == labels["time_signature"])}
     tonic, mode = labels["key"].split(":")
     key = mir_eval.key.weighted_score(f"{tonic} {mode}", f"{result['key_tonic']} {result['key_mode']}")
     ref_intervals = np.array([[s, e] for s, e, _ in labels["chords"]])
     ref_labels = [mir_chord(c) for _, _, c in labels["chords"]]
     times = [c["time"] for c in result["chords"]]
     if len(times) < 2 or not len(ref_intervals):
-        return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": 0.0}
+        return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": 0.0, **meter}
     est_intervals = np.array([[t, n] for t, n in zip(times, times[1:] + [duration])])
     est_labels = [c["chord"] for c in result["chords"]]
     est_intervals, est_labels = mir_eval.util.adjust_intervals(est_intervals, est_labels, ref_intervals.min(), ref_intervals.max(),
@@ -42,7 +48,7 @@ def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, flo
     merged, ref, est = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_intervals, est_labels)
     durations = mir_eval.util.intervals_to_durations(merged)
     chord = mir_eval.chord.weighted_accuracy(mir_eval.chord.majmin(ref, est), durations)
-    return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": float(chord)}
+    return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": float(chord), **meter}
 
 
 def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:

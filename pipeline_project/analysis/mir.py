@@ -1,16 +1,21 @@
 """Tempo, beats, key, chords per beat and loudness from separated stems.
 
-Rhythm is tracked on drums + bass (where the pulse lives), harmony on bass + other + vocals (drums only add
-noise to chroma). Key uses the Albrecht-Shanahan profiles; chords are major/minor triad templates matched
-to beat-synchronous chroma.
+The pulse is tracked on the drums stem (the mix when there are no drums), onsets on drums + bass, harmony
+on bass + other + vocals (drums only add noise to chroma). Chords are major/minor triad templates matched to
+beat-synchronous chroma; the key weighs the Albrecht-Shanahan profiles against how often each key's tonic
+chord sounds. Downbeats and the time signature come from where harmonic changes, bass onsets and kicks
+fall in the beat grid.
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 
+from pipeline_project.analysis.rhythm import beat_positions
 from pipeline_project.analysis.sections import find_sections
-from pipeline_project.audio.loudness import integrated_loudness
+from pipeline_project.audio.loudness import integrated_loudness, loudness_range, short_term_loudness
 
 ANALYSIS_RATE = 22_050
 HOP = 512
@@ -20,7 +25,15 @@ PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
 MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 KEY_SOFTMAX_TEMPERATURE = 0.05
+TONIC_CHORD_WEIGHT = 0.5
+DOMINANT_CHORD_WEIGHT = 0.25
+DIATONIC_CHORD_BONUS = 0.03  # in cosine similarity: decides only between templates that fit a beat almost equally
 NO_CHORD_ENERGY = 1e-3
+METER_CANDIDATES = (2, 3, 4)
+LONGER_BAR_MARGIN = 1.25  # a bar of 4 must show 25 % more downbeat contrast than a bar of 2 to be chosen
+AUDIBLE_STEM_DB = -30.0
+BASS_PROMINENCE = 1.5  # the bass note's chroma must be 1.5x the next pitch class's
+METER_SOFTMAX_TEMPERATURE = 0.25
 
 
 def _mono(stereo: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -59,8 +72,9 @@ def triad_templates() -> tuple[list[str], np.ndarray]:
     return labels, np.array(templates)
 
 
-def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray) -> list[dict]:
-    """One chord label per beat interval, with the template's cosine similarity as confidence."""
+def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray, prior: np.ndarray | None = None) -> list[dict]:
+    """One chord label per beat interval, with the template's cosine similarity as confidence. `prior` (one
+    value per template of `triad_templates`) is added to the similarities before the best is picked."""
     import librosa
 
     labels, templates = triad_templates()
@@ -73,39 +87,161 @@ def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray) -> list[dict]:
             chords.append({"chord": "N", "confidence": 1.0})
             continue
         similarity = templates @ (column / energy)
-        best = int(np.argmax(similarity))
+        best = int(np.argmax(similarity if prior is None else similarity + prior))
         chords.append({"chord": labels[best], "confidence": round(float(similarity[best]), 4)})
     return chords
 
 
-def song_loudness(mix: np.ndarray, sample_rate: int) -> float:
-    """Integrated loudness in LUFS; -70 (the BS.1770 absolute gate) for silence."""
-    value = integrated_loudness(mix, sample_rate)
-    return value if np.isfinite(value) else -70.0
+def diatonic_prior(tonic: str, mode: str) -> np.ndarray:
+    """DIATONIC_CHORD_BONUS for each triad template that belongs to the key, 0 for the others: where a beat's
+    chroma is ambiguous (reverberation, noise, passing notes), the chord the key expects wins."""
+    from pipeline_project.analysis.theory import DIATONIC
+
+    labels, _ = triad_templates()
+    root = PITCH_NAMES.index(tonic)
+    wanted = {f"{PITCH_NAMES[(root + step) % 12]}:{quality}" for step, quality in DIATONIC[mode]}
+    return np.array([DIATONIC_CHORD_BONUS if label in wanted else 0.0 for label in labels])
+
+
+def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
+    """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus how much of the
+    song sits on its tonic triad and on its dominant (major) triad. A key is established by its tonic and
+    dominant chords; counting them tells a key from its dominant or relative key where the pitch-class
+    profile alone hesitates."""
+    _, _, _, correlations = estimate_key(chroma_profile)
+    counts = Counter(c["chord"] for c in chords if c["chord"] != "N")
+    total = max(1, sum(counts.values()))
+    scores = []
+    for index, correlation in enumerate(np.nan_to_num(correlations, nan=-1.0)):
+        tonic = index % 12
+        tonic_chord = f"{PITCH_NAMES[tonic]}:{'maj' if index < 12 else 'min'}"
+        dominant_chord = f"{PITCH_NAMES[(tonic + 7) % 12]}:maj"
+        scores.append(correlation + (TONIC_CHORD_WEIGHT * counts[tonic_chord] + DOMINANT_CHORD_WEIGHT * counts[dominant_chord]) / total)
+    scores = np.array(scores)
+    weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
+    best = int(np.argmax(scores))
+    return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())
+
+
+def find_meter(beat_features: np.ndarray, onset_phases: np.ndarray) -> dict:
+    """Time signature and downbeat phase from per-beat downbeat evidence, shape (features, beats).
+
+    Each feature (loudness of the pitched parts, kick onsets) is standardized; for every bar length in
+    METER_CANDIDATES and every phase, the contrast is how much more evidence falls on the would-be
+    downbeats than on the other beats. A longer bar must beat a divisor of its length by a margin, since
+    it always fits at least as well. Beats divided in three (onsets near 1/3 and 2/3 of a beat) make the
+    metre compound: 2 beats -> 6/8, 4 -> 12/8.
+    """
+    beats = beat_features.shape[1]
+    if beats < 8:
+        return {"beats_per_bar": 4, "downbeat_phase": 0, "time_signature": "4/4", "confidence": 0.0}
+    z = (beat_features - beat_features.mean(axis=1, keepdims=True)) / (beat_features.std(axis=1, keepdims=True) + 1e-9)
+    salience = z.mean(axis=0)
+    contrasts = {}
+    for bar in METER_CANDIDATES:
+        for phase in range(bar):
+            on = salience[phase::bar]
+            contrasts[bar, phase] = float(on.mean() - np.delete(salience, np.arange(phase, beats, bar)).mean())
+    best_per_bar = {bar: max((c, p) for (b, p), c in contrasts.items() if b == bar) for bar in METER_CANDIDATES}
+    bar = max(METER_CANDIDATES, key=lambda b: best_per_bar[b][0])
+    for divisor in [d for d in METER_CANDIDATES if d < bar and bar % d == 0]:
+        if best_per_bar[bar][0] < best_per_bar[divisor][0] * LONGER_BAR_MARGIN:
+            bar = divisor
+    contrast, phase = best_per_bar[bar]
+    # Confidence: the chosen bar length's share of a softmax over every candidate's best contrast.
+    weights = {b: np.exp(c / METER_SOFTMAX_TEMPERATURE) for b, (c, _) in best_per_bar.items()}
+    confidence = float(weights[bar] / sum(weights.values()))
+    thirds = np.mean(np.minimum(np.abs(onset_phases - 1 / 3), np.abs(onset_phases - 2 / 3)) < 0.06) if len(onset_phases) else 0.0
+    halves = np.mean(np.abs(onset_phases - 0.5) < 0.06) if len(onset_phases) else 0.0
+    compound = bool(thirds > 3 * halves and thirds > 0.25 and bar in (2, 4))
+    signature = f"{bar * 3}/8" if compound else f"{bar}/4"
+    return {"beats_per_bar": bar, "downbeat_phase": int(phase), "time_signature": signature, "confidence": round(confidence, 4)}
+
+
+def tempo_curve(beat_times: np.ndarray, downbeat_times: np.ndarray) -> tuple[list[list[float]], float]:
+    """Local tempo at each downbeat (median of the surrounding 8 beat periods) and a stability score: 1 for
+    a metronome, lower as the tempo wanders."""
+    if len(beat_times) < 3:
+        return [], 0.0
+    periods = np.diff(beat_times)
+    curve = []
+    for time in downbeat_times:
+        index = int(np.clip(np.searchsorted(beat_times, time), 0, len(periods) - 1))
+        curve.append([round(float(time), 3), round(float(60.0 / np.median(periods[max(0, index - 4): index + 4])), 2)])
+    local = 60.0 / periods
+    stability = float(np.clip(1.0 - np.std(local) / (np.mean(local) + 1e-9) * 4, 0.0, 1.0))
+    return curve, stability
+
+
+def bass_per_beat(bass_chroma: np.ndarray, beat_frames: np.ndarray) -> list[str | None]:
+    """The bass stem's strongest pitch class in each beat interval (None where the bass is silent or no
+    pitch class stands out): with the chord's root it gives the inversion."""
+    import librosa
+
+    synced = librosa.util.sync(bass_chroma, beat_frames, aggregate=np.median, pad=True)[:, 1: len(beat_frames) + 1]
+    notes: list[str | None] = []
+    for column in synced.T:
+        ordered = np.sort(column)
+        clear = ordered[-1] > NO_CHORD_ENERGY and ordered[-1] >= BASS_PROMINENCE * ordered[-2]
+        notes.append(PITCH_NAMES[int(np.argmax(column))] if clear else None)
+    return notes
+
+
+def song_loudness(mix: np.ndarray, sample_rate: int) -> dict:
+    """Integrated loudness and loudness range, and short-term loudness every second; -70 LUFS (the BS.1770
+    absolute gate) stands for silence."""
+    integrated = integrated_loudness(mix, sample_rate)
+    short_term = short_term_loudness(mix, sample_rate)
+    return {"loudness_lufs": round(integrated, 2) if np.isfinite(integrated) else -70.0,
+            "loudness_range_lu": round(loudness_range(short_term), 2),
+            "short_term_lufs": [round(float(max(v, -70.0)), 1) for v in short_term]}
+
+
+def _audible(stem: np.ndarray, mix: np.ndarray) -> bool:
+    return float(np.mean(stem.astype(np.float64) ** 2)) > float(np.mean(mix.astype(np.float64) ** 2)) * 10 ** (AUDIBLE_STEM_DB / 10)
 
 
 def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
     """Analysis of one song from its stems; every estimate comes with a confidence."""
     import librosa
 
-    rhythm = _mono(stems["drums"] + stems["bass"], sample_rate)
-    harmony = _mono(stems["bass"] + stems["other"] + stems["vocals"], sample_rate)
     mix = np.sum([stems[name] for name in stems], axis=0)
+    # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
+    # onset envelope, most of all in reverberant rooms.
+    has_drums = _audible(stems["drums"], mix)
+    pulse = _mono(stems["drums"] if has_drums else mix, sample_rate)
+    rhythm = _mono(stems["drums"] + stems["bass"], sample_rate)
+    harmony = _mono(stems["other"] + stems["vocals"], sample_rate)
 
-    onset_envelope = librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP)
-    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
+    pulse_envelope = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP)
+    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
     tempo = float(np.atleast_1d(tempo)[0])
     beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     # Pulse clarity: how much of the onset energy sits on the tracked beats.
-    on_beat = onset_envelope[beat_frames].mean() if len(beat_frames) else 0.0
-    tempo_confidence = float(np.clip(on_beat / (onset_envelope.mean() * 3 + 1e-9), 0.0, 1.0))
+    on_beat = pulse_envelope[beat_frames].mean() if len(beat_frames) else 0.0
+    tempo_confidence = float(np.clip(on_beat / (pulse_envelope.mean() * 3 + 1e-9), 0.0, 1.0))
 
+    onset_envelope = librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_frames = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_times = librosa.frames_to_time(onset_frames, sr=ANALYSIS_RATE, hop_length=HOP)
+    onset_strengths = onset_envelope[onset_frames] / (onset_envelope.max() + 1e-9)
 
     chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
-    tonic, mode, key_confidence, _ = estimate_key(chroma.mean(axis=1))
-    chords = chords_per_beat(chroma, beat_frames)
+    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), chords_per_beat(chroma, beat_frames))
+    chords = chords_per_beat(chroma, beat_frames, diatonic_prior(tonic, mode))
+    bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
+    for chord, note in zip(chords, bass_per_beat(bass_chroma, beat_frames)):
+        chord["bass"] = note
+
+    # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
+    # drum lands there.
+    loudness = librosa.feature.rms(y=harmony, hop_length=HOP)[0]
+    kick = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16)
+    evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
+    meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
+    downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
+    curve, stability = tempo_curve(beat_times, downbeat_times)
+
     full = _mono(mix, sample_rate)
     timbre = librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:]
     per_beat = librosa.util.sync(np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean)
@@ -115,12 +251,25 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
         "duration_s": round(mix.shape[1] / sample_rate, 3),
         "tempo_bpm": round(tempo, 2),
         "tempo_confidence": round(tempo_confidence, 4),
+        "tempo_curve": curve,
+        "tempo_stability": round(stability, 4),
+        "pulse_source": "drums" if has_drums else "mix",
         "beat_times": [round(float(t), 4) for t in beat_times],
+        "downbeat_times": [round(float(t), 4) for t in downbeat_times],
+        "time_signature": meter["time_signature"],
+        "beats_per_bar": meter["beats_per_bar"],
+        "meter_confidence": meter["confidence"],
         "onset_times": [round(float(t), 4) for t in onset_times],
+        "onset_strengths": [round(float(s), 3) for s in onset_strengths],
         "key_tonic": tonic,
         "key_mode": mode,
         "key_confidence": round(key_confidence, 4),
         "chords": [{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)],
-        "loudness_lufs": round(song_loudness(mix, sample_rate), 2),
+        **song_loudness(mix, sample_rate),
         "sections": sections,
     }
+
+
+def _around(envelope: np.ndarray, frames: np.ndarray, width: int) -> np.ndarray:
+    """The envelope's maximum within `width` frames of each frame."""
+    return np.array([envelope[max(0, f - width): f + width + 1].max(initial=0.0) for f in frames])

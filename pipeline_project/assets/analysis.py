@@ -14,11 +14,12 @@ from pipeline_project.resources import StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="2", deps=[song_stems])
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="3", deps=[song_stems])
 def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Tempo, beat times, onsets, key and mode with a confidence, a chord per beat, sections and integrated
-    loudness (LUFS), computed from the stems; the metadata shows a plot of the waveform with beats and
-    sections, and the separator that made the stems."""
+    """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode, a chord and bass note
+    per beat, sections, and integrated and short-term loudness with the loudness range, each with a
+    confidence, computed from the stems (see `analysis.mir`); the metadata shows a plot of the waveform with
+    beats and sections, and the separator that made the stems."""
     song_dir = storage.song_dir(context.partition_key)
     stems = {}
     for name in STEM_NAMES:
@@ -30,13 +31,21 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     png = analysis_plot(sum(stems.values()), sample_rate, result)
     write_bytes_atomic(song_dir / "analysis.png", png)
     separator = storage.read_json(song_dir / "stems.json")
+    tempi = [bpm for _, bpm in result["tempo_curve"]]
     return dg.MaterializeResult(metadata={
         "tempo_bpm": result["tempo_bpm"],
+        "tempo_confidence": result["tempo_confidence"],
+        "tempo_range_bpm": f"{min(tempi):.1f}-{max(tempi):.1f}" if tempi else "",
+        "tempo_stability": result["tempo_stability"],
+        "time_signature": result["time_signature"],
+        "meter_confidence": result["meter_confidence"],
         "key": f"{result['key_tonic']} {result['key_mode']}",
         "key_confidence": result["key_confidence"],
         "beats": len(result["beat_times"]),
+        "bars": len(result["downbeat_times"]),
         "sections": " ".join(s["label"] for s in result["sections"]),
         "loudness_lufs": result["loudness_lufs"],
+        "loudness_range_lu": result["loudness_range_lu"],
         "separator": separator.get("separator", "unknown") + (f" ({separator['model_name']})" if separator.get("model_name") else ""),
         "plot": dg.MetadataValue.md(f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_file": dg.MetadataValue.path(str(song_dir / "analysis.png")),
@@ -44,9 +53,11 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     })
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="2", deps=[song_analysis])
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="3", deps=[song_analysis])
 def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """Roman numerals of the chords in the detected key, harmonic functions, cadences and a syncopation index."""
+    """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named
+    progressions, cadences with a strength, harmonic complexity, syncopation, metric hierarchy, rhythmic
+    complexity and genre cues (see `analysis.theory`)."""
     song_dir = storage.song_dir(context.partition_key)
     result = analyze_theory(storage.read_json(song_dir / "analysis.json"))
     write_text_atomic(song_dir / "theory.json", json.dumps(result, indent=1))
@@ -54,11 +65,21 @@ def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> 
     for cadence in result["cadences"]:
         cadence_counts[cadence["type"]] = cadence_counts.get(cadence["type"], 0) + 1
     analysis = storage.read_json(song_dir / "analysis.json")
+    genres = result["genre_cues"]["genres"]
     return dg.MaterializeResult(metadata={
         "key": result["key"],
         "tempo_bpm": analysis["tempo_bpm"],
+        "time_signature": analysis["time_signature"],
         "chord_timeline": dg.MetadataValue.md(chord_timeline_markdown(analysis, result)),
         "progression_start": " ".join(result["progression"][:12]),
+        "named_progressions": ", ".join(f"{p['name']} x{p['count']}" for p in result["progressions"]) or "none",
+        "secondary_dominants": ", ".join(result["secondary_dominants"]) or "none",
         "cadences": dg.MetadataValue.json(cadence_counts),
+        "strongest_cadence": max((c["strength"] for c in result["cadences"]), default=0.0),
+        "transition_entropy_bits": result["harmonic_complexity"]["transition_entropy_bits"],
+        "chromaticism": result["harmonic_complexity"]["chromaticism"],
         "syncopation_index": result["syncopation_index"],
+        "metric_hierarchy_correlation": result["metric_hierarchy"]["hierarchy_correlation"],
+        "rhythmic_complexity": result["rhythmic_complexity"]["complexity"],
+        "genre_cues": dg.MetadataValue.json(dict(list(genres.items())[:3])),
     })

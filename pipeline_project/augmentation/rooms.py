@@ -27,7 +27,8 @@ TAIL_BRIGHTNESS_HZ = 4000.0
 
 
 def sample_room(room_type: str, rng: np.random.Generator) -> dict:
-    """A room of that type: dimensions, RT60, source and a spaced stereo microphone pair, and the tail seed."""
+    """A room of that type: dimensions, RT60, source and a spaced stereo microphone pair, and the tail seed.
+    The source is omnidirectional; a record may add `directivity_q` (see `impulse_response`)."""
     (l0, l1), (w0, w1), (h0, h1), (r0, r1) = ROOM_TYPES[room_type]
     dims = [round(float(rng.uniform(l0, l1)), 2), round(float(rng.uniform(w0, w1)), 2), round(float(rng.uniform(h0, h1)), 2)]
     source = [round(dims[0] * float(rng.uniform(0.15, 0.35)), 2), round(dims[1] * float(rng.uniform(0.35, 0.65)), 2), min(1.8, dims[2] / 2)]
@@ -80,6 +81,9 @@ def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     target = direct_energy * 16 * np.pi * distance**2 / absorption_area
     tail *= np.sqrt(target / (float(np.sum(tail**2)) / 2 + 1e-20))
     ir = (early * (1 - fade) + tail)[:, direct:]  # the direct sound at time 0 keeps labels aligned
+    # A directional source (a PA's line array) sends a factor Q more of its power toward the listener than
+    # an omnidirectional one: relative to the direct sound, reflections and reverberation drop by sqrt(Q).
+    ir[:, around_direct.stop - direct:] /= np.sqrt(room.get("directivity_q", 1.0))
     ir /= np.abs(ir[:, 0]).max() + 1e-12
     return ir.astype(np.float32)
 

@@ -16,11 +16,13 @@ import pandas as pd
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES, features_at_onsets, isolated_hits
 from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, round_tempo
 
-CADENCE_TYPES = ("authentic", "plagal", "half", "deceptive")
+CADENCE_TYPES = ("perfect_authentic", "imperfect_authentic", "plagal", "half", "deceptive")
 SONG_FEATURE_COLUMNS = (
     "song_id", "tempo_bpm", "tempo_confidence", "key_tonic", "key_mode", "key_confidence", "loudness_lufs",
     "duration_bucket", "chord_vocabulary", "chord_change_rate", "tonic_share", "subdominant_share",
-    "dominant_share", *(f"cadences_{kind}" for kind in CADENCE_TYPES), "syncopation_index", "separator",
+    "dominant_share", *(f"cadences_{kind}" for kind in CADENCE_TYPES), "syncopation_index", "beats_per_bar",
+    "loudness_range_lu", "transition_entropy_bits", "chromaticism", "rhythmic_complexity", "metric_hierarchy_correlation",
+    "separator",
 )
 
 
@@ -48,6 +50,12 @@ def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
             "dominant_share": theory["function_shares"]["D"],
             **{f"cadences_{kind}": int(cadences.get(kind, 0)) for kind in CADENCE_TYPES},
             "syncopation_index": float(theory["syncopation_index"]),
+            "beats_per_bar": int(analysis.get("beats_per_bar", 4)),
+            "loudness_range_lu": round(float(analysis.get("loudness_range_lu", 0.0)), 1),
+            "transition_entropy_bits": float(theory["harmonic_complexity"]["transition_entropy_bits"]),
+            "chromaticism": float(theory["harmonic_complexity"]["chromaticism"]),
+            "rhythmic_complexity": float(theory["rhythmic_complexity"]["complexity"]),
+            "metric_hierarchy_correlation": float(theory["metric_hierarchy"]["hierarchy_correlation"]),
             "separator": "demucs" if record["stems"]["separator"] == "demucs" else "dsp-fallback",
         })
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet

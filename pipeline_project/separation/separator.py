@@ -90,15 +90,19 @@ def separate_with_demucs(mix: np.ndarray, sample_rate: int, loaded: LoadedModel,
 
 
 def demucs_chunk_seconds(loaded: LoadedModel, chunk_s: float, crossfade_s: float, overlap: float) -> float:
-    """The window length nearest `chunk_s` whose audio (window plus crossfade) Demucs covers with whole
-    segments: apply_model pads a window's last segment, so an unaligned window computes audio twice."""
+    """The window length nearest `chunk_s` whose audio (window plus crossfade) is a whole number of Demucs
+    strides. apply_model starts a segment at every stride of its input (offsets 0, stride, 2 stride, ... up
+    to the input's length), so any other length pays for a segment that is mostly padding."""
     model = loaded.model
     segment = float(getattr(model, "segment", 0) or getattr(getattr(model, "models", [None])[0], "segment", 0) or 0)
     if segment <= 0:
         return chunk_s
-    stride = segment * (1 - overlap)
-    segments = max(1, round((chunk_s + crossfade_s - segment) / stride))
-    return segment + segments * stride - crossfade_s
+    rate = int(model.samplerate)
+    stride_s = int((1 - overlap) * int(rate * segment)) / rate  # the same integer arithmetic as apply_model
+    strides = max(1, round((chunk_s + crossfade_s) / stride_s))
+    while strides * stride_s <= 3 * crossfade_s:  # a window must be longer than its two crossfades
+        strides += 1
+    return strides * stride_s - crossfade_s
 
 
 def _fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
