@@ -10,20 +10,25 @@ import pandas as pd
 
 from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
 from pipeline_project.analysis.mir import analyze
-from pipeline_project.assets.datasets import drum_hits, song_features, synthetic_examples
+from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.synthesis import rendered_examples
 from pipeline_project.audio.io import read_audio
 from pipeline_project.audio.ingest import song_files
-from pipeline_project.datasets.parquet import read_dataset
+from pipeline_project.datasets.anonymize import QUASI_IDENTIFIERS, smallest_group
+from pipeline_project.datasets.snapshots import read_snapshot
+from pipeline_project.datasets.validation import validate_table
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
-from pipeline_project.resources import SeparatorResource, StorageResource
+from pipeline_project.resources import DatasetsResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
-DATASET_ASSETS = (song_features, synthetic_examples, drum_hits)
+DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
 # references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
 SYNTHETIC_EXEMPTIONS = {"references": SYNTHETIC_REFERENCES, "free_text": SYNTHETIC_FREE_TEXT}
+# Concert pairs hold log-mel windows as packed float16 values.
+EXEMPTIONS = {"synthetic_examples": SYNTHETIC_EXEMPTIONS,
+              "concert_pairs": {"arrays": {"clean_logmel": 2, "degraded_logmel": 2}}}
 
 
 def private_catalog(storage: StorageResource) -> set[str]:
@@ -40,7 +45,7 @@ def private_catalog(storage: StorageResource) -> set[str]:
 
 
 def _read(storage: StorageResource, name: str) -> pd.DataFrame:
-    return read_dataset(storage.dataset_dir(name))
+    return read_snapshot(storage.dataset_dir(name))
 
 
 def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
@@ -48,16 +53,23 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
 
     @dg.asset_check(asset=asset_def, name="privacy_audit", blocking=True,
                     description="Fails (and blocks everything downstream) if any string value holds a title, artist, "
-                                "album or file name of the private catalog, a path or URL, or a column holds event times.")
-    def privacy_audit(storage: StorageResource) -> dg.AssetCheckResult:
+                                "album or file name of the private catalog, a path or URL, if a column holds event times, "
+                                "or if the quasi-identifiers are not k-anonymous; reports k.")
+    def privacy_audit(storage: StorageResource, datasets: DatasetsResource) -> dg.AssetCheckResult:
         table = _read(storage, name)
-        exempt = SYNTHETIC_EXEMPTIONS if name == "synthetic_examples" else {}
-        findings = audit_table(table, private_catalog(storage), **exempt)
+        exempt = EXEMPTIONS.get(name, {})
+        findings = [str(f) for f in audit_table(table, private_catalog(storage), **exempt)]
+        k = {}
+        if set(QUASI_IDENTIFIERS) <= set(table.columns):
+            k = {"k": smallest_group(table), "k_required": datasets.k_anonymity}
+            if len(table) and k["k"] < datasets.k_anonymity:
+                findings.append(f"k-anonymity: the rarest combination of {', '.join(QUASI_IDENTIFIERS)} has {k['k']} rows, "
+                                f"fewer than k = {datasets.k_anonymity}")
         return dg.AssetCheckResult(
             passed=not findings,
             severity=dg.AssetCheckSeverity.ERROR,
             metadata={"findings": len(findings), "details": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings[:50]) or "none"),
-                      "rows_scanned": len(table)},
+                      "rows_scanned": len(table), **k},
         )
 
     return privacy_audit
@@ -67,28 +79,17 @@ def _validation_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinitio
     name = asset_def.key.path[-1]
 
     @dg.asset_check(asset=asset_def, name="validation",
-                    description="Rows present, no NaN or infinity outside optional columns, no duplicate ids, "
-                                "and at least 2 examples of every class where the table has labels.")
+                    description="Schema, ranges per feature, no NaN or infinity outside optional columns, no duplicate "
+                                "ids or rows, at least 2 examples of every class; 3-sigma outliers and near duplicates "
+                                "are reported.")
     def validation(storage: StorageResource) -> dg.AssetCheckResult:
         table = _read(storage, name)
-        problems = []
-        if table.empty:
-            problems.append("no rows")
-        optional = {"snr_db", "rt60_s"}  # NaN by design for clean examples
-        numeric = table.select_dtypes(include="number").drop(columns=[c for c in optional if c in table], errors="ignore")
-        bad = [c for c in numeric if not np.isfinite(numeric[c].to_numpy(dtype="float64")).all()]
-        if bad:
-            problems.append(f"NaN or infinity in {', '.join(bad)}")
-        id_column = next((c for c in table.columns if c.endswith("_id") and c not in ("group_id", "source_id")), None)
-        if id_column and table[id_column].duplicated().any():
-            problems.append(f"duplicate values in {id_column}")
-        if "label" in table:
-            rare = table["label"].value_counts()
-            rare = rare[rare < 2]
-            if len(rare):
-                problems.append(f"classes with fewer than 2 examples: {', '.join(rare.index)}")
-        return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"problems": "; ".join(problems) or "none", "rows": len(table)})
+        result = validate_table(name, table)
+        return dg.AssetCheckResult(passed=not result["problems"], severity=dg.AssetCheckSeverity.WARN,
+                                   metadata={"problems": "; ".join(result["problems"]) or "none", "rows": len(table),
+                                             "outliers_3_sigma": dg.MetadataValue.json(result["outliers"]),
+                                             "exact_duplicates": result["exact_duplicates"],
+                                             "near_duplicates": result["near_duplicates"]})
 
     return validation
 

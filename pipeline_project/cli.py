@@ -1,4 +1,5 @@
-"""`python -m pipeline_project run`: what `make run` does.
+"""`python -m pipeline_project run`: what `make run` does; `... contributions export|delete`: share hi-hat
+features with others, or take a submission back out of the pool.
 
 Adds a partition for every new song in the drop folder (writing the demo songs first when it holds none),
 materializes the per-song assets of songs not processed yet, one run per song so a bad file fails only its
@@ -9,6 +10,7 @@ summary. With nothing new it does no per-song work and leaves the datasets and m
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -53,7 +55,7 @@ def run(data_root: str | None = None) -> int:
 
     from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
     from pipeline_project.audio.ingest import scan_incoming
-    from pipeline_project.datasets.parquet import read_manifest
+    from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
     from pipeline_project.synthesis.demo import write_demo_songs
 
@@ -108,11 +110,11 @@ def run(data_root: str | None = None) -> int:
     elif downstream_ok:
         _say("no new songs: datasets and models are up to date")
 
-    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, read_manifest)
+    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest)
     return 0 if downstream_ok else 1
 
 
-def _summary(storage, mlflow_resource, processed, failed, seconds, read_manifest) -> None:
+def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest) -> None:
     print("\n=== pipeline_project summary ===")
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason in failed:
@@ -120,9 +122,9 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, read_manifest
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
     for name in ("song_features", "synthetic_examples", "drum_hits"):
-        manifest = read_manifest(storage.dataset_dir(name))
+        manifest = latest_manifest(storage.dataset_dir(name))
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
-              + (f"  version {manifest['version']}" if manifest else "  (not built)"))
+              + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
     try:
         from pipeline_project.assets.training import DRUM_MODEL_NAME
 
@@ -136,15 +138,71 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, read_manifest
     print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 
+def _storage(data_root: str | None):
+    from pipeline_project.definitions import default_resources
+
+    return default_resources(data_root)["storage"]
+
+
+def export_contribution(data_root: str | None, instrument: str, genre: str, out: str, assume_yes: bool) -> int:
+    """Write a submission file from the local drum_hits, after showing what it holds."""
+    from pipeline_project.audio.io import write_text_atomic
+    from pipeline_project.datasets.contributions import export_submission
+    from pipeline_project.datasets.snapshots import read_snapshot
+
+    storage = _storage(data_root)
+    try:
+        submission, summary = export_submission(read_snapshot(storage.dataset_dir("drum_hits")), instrument, genre)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"cannot export: {exc}", file=sys.stderr)
+        return 1
+    print(summary)
+    if not assume_yes and input(f"write {out}? [y/N] ").strip().lower() not in ("y", "yes"):
+        print("nothing written")
+        return 1
+    write_text_atomic(Path(out), json.dumps(submission))
+    print(f"wrote {out}")
+    return 0
+
+
+def delete_contribution(data_root: str | None, submission_id: str) -> int:
+    """Take an accepted submission out of the pool: the next contributed_hits snapshot no longer has its rows."""
+    storage = _storage(data_root)
+    accepted = storage.contributions / "accepted" / f"{submission_id}.json"
+    if not accepted.exists():
+        print(f"no accepted submission {submission_id} in {accepted.parent}", file=sys.stderr)
+        return 1
+    deleted = storage.contributions / "deleted"
+    deleted.mkdir(parents=True, exist_ok=True)
+    os.replace(accepted, deleted / accepted.name)
+    print(f"submission {submission_id} removed from the pool; materialize contributed_hits (or wait for the next run) "
+          "for a snapshot without it")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline_project", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="process new songs, then rebuild datasets and retrain")
     run_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    contributions = sub.add_parser("contributions", help="export or delete community contributions")
+    contributions.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    actions = contributions.add_subparsers(dest="action", required=True)
+    export = actions.add_parser("export", help="write a submission from the local drum_hits, after a review summary")
+    export.add_argument("--instrument", default="hihat")
+    export.add_argument("--genre", required=True, help="the genre of the music the hits come from")
+    export.add_argument("--out", required=True, help="submission file to write (JSON)")
+    export.add_argument("--yes", action="store_true", help="write without asking")
+    delete = actions.add_parser("delete", help="remove an accepted submission from the pool by its id")
+    delete.add_argument("submission_id")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.command == "run":
         return run(args.data_root)
+    if args.command == "contributions" and args.action == "export":
+        return export_contribution(args.data_root, args.instrument, args.genre, args.out, args.yes)
+    if args.command == "contributions" and args.action == "delete":
+        return delete_contribution(args.data_root, args.submission_id)
     return 2
 
 

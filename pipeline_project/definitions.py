@@ -8,16 +8,23 @@ from pathlib import Path
 import dagster as dg
 
 from pipeline_project.assets.analysis import song_analysis, song_theory
-from pipeline_project.assets.datasets import drum_hits, song_features, synthetic_examples
+from pipeline_project.assets.datasets import (
+    concert_pairs,
+    contributed_hits,
+    contribution_stats,
+    drum_hits,
+    song_features,
+    synthetic_examples,
+)
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
 from pipeline_project.assets.training import drum_hit_classifier
 from pipeline_project.checks import accuracy_checks, privacy_checks, validation_checks
-from pipeline_project.jobs import datasets_and_training_job, song_pipeline_job, synthesis_job, training_job
-from pipeline_project.resources import MlflowResource, RendererResource, SeparatorResource, StorageResource
+from pipeline_project.jobs import contributions_job, datasets_and_training_job, song_pipeline_job, synthesis_job, training_job
+from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
-from pipeline_project.sensors import datasets_automation_sensor, new_songs_sensor
+from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -27,7 +34,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     """Resources from the environment, with defaults that work offline on one machine:
     PIPELINE_DATA_ROOT (default `data/`), PIPELINE_DEMUCS_MODEL (default `htdemucs`),
     PIPELINE_DEMUCS_MODEL_DIR (local model folder), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR
-    (default `<data root>/soundfonts`), MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`)."""
+    (default `<data root>/soundfonts`), MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`),
+    PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and PIPELINE_K_ANONYMITY (default 5)."""
     root = Path(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data").resolve()
     return {
         "storage": StorageResource(data_root=str(root)),
@@ -37,6 +45,10 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
             device=os.environ.get("PIPELINE_DEMUCS_DEVICE", "auto"),
         ),
         "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(root / "soundfonts")),
+        "datasets": DatasetsResource(
+            snapshots_to_keep=int(os.environ.get("PIPELINE_SNAPSHOTS_TO_KEEP", "5")),
+            k_anonymity=int(os.environ.get("PIPELINE_K_ANONYMITY", "5")),
+        ),
         "mlflow": MlflowResource(
             tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or sqlite_tracking_uri(root / "mlflow"),
             artifact_root=str(root / "mlflow" / "artifacts"),
@@ -45,7 +57,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
 
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
-              song_features, synthetic_examples, drum_hits, drum_hit_classifier]
+              song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
+              drum_hit_classifier]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
@@ -53,8 +66,8 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job],
-        sensors=[new_songs_sensor, datasets_automation_sensor],
+        jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job],
+        sensors=[new_songs_sensor, contributions_sensor, datasets_automation_sensor],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),
     )

@@ -24,3 +24,8 @@ training_job = dg.define_asset_job(
     "training_job", selection=dg.AssetSelection.groups("training"),
     description="Retrain the models on the current dataset versions.",
 )
+
+contributions_job = dg.define_asset_job(
+    "contributions_job", selection=dg.AssetSelection.assets("contributed_hits", "contribution_stats"),
+    description="Review new community contributions and rebuild the contributed training pool.",
+)

@@ -2,7 +2,7 @@ import dagster as dg
 
 from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
-from pipeline_project.jobs import song_pipeline_job
+from pipeline_project.jobs import contributions_job, song_pipeline_job
 from pipeline_project.resources import StorageResource
 
 
@@ -24,6 +24,19 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
         ],
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
+
+
+@dg.sensor(job=contributions_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
+def contributions_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+    """Requests a review run when submissions wait in `contributions/incoming/`; the run validates each one,
+    accepts or rejects it with a report, and rebuilds the contributed training pool."""
+    incoming = storage.contributions / "incoming"
+    waiting = sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")) if incoming.is_dir() else []
+    if not waiting:
+        return dg.SensorResult(skip_reason=f"no submissions in {incoming}")
+    run_key = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in waiting)
+    context.log.info(f"{len(waiting)} submissions waiting: {', '.join(p.name for p in waiting)}")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags={"pipeline_project/submissions": str(len(waiting))})])
 
 
 # Keeps the synthetic examples and the datasets up to date in the UI: rendered once when missing, datasets

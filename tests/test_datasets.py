@@ -1,7 +1,8 @@
+import numpy as np
 import pandas as pd
 
 from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, load_or_create_secret, round_tempo
-from pipeline_project.datasets.parquet import read_manifest, write_dataset
+from pipeline_project.datasets.snapshots import SNAPSHOTS, latest_manifest, read_snapshot, verify_snapshot, write_snapshot
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 
 SONGS = [{"title": "Amber Lanterns", "artist": "The Ferrous Quartet", "album": "Orchard Demos", "file_names": ["amber_lanterns.mp3"]}]
@@ -51,17 +52,67 @@ def test_splits_are_deterministic_by_group_and_never_empty():
     assert abs(share["train"] - 0.70) < 0.08 and abs(share["test"] - 0.15) < 0.06
 
 
-def test_parquet_is_written_atomically_with_a_content_version(tmp_path):
-    table = pd.DataFrame({"x": [1, 2, 3]})
-    written = write_dataset(table, tmp_path, "demo")
-    again = write_dataset(table, tmp_path, "demo")
-    assert written.version == again.version == read_manifest(tmp_path)["version"]
-    assert pd.read_parquet(written.path).equals(table)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo.parquet", "manifest.json"]
+def test_the_same_table_gives_the_same_snapshot_and_files(tmp_path):
+    table = pd.DataFrame({"x": [1, 2, 3], "split": ["train", "test", "train"]})
+    first = write_snapshot(table, tmp_path, "demo", code_version="1", partition_by="split")
+    again = write_snapshot(table.copy(), tmp_path, "demo", code_version="1", partition_by="split")
+    assert first.snapshot_id == again.snapshot_id == latest_manifest(tmp_path)["snapshot_id"]
+    assert first.manifest["files"] == again.manifest["files"] and len(list((tmp_path / SNAPSHOTS).iterdir())) == 1
+    assert sorted(first.manifest["partitions"]) == ["split=test", "split=train"] and first.manifest["code_version"] == "1"
+    assert read_snapshot(tmp_path).sort_values("x").reset_index(drop=True).equals(table.sort_values("x").reset_index(drop=True))
+    assert verify_snapshot(tmp_path, first.snapshot_id) == []
+
+
+def test_snapshots_are_immutable_pruned_and_never_half_written(tmp_path):
+    ids = [write_snapshot(pd.DataFrame({"x": [i]}), tmp_path, "demo", keep=2).snapshot_id for i in range(4)]
+    kept = sorted(p.name for p in (tmp_path / SNAPSHOTS).iterdir())
+    assert kept == sorted(ids[-2:]) and latest_manifest(tmp_path)["previous_snapshot_id"] == ids[-2]
+    (tmp_path / SNAPSHOTS / ".building-deadbeef").mkdir()  # what a killed run leaves behind
+    write_snapshot(pd.DataFrame({"x": [9]}), tmp_path, "demo", keep=2)
+    assert not list((tmp_path / SNAPSHOTS).glob(".building-*"))
+    latest = latest_manifest(tmp_path)
+    data = tmp_path / SNAPSHOTS / latest["snapshot_id"] / "data.parquet"
+    data.write_bytes(data.read_bytes()[:-8] + b"tampered")
+    assert verify_snapshot(tmp_path, latest["snapshot_id"]) == ["data.parquet"]
 
 
 def test_song_features_keeps_its_schema_with_no_songs(tmp_path):
     from pipeline_project.datasets.tables import SONG_FEATURE_COLUMNS, song_features_table
 
-    written = write_dataset(song_features_table([], b"secret"), tmp_path, "song_features")
+    table, report = song_features_table([], b"secret", k=5)
+    written = write_snapshot(table, tmp_path, "song_features")
     assert written.rows == 0 and [name for name, _ in written.columns] == list(SONG_FEATURE_COLUMNS)
+    assert report["suppressed_rows"] == 0
+
+
+def test_k_anonymity_coarsens_then_suppresses_rare_rows():
+    from pipeline_project.datasets.anonymize import k_anonymize, smallest_group
+
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"tempo_bpm": rng.choice(np.arange(80, 140, 5), 60), "key_tonic": rng.choice(["C", "G", "D"], 60),
+                          "key_mode": rng.choice(["major", "minor"], 60), "duration_bucket": rng.choice(["1-2m", "2-4m"], 60),
+                          "genre": rng.choice(["rock", "pop"], 60), "value": np.arange(60)})
+    assert smallest_group(table) < 5
+    anonymous, report = k_anonymize(table, 5)
+    assert smallest_group(anonymous) >= 5 and report["k_achieved"] >= 5 and report["level"] >= 1
+    assert len(anonymous) + report["suppressed_rows"] == 60 and report["suppressed_rows"] <= 6
+    assert set(anonymous["tempo_bpm"] % 10) == {0}
+    few, few_report = k_anonymize(table.head(3), 5)
+    assert few.empty and few_report["suppressed_rows"] == 3
+
+
+def test_no_group_spans_two_splits_in_the_pair_and_contribution_tables():
+    from pipeline_project.datasets.tables import concert_pairs_table, contributions_table
+
+    mel = np.zeros((8, 400), dtype=np.float32)
+    pairs = [{"track": f"t{i % 7}", "degraded_key": f"t{i}-a", "clean": mel, "degraded": mel, "time_scale": 1.0,
+              "windows": [(0.5, 2.0), (3.0, 2.5)], "frames_per_second": 43.07, "snr_db": 0.0, "noise_kind": "crowd",
+              "rt60_s": 2.1} for i in range(21)]
+    pairs_table = concert_pairs_table(pairs, b"secret")
+    assert len(pairs_table) == 42 and pairs_table.groupby("track_id")["split"].nunique().max() == 1
+    assert set(pairs_table["split"]) == {"train", "validation", "test"}
+    submissions = [{"instrument": "hihat", "features": [{"BodyE": 1.0 + i, "SizzleE": 2.0, "GeoMean": 3.0, "SustainMs": 40.0,
+                                                         "OpenHH": j % 2} for j in range(4)],
+                    "metadata": {"tempo": 120, "genre": "rock"}} for i in range(9)]
+    pool = contributions_table(submissions, b"secret")
+    assert len(pool) == 36 and pool.groupby("group_id")["split"].nunique().max() == 1

@@ -5,18 +5,17 @@ import shutil
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import render_groove_song
 from pipeline_project import cli
-from pipeline_project.assets.datasets import song_features
+from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.training import DRUM_MODEL_NAME
-from pipeline_project.checks import SYNTHETIC_EXEMPTIONS, privacy_checks
-from pipeline_project.datasets.parquet import read_dataset
+from pipeline_project.checks import EXEMPTIONS, privacy_checks
+from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.privacy import audit_table
 from pipeline_project.definitions import build_definitions, default_resources, defs
 from pipeline_project.resources import SeparatorResource
@@ -54,6 +53,7 @@ def pipeline_run(tmp_path_factory):
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(home))
     patch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    patch.setenv("PIPELINE_K_ANONYMITY", "1")  # two songs can never be 5-anonymous; k itself is tested in test_datasets
     exit_code = cli.run(str(data_root))
     instance = dg.DagsterInstance.get()
     yield {"data_root": data_root, "instance": instance, "exit_code": exit_code}
@@ -88,21 +88,68 @@ def test_good_songs_complete_and_bad_files_are_quarantined(pipeline_run):
 
 def test_datasets_are_parquet_without_private_values(pipeline_run):
     data_root = pipeline_run["data_root"]
-    names = sorted(p.parent.name for p in (data_root / "datasets").glob("*/manifest.json"))
-    assert names == ["drum_hits", "song_features", "synthetic_examples"]
-    assert sorted(p.name for p in (data_root / "datasets" / "synthetic_examples" / "synthetic_examples").iterdir()) == [
+    names = sorted(p.parent.name for p in (data_root / "datasets").glob("*/latest.json"))
+    assert names == ["concert_pairs", "contributed_hits", "drum_hits", "song_features", "synthetic_examples"]
+    assert sorted(latest_manifest(data_root / "datasets" / "synthetic_examples")["partitions"]) == [
         "split=test", "split=train", "split=validation"]
     private = [v for tags in SONG_TAGS for k, v in tags.items() if k in ("title", "artist", "album")]
     private += ["copper_weathervane", "lilac_switchyard", "lilac switchyard (copy)"]
     for name in names:
-        table = read_dataset(data_root / "datasets" / name)
-        assert len(table) > 0
-        text = table.astype(str).to_csv().casefold()
+        table = read_snapshot(data_root / "datasets" / name)
+        assert len(table) > 0 or name == "contributed_hits", name  # nobody has contributed yet
+        text = table.drop(columns=["clean_logmel", "degraded_logmel"], errors="ignore").astype(str).to_csv().casefold()
         assert not [value for value in private if value.casefold() in text], name
-        exempt = SYNTHETIC_EXEMPTIONS if name == "synthetic_examples" else {}
+        exempt = EXEMPTIONS.get(name, {})
         assert audit_table(table, {v.casefold() for v in private}, **exempt) == []
-    features = pd.read_parquet(data_root / "datasets" / "song_features" / "song_features.parquet")
+    features = read_snapshot(data_root / "datasets" / "song_features")
     assert len(features) == 2 and set(features["tempo_bpm"] % 5) == {0}
+
+
+GROUP_OF = {"song_features": "song_id", "drum_hits": "group_id", "synthetic_examples": "source_id",
+            "concert_pairs": "track_id", "contributed_hits": "group_id"}
+
+
+def test_no_group_spans_two_splits_in_any_dataset(pipeline_run):
+    for name, group in GROUP_OF.items():
+        table = read_snapshot(pipeline_run["data_root"] / "datasets" / name)
+        assert table.groupby(group)["split"].nunique().max() <= 1 if len(table) else True, name
+        assert set(table["split"]) <= {"train", "validation", "test"}, name
+
+
+def test_the_same_inputs_give_snapshots_with_identical_files(pipeline_run):
+    data_root = pipeline_run["data_root"]
+    before = {name: latest_manifest(data_root / "datasets" / name) for name in GROUP_OF}
+    assets = [song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits]
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(assets, resources=default_resources(str(data_root)), instance=instance).success
+    for name, manifest in before.items():
+        again = latest_manifest(data_root / "datasets" / name)
+        assert again["snapshot_id"] == manifest["snapshot_id"], name
+        assert {k: v["sha256"] for k, v in again["files"].items()} == {k: v["sha256"] for k, v in manifest["files"].items()}
+
+
+@pytest.mark.parametrize("field", ["title", "artist", "album", "file name", "path"])
+def test_privacy_check_fails_on_every_planted_private_value(pipeline_run, field):
+    """Each private value planted into a dataset column makes the blocking check fail; the clean data passes."""
+    data_root = pipeline_run["data_root"]
+    root = data_root / "datasets" / "song_features"
+    clean = latest_manifest(root)
+    value = {"title": SONG_TAGS[0]["title"], "artist": SONG_TAGS[1]["artist"], "album": SONG_TAGS[0]["album"],
+             "file name": "copper_weathervane.mp3", "path": "/home/someone/Music/x"}[field]
+    planted = read_snapshot(root)
+    planted["genre"] = planted["genre"].astype(str) + " " + value.upper()
+    check = dg.AssetSelection.checks(dg.AssetCheckKey(song_features.key, "privacy_audit"))
+    resources = default_resources(str(data_root))
+    try:
+        for table, should_pass in ((planted, False), (read_snapshot(root, clean["snapshot_id"]), True)):
+            write_snapshot(table, root, "song_features")
+            with dg.instance_for_test() as instance:
+                result = dg.materialize([song_features, *privacy_checks], resources=resources, instance=instance,
+                                        selection=check, raise_on_error=False)
+                evaluation = result.get_asset_check_evaluations()[0]
+            assert evaluation.passed == should_pass, (field, evaluation.metadata["details"])
+    finally:
+        write_snapshot(read_snapshot(root, clean["snapshot_id"]), root, "song_features")
 
 
 def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
@@ -111,8 +158,8 @@ def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
     instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}")
     champion = client.get_model_version_by_alias(DRUM_MODEL_NAME, "champion")
-    manifest = json.loads((data_root / "datasets" / "drum_hits" / "manifest.json").read_text())
-    assert champion.tags["dataset_version"] == manifest["version"]
+    manifest = latest_manifest(data_root / "datasets" / "drum_hits")
+    assert champion.tags["dataset_snapshot"] == manifest["snapshot_id"]
     assert instance.get_run_by_id(champion.tags["dagster_run_id"]) is not None
     event = instance.get_latest_materialization_event(dg.AssetKey("drum_hit_classifier"))
     metadata = event.asset_materialization.metadata
@@ -221,7 +268,7 @@ def test_ui_metadata_shows_voices_and_chains_and_listening_samples_are_written(p
     for preset in ("clean", "concert", "room", "noise", "phone", "codec", "stretch"):
         info = soundfile.info(str(listening / f"{preset}.mp3"))
         assert info.duration >= 59.0, preset
-    rows = read_dataset(data_root / "datasets" / "synthetic_examples")
+    rows = read_snapshot(data_root / "datasets" / "synthetic_examples")
     assert rows.groupby("source_id")["split"].nunique().max() == 1  # one piece never spans two splits
     assert set(rows["variant"]) == {"clean", "augmented"} and (rows["features_path"].str.endswith(".npy")).all()
     features = np.load(data_root / "lake" / "synthetic" / rows["features_path"].iloc[0])

@@ -1,13 +1,24 @@
+import json
+import os
+
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
-from pipeline_project.audio.io import read_audio
+from pipeline_project.audio.io import read_audio, write_text_atomic
 from pipeline_project.datasets.anonymize import load_or_create_secret
-from pipeline_project.datasets.parquet import WrittenDataset, write_dataset
-from pipeline_project.datasets.tables import drum_hits_table, song_features_table, synthetic_examples_table
-from pipeline_project.resources import StorageResource
+from pipeline_project.datasets.contributions import Reference, reference_from, validate_submission
+from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
+from pipeline_project.datasets.tables import (
+    concert_pairs_table,
+    contributions_table,
+    drum_hits_table,
+    song_features_table,
+    synthetic_examples_table,
+)
+from pipeline_project.resources import DatasetsResource, StorageResource
 
 # Like AutomationCondition.eager(), but a quarantined song (a partition that will never materialize)
 # does not hold the datasets back forever.
@@ -18,39 +29,56 @@ REFRESH_WHEN_UPSTREAM_CHANGES = (
 ).with_label("eager, ignoring quarantined songs")
 
 
-def dataset_result(written: WrittenDataset, table: pd.DataFrame, **extra) -> dg.MaterializeResult:
+def snapshot(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource, name: str,
+             table: pd.DataFrame, sources: dict, preview: pd.DataFrame | None = None, partition_by: str | None = None,
+             notes: dict | None = None, **extra) -> dg.MaterializeResult:
+    """Write the table as the dataset's next snapshot; its id is the asset's data version."""
+    code_version = context.assets_def.code_versions_by_key[context.asset_key] or ""
+    written = write_snapshot(table, storage.dataset_dir(name), name, code_version=code_version, sources=sources,
+                             partition_by=partition_by, keep=datasets.snapshots_to_keep, notes=notes)
+    context.log.info(f"{name}: {written.rows} rows, snapshot {written.snapshot_id}")
+    return dataset_result(written, table if preview is None else preview, **extra)
+
+
+def dataset_result(written: Snapshot, table: pd.DataFrame, **extra) -> dg.MaterializeResult:
     schema = dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in written.columns])
+    shown = table.drop(columns=[c for c in table.columns if table[c].map(lambda v: isinstance(v, bytes)).any()]) if len(table) else table
     return dg.MaterializeResult(
         metadata={
             "rows": written.rows,
-            "dataset_version": written.version,
-            "file": dg.MetadataValue.path(str(written.path)),
+            "snapshot_id": written.snapshot_id,
+            "snapshot": dg.MetadataValue.path(str(written.path)),
+            "files_sha256": dg.MetadataValue.json({k: v["sha256"] for k, v in written.manifest["files"].items()}),
             "dagster/column_schema": schema,
             "dagster/row_count": written.rows,
-            "preview": dg.MetadataValue.md(table.head(5).to_markdown(index=False) if len(table) else "(empty)"),
+            "preview": dg.MetadataValue.md(shown.head(5).to_markdown(index=False) if len(shown) else "(empty)"),
             **extra,
         },
-        data_version=dg.DataVersion(written.version),
+        data_version=dg.DataVersion(written.snapshot_id),
     )
 
 
-@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[song_theory],
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[song_theory],
           automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES)
-def song_features(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
-    """One anonymized row per analysed song: tempo (5 BPM steps), key, loudness, harmony and rhythm statistics."""
-    songs = []
-    for key in storage.song_keys_with("theory.json"):
+def song_features(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
+    """One anonymized row per analysed song: tempo (5 BPM steps), key, genre tag (from a fixed list), loudness,
+    harmony and rhythm statistics; split by song; k-anonymous over tempo, key, duration bucket and genre
+    (rarer rows coarsened, then suppressed)."""
+    songs, keys = [], storage.song_keys_with("theory.json")
+    for key in keys:
         song_dir = storage.song_dir(key)
         songs.append({"key": key, **{name: storage.read_json(song_dir / f"{name}.json") for name in ("song", "stems", "analysis", "theory")}})
-    table = song_features_table(songs, load_or_create_secret(storage.secret_path))
-    written = write_dataset(table, storage.dataset_dir("song_features"), "song_features")
-    context.log.info(f"song_features: {written.rows} songs, version {written.version}")
-    return dataset_result(written, table)
+    table, report = song_features_table(songs, load_or_create_secret(storage.secret_path), datasets.k_anonymity)
+    if report["suppressed_rows"]:
+        context.log.warning(f"song_features: {report['suppressed_rows']} of {len(songs)} songs suppressed to reach "
+                            f"k = {datasets.k_anonymity} (coarsening level {report['level']})")
+    return snapshot(context, storage, datasets, "song_features", table, {"songs": len(keys)}, notes={"k_anonymity": report},
+                    k_anonymity=dg.MetadataValue.json(report))
 
 
-@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[rendered_examples, augmented_examples],
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="3", deps=[rendered_examples, augmented_examples],
           automation_condition=dg.AutomationCondition.eager())
-def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """One row per rendered example and per augmented variant: keyed source id, instrument programs and
     SoundFonts, performance and augmentation parameters, relative paths of stems, mix and log-mel features,
     random windows, and the full labels. Partitioned by split; the split is drawn per source, so one piece
@@ -64,16 +92,15 @@ def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResour
                         "mix_path": f"{folder}/{entry['key']}/mix.flac", "stems_path": f"rendered/{entry['source_example']}/stems",
                         "features_path": f"features/{entry['key']}.npy"})
     table = synthetic_examples_table(entries, load_or_create_secret(storage.secret_path))
-    written = write_dataset(table, storage.dataset_dir("synthetic_examples"), "synthetic_examples", partition_by="split")
     splits = table.groupby("split").agg(examples=("example_id", "size"), sources=("source_id", "nunique")) if len(table) else pd.DataFrame()
-    context.log.info(f"synthetic_examples: {written.rows} rows, version {written.version}")
-    return dataset_result(written, table.drop(columns=["labels", "kern", "humanization", "voices", "augmentation_chain"]),
-                          splits=dg.MetadataValue.md(splits.to_markdown() if len(splits) else "(empty)"))
+    return snapshot(context, storage, datasets, "synthetic_examples", table, {"examples": len(entries)}, partition_by="split",
+                    preview=table.drop(columns=["labels", "kern", "humanization", "voices", "augmentation_chain"]),
+                    splits=dg.MetadataValue.md(splits.to_markdown() if len(splits) else "(empty)"))
 
 
-@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[rendered_examples],
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[rendered_examples],
           automation_condition=dg.AutomationCondition.eager())
-def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
     rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""
     examples = []
@@ -81,6 +108,111 @@ def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource) -> dg
         drums, sample_rate = read_audio(example_dir / "stems" / "drums.flac")
         examples.append((storage.read_json(example_dir / "labels.json"), drums.mean(axis=0), sample_rate))
     table = drum_hits_table(examples, load_or_create_secret(storage.secret_path))
-    written = write_dataset(table, storage.dataset_dir("drum_hits"), "drum_hits")
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0) if len(table) else pd.DataFrame()
-    return dataset_result(written, table, class_counts=dg.MetadataValue.md(counts.to_markdown() if len(counts) else "(empty)"))
+    return snapshot(context, storage, datasets, "drum_hits", table, {"examples": len(examples)},
+                    class_counts=dg.MetadataValue.md(counts.to_markdown() if len(counts) else "(empty)"))
+
+
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[augmented_examples],
+          automation_condition=dg.AutomationCondition.eager())
+def concert_pairs(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
+    """Clean and concert-degraded log-mel windows (2 s) of the same rendered track, for training song
+    identification that survives a live room and a crowd; the track id is a keyed hash and the split is
+    drawn per track. No audio and no window positions leave."""
+    synthetic = storage.synthetic_dir()
+    manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
+    settings = manifest.get("features", {"sample_rate": 22_050, "hop_length": 512})
+    pairs = []
+    for entry in manifest["examples"]:
+        chain = entry.get("chain") or {}
+        if "concert" not in chain.get("presets", []):
+            continue
+        steps = {s["name"]: s for s in chain["steps"]}
+        record = storage.read_json(synthetic / "augmented" / entry["key"] / "record.json")
+        pairs.append({"track": entry["source_example"], "degraded_key": entry["key"],
+                      "clean": np.load(synthetic / "features" / f"{entry['source_example']}.npy"),
+                      "degraded": np.load(synthetic / "features" / f"{entry['key']}.npy"),
+                      "time_scale": record.get("time_scale", 1.0), "windows": entry["windows"],
+                      "frames_per_second": settings["sample_rate"] / settings["hop_length"],
+                      "snr_db": steps["noise"]["snr_db"], "noise_kind": steps["noise"]["kind"],
+                      "rt60_s": steps["room"]["room"]["rt60_s"]})
+    table = concert_pairs_table(pairs, load_or_create_secret(storage.secret_path))
+    return snapshot(context, storage, datasets, "concert_pairs", table, {"concert_examples": len(pairs)})
+
+
+def _load_accepted(storage: StorageResource) -> dict[str, dict]:
+    folder = storage.contributions / "accepted"
+    return {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
+
+
+def _local_hits(storage: StorageResource) -> pd.DataFrame | None:
+    root = storage.dataset_dir("drum_hits")
+    return read_snapshot(root) if latest_manifest(root) else None
+
+
+def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -> list[dict]:
+    """Validate every file in `contributions/incoming/`: accepted ones move to `accepted/<id>.json`, the rest
+    to `rejected/`, and each gets `reports/<file name>.json` with its id and reasons. Returns the reports."""
+    incoming = storage.contributions / "incoming"
+    if not incoming.is_dir():
+        return []
+    accepted = _load_accepted(storage)
+    reference: Reference = reference_from(_local_hits(storage), list(accepted.values()))
+    reports = []
+    for path in sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")):
+        verdict = validate_submission(path, reference, datasets.contribution_max_bytes)
+        name = verdict.submission_id
+        destination = storage.contributions / ("accepted" if verdict.accepted else "rejected")
+        destination.mkdir(parents=True, exist_ok=True)
+        report = verdict.report(path.name)
+        write_text_atomic(storage.contributions / "reports" / f"{path.stem}.json", json.dumps(report, indent=1))
+        os.replace(path, destination / (f"{name}.json" if verdict.accepted else path.name))
+        if verdict.accepted:
+            submission = json.loads((destination / f"{name}.json").read_text())
+            accepted[name] = submission
+            reference = reference_from(_local_hits(storage), list(accepted.values()))
+            log.info(f"contribution {path.name}: accepted as {name} (quality {verdict.quality.get('score')})")
+        else:
+            log.warning(f"contribution {path.name}: rejected: {'; '.join(verdict.reasons)}")
+        reports.append(report)
+    return reports
+
+
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hits])
+def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
+    """The training pool of community contributions: new submissions in `contributions/incoming/` are
+    validated first (format, ranges, labels, metadata, outliers, duplicates, poisoning) and accepted or
+    rejected with a report; then every accepted submission's rows become the next snapshot, split by
+    submission. Deleted submissions (`pipeline-project contributions delete ID`) are gone from it, and the
+    manifest lists what was added and removed since the previous snapshot."""
+    reports = review_incoming(storage, datasets, context.log)
+    accepted = _load_accepted(storage)
+    previous = latest_manifest(storage.dataset_dir("contributed_hits"))
+    before = set(previous["sources"].get("contributions", [])) if previous else set()
+    now = set(accepted)
+    notes = {"added_contributions": sorted(now - before), "removed_contributions": sorted(before - now)}
+    table = contributions_table(list(accepted.values()), load_or_create_secret(storage.secret_path))
+    return snapshot(context, storage, datasets, "contributed_hits", table, {"contributions": sorted(now)}, notes=notes,
+                    reviewed=len(reports), accepted_now=sum(r["accepted"] for r in reports),
+                    rejected_now=sum(not r["accepted"] for r in reports),
+                    changes=dg.MetadataValue.json(notes))
+
+
+@dg.asset(group_name="datasets", kinds={"python"}, code_version="1", deps=[contributed_hits])
+def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """Contributions accepted, rejected and deleted, samples per instrument and genre, and class balance."""
+    folder = storage.contributions
+    counts = {state: len(list((folder / state).glob("*.json"))) if (folder / state).is_dir() else 0
+              for state in ("accepted", "rejected", "deleted")}
+    table = read_snapshot(storage.dataset_dir("contributed_hits"))
+    by_instrument = table.groupby("instrument").size().to_dict() if len(table) else {}
+    by_genre = table.groupby("genre").size().to_dict() if len(table) else {}
+    balance = {"open": int(table["OpenHH"].sum()), "closed": int((table["OpenHH"] == 0).sum())} if len(table) else {}
+    stats = {"contributions": counts, "samples": len(table), "samples_per_instrument": by_instrument,
+             "samples_per_genre": by_genre, "class_balance": balance}
+    write_text_atomic(folder / "stats.json", json.dumps(stats, indent=1))
+    return dg.MaterializeResult(metadata={
+        "accepted": counts["accepted"], "rejected": counts["rejected"], "deleted": counts["deleted"], "samples": len(table),
+        "samples_per_instrument": dg.MetadataValue.json(by_instrument), "samples_per_genre": dg.MetadataValue.json(by_genre),
+        "class_balance": dg.MetadataValue.json(balance),
+    })

@@ -1,7 +1,7 @@
 import dagster as dg
 
 from pipeline_project.assets.datasets import drum_hits
-from pipeline_project.datasets.parquet import read_dataset, read_manifest
+from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
@@ -23,11 +23,13 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
     logged to MLflow and registered as a new version; `champion` moves to it only if it scores at least as
     well as the current champion on the same test split, otherwise it becomes `challenger`."""
     dataset_dir = storage.dataset_dir("drum_hits")
-    manifest = read_manifest(dataset_dir)
-    table = read_dataset(dataset_dir)
+    manifest = latest_manifest(dataset_dir)
+    if manifest is None:
+        raise dg.Failure(description="drum_hits has no snapshot yet: materialize it first")
+    table = read_snapshot(dataset_dir, manifest["snapshot_id"])
     train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
     if train_rows.empty or test_rows.empty:
-        raise dg.Failure(description=f"drum_hits version {manifest['version']} has {len(train_rows)} train and "
+        raise dg.Failure(description=f"drum_hits snapshot {manifest['snapshot_id']} has {len(train_rows)} train and "
                                      f"{len(test_rows)} test rows; both splits need rows to train and compare models")
     model = train(train_rows, config.seed, config.n_estimators)
     evaluation = evaluate(model, test_rows)
@@ -37,7 +39,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
     registry = mlflow.registry()
     tags = {
         "dataset": "drum_hits",
-        "dataset_version": manifest["version"],
+        "dataset_snapshot": manifest["snapshot_id"],
         "dagster_run_id": context.run.run_id,
         "dagster_asset": context.asset_key.to_user_string(),
         "code_version": context.assets_def.code_versions_by_key[context.asset_key] or "",
@@ -61,7 +63,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
         "champion_macro_f1_before": result.champion_score_before if result.champion_score_before is not None else "none",
         "mlflow_run_id": result.run_id,
         "mlflow_tracking_uri": registry.tracking_uri,
-        "dataset_version": manifest["version"],
+        "dataset_snapshot": manifest["snapshot_id"],
         "per_class": dg.MetadataValue.json(evaluation.per_class),
         "hihat_rules": dg.MetadataValue.md(
             "\n".join(f"- **{name}**: {r['rule']} " + (f"(test balanced accuracy {r['test']['balanced_accuracy']}, open F1 "

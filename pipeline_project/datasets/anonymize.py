@@ -71,3 +71,50 @@ def assign_splits(groups: list[str], secret: bytes) -> dict[str, str]:
                 moved = min(members[donor], key=lambda g: abs(position[g] - boundaries[name]))
                 assignment[moved] = name
     return assignment
+
+
+QUASI_IDENTIFIERS = ("tempo_bpm", "key_tonic", "key_mode", "duration_bucket", "genre")
+COARSE_DURATIONS = {"<30s": "<1m", "30s-1m": "<1m", "1-2m": "1-4m", "2-4m": "1-4m", "4-8m": ">4m", ">8m": ">4m"}
+# Rows that may be suppressed at one coarsening level before the next, coarser level is tried.
+SUPPRESSION_BUDGET = 0.10
+
+
+def _generalize(table, level: int):
+    """Level 0 leaves the quasi-identifiers as they are; each level coarsens one more of them."""
+    table = table.copy()
+    if level >= 1:
+        table["tempo_bpm"] = (table["tempo_bpm"] // 10 * 10).astype("int64")
+    if level >= 2:
+        table["tempo_bpm"] = (table["tempo_bpm"] // 20 * 20).astype("int64")
+        table["duration_bucket"] = table["duration_bucket"].map(COARSE_DURATIONS).fillna("*")
+    if level >= 3:
+        table["key_tonic"] = "*"
+    if level >= 4:
+        table["genre"] = "*"
+    return table
+
+
+def smallest_group(table, quasi_identifiers=QUASI_IDENTIFIERS) -> int:
+    """The table's k: the size of its rarest combination of quasi-identifiers (0 for an empty table)."""
+    if table.empty:
+        return 0
+    return int(table.groupby(list(quasi_identifiers), dropna=False).size().min())
+
+
+def k_anonymize(table, k: int, quasi_identifiers=QUASI_IDENTIFIERS):
+    """(table, report): the quasi-identifiers coarsened level by level (tempo to 10 then 20 BPM, duration to
+    three buckets, key to its mode, genre dropped) until at most 10 % of the rows sit in combinations rarer
+    than `k`; those rows are suppressed. The report says the level, the rows suppressed and the k reached."""
+    columns = list(quasi_identifiers)
+    if table.empty or k <= 1:
+        return table, {"k_required": k, "k_achieved": smallest_group(table, columns), "level": 0, "suppressed_rows": 0}
+    for level in range(5):
+        coarse = _generalize(table, level)
+        sizes = coarse.groupby(columns, dropna=False)[columns[0]].transform("size")
+        rare = sizes < k
+        if rare.mean() <= SUPPRESSION_BUDGET or level == 4:
+            kept = coarse[~rare].reset_index(drop=True)
+            return kept, {"k_required": k, "k_achieved": smallest_group(kept, columns), "level": level,
+                          "suppressed_rows": int(rare.sum())}
+    raise AssertionError("unreachable")
+

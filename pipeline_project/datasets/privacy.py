@@ -17,6 +17,9 @@ TIMING_COLUMN = re.compile(r"(^|_)(onset|offset|time|times|timestamp|start|end|p
 # In musical free text (label JSON, **kern) a slash is ordinary ("4/4"); there only absolute paths and URLs count.
 ABSOLUTE_PATH_OR_URL = re.compile(r"://|(^|[\s\"'=(\[])(/|~/|[A-Za-z]:\\)[\w.-]", re.IGNORECASE)
 MIN_TERM_LENGTH = 4  # shorter catalog terms ("Go", "AC") would match ordinary words
+# Keyed-hash ids (hex digests, optionally with a hex rank). They are scanned as a whole: a hex digest can
+# spell a short catalog term ("Dead", "Face") by chance, which is no leak.
+HASHED_ID = r"^[0-9a-f]{8,64}(-[0-9a-f]{1,16})?$"
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,42 @@ def _text_values(series: pd.Series) -> list[str]:
     return values
 
 
+def _all_hashed_ids(series: pd.Series) -> bool:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = series.dropna()
+    if values.empty or not all(isinstance(v, str) for v in values.iloc[:100]):
+        return False
+    try:
+        array = pa.array(values.unique(), type=pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return False
+    return bool(pc.all(pc.match_substring_regex(array, HASHED_ID)).as_py())
+
+
 def audit_table(table: pd.DataFrame, terms: set[str], references: dict[str, re.Pattern] | None = None,
-                free_text: set[str] | frozenset[str] = frozenset()) -> list[Finding]:
+                free_text: set[str] | frozenset[str] = frozenset(), arrays: dict[str, int] | None = None) -> list[Finding]:
     """Findings for one table. `references` are columns of relative file references inside the synthetic
     lake: every value must fully match the column's pattern. `free_text` columns hold musical text (labels,
-    **kern) whose own timings are allowed: they must hold no absolute path, URL or catalog term."""
-    references = references or {}
+    **kern) whose own timings are allowed: they must hold no absolute path, URL or catalog term. `arrays`
+    are binary columns of packed numbers (column -> bytes per number): they are not text, so they must be
+    bytes of a whole number of values, and nothing else."""
+    references, arrays = references or {}, arrays or {}
     findings: list[Finding] = []
     for column in table.columns:
         if TIMING_COLUMN.search(column) and column not in free_text:
             findings.append(Finding(column, "timing", "column name says it holds event times"))
         series = table[column]
+        if column in arrays:
+            if not all(isinstance(v, bytes) and len(v) % arrays[column] == 0 for v in series):
+                findings.append(Finding(column, "path", "a value that is not a packed numeric array"))
+            continue
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            series = pd.Series(series.cat.categories[series.cat.codes[series.cat.codes >= 0].unique()])
         if not (pd.api.types.is_object_dtype(series) or pd.api.types.is_string_dtype(series)):
+            continue
+        if column not in references and column not in free_text and _all_hashed_ids(series):
             continue
         for value in _text_values(series):
             folded = value.casefold()

@@ -14,11 +14,11 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES, features_at_onsets, isolated_hits
-from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, round_tempo
+from pipeline_project.datasets.anonymize import SPLIT_FRACTIONS, assign_splits, duration_bucket, k_anonymize, keyed_hash, round_tempo
 
 CADENCE_TYPES = ("perfect_authentic", "imperfect_authentic", "plagal", "half", "deceptive")
 SONG_FEATURE_COLUMNS = (
-    "song_id", "tempo_bpm", "tempo_confidence", "key_tonic", "key_mode", "key_confidence", "loudness_lufs",
+    "song_id", "split", "genre", "tempo_bpm", "tempo_confidence", "key_tonic", "key_mode", "key_confidence", "loudness_lufs",
     "duration_bucket", "chord_vocabulary", "chord_change_rate", "tonic_share", "subdominant_share",
     "dominant_share", *(f"cadences_{kind}" for kind in CADENCE_TYPES), "syncopation_index", "beats_per_bar",
     "loudness_range_lu", "transition_entropy_bits", "chromaticism", "rhythmic_complexity", "metric_hierarchy_correlation",
@@ -26,8 +26,17 @@ SONG_FEATURE_COLUMNS = (
 )
 
 
-def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
-    """One row per song. `songs` items hold the lake records: key, song, stems, analysis, theory."""
+def genre_label(tag: str | None) -> str:
+    """A song's genre tag as one of the genre-cue genres, else "other" (free-text tags could identify it)."""
+    from pipeline_project.analysis.genre_cues import GENRES
+
+    folded = (tag or "").strip().casefold()
+    return next((genre for genre in GENRES if genre in folded), "other")
+
+
+def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[pd.DataFrame, dict]:
+    """One row per song and the k-anonymity report (see `anonymize.k_anonymize`). `songs` items hold the
+    lake records: key, song, stems, analysis, theory. Split 70/15/15 by song."""
     rows = []
     for record in songs:
         analysis, theory = record["analysis"], record["theory"]
@@ -36,6 +45,8 @@ def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
         cadences = Counter(c["type"] for c in theory["cadences"])
         rows.append({
             "song_id": keyed_hash(secret, f"song:{record['key']}"),
+            "split": "",
+            "genre": genre_label(record["song"].get("genre")),
             "tempo_bpm": round_tempo(analysis["tempo_bpm"]),
             "tempo_confidence": float(analysis["tempo_confidence"]),
             "key_tonic": analysis["key_tonic"],
@@ -59,7 +70,9 @@ def song_features_table(songs: list[dict], secret: bytes) -> pd.DataFrame:
             "separator": "demucs" if record["stems"]["separator"] == "demucs" else "dsp-fallback",
         })
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
-    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    table, report = k_anonymize(table, k)
+    table["split"] = table["song_id"].map(assign_splits(list(table["song_id"]), secret)).astype(str)
+    return table.sample(frac=1.0, random_state=0).reset_index(drop=True), report
 
 
 SYNTHETIC_REFERENCE = re.compile(r"(rendered|augmented|features)/ex-[0-9a-f]{12}(-a\d+)?(/[a-z_]+\.(flac|npy)|/stems|\.npy)")
@@ -126,6 +139,11 @@ def synthetic_examples_table(entries: list[dict], secret: bytes) -> pd.DataFrame
 def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes) -> pd.DataFrame:
     """Per-hit features of isolated hits in rendered drum stems, labelled from the MIDI they were rendered
     from. `examples` items: (labels.json, mono drum stem, sample rate). Split by source example."""
+    return anonymize_drum_hits(private_drum_hits(examples), secret)
+
+
+def private_drum_hits(examples: list[tuple[dict, np.ndarray, int]]) -> pd.DataFrame:
+    """The hits before anonymization: example key, onset, label, tempo and features."""
     rows = []
     for labels, drums, sample_rate in examples:
         group = labels["spec"]["example_key"]
@@ -136,9 +154,87 @@ def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes)
         label_at = dict(hits)
         for row in features:
             onset = row.pop("onset")
-            rows.append({"hit_id": keyed_hash(secret, f"hit:{group}:{onset:.6f}"), "group_id": keyed_hash(secret, f"group:{group}"),
-                         "label": label_at[onset], "tempo_bpm": round_tempo(labels["tempo_bpm"]), **row})
-    table = pd.DataFrame(rows, columns=["hit_id", "group_id", "label", "tempo_bpm", *FEATURE_NAMES])
-    splits = assign_splits(list(table["group_id"]), secret)
-    table.insert(2, "split", table["group_id"].map(splits))
+            rows.append({"example": group, "onset": onset, "label": label_at[onset], "tempo_bpm": float(labels["tempo_bpm"]), **row})
+    return pd.DataFrame(rows, columns=["example", "onset", "label", "tempo_bpm", *FEATURE_NAMES])
+
+
+def anonymize_drum_hits(private: pd.DataFrame, secret: bytes) -> pd.DataFrame:
+    """Keyed-hash group ids (one HMAC per example), onsets dropped, tempo in 5 BPM steps, rows in a secret
+    order, split by example. A hit's id is a 64-bit number made from its group's HMAC and its rank in that
+    secret order, so no id encodes an onset. Work is vectorized over group codes, and the text columns are
+    categorical (written dictionary-encoded): a million hits take well under a second."""
+    codes, examples = pd.factorize(private["example"])
+    hashed = [keyed_hash(secret, f"group:{example}") for example in examples]
+    splits = assign_splits(hashed, secret)
+    order = np.random.default_rng(int(keyed_hash(secret, "shuffle:drum_hits", 8), 16)).permutation(len(private))
+    codes = codes[order]
+    # Rank of each hit inside its group in the secret order: position minus the group's first position.
+    by_group = np.argsort(codes, kind="stable")
+    starts = np.searchsorted(codes[by_group], np.arange(len(examples)))
+    rank = np.empty(len(codes), dtype=np.uint64)
+    rank[by_group] = np.arange(len(codes), dtype=np.uint64) - starts[codes[by_group]].astype(np.uint64)
+    group_key = np.array([int(h, 16) for h in hashed], dtype=np.uint64)
+    with np.errstate(over="ignore"):  # wrapping 64-bit arithmetic is the point
+        hit_id = (group_key[codes] + rank * np.uint64(0x9E3779B97F4A7C15)).view(np.int64) if len(codes) else np.array([], np.int64)
+    split_codes = pd.Categorical([splits[h] for h in hashed], categories=[name for name, _ in SPLIT_FRACTIONS])
+    label_codes, label_names = pd.factorize(private["label"])
+    labels = pd.Categorical.from_codes(label_codes[order], categories=list(label_names)) if len(order) else pd.Categorical([])
+    return pd.DataFrame({
+        "hit_id": hit_id,
+        "group_id": pd.Categorical.from_codes(codes, categories=hashed) if len(codes) else pd.Categorical([]),
+        "split": pd.Categorical.from_codes(split_codes.codes[codes], categories=split_codes.categories) if len(codes) else pd.Categorical([]),
+        "label": labels,
+        "tempo_bpm": (np.round(private["tempo_bpm"].to_numpy(dtype=float)[order] / 5) * 5).astype("int64"),
+        **{name: private[name].to_numpy()[order] for name in FEATURE_NAMES},
+    })
+
+
+PAIR_WINDOW_S = 2.0
+
+
+def concert_pairs_table(pairs: list[dict], secret: bytes) -> pd.DataFrame:
+    """Clean and concert-degraded log-mel windows of the same rendered track, for song-identification
+    training. `pairs` items: {"track" (source example key), "clean" and "degraded" (n_mels, frames) log-mel
+    arrays, "time_scale", "windows" [(start s, length s)], "frames_per_second", "snr_db", "noise_kind",
+    "rt60_s"}. Windows are stored as float16 bytes without their position in the track."""
+    rows = []
+    for pair in pairs:
+        track = keyed_hash(secret, f"track:{pair['track']}")
+        width = int(round(PAIR_WINDOW_S * pair["frames_per_second"]))
+        for index, (start, _) in enumerate(pair["windows"]):
+            begin = int(start * pair["frames_per_second"])
+            moved = int(start / pair["time_scale"] * pair["frames_per_second"])
+            clean, degraded = pair["clean"][:, begin: begin + width], pair["degraded"][:, moved: moved + width]
+            if clean.shape[1] < width or degraded.shape[1] < width:
+                continue
+            rows.append({"pair_id": keyed_hash(secret, f"pair:{pair['degraded_key']}:{index}"), "track_id": track,
+                         "snr_db": float(pair["snr_db"]), "noise_kind": pair["noise_kind"], "rt60_s": round(float(pair["rt60_s"]), 1),
+                         "n_mels": int(clean.shape[0]), "frames": width,
+                         "clean_logmel": clean.astype(np.float16).tobytes(), "degraded_logmel": degraded.astype(np.float16).tobytes()})
+    table = pd.DataFrame(rows, columns=["pair_id", "track_id", "snr_db", "noise_kind", "rt60_s", "n_mels", "frames",
+                                        "clean_logmel", "degraded_logmel"])
+    table.insert(2, "split", table["track_id"].map(assign_splits(list(table["track_id"]), secret)).astype(str))
     return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+
+
+CONTRIBUTION_COLUMNS = ("sample_id", "group_id", "split", "instrument", "genre", "tempo_bpm", "BodyE", "SizzleE",
+                        "GeoMean", "SustainMs", "OpenHH")
+
+
+def contributions_table(submissions: list[dict], secret: bytes) -> pd.DataFrame:
+    """Every accepted submission's rows; the group (for splits) is the submission, hashed with the secret."""
+    from pipeline_project.datasets.contributions import rows_of, submission_id
+
+    parts = []
+    for submission in submissions:
+        sid = submission_id(submission)
+        rows = rows_of(submission)
+        rows.insert(0, "tempo_bpm", round_tempo(float(submission["metadata"]["tempo"])))
+        rows.insert(0, "genre", submission["metadata"]["genre"])
+        rows.insert(0, "instrument", submission["instrument"])
+        rows.insert(0, "group_id", keyed_hash(secret, f"contribution:{sid}"))
+        rows.insert(0, "sample_id", [keyed_hash(secret, f"sample:{sid}:{i}") for i in range(len(rows))])
+        parts.append(rows)
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[c for c in CONTRIBUTION_COLUMNS if c != "split"])
+    table.insert(2, "split", table["group_id"].map(assign_splits(list(table["group_id"]), secret)).astype(str))
+    return table[list(CONTRIBUTION_COLUMNS)].sample(frac=1.0, random_state=0).reset_index(drop=True)

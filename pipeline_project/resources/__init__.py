@@ -1,8 +1,9 @@
 """Dagster resources: where data lives, which separator and SoundFonts are used, which MLflow store."""
 
+from pipeline_project.resources.datasets import DatasetsResource
 from pipeline_project.resources.mlflow import MlflowResource
 from pipeline_project.resources.renderer import RendererResource
 from pipeline_project.resources.separator import SeparatorResource
 from pipeline_project.resources.storage import StorageResource
 
-__all__ = ["MlflowResource", "RendererResource", "SeparatorResource", "StorageResource"]
+__all__ = ["DatasetsResource", "MlflowResource", "RendererResource", "SeparatorResource", "StorageResource"]

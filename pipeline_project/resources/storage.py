@@ -56,6 +56,11 @@ class StorageResource(dg.ConfigurableResource):
         return self.root / "soundfonts"
 
     @property
+    def contributions(self) -> Path:
+        """Community submissions: `incoming/` (dropped here), `accepted/`, `rejected/`, `deleted/`, `reports/`."""
+        return self.root / "contributions"
+
+    @property
     def secret_path(self) -> Path:
         return self.root / ".secrets" / "anonymization.key"
 

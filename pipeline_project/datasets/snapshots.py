@@ -1,0 +1,178 @@
+"""Immutable, versioned dataset snapshots (Parquet, zstd) with a manifest, and a `latest` pointer.
+
+Layout of a dataset folder:
+
+    <dataset>/snapshots/<snapshot id>/data.parquet         (or <column>=<value>/part-0.parquet when partitioned)
+    <dataset>/snapshots/<snapshot id>/manifest.json        schema, rows, sha256 of every file, partitions, sources
+    <dataset>/latest.json                                  {"snapshot_id": ...}, replaced atomically
+
+The snapshot id is a hash of the schema and of every file's sha256, so the same table always gets the same
+id (and the same files), and it is the dataset version that training records. A snapshot is built in a
+temporary folder and renamed into place whole: a killed run leaves no half-written snapshot, and one that
+exists is never rewritten. The oldest snapshots beyond `keep` are deleted, never the one `latest` names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline_project.audio.io import write_text_atomic
+
+SNAPSHOTS = "snapshots"
+LATEST = "latest.json"
+MANIFEST = "manifest.json"
+DATA_FILE = "data.parquet"
+
+
+@dataclass
+class Snapshot:
+    name: str
+    snapshot_id: str
+    path: Path
+    manifest: dict
+
+    @property
+    def rows(self) -> int:
+        return self.manifest["rows"]
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        return [tuple(c) for c in self.manifest["columns"]]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dict[str, dict]:
+    """Parquet files under `folder`; returns {relative path: {rows}}."""
+    if not partition_by:
+        pq.write_table(table, folder / DATA_FILE, compression="zstd")
+        return {DATA_FILE: {"rows": table.num_rows}}
+    files = {}
+    column = table.column(partition_by).to_pandas()
+    rest = table.drop_columns([partition_by])
+    for value in sorted(column.dropna().unique(), key=str):
+        part = rest.filter(pa.array((column == value).to_numpy()))
+        relative = f"{partition_by}={value}/part-0.parquet"
+        (folder / relative).parent.mkdir(parents=True)
+        pq.write_table(part, folder / relative, compression="zstd")
+        files[relative] = {"rows": part.num_rows}
+    return files
+
+
+def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, code_version: str = "",
+                   sources: dict | None = None, partition_by: str | None = None, keep: int = 5,
+                   notes: dict | None = None) -> Snapshot:
+    """Write `table` as a snapshot of dataset `name` under `root` and point `latest` at it.
+
+    `sources` says what the snapshot was made from (partitions, upstream versions, contributions);
+    `notes` adds anything else to the manifest (what changed since the previous snapshot, k-anonymity).
+    """
+    root = Path(root)
+    snapshots = root / SNAPSHOTS
+    snapshots.mkdir(parents=True, exist_ok=True)
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    building = snapshots / f".building-{uuid.uuid4().hex[:8]}"
+    building.mkdir()
+    try:
+        files = _write_files(arrow, building, partition_by)
+        for relative, entry in files.items():
+            entry["sha256"] = _sha256(building / relative)
+            entry["bytes"] = (building / relative).stat().st_size
+        columns = [[field.name, str(field.type)] for field in arrow.schema]
+        snapshot_id = hashlib.sha256(json.dumps({"columns": columns, "files": {k: v["sha256"] for k, v in files.items()}},
+                                                sort_keys=True).encode()).hexdigest()[:16]
+        final = snapshots / snapshot_id
+        previous = latest_manifest(root)
+        if final.exists():
+            shutil.rmtree(building)  # the same content is already there, and snapshots are immutable
+        else:
+            manifest = {
+                "name": name,
+                "snapshot_id": snapshot_id,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                "rows": arrow.num_rows,
+                "columns": columns,
+                "files": files,
+                "partitioned_by": partition_by,
+                "partitions": {k.split("/")[0]: v["rows"] for k, v in files.items()} if partition_by else {},
+                "code_version": code_version,
+                "sources": sources or {},
+                "previous_snapshot_id": previous["snapshot_id"] if previous else None,
+                **(notes or {}),
+            }
+            (building / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            os.rename(building, final)
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+    write_text_atomic(root / LATEST, json.dumps({"snapshot_id": snapshot_id}))
+    prune(root, keep)
+    return Snapshot(name, snapshot_id, final, json.loads((final / MANIFEST).read_text()))
+
+
+def prune(root: str | os.PathLike, keep: int) -> list[str]:
+    """Delete the oldest snapshots beyond `keep` (never the latest); returns the deleted ids."""
+    root = Path(root)
+    latest = latest_manifest(root)
+    manifests = sorted((json.loads(m.read_text()) for m in (root / SNAPSHOTS).glob(f"*/{MANIFEST}")),
+                       key=lambda m: m["created_at"], reverse=True)
+    deleted = []
+    for manifest in manifests[max(1, keep):]:
+        if latest and manifest["snapshot_id"] == latest["snapshot_id"]:
+            continue
+        shutil.rmtree(root / SNAPSHOTS / manifest["snapshot_id"], ignore_errors=True)
+        deleted.append(manifest["snapshot_id"])
+    for stale in (root / SNAPSHOTS).glob(".building-*"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    return deleted
+
+
+def latest_manifest(root: str | os.PathLike) -> dict | None:
+    pointer = Path(root) / LATEST
+    if not pointer.exists():
+        return None
+    snapshot_id = json.loads(pointer.read_text())["snapshot_id"]
+    return json.loads((Path(root) / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
+
+
+def read_snapshot(root: str | os.PathLike, snapshot_id: str | None = None) -> pd.DataFrame:
+    """A snapshot's table (the latest unless `snapshot_id` is given), partition column included."""
+    root = Path(root)
+    manifest = latest_manifest(root) if snapshot_id is None else json.loads((root / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
+    if manifest is None:
+        raise FileNotFoundError(f"{root}: no snapshot yet (materialize the dataset first)")
+    folder = root / SNAPSHOTS / manifest["snapshot_id"]
+    if not manifest["partitioned_by"]:
+        return pd.read_parquet(folder / DATA_FILE)
+    parts = []
+    for relative in sorted(manifest["files"]):
+        part = pd.read_parquet(folder / relative)
+        part[manifest["partitioned_by"]] = relative.split("/")[0].split("=", 1)[1]
+        parts.append(part)
+    schema = [c for c, _ in manifest["columns"]]
+    return pd.concat(parts, ignore_index=True)[schema] if parts else pd.DataFrame(columns=schema)
+
+
+def verify_snapshot(root: str | os.PathLike, snapshot_id: str) -> list[str]:
+    """Files of a snapshot whose sha256 no longer matches its manifest."""
+    folder = Path(root) / SNAPSHOTS / snapshot_id
+    manifest = json.loads((folder / MANIFEST).read_text())
+    return [relative for relative, entry in manifest["files"].items()
+            if not (folder / relative).exists() or _sha256(folder / relative) != entry["sha256"]]

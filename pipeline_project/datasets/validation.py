@@ -1,0 +1,82 @@
+"""Validation of a dataset snapshot: schema, value ranges, NaN and infinity, class counts, outliers and
+duplicates. Problems fail the check (as a warning); observations (outliers, near duplicates) are reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from pipeline_project.analysis.drum_hits import FEATURE_NAMES
+from pipeline_project.datasets.tables import CONTRIBUTION_COLUMNS, SONG_FEATURE_COLUMNS
+
+# Columns every snapshot of a dataset must have, and the ranges its numeric features must stay in.
+EXPECTED_COLUMNS = {
+    "song_features": SONG_FEATURE_COLUMNS,
+    "drum_hits": ("hit_id", "group_id", "split", "label", "tempo_bpm", *FEATURE_NAMES),
+    "synthetic_examples": ("example_id", "source_id", "split", "labels"),
+    "concert_pairs": ("pair_id", "track_id", "split", "snr_db", "clean_logmel", "degraded_logmel"),
+    "contributed_hits": CONTRIBUTION_COLUMNS,
+}
+RANGES = {
+    "tempo_bpm": (20, 320), "loudness_lufs": (-70, 0), "key_confidence": (0, 1), "tempo_confidence": (0, 1),
+    "syncopation_index": (0, 1), "chromaticism": (0, 1), "rhythmic_complexity": (0, 1), "snr_db": (-30, 60),
+    # Band energies of a hit scale with its loudness: only negative or absurd values are errors.
+    "BodyE": (0, 1e6), "SizzleE": (0, 1e6), "GeoMean": (0, 1e6), "SustainMs": (0, 5_000), "OpenHH": (0, 1),
+}
+OPTIONAL = {"snr_db", "rt60_s"}  # NaN by design for clean examples
+LABEL_COLUMNS = ("label", "OpenHH")
+ID_SUFFIX = "_id"
+OUTLIER_SIGMA = 3.0
+
+
+def _duplicates(table: pd.DataFrame) -> int:
+    """Rows equal to an earlier row, compared through one 64-bit hash per row (a million rows in a blink)."""
+    try:
+        hashes = pd.util.hash_pandas_object(table, index=False)
+    except TypeError:  # unhashable cells (lists, arrays): compare their text
+        hashes = pd.util.hash_pandas_object(table.astype(str), index=False)
+    return int(hashes.duplicated().sum())
+
+
+def validate_table(name: str, table: pd.DataFrame) -> dict:
+    """{"problems": [...], "outliers": {column: count}, "exact_duplicates": n, "near_duplicates": n}."""
+    problems = []
+    if table.empty:
+        problems.append("no rows")
+    missing = [c for c in EXPECTED_COLUMNS.get(name, ()) if c not in table.columns]
+    if missing:
+        problems.append(f"schema: missing columns {', '.join(missing)}")
+    numeric = table.select_dtypes(include="number")
+    bad = [c for c in numeric if c not in OPTIONAL and not np.isfinite(numeric[c].to_numpy(dtype="float64")).all()]
+    if bad:
+        problems.append(f"NaN or infinity in {', '.join(bad)}")
+    for column, (low, high) in RANGES.items():
+        if column in numeric:
+            values = numeric[column].dropna()
+            outside = int(((values < low) | (values > high)).sum())
+            if outside:
+                problems.append(f"{outside} values of {column} outside [{low}, {high}]")
+    id_column = next((c for c in table.columns if c.endswith(ID_SUFFIX) and c not in ("group_id", "source_id", "track_id")), None)
+    if id_column and table[id_column].duplicated().any():
+        problems.append(f"duplicate values in {id_column}")
+    for label in LABEL_COLUMNS:
+        if label in table:
+            counts = table[label].value_counts()
+            rare = counts[(counts < 2) & (counts > 0)]  # categorical columns list unused categories with 0
+            if len(rare):
+                problems.append(f"classes with fewer than 2 examples in {label}: {', '.join(map(str, rare.index))}")
+    content = [c for c in table.columns if not c.endswith(ID_SUFFIX) and c != "split"]
+    exact = _duplicates(table[content]) if content else 0
+    features = [c for c in numeric.columns if c not in OPTIONAL and not c.endswith(ID_SUFFIX)]
+    near = _duplicates(numeric[features].round(1)) - exact if features else 0
+    outliers = {}
+    for column in features:
+        values = numeric[column].to_numpy(dtype="float64")
+        spread = values.std()
+        if spread > 0:
+            count = int((np.abs(values - values.mean()) > OUTLIER_SIGMA * spread).sum())
+            if count:
+                outliers[column] = count
+    if exact:
+        problems.append(f"{exact} exact duplicate rows")
+    return {"problems": problems, "outliers": outliers, "exact_duplicates": exact, "near_duplicates": max(0, near)}
