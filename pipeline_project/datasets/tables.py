@@ -160,22 +160,18 @@ def private_drum_hits(examples: list[tuple[dict, np.ndarray, int]]) -> pd.DataFr
 
 def anonymize_drum_hits(private: pd.DataFrame, secret: bytes) -> pd.DataFrame:
     """Keyed-hash group ids (one HMAC per example), onsets dropped, tempo in 5 BPM steps, rows in a secret
-    order, split by example. A hit's id is a 64-bit number made from its group's HMAC and its rank in that
-    secret order, so no id encodes an onset. Work is vectorized over group codes, and the text columns are
+    order, split by example. A hit's id is a 64-bit number made from its group's HMAC and its position in
+    that secret order, so no id encodes an onset. Work is vectorized over group codes, and the text columns are
     categorical (written dictionary-encoded): a million hits take well under a second."""
     codes, examples = pd.factorize(private["example"])
     hashed = [keyed_hash(secret, f"group:{example}") for example in examples]
     splits = assign_splits(hashed, secret)
     order = np.random.default_rng(int(keyed_hash(secret, "shuffle:drum_hits", 8), 16)).permutation(len(private))
     codes = codes[order]
-    # Rank of each hit inside its group in the secret order: position minus the group's first position.
-    by_group = np.argsort(codes, kind="stable")
-    starts = np.searchsorted(codes[by_group], np.arange(len(examples)))
-    rank = np.empty(len(codes), dtype=np.uint64)
-    rank[by_group] = np.arange(len(codes), dtype=np.uint64) - starts[codes[by_group]].astype(np.uint64)
     group_key = np.array([int(h, 16) for h in hashed], dtype=np.uint64)
+    position = np.arange(len(codes), dtype=np.uint64)  # the row's place in the secret order: unique, says nothing
     with np.errstate(over="ignore"):  # wrapping 64-bit arithmetic is the point
-        hit_id = (group_key[codes] + rank * np.uint64(0x9E3779B97F4A7C15)).view(np.int64) if len(codes) else np.array([], np.int64)
+        hit_id = (group_key[codes] + position * np.uint64(0x9E3779B97F4A7C15)).view(np.int64) if len(codes) else np.array([], np.int64)
     split_codes = pd.Categorical([splits[h] for h in hashed], categories=[name for name, _ in SPLIT_FRACTIONS])
     label_codes, label_names = pd.factorize(private["label"])
     labels = pd.Categorical.from_codes(label_codes[order], categories=list(label_names)) if len(order) else pd.Categorical([])

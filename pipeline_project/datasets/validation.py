@@ -46,14 +46,15 @@ def validate_table(name: str, table: pd.DataFrame) -> dict:
     missing = [c for c in EXPECTED_COLUMNS.get(name, ()) if c not in table.columns]
     if missing:
         problems.append(f"schema: missing columns {', '.join(missing)}")
-    numeric = table.select_dtypes(include="number")
-    bad = [c for c in numeric if c not in OPTIONAL and not np.isfinite(numeric[c].to_numpy(dtype="float64")).all()]
+    numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c].dtype)]
+    values = {c: table[c].to_numpy(dtype="float64") for c in numeric}
+    bad = [c for c in numeric if c not in OPTIONAL and not np.isfinite(values[c]).all()]
     if bad:
         problems.append(f"NaN or infinity in {', '.join(bad)}")
     for column, (low, high) in RANGES.items():
-        if column in numeric:
-            values = numeric[column].dropna()
-            outside = int(((values < low) | (values > high)).sum())
+        if column in values:
+            column_values = values[column][~np.isnan(values[column])]
+            outside = int(((column_values < low) | (column_values > high)).sum())
             if outside:
                 problems.append(f"{outside} values of {column} outside [{low}, {high}]")
     id_column = next((c for c in table.columns if c.endswith(ID_SUFFIX) and c not in ("group_id", "source_id", "track_id")), None)
@@ -66,15 +67,17 @@ def validate_table(name: str, table: pd.DataFrame) -> dict:
             if len(rare):
                 problems.append(f"classes with fewer than 2 examples in {label}: {', '.join(map(str, rare.index))}")
     content = [c for c in table.columns if not c.endswith(ID_SUFFIX) and c != "split"]
-    exact = _duplicates(table[content]) if content else 0
-    features = [c for c in numeric.columns if c not in OPTIONAL and not c.endswith(ID_SUFFIX)]
-    near = _duplicates(numeric[features].round(1)) - exact if features else 0
+    features = [c for c in numeric if c not in OPTIONAL and not c.endswith(ID_SUFFIX)]
+    near = _duplicates(pd.DataFrame({c: np.round(values[c], 1) for c in features})) if features else 0
+    # Exact duplicates are near duplicates too: with none of those, there is nothing more to look for.
+    exact = _duplicates(table[content]) if content and (near or not features) else 0
+    near -= exact
     outliers = {}
     for column in features:
-        values = numeric[column].to_numpy(dtype="float64")
-        spread = values.std()
+        column_values = values[column]
+        spread = column_values.std()
         if spread > 0:
-            count = int((np.abs(values - values.mean()) > OUTLIER_SIGMA * spread).sum())
+            count = int((np.abs(column_values - column_values.mean()) > OUTLIER_SIGMA * spread).sum())
             if count:
                 outliers[column] = count
     if exact:
