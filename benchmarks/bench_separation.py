@@ -4,7 +4,7 @@ Speed: the same 3-minute rendered song and the same model, once through `demucs.
 whole song in memory (normalized like the demucs CLI), once through what `song_stems` runs: windowed
 separation read from and streamed to FLAC (`separation.streaming.separate_file`). Target: at most 1.05x the
 raw time. The model is the pretrained `--model` when its weights are on this machine (see README), else a
-randomly initialized network of the same architecture, which costs the same to run.
+randomly initialized network of the same architecture and segment length, which costs the same to run.
 
 Memory: peak resident memory of that path on a 3-minute and a 30-minute song, each in its own process,
 with a small Hybrid Demucs so that 30 minutes run quickly. Target: flat (30-minute peak within 10 % of the
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from fractions import Fraction
 import subprocess
 import sys
 import tempfile
@@ -56,7 +57,9 @@ def model_for(name: str) -> LoadedModel:
 
     torch.manual_seed(0)
     sources = ["drums", "bass", "other", "vocals"]
-    model = HDemucs(channels=4, sources=sources) if name == "small" else HTDemucs(sources=sources)
+    # The pretrained htdemucs runs 7.8 s segments (39/5 s, its training length), not the constructor's
+    # default of 10 s: the stand-in must split songs the same way to cost the same.
+    model = HDemucs(channels=4, sources=sources) if name == "small" else HTDemucs(sources=sources, segment=Fraction(39, 5))
     model.eval()
     return LoadedModel(model, f"{name} (random weights)", "none", "", [])
 

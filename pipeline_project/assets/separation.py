@@ -15,7 +15,7 @@ from pipeline_project.separation.separator import STEM_NAMES
           deps=[song_audio], pool="separation")
 def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource) -> dg.MaterializeResult:
     """Drums, bass, other and vocals stems (FLAC) of the song, by Demucs when weights are available, else by
-    the DSP fallback, in windows of about a minute so memory stays flat for long songs. The metadata says which
+    the DSP fallback, in windows of about two minutes so memory stays flat for long songs. The metadata says which
     separator and which weights (sha256) made them."""
     song_dir = storage.song_dir(context.partition_key)
     duration = sf.info(str(song_dir / "audio.flac")).duration

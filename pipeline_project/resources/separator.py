@@ -45,7 +45,7 @@ class SeparatorResource(dg.ConfigurableResource):
     overlap: float = 0.25
     segment: Optional[float] = None
     allow_fallback: bool = True
-    chunk_seconds: float = 60.0
+    chunk_seconds: float = 120.0
     crossfade_seconds: float = 1.0
 
     _loaded: Optional[LoadedModel] = PrivateAttr(default=None)

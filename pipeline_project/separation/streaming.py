@@ -1,15 +1,16 @@
 """Separation of a whole file in chunks, so memory stays flat however long the song is.
 
-The file is read in windows of `chunk_s` seconds (about a minute; for Demucs a whole number of its
+The file is read in windows of `chunk_s` seconds (about two minutes; for Demucs a whole number of its
 segments, see `separator.demucs_chunk_seconds`) plus `crossfade_s` of overlap with the next window; each
 window is separated on its own, and the overlaps are crossfaded linearly, which hides the seams (Demucs
-itself works in segments of a few seconds, so a minute of context per window loses it nothing). Stems are
+itself works in segments of a few seconds, so minutes of context per window lose it nothing). Stems are
 streamed into FLAC files beside their final names and renamed only when every stem is complete, so a killed
 run never leaves a half-written stem behind.
 """
 
 from __future__ import annotations
 
+import copy
 import os
 from contextlib import ExitStack
 from pathlib import Path
@@ -20,9 +21,24 @@ import soundfile as sf
 
 from pipeline_project.separation.separator import STEM_NAMES, Separation
 
-DEFAULT_CHUNK_S = 60.0
+# Each seam between windows computes its crossfade twice and may round up to one more Demucs segment, so
+# windows of about two minutes (rather than one) leave most songs of three to five minutes with no segment
+# more than a whole-song apply_model; memory follows the window, not the song.
+DEFAULT_CHUNK_S = 120.0
 DEFAULT_CROSSFADE_S = 1.0
 PARTIAL_SUFFIX = ".partial"
+
+
+def _return_freed_memory() -> None:
+    """Hand memory freed by the last window back to the system. glibc keeps freed blocks of a few megabytes
+    in its heap, where the next window's differently sized blocks fragment them: without this, resident
+    memory creeps up window after window on long songs."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
 
 
 def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separate: Callable[[np.ndarray, int], Separation],
@@ -48,8 +64,10 @@ def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separat
             reader.seek(start)
             window = np.ascontiguousarray(reader.read(end - start, dtype="float32", always_2d=True).T)
             separation = separate(window, rate)
-            described = described or separation
             stems = separation.stems
+            if described is None:  # what made the stems, without holding on to the first window's audio
+                described = copy.copy(separation)
+                described.stems = {}
             head = 0
             if tail is not None:
                 head = min(fade, end - start)
@@ -61,12 +79,13 @@ def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separat
             keep = (end - start) if last else (end - start - fade)
             for name in STEM_NAMES:
                 writers[name].write(np.clip(stems[name][:, head:keep], -1.0, 1.0).T)
-            tail = None if last else {name: stems[name][:, keep:] for name in STEM_NAMES}
+            tail = None if last else {name: stems[name][:, keep:].copy() for name in STEM_NAMES}
+            del separation, stems, window
+            _return_freed_memory()
             if progress:
                 progress(end / total)
             start = end if last else end - fade
     for name, path in partial.items():
         os.replace(path, out_dir / f"{name}.flac")
-    described.stems = {}
     described.settings = {**described.settings, "chunk_s": chunk_s, "crossfade_s": crossfade_s}
     return described
