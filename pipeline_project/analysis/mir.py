@@ -1,10 +1,11 @@
 """Tempo, beats, key, chords per beat and loudness from separated stems.
 
 The pulse is tracked on the drums stem (the mix when there are no drums), onsets on drums + bass, harmony
-on bass + other + vocals (drums only add noise to chroma). Chords are major/minor triad templates matched to
-beat-synchronous chroma; the key weighs the Albrecht-Shanahan profiles against how often each key's tonic
-chord sounds. Downbeats and the time signature come from where harmonic changes, bass onsets and kicks
-fall in the beat grid.
+on other + vocals (drums add noise to chroma, and a separated bass stem carries the recording's
+low-frequency noise), the bass note per beat on the bass stem. Chords are major/minor triad templates
+matched to beat-synchronous chroma; the key weighs the Albrecht-Shanahan profiles against how often each
+key's tonic and dominant chords sound, and the chords then lean slightly toward the key's own. Downbeats
+and the time signature come from where accents of the pitched parts and kicks fall in the beat grid.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ import numpy as np
 
 from pipeline_project.analysis.rhythm import beat_positions
 from pipeline_project.analysis.sections import find_sections
-from pipeline_project.audio.loudness import integrated_loudness, loudness_range, short_term_loudness
+from pipeline_project.audio.loudness import (
+    integrated_loudness,
+    loudness_range,
+    short_term_loudness,
+)
+from pipeline_project.pitches import PITCH_NAMES
 
 ANALYSIS_RATE = 22_050
 HOP = 512
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 # Albrecht & Shanahan (2013) key profiles: on rendered chorales they confuse a key with its dominant less
 # often than the Krumhansl-Kessler profiles do.
 MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
@@ -72,24 +77,35 @@ def triad_templates() -> tuple[list[str], np.ndarray]:
     return labels, np.array(templates)
 
 
-def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray, prior: np.ndarray | None = None) -> list[dict]:
-    """One chord label per beat interval, with the template's cosine similarity as confidence. `prior` (one
-    value per template of `triad_templates`) is added to the similarities before the best is picked."""
+def chord_similarities(chroma: np.ndarray, beat_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine similarity of each beat's median chroma to every `triad_templates` template, shape
+    (beats, templates); each beat's chroma energy)."""
     import librosa
 
-    labels, templates = triad_templates()
+    _, templates = triad_templates()
     # sync() pads: column 0 is the stretch before the first beat, column i + 1 starts at beat i.
-    synced = librosa.util.sync(chroma, beat_frames, aggregate=np.median, pad=True)
+    synced = librosa.util.sync(chroma, beat_frames, aggregate=np.median, pad=True)[:, 1: len(beat_frames) + 1]
+    energy = np.linalg.norm(synced, axis=0)
+    return (templates @ (synced / np.maximum(energy, 1e-12))).T, energy
+
+
+def label_chords(similarity: np.ndarray, energy: np.ndarray, prior: np.ndarray | None = None) -> list[dict]:
+    """One chord label per beat, with the template's cosine similarity as confidence. `prior` (one value per
+    template) is added to the similarities before the best is picked."""
+    labels, _ = triad_templates()
     chords = []
-    for column in synced.T[1: len(beat_frames) + 1]:
-        energy = float(np.linalg.norm(column))
-        if energy < NO_CHORD_ENERGY:
+    for scores, beat_energy in zip(similarity, energy):
+        if beat_energy < NO_CHORD_ENERGY:
             chords.append({"chord": "N", "confidence": 1.0})
             continue
-        similarity = templates @ (column / energy)
-        best = int(np.argmax(similarity if prior is None else similarity + prior))
-        chords.append({"chord": labels[best], "confidence": round(float(similarity[best]), 4)})
+        best = int(np.argmax(scores if prior is None else scores + prior))
+        chords.append({"chord": labels[best], "confidence": round(float(scores[best]), 4)})
     return chords
+
+
+def chords_per_beat(chroma: np.ndarray, beat_frames: np.ndarray, prior: np.ndarray | None = None) -> list[dict]:
+    """One chord label per beat interval (see `label_chords`)."""
+    return label_chords(*chord_similarities(chroma, beat_frames), prior)
 
 
 def diatonic_prior(tonic: str, mode: str) -> np.ndarray:
@@ -227,8 +243,9 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
     onset_strengths = onset_envelope[onset_frames] / (onset_envelope.max() + 1e-9)
 
     chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
-    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), chords_per_beat(chroma, beat_frames))
-    chords = chords_per_beat(chroma, beat_frames, diatonic_prior(tonic, mode))
+    similarity, energy = chord_similarities(chroma, beat_frames)
+    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy))
+    chords = label_chords(similarity, energy, diatonic_prior(tonic, mode))
     bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
     for chord, note in zip(chords, bass_per_beat(bass_chroma, beat_frames)):
         chord["bass"] = note

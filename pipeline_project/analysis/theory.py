@@ -13,14 +13,17 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline_project.analysis.genre_cues import genre_cues
-from pipeline_project.analysis.rhythm import metric_hierarchy, rhythmic_complexity, syncopation_index
+from pipeline_project.analysis.rhythm import (
+    metric_hierarchy,
+    rhythmic_complexity,
+    syncopation_index,
+)
+from pipeline_project.pitches import PITCH_CLASS
 
 TONIC, SUBDOMINANT, DOMINANT = "T", "S", "D"
 FUNCTION_OF_DEGREE = {1: TONIC, 6: TONIC, 3: TONIC, 4: SUBDOMINANT, 2: SUBDOMINANT, 5: DOMINANT, 7: DOMINANT}
 # Intervals above the root, as music21 names them, so chord tones get their proper spelling (E# not F).
 CHORD_INTERVALS = {"maj": ("M3", "P5"), "min": ("m3", "P5"), "dim": ("m3", "d5"), "aug": ("M3", "A5")}
-PITCH_CLASS = {"C": 0, "C#": 1, "Db": 1, "D": 2, "D#": 3, "Eb": 3, "E": 4, "F": 5, "F#": 6, "Gb": 6, "G": 7,
-               "G#": 8, "Ab": 8, "A": 9, "A#": 10, "Bb": 10, "B": 11}
 # Diatonic triads as (semitones above the tonic, quality); minor keys admit the raised-leading-tone V and vii.
 DIATONIC = {
     "major": {(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"), (11, "dim")},
@@ -203,28 +206,20 @@ def harmonic_complexity(runs: list[dict]) -> dict:
             "changes_per_beat": round(max(0, len(runs) - 1) / max(1, beats), 4)}
 
 
-def _bar_chords(analysis: dict, labelled: list[dict]) -> list[str]:
-    """The numeral sounding at each downbeat."""
-    per_beat: list[str] = []
-    for run in labelled:
-        per_beat.extend([run["numeral"]] * run["beats"])
-    bar, phase = analysis.get("beats_per_bar", 4), analysis.get("downbeat_phase", 0)
-    return per_beat[phase::bar]
-
-
 def analyze_theory(analysis: dict) -> dict:
     tonic, mode = analysis["key_tonic"], analysis["key_mode"]
     bar = analysis.get("beats_per_bar", 4)
     phase = _downbeat_phase(analysis)
     labelled = label_runs(chord_runs(analysis["chords"]), tonic, mode)
-    figures, functions = [], []
+    figures, functions, numerals = [], [], []
     for run in labelled:
         figures.extend([run["figure"]] * run["beats"])
         functions.extend([run["function"]] * run["beats"])
+        numerals.extend([run["numeral"]] * run["beats"])
     counts = {name: functions.count(name) for name in (TONIC, SUBDOMINANT, DOMINANT)}
     total = max(1, sum(counts.values()))
     cadences = find_cadences(labelled, bar, phase)
-    progressions = find_progressions(labelled, _bar_chords(analysis | {"downbeat_phase": phase}, labelled))
+    progressions = find_progressions(labelled, numerals[phase::bar])  # the chord at each downbeat
     complexity = harmonic_complexity(labelled)
     rhythm = {
         "syncopation_index": syncopation_index(analysis["onset_times"], analysis["beat_times"]),

@@ -9,7 +9,7 @@ from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
 from pipeline_project.audio.io import read_audio, write_text_atomic
 from pipeline_project.datasets.anonymize import load_or_create_secret
-from pipeline_project.datasets.contributions import Reference, reference_from, validate_submission
+from pipeline_project.datasets.contributions import reference_from, validate_submission
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
     concert_pairs_table,
@@ -42,7 +42,8 @@ def snapshot(context: dg.AssetExecutionContext, storage: StorageResource, datase
 
 def dataset_result(written: Snapshot, table: pd.DataFrame, **extra) -> dg.MaterializeResult:
     schema = dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in written.columns])
-    shown = table.drop(columns=[c for c in table.columns if table[c].map(lambda v: isinstance(v, bytes)).any()]) if len(table) else table
+    packed = [c for c in table.columns if len(table) and isinstance(table[c].iloc[0], bytes)]  # no markdown for binary
+    shown = table.drop(columns=packed)
     return dg.MaterializeResult(
         metadata={
             "rows": written.rows,
@@ -157,7 +158,8 @@ def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -
     if not incoming.is_dir():
         return []
     accepted = _load_accepted(storage)
-    reference: Reference = reference_from(_local_hits(storage), list(accepted.values()))
+    local = _local_hits(storage)
+    reference = reference_from(local, list(accepted.values()))
     reports = []
     for path in sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")):
         verdict = validate_submission(path, reference, datasets.contribution_max_bytes)
@@ -170,7 +172,7 @@ def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -
         if verdict.accepted:
             submission = json.loads((destination / f"{name}.json").read_text())
             accepted[name] = submission
-            reference = reference_from(_local_hits(storage), list(accepted.values()))
+            reference = reference_from(local, list(accepted.values()))
             log.info(f"contribution {path.name}: accepted as {name} (quality {verdict.quality.get('score')})")
         else:
             log.warning(f"contribution {path.name}: rejected: {'; '.join(verdict.reasons)}")

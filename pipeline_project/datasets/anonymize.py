@@ -73,6 +73,11 @@ def assign_splits(groups: list[str], secret: bytes) -> dict[str, str]:
     return assignment
 
 
+
+def splits_of(groups, secret: bytes):
+    """The split of every row of a pandas Series of group ids (see `assign_splits`)."""
+    return groups.map(assign_splits(list(groups), secret)).astype(str)
+
 QUASI_IDENTIFIERS = ("tempo_bpm", "key_tonic", "key_mode", "duration_bucket", "genre")
 COARSE_DURATIONS = {"<30s": "<1m", "30s-1m": "<1m", "1-2m": "1-4m", "2-4m": "1-4m", "4-8m": ">4m", ">8m": ">4m"}
 # Rows that may be suppressed at one coarsening level before the next, coarser level is tried.

@@ -14,7 +14,15 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES, features_at_onsets, isolated_hits
-from pipeline_project.datasets.anonymize import SPLIT_FRACTIONS, assign_splits, duration_bucket, k_anonymize, keyed_hash, round_tempo
+from pipeline_project.datasets.anonymize import (
+    SPLIT_FRACTIONS,
+    assign_splits,
+    duration_bucket,
+    k_anonymize,
+    keyed_hash,
+    round_tempo,
+    splits_of,
+)
 
 CADENCE_TYPES = ("perfect_authentic", "imperfect_authentic", "plagal", "half", "deceptive")
 SONG_FEATURE_COLUMNS = (
@@ -71,7 +79,7 @@ def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[p
         })
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
     table, report = k_anonymize(table, k)
-    table["split"] = table["song_id"].map(assign_splits(list(table["song_id"]), secret)).astype(str)
+    table["split"] = splits_of(table["song_id"], secret)
     return table.sample(frac=1.0, random_state=0).reset_index(drop=True), report
 
 
@@ -131,8 +139,7 @@ def synthetic_examples_table(entries: list[dict], secret: bytes) -> pd.DataFrame
         })
     table = pd.DataFrame(rows)
     if len(table):
-        splits = assign_splits(list(table["source_id"]), secret)
-        table.insert(2, "split", table["source_id"].map(splits))
+        table.insert(2, "split", splits_of(table["source_id"], secret))
     return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
@@ -209,7 +216,7 @@ def concert_pairs_table(pairs: list[dict], secret: bytes) -> pd.DataFrame:
                          "clean_logmel": clean.astype(np.float16).tobytes(), "degraded_logmel": degraded.astype(np.float16).tobytes()})
     table = pd.DataFrame(rows, columns=["pair_id", "track_id", "snr_db", "noise_kind", "rt60_s", "n_mels", "frames",
                                         "clean_logmel", "degraded_logmel"])
-    table.insert(2, "split", table["track_id"].map(assign_splits(list(table["track_id"]), secret)).astype(str))
+    table.insert(2, "split", splits_of(table["track_id"], secret))
     return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
 
 
@@ -232,5 +239,5 @@ def contributions_table(submissions: list[dict], secret: bytes) -> pd.DataFrame:
         rows.insert(0, "sample_id", [keyed_hash(secret, f"sample:{sid}:{i}") for i in range(len(rows))])
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[c for c in CONTRIBUTION_COLUMNS if c != "split"])
-    table.insert(2, "split", table["group_id"].map(assign_splits(list(table["group_id"]), secret)).astype(str))
+    table.insert(2, "split", splits_of(table["group_id"], secret))
     return table[list(CONTRIBUTION_COLUMNS)].sample(frac=1.0, random_state=0).reset_index(drop=True)

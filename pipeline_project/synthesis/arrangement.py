@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_project.pitches import PITCH_NAMES
 from pipeline_project.synthesis.instruments import PartSpec
 
 STEMS = ("drums", "bass", "other", "vocals")
@@ -135,7 +136,6 @@ def _merge(chords: list[tuple[float, float, str]]) -> list[tuple[float, float, s
 TRIADS = {"maj": (0, 4, 7), "min": (0, 3, 7)}
 DEGREES = {"major": ((0, "maj"), (5, "maj"), (7, "maj"), (9, "min"), (2, "min")),
            "minor": ((0, "min"), (5, "min"), (7, "maj"), (8, "maj"), (3, "maj"))}
-PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def harmonize(notes: list[ScoreNote], key: str, length_ql: float, span_ql: float, pickup_ql: float) -> list[tuple[float, float, str]]:

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline_project.synthesis.arrangement import ARTICULATION_KEYS, HELPER_ARTICULATIONS, PITCH_NAMES, Arrangement, ScoreNote
+from pipeline_project.pitches import PITCH_CLASS, PITCH_NAMES
+from pipeline_project.synthesis.arrangement import (
+    ARTICULATION_KEYS,
+    HELPER_ARTICULATIONS,
+    Arrangement,
+    ScoreNote,
+)
 
 HALF_OPEN_CHOKE_S = 0.09  # a half-open hi-hat rings this long before the pedal closes it
 FLAM_GRACE_S = 0.028  # the grace note of a flam comes this much earlier, softer
@@ -118,9 +124,9 @@ def bass_part(arrangement: Arrangement, seed: int) -> list[ScoreNote]:
     beat_ql = arrangement.beat_ql
     for beat in arrangement.beats_ql():
         label = arrangement.chord_at(beat)
-        if label == "N" or label.split(":")[0] not in _PITCH_CLASS:
+        if label == "N" or label.split(":")[0] not in PITCH_CLASS:
             continue
-        root_midi = 28 + (_PITCH_CLASS[label.split(":")[0]] - 4) % 12  # E1..D#2: the bass guitar's lowest octave
+        root_midi = 28 + (PITCH_CLASS[label.split(":")[0]] - 4) % 12  # E1..D#2: the bass guitar's lowest octave
         position_in_bar = round((beat - arrangement.pickup_ql) / beat_ql) % arrangement.beats_per_bar
         velocity = int(96 + rng.integers(-6, 7)) if position_in_bar == 0 else int(84 + rng.integers(-6, 7))
         if position_in_bar == arrangement.beats_per_bar - 1 and beat + beat_ql <= arrangement.length_ql:
@@ -131,7 +137,6 @@ def bass_part(arrangement: Arrangement, seed: int) -> list[ScoreNote]:
     return notes
 
 
-_PITCH_CLASS = {name: index for index, name in enumerate(PITCH_NAMES)} | {"Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "E#": 5, "Fb": 4, "B#": 0}
 
 
 def with_rhythm_section(arrangement: Arrangement, style: str, seed: int) -> Arrangement:
@@ -143,7 +148,7 @@ def groove_only(style: str, bars: int, seed: int, key: str = "C:major", progress
     """A drums-and-bass example over a chord progression, for drum-hit and rhythm training data."""
     beats_per_bar, denominator, beat_ql = meter_of(style)
     bar_ql = beats_per_bar * beat_ql
-    tonic = _PITCH_CLASS[key.split(":")[0]]
+    tonic = PITCH_CLASS[key.split(":")[0]]
     steps = PROGRESSIONS[progression]
     chords = [(i * bar_ql, (i + 1) * bar_ql, f"{PITCH_NAMES[(tonic + steps[i % len(steps)][0]) % 12]}:{steps[i % len(steps)][1]}")
               for i in range(bars)]
