@@ -71,9 +71,9 @@ def test_snapshots_are_immutable_pruned_and_never_half_written(tmp_path):
     write_snapshot(pd.DataFrame({"x": [9]}), tmp_path, "demo", keep=2)
     assert not list((tmp_path / SNAPSHOTS).glob(".building-*"))
     latest = latest_manifest(tmp_path)
-    data = tmp_path / SNAPSHOTS / latest["snapshot_id"] / "data.parquet"
+    data = tmp_path / SNAPSHOTS / latest["snapshot_id"] / "part-00000.parquet"
     data.write_bytes(data.read_bytes()[:-8] + b"tampered")
-    assert verify_snapshot(tmp_path, latest["snapshot_id"]) == ["data.parquet"]
+    assert verify_snapshot(tmp_path, latest["snapshot_id"]) == ["part-00000.parquet"]
 
 
 def test_song_features_keeps_its_schema_with_no_songs(tmp_path):

@@ -2,7 +2,7 @@
 
 Layout of a dataset folder:
 
-    <dataset>/snapshots/<snapshot id>/data.parquet         (or <column>=<value>/part-0.parquet when partitioned)
+    <dataset>/snapshots/<snapshot id>/part-00000.parquet   (under <column>=<value>/ when partitioned)
     <dataset>/snapshots/<snapshot id>/manifest.json        schema, rows, sha256 of every file, partitions, sources
     <dataset>/latest.json                                  {"snapshot_id": ...}, replaced atomically
 
@@ -10,6 +10,9 @@ The snapshot id is a hash of the schema and of every file's sha256, so the same 
 id (and the same files), and it is the dataset version that training records. A snapshot is built in a
 temporary folder and renamed into place whole: a killed run leaves no half-written snapshot, and one that
 exists is never rewritten. The oldest snapshots beyond `keep` are deleted, never the one `latest` names.
+
+Large tables are cut into part files of `ROWS_PER_FILE` rows, written and hashed on all cores at once. The
+cut depends on the row count only, never on the machine, so the files and the id stay reproducible.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -32,7 +36,7 @@ from pipeline_project.audio.io import write_text_atomic
 SNAPSHOTS = "snapshots"
 LATEST = "latest.json"
 MANIFEST = "manifest.json"
-DATA_FILE = "data.parquet"
+ROWS_PER_FILE = 250_000
 
 
 @dataclass
@@ -59,26 +63,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _part_name(index: int) -> str:
+    return f"part-{index:05d}.parquet"
+
+
+def _write_part(table: pa.Table, path: Path, options: dict) -> dict:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, **options)
+    return {"rows": table.num_rows, "sha256": _sha256(path), "bytes": path.stat().st_size}
+
+
 def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dict[str, dict]:
-    """Parquet files under `folder`; returns {relative path: {rows}}."""
+    """Parquet files under `folder`; returns {relative path: {rows, sha256, bytes}}."""
     # Dictionary encoding only where values repeat (text and categorical columns): tried on a column of
     # distinct floats it costs time and then falls back anyway.
     options = {"compression": "zstd", "use_dictionary": [f.name for f in table.schema
                                                          if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
                                                          or pa.types.is_large_string(f.type)]}
-    if not partition_by:
-        pq.write_table(table, folder / DATA_FILE, **options)
-        return {DATA_FILE: {"rows": table.num_rows}}
-    files = {}
-    column = table.column(partition_by).to_pandas()
-    rest = table.drop_columns([partition_by])
-    for value in sorted(column.dropna().unique(), key=str):
-        part = rest.filter(pa.array((column == value).to_numpy()))
-        relative = f"{partition_by}={value}/part-0.parquet"
-        (folder / relative).parent.mkdir(parents=True)
-        pq.write_table(part, folder / relative, **options)
-        files[relative] = {"rows": part.num_rows}
-    return files
+    groups = {"": table}
+    if partition_by:
+        column = table.column(partition_by).to_pandas()
+        rest = table.drop_columns([partition_by])
+        groups = {f"{partition_by}={value}/": rest.filter(pa.array((column == value).to_numpy()))
+                  for value in sorted(column.dropna().unique(), key=str)}
+    parts = {}
+    for prefix, group in groups.items():
+        starts = range(0, max(group.num_rows, 1), ROWS_PER_FILE)
+        for index, start in enumerate(starts):
+            parts[prefix + _part_name(index)] = group.slice(start, ROWS_PER_FILE)
+    # pyarrow and hashlib release the GIL, so threads write and hash the parts side by side.
+    with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1) or 1) as pool:
+        futures = {relative: pool.submit(_write_part, part, folder / relative, options) for relative, part in parts.items()}
+        return {relative: future.result() for relative, future in futures.items()}
 
 
 def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, code_version: str = "",
@@ -97,9 +113,6 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
     building.mkdir()
     try:
         files = _write_files(arrow, building, partition_by)
-        for relative, entry in files.items():
-            entry["sha256"] = _sha256(building / relative)
-            entry["bytes"] = (building / relative).stat().st_size
         columns = [[field.name, str(field.type)] for field in arrow.schema]
         snapshot_id = hashlib.sha256(json.dumps({"columns": columns, "files": {k: v["sha256"] for k, v in files.items()}},
                                                 sort_keys=True).encode()).hexdigest()[:16]
@@ -116,7 +129,7 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
                 "columns": columns,
                 "files": files,
                 "partitioned_by": partition_by,
-                "partitions": {k.split("/")[0]: v["rows"] for k, v in files.items()} if partition_by else {},
+                "partitions": _rows_per_partition(files) if partition_by else {},
                 "code_version": code_version,
                 "sources": sources or {},
                 "previous_snapshot_id": previous["snapshot_id"] if previous else None,
@@ -130,6 +143,14 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
     write_text_atomic(root / LATEST, json.dumps({"snapshot_id": snapshot_id}))
     prune(root, keep)
     return Snapshot(name, snapshot_id, final, json.loads((final / MANIFEST).read_text()))
+
+
+def _rows_per_partition(files: dict[str, dict]) -> dict[str, int]:
+    rows = {}
+    for relative, entry in files.items():
+        partition = relative.split("/")[0]
+        rows[partition] = rows.get(partition, 0) + entry["rows"]
+    return rows
 
 
 def prune(root: str | os.PathLike, keep: int) -> list[str]:
@@ -164,15 +185,17 @@ def read_snapshot(root: str | os.PathLike, snapshot_id: str | None = None) -> pd
     if manifest is None:
         raise FileNotFoundError(f"{root}: no snapshot yet (materialize the dataset first)")
     folder = root / SNAPSHOTS / manifest["snapshot_id"]
-    if not manifest["partitioned_by"]:
-        return pd.read_parquet(folder / DATA_FILE)
-    parts = []
+    partition_by, parts = manifest["partitioned_by"], []
     for relative in sorted(manifest["files"]):
-        part = pd.read_parquet(folder / relative)
-        part[manifest["partitioned_by"]] = relative.split("/")[0].split("=", 1)[1]
+        part = pq.read_table(folder / relative)
+        if partition_by:
+            value = relative.split("/")[0].split("=", 1)[1]
+            part = part.append_column(partition_by, pa.array([value] * part.num_rows, pa.string()))
         parts.append(part)
     schema = [c for c, _ in manifest["columns"]]
-    return pd.concat(parts, ignore_index=True)[schema] if parts else pd.DataFrame(columns=schema)
+    if not parts:
+        return pd.DataFrame(columns=schema)
+    return pa.concat_tables(parts, promote_options="permissive").to_pandas()[schema]
 
 
 def verify_snapshot(root: str | os.PathLike, snapshot_id: str) -> list[str]:
