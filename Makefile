@@ -34,10 +34,12 @@ validate: setup
 ui: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
-# Benchmarks: the bench extra (mir_eval, audiomentations) and the fluidsynth program the render benchmark compares with.
+# Benchmarks: the bench extra (audiomentations, Essentia), the fluidsynth program the render benchmark compares
+# with, and Chromaprint's fpcalc, the retrieval benchmark's peer.
 bench-setup: setup
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@scripts/ensure_fluidsynth.sh --program
+	@scripts/ensure_fluidsynth.sh --chromaprint
 
 # Optional General MIDI SoundFonts that rendering then uses beside the bundled one (Debian/Ubuntu packages).
 soundfonts:

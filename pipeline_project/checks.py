@@ -12,6 +12,7 @@ from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_se
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.synthesis import rendered_examples
+from pipeline_project.assets.training import review_queue
 from pipeline_project.audio.io import read_audio
 from pipeline_project.audio.ingest import song_files
 from pipeline_project.datasets.anonymize import QUASI_IDENTIFIERS, smallest_group
@@ -22,7 +23,7 @@ from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFE
 from pipeline_project.resources import DatasetsResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
-DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits)
+DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, review_queue)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
 # references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
 SYNTHETIC_EXEMPTIONS = {"references": SYNTHETIC_REFERENCES, "free_text": SYNTHETIC_FREE_TEXT}

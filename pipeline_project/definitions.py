@@ -19,9 +19,16 @@ from pipeline_project.assets.datasets import (
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
-from pipeline_project.assets.training import drum_hit_classifier
+from pipeline_project.assets.training import drum_hit_classifier, genre_classifier_model, review_queue, song_embedding
 from pipeline_project.checks import accuracy_checks, privacy_checks, validation_checks
-from pipeline_project.jobs import contributions_job, datasets_and_training_job, song_pipeline_job, synthesis_job, training_job
+from pipeline_project.jobs import (
+    contributions_job,
+    datasets_and_training_job,
+    rollback_job,
+    song_pipeline_job,
+    synthesis_job,
+    training_job,
+)
 from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
 from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor
@@ -58,7 +65,7 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
               song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
-              drum_hit_classifier]
+              drum_hit_classifier, genre_classifier_model, song_embedding, review_queue]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
@@ -66,7 +73,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
         asset_checks=ALL_CHECKS,
-        jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job],
+        jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
         sensors=[new_songs_sensor, contributions_sensor, datasets_automation_sensor],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),

@@ -1,5 +1,7 @@
 import dagster as dg
 
+from pipeline_project.resources import MlflowResource
+
 from pipeline_project.assets.partitions import songs_partitions
 
 # Per-song work, one run per song partition.
@@ -21,11 +23,35 @@ datasets_and_training_job = dg.define_asset_job(
 )
 
 training_job = dg.define_asset_job(
-    "training_job", selection=dg.AssetSelection.groups("training"),
-    description="Retrain the models on the current dataset versions.",
+    "training_job", selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue"),
+    description="Retrain the models on the current dataset versions (a model whose latest version already saw "
+                "the current snapshot is left alone, and says so), then rebuild the review queue.",
 )
 
 contributions_job = dg.define_asset_job(
     "contributions_job", selection=dg.AssetSelection.assets("contributed_hits", "contribution_stats"),
     description="Review new community contributions and rebuild the contributed training pool.",
 )
+
+
+class RollbackConfig(dg.Config):
+    # Registered model whose `champion` alias moves back: drum_hit_classifier, genre_classifier or song_embedding.
+    model_name: str
+
+
+@dg.op(description="Move a registered model's `champion` alias back to the version that held it before.")
+def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource) -> None:
+    try:
+        rolled_back, restored = mlflow.registry().rollback(config.model_name)
+    except ValueError as error:
+        raise dg.Failure(description=str(error)) from error
+    context.log.info(f"{config.model_name}: champion moved back from version {rolled_back} to version {restored}")
+    # Registered models are named after their assets: the rollback shows on the asset's page.
+    context.log_event(dg.AssetObservation(asset_key=config.model_name, metadata={
+        "rollback": f"champion moved back from version {rolled_back} to version {restored}",
+        "champion_version": restored, "rolled_back_version": rolled_back}))
+
+
+@dg.job(description="Roll a model's champion back to the previous champion (launch with the model name in the config).")
+def rollback_job():
+    rollback_champion()

@@ -43,7 +43,8 @@ def contributions_sensor(context: dg.SensorEvaluationContext, storage: StorageRe
 # rebuilt after new songs are analysed. Training stays on its weekly schedule.
 datasets_automation_sensor = dg.AutomationConditionSensorDefinition(
     "datasets_automation_sensor",
-    target=dg.AssetSelection.groups("synthesis", "datasets"),
+    # Training assets retrain on their own only when their dataset has grown 10% since the champion's.
+    target=dg.AssetSelection.groups("synthesis", "datasets", "training"),
     default_status=dg.DefaultSensorStatus.RUNNING,
     minimum_interval_seconds=60,
 )

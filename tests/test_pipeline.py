@@ -13,7 +13,7 @@ from pipeline_project.assets.datasets import concert_pairs, contributed_hits, dr
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.assets.separation import song_stems
-from pipeline_project.assets.training import DRUM_MODEL_NAME
+from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME
 from pipeline_project.checks import EXEMPTIONS, privacy_checks
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.privacy import audit_table
@@ -89,7 +89,7 @@ def test_good_songs_complete_and_bad_files_are_quarantined(pipeline_run):
 def test_datasets_are_parquet_without_private_values(pipeline_run):
     data_root = pipeline_run["data_root"]
     names = sorted(p.parent.name for p in (data_root / "datasets").glob("*/latest.json"))
-    assert names == ["concert_pairs", "contributed_hits", "drum_hits", "song_features", "synthetic_examples"]
+    assert names == ["concert_pairs", "contributed_hits", "drum_hits", "review_queue", "song_features", "synthetic_examples"]
     assert sorted(latest_manifest(data_root / "datasets" / "synthetic_examples")["partitions"]) == [
         "split=test", "split=train", "split=validation"]
     private = [v for tags in SONG_TAGS for k, v in tags.items() if k in ("title", "artist", "album")]
@@ -169,6 +169,46 @@ def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
     rules = json.loads(client.download_artifacts(champion.run_id, "hihat_rules.json", str(data_root / "rules_download")) and
                        (data_root / "rules_download" / "hihat_rules.json").read_text())
     assert set(rules) == {"simple", "balanced", "robust"} and rules["robust"]["rule"].startswith("open when")
+
+
+def trained_materialization(instance, asset: str):
+    """The latest materialization of a model asset that trained a version (later ones may have skipped)."""
+    for record in instance.fetch_materializations(dg.AssetKey(asset), limit=100).records:
+        metadata = record.asset_materialization.metadata
+        if metadata.get("trained") and metadata["trained"].value:
+            return metadata
+    return None
+
+
+def test_embedding_version_leads_to_its_snapshot_and_run_and_back(pipeline_run):
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    registry = default_resources(str(data_root))["mlflow"].registry()
+    champion = registry.champion_version(EMBEDDING_MODEL_NAME)
+    assert champion.tags["dataset_snapshot"] == latest_manifest(data_root / "datasets" / "concert_pairs")["snapshot_id"]
+    assert instance.get_run_by_id(champion.tags["dagster_run_id"]) is not None
+    metadata = trained_materialization(instance, EMBEDDING_MODEL_NAME)
+    assert metadata["mlflow_run_id"].value == champion.run_id and metadata["model_version"].value == str(champion.version)
+    card = registry.model_card(EMBEDDING_MODEL_NAME, champion.version)
+    assert set(card["performance"]["retrieval"]) == {"torch", "onnx_float", "onnx_int8"}
+    artifacts = {f.path for f in registry.client.list_artifacts(champion.run_id, "onnx_int8")}
+    assert artifacts == {"onnx_int8/song_embedding.int8.onnx"}
+
+
+def test_weekly_job_twice_without_new_data_registers_nothing_and_says_why(pipeline_run, monkeypatch):
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    monkeypatch.setenv("DAGSTER_HOME", str(instance.root_directory))
+    resources = default_resources(str(data_root))
+    registry = resources["mlflow"].registry()
+    models = (DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME)
+    before = {m: (len(registry.versions(m)), registry.champion_version(m).version) for m in models}
+    definitions = build_definitions(resources)
+    job = definitions.resolve_job_def(definitions.resolve_schedule_def("weekly_retraining").job.name)
+    for _ in range(2):
+        assert job.execute_in_process(instance=instance).success
+    assert {m: (len(registry.versions(m)), registry.champion_version(m).version) for m in models} == before
+    for model in models:
+        metadata = instance.get_latest_materialization_event(dg.AssetKey(model)).asset_materialization.metadata
+        assert metadata["trained"].value is False and "no new data" in metadata["reason"].value
 
 
 def test_second_run_does_no_per_song_work_and_a_new_song_adds_one_partition(pipeline_run, monkeypatch):

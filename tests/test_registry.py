@@ -4,7 +4,17 @@ import pytest
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES
 from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
-from pipeline_project.training.registry import CHALLENGER, CHAMPION, Registry, sqlite_tracking_uri
+from pipeline_project.training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    Registry,
+    file_checksums,
+    next_semver,
+    promotion_decision,
+    sqlite_tracking_uri,
+)
+
+MODEL = "drum_hit_classifier"
 
 
 def synthetic_hits(rows: int, separation: float, seed: int) -> pd.DataFrame:
@@ -20,29 +30,76 @@ def registry(tmp_path):
     return Registry(sqlite_tracking_uri(tmp_path / "mlflow"), str(tmp_path / "mlflow" / "artifacts"))
 
 
-def register(registry, model, test, version_tag):
+def register(registry, model, test, snapshot, checks=None):
     score = evaluate(model, test).macro_f1
+    example = feature_matrix(test.head(3))
     return registry.log_and_register(
-        model=model, model_name="drum_hit_classifier", experiment="tests", params={"tag": version_tag},
-        metrics={"macro_f1": score}, tags={"dataset_version": version_tag, "dagster_run_id": f"run-{version_tag}"},
-        input_example=feature_matrix(test.head(3)), score=score,
-        score_champion=lambda champion: evaluate(champion, test).macro_f1)
+        model=model, flavor="sklearn", model_name=MODEL, experiment="tests", params={"snapshot": snapshot},
+        metrics={"macro_f1": score}, tags={"dataset_snapshot": snapshot, "dagster_run_id": f"run-{snapshot}"},
+        input_example=example, predict=lambda m, x: m.predict(x), score=score,
+        score_champion=lambda champion: evaluate(champion, test).macro_f1, minimum_gain=0.01, checks=checks,
+        training_stats={"samples": 300, "songs": 10, "contributors": 0})
 
 
-def test_champion_moves_only_to_a_model_at_least_as_good(registry):
+def shuffled_labels(table: pd.DataFrame) -> pd.DataFrame:
+    return table.assign(label=np.random.default_rng(0).permutation(table["label"].to_numpy()))
+
+
+def test_better_model_takes_champion_worse_stays_challenger_and_rollback_restores(registry, tmp_path):
     test = synthetic_hits(300, 3.0, seed=99)
-    good = train(synthetic_hits(300, 3.0, seed=1), seed=0, n_estimators=30)
-    bad = train(synthetic_hits(300, 3.0, seed=2).assign(label=lambda t: np.random.default_rng(0).permutation(t["label"].to_numpy())),
-                seed=0, n_estimators=30)
+    weak = train(synthetic_hits(300, 0.6, seed=1), seed=0, n_estimators=20)
+    strong = train(synthetic_hits(300, 3.0, seed=2), seed=0, n_estimators=30)
+    bad = train(shuffled_labels(synthetic_hits(300, 3.0, seed=3)), seed=0, n_estimators=30)
 
-    first = register(registry, good, test, "v1")
-    assert first.promoted and first.alias == CHAMPION
-    worse = register(registry, bad, test, "v2")
-    assert not worse.promoted and worse.alias == CHALLENGER
-    assert str(registry.champion_version("drum_hit_classifier").version) == first.version
+    first = register(registry, weak, test, "snap-a")
+    assert first.promoted and first.alias == CHAMPION and first.semver == "1.0.0"
+    better = register(registry, strong, test, "snap-b")
+    assert better.promoted and better.score > first.score and better.champion_score_before == first.score
+    assert str(registry.champion_version(MODEL).version) == better.version and better.semver == "1.1.0"
+    worse = register(registry, bad, test, "snap-c")
+    assert not worse.promoted and worse.alias == CHALLENGER and "does not beat" in worse.reason
+    assert str(registry.champion_version(MODEL).version) == better.version
 
-    version = registry.client.get_model_version("drum_hit_classifier", worse.version)
-    assert version.tags["dataset_version"] == "v2" and version.tags["dagster_run_id"] == "run-v2"
-    assert "challenger" in version.tags["promotion"]
-    reloaded = registry.load_version("drum_hit_classifier", first.version)
-    assert list(reloaded.predict(feature_matrix(test.head(5)))) == list(good.predict(feature_matrix(test.head(5))))
+    version = registry.client.get_model_version(MODEL, worse.version)
+    assert version.tags["dataset_snapshot"] == "snap-c" and version.tags["dagster_run_id"] == "run-snap-c"
+    assert version.tags["semver"] == worse.semver and "does not beat" in version.tags["promotion"]
+    assert version.run_id == worse.run_id
+
+    assert registry.rollback(MODEL) == (better.version, first.version)
+    assert str(registry.champion_version(MODEL).version) == first.version
+    assert "rolled_back" in registry.client.get_model_version(MODEL, better.version).tags
+    with pytest.raises(ValueError, match="no earlier champion"):
+        registry.rollback(MODEL)
+
+
+def test_model_cards_checksums_match_the_registered_files(registry, tmp_path):
+    test = synthetic_hits(200, 3.0, seed=5)
+    model = train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10)
+    result = register(registry, model, test, "snap-a")
+    card = registry.model_card(MODEL, result.version)
+    assert card["version"] == result.semver and card["registry_version"] == result.version
+    assert card["dataset_snapshot"] == "snap-a" and card["training"]["samples"] == 300 and card["released"]
+    files = registry.model_files(MODEL, result.version, tmp_path / "download")
+    assert card["sha256"] == file_checksums(files) and any(name.endswith((".skops", ".pkl")) for name in card["sha256"])
+    reloaded = registry.load_version(MODEL, result.version)
+    assert list(reloaded.predict(feature_matrix(test.head(5)))) == list(model.predict(feature_matrix(test.head(5))))
+
+
+def test_a_version_that_fails_its_checks_is_never_champion(registry):
+    test = synthetic_hits(200, 3.0, seed=5)
+    result = register(registry, train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10), test, "snap-a",
+                      checks=lambda folder, card: {"reloads_and_predicts_as_trained": True, "metrics_finite": False})
+    assert not result.promoted and result.alias == CHALLENGER and "metrics_finite" in result.reason
+    assert registry.champion_version(MODEL) is None
+    assert registry.model_card(MODEL, result.version)["checks"] == {"reloads_and_predicts_as_trained": True, "metrics_finite": False}
+
+
+def test_semver_and_promotion_rules():
+    assert next_semver([], 2, True) == "2.0.0"
+    assert next_semver(["1.0.0", "1.1.0"], 1, True) == "1.2.0"
+    assert next_semver(["1.0.0", "1.1.0", "1.1.1"], 1, False) == "1.1.2"
+    assert next_semver(["1.4.0"], 2, True) == "2.0.0"
+    assert promotion_decision(0.80, 0.795, 0.01, [])[0] is False
+    assert promotion_decision(0.81, 0.80, 0.01, [])[0] is True
+    assert promotion_decision(float("nan"), None, 0.01, [])[0] is False
+    assert promotion_decision(0.9, None, 0.01, ["metrics_finite"]) == (False, "failed blocking checks: metrics_finite")

@@ -1,79 +1,220 @@
-import dagster as dg
+import base64
+import math
+import tempfile
+from pathlib import Path
 
-from pipeline_project.assets.datasets import drum_hits
+import dagster as dg
+import numpy as np
+import pandas as pd
+
+from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, snapshot, song_features
+from pipeline_project.automation import retrain_when_grown
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
-from pipeline_project.resources import MlflowResource, StorageResource
-from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
+from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
+from pipeline_project.training import drum_classifier, genre_classifier
+from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
+from pipeline_project.training.registry import Registry, RegistrationResult
+from pipeline_project.training.retrieval import OnnxEmbedder, export_onnx, pair_retrieval, quantize_int8, windows_from_table
 
 DRUM_MODEL_NAME = "drum_hit_classifier"
+GENRE_MODEL_NAME = "genre_classifier"
+EMBEDDING_MODEL_NAME = "song_embedding"
+MODEL_CHECKS = "model_checks"
+REVIEW_BAND = (0.4, 0.6)
 
 
-class DrumTrainingConfig(dg.Config):
+class TrainingConfig(dg.Config):
     seed: int = 7
+    # A new version takes `champion` only when its test score beats the champion's, re-scored on the same test
+    # split, by at least this much (macro F1 for the classifiers, top-1 for the embedding).
+    minimum_gain: float = 0.01
+    # Train even when the latest version was trained on this very snapshot with this code.
+    force: bool = False
+
+
+class DrumTrainingConfig(TrainingConfig):
     n_estimators: int = 200
-    # The new version takes `champion` only when its test macro F1 is at least the champion's plus this.
-    minimum_gain: float = 0.0
 
 
-@dg.asset(group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="1", deps=[drum_hits])
+class EmbeddingTrainingConfig(TrainingConfig):
+    steps: int = 400
+    batch_size: int = 64
+    dim: int = 64
+    # Small datasets get fewer steps: at most this many passes over the training pairs.
+    max_passes: int = 30
+
+
+def _model_checks_spec(name: str) -> list[dg.AssetCheckSpec]:
+    return [dg.AssetCheckSpec(MODEL_CHECKS, asset=name, blocking=True,
+                              description="The logged model reloads and predicts exactly as trained, its metrics are "
+                                          "finite and its test split is large enough; a version that fails is never champion.")]
+
+
+def _latest(storage: StorageResource, dataset: str) -> tuple[dict, pd.DataFrame]:
+    manifest = latest_manifest(storage.dataset_dir(dataset))
+    if manifest is None:
+        raise dg.Failure(description=f"{dataset} has no snapshot yet: materialize it first")
+    return manifest, read_snapshot(storage.dataset_dir(dataset), manifest["snapshot_id"])
+
+
+def _code_version(context: dg.AssetExecutionContext) -> str:
+    return context.assets_def.code_versions_by_key[context.asset_key] or ""
+
+
+def _tags(context: dg.AssetExecutionContext, dataset: str, manifest: dict) -> dict:
+    return {"dataset": dataset, "dataset_snapshot": manifest["snapshot_id"], "dataset_rows": str(manifest["rows"]),
+            "dagster_run_id": context.run.run_id, "dagster_asset": context.asset_key.to_user_string(),
+            "code_version": _code_version(context)}
+
+
+def _champion_rows(registry: Registry, model_name: str) -> int | str:
+    champion = registry.champion_version(model_name)
+    return int(champion.tags.get("dataset_rows", 0)) if champion is not None else "none"
+
+
+def _already_trained(context, config: TrainingConfig, registry: Registry, model_name: str, manifest: dict) -> str | None:
+    """Why training would learn nothing new (the latest version saw this snapshot with this code), else None."""
+    if config.force:
+        return None
+    versions = registry.versions(model_name)
+    if not versions:
+        return None
+    latest = versions[-1]
+    if latest.tags.get("dataset_snapshot") == manifest["snapshot_id"] and latest.tags.get("code_version") == _code_version(context):
+        champion = registry.champion_version(model_name)
+        alias = "champion" if champion is not None and champion.version == latest.version else "challenger"
+        return (f"version {latest.version} ({alias}, {latest.tags.get('semver', '?')}) was already trained on "
+                f"{manifest['name']} snapshot {manifest['snapshot_id']} with code version {_code_version(context)}: "
+                "no new data, so no new version and no new champion (set force to retrain anyway)")
+    return None
+
+
+def _not_trained(context, registry: Registry, model_name: str, manifest: dict, reason: str) -> dg.MaterializeResult:
+    context.log.info(f"{model_name}: not trained: {reason}")
+    champion = registry.champion_version(model_name)
+    return dg.MaterializeResult(
+        metadata={"trained": False, "reason": reason, "model_name": model_name,
+                  "champion_version": str(champion.version) if champion else "none",
+                  "champion_dataset_rows": _champion_rows(registry, model_name),
+                  "dataset_snapshot": manifest["snapshot_id"], "mlflow_tracking_uri": registry.tracking_uri},
+        check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, passed=True, metadata={"skipped": reason})],
+    )
+
+
+def _run_link(registry: Registry, result: RegistrationResult) -> str:
+    uri = registry.tracking_uri.rstrip("/")
+    if uri.startswith(("http://", "https://")):
+        return f"{uri}/#/experiments/{result.experiment_id}/runs/{result.run_id}"
+    return f"runs:/{result.run_id} in {uri}"
+
+
+def _registered(context, registry: Registry, result: RegistrationResult, manifest: dict, score_name: str,
+                **extra) -> dg.MaterializeResult:
+    verdict = "promoted to champion" if result.promoted else "kept as challenger"
+    context.log.info(f"{result.model_name} version {result.version} ({result.semver}): test {score_name} {result.score}, "
+                     f"{verdict}: {result.reason}")
+    checks = result.card.get("checks", {})
+    return dg.MaterializeResult(
+        metadata={
+            "trained": True,
+            "model_name": result.model_name,
+            "model_version": result.version,
+            "semver": result.semver,
+            "alias": result.alias,
+            "promotion": result.reason,
+            f"test_{score_name}": result.score,
+            f"champion_{score_name}_before": result.champion_score_before if result.champion_score_before is not None else "none",
+            "champion_dataset_rows": _champion_rows(registry, result.model_name),
+            "mlflow_run_id": result.run_id,
+            "mlflow_run": _run_link(registry, result),
+            "mlflow_tracking_uri": registry.tracking_uri,
+            "dataset_snapshot": manifest["snapshot_id"],
+            "model_card": dg.MetadataValue.json(result.card),
+            **extra,
+        },
+        check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, passed=all(checks.values()),
+                                           metadata={name: ("passed" if ok else "FAILED") for name, ok in checks.items()})],
+    )
+
+
+def _model_checks(flavor: str, predict, input_example, trained_prediction, metrics: dict, test_rows: int, minimum_rows: int):
+    """Checks a logged model must pass before it may become champion."""
+
+    def run(model_dir: Path, card: dict) -> dict[str, bool]:
+        module = __import__(f"mlflow.{flavor}", fromlist=["load_model"])
+        reloaded = module.load_model(str(model_dir))
+        again = np.asarray(predict(reloaded, input_example))
+        same = again.shape == np.asarray(trained_prediction).shape and (
+            np.array_equal(again, trained_prediction) if again.dtype.kind in "OUS" else np.allclose(again, trained_prediction, atol=1e-5))
+        return {"reloads_and_predicts_as_trained": bool(same),
+                "metrics_finite": all(math.isfinite(float(v)) for v in metrics.values()),
+                f"test_split_has_{minimum_rows}_rows": test_rows >= minimum_rows}
+
+    return run
+
+
+@dg.asset(group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="2", deps=[drum_hits, contributed_hits],
+          check_specs=_model_checks_spec("drum_hit_classifier"), automation_condition=retrain_when_grown(drum_hits))
 def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingConfig, storage: StorageResource,
                         mlflow: MlflowResource) -> dg.MaterializeResult:
-    """A random-forest drum-hit classifier trained on the `drum_hits` train split, scored on its test split,
-    logged to MLflow and registered as a new version; `champion` moves to it only if it scores at least as
-    well as the current champion on the same test split, otherwise it becomes `challenger`."""
-    dataset_dir = storage.dataset_dir("drum_hits")
-    manifest = latest_manifest(dataset_dir)
-    if manifest is None:
-        raise dg.Failure(description="drum_hits has no snapshot yet: materialize it first")
-    table = read_snapshot(dataset_dir, manifest["snapshot_id"])
+    """A random-forest drum-hit classifier trained on the `drum_hits` train split and scored (per-class
+    precision, recall, F1) on its test split, with open/closed hi-hat threshold rules in three presets learnt
+    from the local hits and the accepted community contributions. Logged to MLflow and registered; `champion`
+    moves to it only when it beats the champion on the same test split and passes its checks."""
+    manifest, table = _latest(storage, "drum_hits")
+    registry = mlflow.registry()
+    skip = _already_trained(context, config, registry, DRUM_MODEL_NAME, manifest)
+    if skip:
+        return _not_trained(context, registry, DRUM_MODEL_NAME, manifest, skip)
     train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
     if train_rows.empty or test_rows.empty:
         raise dg.Failure(description=f"drum_hits snapshot {manifest['snapshot_id']} has {len(train_rows)} train and "
                                      f"{len(test_rows)} test rows; both splits need rows to train and compare models")
-    model = train(train_rows, config.seed, config.n_estimators)
-    evaluation = evaluate(model, test_rows)
-    rules = hihat_rule_presets(train_rows, test_rows)
+    contributions = contributed_training_hits(storage)
+    model = drum_classifier.train(train_rows, config.seed, config.n_estimators)
+    evaluation = drum_classifier.evaluate(model, test_rows)
+    rules = hihat_rule_presets(pd.concat([train_rows, contributions]) if len(contributions) else train_rows, test_rows)
     if not rules:
         context.log.warning("the train split has no open and closed hi-hat hits: no hi-hat threshold rules this time")
-    registry = mlflow.registry()
-    tags = {
-        "dataset": "drum_hits",
-        "dataset_snapshot": manifest["snapshot_id"],
-        "dagster_run_id": context.run.run_id,
-        "dagster_asset": context.asset_key.to_user_string(),
-        "code_version": context.assets_def.code_versions_by_key[context.asset_key] or "",
-    }
+    example = drum_classifier.feature_matrix(test_rows.head(5))
+    metrics = evaluation.metrics()
     result = registry.log_and_register(
-        model=model, model_name=DRUM_MODEL_NAME, experiment=mlflow.experiment,
+        model=model, flavor="sklearn", model_name=DRUM_MODEL_NAME, experiment=mlflow.experiment,
         params={"seed": config.seed, "n_estimators": config.n_estimators, "train_rows": len(train_rows),
-                "classes": ",".join(sorted(train_rows["label"].unique()))},
-        metrics=evaluation.metrics(), tags=tags, input_example=feature_matrix(test_rows.head(5)),
-        score=evaluation.macro_f1, score_champion=lambda champion: evaluate(champion, test_rows).macro_f1,
+                "classes": ",".join(sorted(train_rows["label"].astype(str).unique()))},
+        metrics=metrics, tags=_tags(context, "drum_hits", manifest), input_example=example,
+        predict=lambda m, x: m.predict(x), score=evaluation.macro_f1,
+        score_champion=lambda champion: drum_classifier.evaluate(champion, test_rows).macro_f1,
         minimum_gain=config.minimum_gain, json_artifacts={"hihat_rules.json": rules} if rules else None,
+        checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, len(test_rows), 10),
+        training_stats={"samples": len(train_rows), "songs": int(train_rows["group_id"].nunique()),
+                        "contributors": int(contributions["group_id"].nunique()) if len(contributions) else 0,
+                        "contributed_samples": len(contributions)},
+        performance={"test_macro_f1": evaluation.macro_f1, "test_accuracy": evaluation.accuracy, "per_class": evaluation.per_class},
+        major=int(_code_version(context) or 1), new_data=True,
     )
-    verdict = "promoted to champion" if result.promoted else f"kept as challenger (champion scores {result.champion_score_before})"
-    context.log.info(f"{DRUM_MODEL_NAME} version {result.version}: test macro F1 {evaluation.macro_f1}, {verdict}")
-    return dg.MaterializeResult(metadata={
-        "model_name": DRUM_MODEL_NAME,
-        "model_version": result.version,
-        "alias": result.alias,
-        "test_macro_f1": evaluation.macro_f1,
-        "test_accuracy": evaluation.accuracy,
-        "champion_macro_f1_before": result.champion_score_before if result.champion_score_before is not None else "none",
-        "mlflow_run_id": result.run_id,
-        "mlflow_tracking_uri": registry.tracking_uri,
-        "dataset_snapshot": manifest["snapshot_id"],
-        "per_class": dg.MetadataValue.json(evaluation.per_class),
-        "hihat_rules": dg.MetadataValue.md(
+    return _registered(
+        context, registry, result, manifest, "macro_f1",
+        test_accuracy=evaluation.accuracy, per_class=dg.MetadataValue.json(evaluation.per_class),
+        hihat_rules=dg.MetadataValue.md(
             "\n".join(f"- **{name}**: {r['rule']} " + (f"(test balanced accuracy {r['test']['balanced_accuracy']}, open F1 "
                                                         f"{r['test']['f1_open']})" if r["test"] else "(no open and closed hits in the test split)")
-                      for name, r in rules.items()) or "none"),
-    })
+                      for name, r in rules.items()) or "none"))
+
+
+def contributed_training_hits(storage: StorageResource) -> pd.DataFrame:
+    """Accepted community hi-hat hits of the train split, labelled like local hits (for the threshold rules)."""
+    root = storage.dataset_dir("contributed_hits")
+    if latest_manifest(root) is None:
+        return pd.DataFrame()
+    table = read_snapshot(root)
+    table = table[(table["split"] == "train") & (table["instrument"].astype(str) == "hihat")]
+    return table.assign(label=np.where(table["OpenHH"].astype(int) == 1, OPEN, CLOSED))
 
 
 def hihat_rule_presets(train_rows, test_rows) -> dict:
-    """The simple, balanced and robust open/closed hi-hat rules from the train split, scored on the test split
+    """The simple, balanced and robust open/closed hi-hat rules from the train rows, scored on the test split
     when it holds both kinds of hit."""
     if not set(train_rows["label"]) >= {OPEN, CLOSED}:
         return {}
@@ -82,3 +223,127 @@ def hihat_rule_presets(train_rows, test_rows) -> dict:
     is_open = (test_rows["label"] == OPEN).to_numpy()
     return {name: {**rule.to_dict(), "test": scores(rule.predict_open(test_rows), is_open) if testable else None}
             for name, rule in rules.items()}
+
+
+@dg.asset(name="genre_classifier", group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="1", deps=[song_features],
+          check_specs=_model_checks_spec("genre_classifier"), automation_condition=retrain_when_grown(song_features))
+def genre_classifier_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: StorageResource,
+                           mlflow: MlflowResource) -> dg.MaterializeResult:
+    """A genre classifier on the analysis and theory statistics of `song_features`, with the songs' genre tags
+    as weak labels; scored by macro F1 with a confusion matrix on the test split. A collection with fewer than
+    two tagged genres is not trained, and the metadata says why."""
+    manifest, table = _latest(storage, "song_features")
+    registry = mlflow.registry()
+    skip = _already_trained(context, config, registry, GENRE_MODEL_NAME, manifest)
+    train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
+    skip = skip or genre_classifier.why_not_trainable(train_rows, test_rows)
+    if skip:
+        return _not_trained(context, registry, GENRE_MODEL_NAME, manifest, skip)
+    model = genre_classifier.train(train_rows, config.seed)
+    evaluation = genre_classifier.evaluate(model, test_rows)
+    png = genre_classifier.confusion_png(evaluation)
+    example = genre_classifier.feature_matrix(genre_classifier.labelled(test_rows).head(5))
+    metrics = evaluation.metrics()
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = Path(tmp) / "confusion_matrix.png"
+        plot.write_bytes(png)
+        result = registry.log_and_register(
+            model=model, flavor="sklearn", model_name=GENRE_MODEL_NAME, experiment=mlflow.experiment,
+            params={"seed": config.seed, "train_songs": len(genre_classifier.labelled(train_rows)), "genres": ",".join(evaluation.labels)},
+            metrics=metrics, tags=_tags(context, "song_features", manifest), input_example=example,
+            predict=lambda m, x: m.predict(x), score=evaluation.macro_f1,
+            score_champion=lambda champion: genre_classifier.evaluate(champion, test_rows).macro_f1,
+            minimum_gain=config.minimum_gain, files={"plots": plot},
+            json_artifacts={"confusion_matrix.json": {"labels": evaluation.labels, "matrix": evaluation.confusion}},
+            checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, evaluation.test_rows, 2),
+            training_stats={"samples": len(genre_classifier.labelled(train_rows)), "songs": len(genre_classifier.labelled(train_rows)),
+                            "contributors": 0},
+            performance={"test_macro_f1": evaluation.macro_f1, "test_accuracy": evaluation.accuracy, "per_class": evaluation.per_class},
+            major=int(_code_version(context) or 1),
+        )
+    return _registered(
+        context, registry, result, manifest, "macro_f1", test_accuracy=evaluation.accuracy,
+        confusion_matrix=dg.MetadataValue.md(f"![confusion matrix](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        per_class=dg.MetadataValue.json(evaluation.per_class))
+
+
+def _evaluation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The test split, joined by the validation split when the test split alone holds fewer than two tracks."""
+    test = table[table["split"] == "test"]
+    return test if test["track_id"].nunique() >= 2 else table[table["split"].isin(["test", "validation"])]
+
+
+@dg.asset(group_name="training", kinds={"pytorch", "onnx", "mlflow"}, code_version="1", deps=[concert_pairs],
+          check_specs=_model_checks_spec("song_embedding"), automation_condition=retrain_when_grown(concert_pairs))
+def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingConfig, storage: StorageResource,
+                   mlflow: MlflowResource) -> dg.MaterializeResult:
+    """A concert-robust song embedding: a small CNN on one-second log-mel windows trained with NT-Xent on the
+    clean and concert-degraded windows of `concert_pairs` (train split), scored by song identification
+    (top-1, top-5, MRR, per SNR) on tracks it never saw; exported to ONNX, float and int8, each scored the same
+    way beside it."""
+    manifest, table = _latest(storage, "concert_pairs")
+    registry = mlflow.registry()
+    train_rows, evaluation_rows = table[table["split"] == "train"], _evaluation_rows(table)
+    skip = _already_trained(context, config, registry, EMBEDDING_MODEL_NAME, manifest)
+    if not skip and (len(train_rows) < 2 or evaluation_rows["track_id"].nunique() < 2):
+        skip = (f"concert_pairs has {len(train_rows)} training pairs and {evaluation_rows['track_id'].nunique()} held-out "
+                "tracks; training needs 2 pairs and scoring 2 tracks (render more examples with the concert preset)")
+    if skip:
+        return _not_trained(context, registry, EMBEDDING_MODEL_NAME, manifest, skip)
+    clean, degraded = windows_from_table(train_rows)
+    steps = min(config.steps, max(20, config.max_passes * len(train_rows) // config.batch_size))
+    settings = EmbeddingSettings(dim=config.dim, steps=steps, batch_size=config.batch_size, seed=config.seed)
+    model, losses = train_embedding(clean, degraded, settings, log=context.log.info)
+    retrieval = {"torch": pair_retrieval(model, evaluation_rows, config.seed)}
+    example = np.ascontiguousarray(clean[:2, :, :WINDOW_FRAMES])
+    with tempfile.TemporaryDirectory() as tmp:
+        float_path = export_onnx(model, Path(tmp) / "song_embedding.onnx", clean.shape[1])
+        int8_path = quantize_int8(float_path, Path(tmp) / "song_embedding.int8.onnx",
+                                  np.concatenate([clean[:, :, :WINDOW_FRAMES], degraded[:, :, :WINDOW_FRAMES]])[:512])
+        retrieval["onnx_float"] = pair_retrieval(OnnxEmbedder(float_path), evaluation_rows, config.seed)
+        retrieval["onnx_int8"] = pair_retrieval(OnnxEmbedder(int8_path), evaluation_rows, config.seed)
+        metrics = {f"{system}_{name}": value for system, scores in retrieval.items()
+                   for name, value in scores.items() if name in ("top1", "top5", "mrr")}
+        metrics["final_loss"] = losses[-1]
+        result = registry.log_and_register(
+            model=model, flavor="pytorch", model_name=EMBEDDING_MODEL_NAME, experiment=mlflow.experiment,
+            params={**settings.to_dict(), "train_pairs": len(train_rows), "train_tracks": int(train_rows["track_id"].nunique())},
+            metrics=metrics, tags=_tags(context, "concert_pairs", manifest), input_example=example,
+            predict=lambda m, x: embed(m, x), score=retrieval["torch"]["top1"],
+            score_champion=lambda champion: pair_retrieval(champion, evaluation_rows, config.seed)["top1"],
+            minimum_gain=config.minimum_gain, files={"onnx": float_path, "onnx_int8": int8_path},
+            json_artifacts={"retrieval.json": retrieval, "losses.json": {"every_50_steps": losses}},
+            checks=_model_checks("pytorch", lambda m, x: embed(m, x), example, embed(model, example), metrics,
+                                 retrieval["torch"]["queries"], 4),
+            training_stats={"samples": len(train_rows), "songs": int(train_rows["track_id"].nunique()), "contributors": 0},
+            performance={"retrieval": retrieval}, major=int(_code_version(context) or 1),
+        )
+    comparison = pd.DataFrame([{"model": system, **{k: scores[k] for k in ("top1", "top5", "mrr")}} for system, scores in retrieval.items()])
+    return _registered(context, registry, result, manifest, "top1", steps=steps, final_loss=losses[-1],
+                       retrieval=dg.MetadataValue.md(comparison.to_markdown(index=False)),
+                       per_snr=dg.MetadataValue.json(retrieval["torch"]["per_snr"]))
+
+
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hit_classifier],
+          automation_condition=dg.AutomationCondition.eager())
+def review_queue(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource,
+                 mlflow: MlflowResource) -> dg.MaterializeResult:
+    """Drum hits the champion drum-hit classifier is unsure about (top class probability between 0.4 and 0.6),
+    with its guess, for a person to label: the examples that would teach the next model most."""
+    manifest, table = _latest(storage, "drum_hits")
+    registry = mlflow.registry()
+    champion = registry.champion_version(DRUM_MODEL_NAME)
+    if champion is None:
+        raise dg.Failure(description=f"{DRUM_MODEL_NAME} has no champion yet: materialize it first")
+    model = registry.load_version(DRUM_MODEL_NAME, champion.version)
+    probabilities = model.predict_proba(drum_classifier.feature_matrix(table))
+    confidence = probabilities.max(axis=1)
+    unsure = (confidence >= REVIEW_BAND[0]) & (confidence <= REVIEW_BAND[1])
+    queue = table.loc[unsure, ["hit_id", "group_id", "split", "label", *drum_classifier.FEATURE_NAMES]].copy()
+    queue.insert(4, "predicted", model.classes_[probabilities[unsure].argmax(axis=1)])
+    queue.insert(5, "confidence", np.round(confidence[unsure], 4))
+    queue.insert(6, "model_version", str(champion.version))
+    context.log.info(f"review_queue: {len(queue)} of {len(table)} hits with champion confidence in {REVIEW_BAND}")
+    return snapshot(context, storage, datasets, "review_queue", queue.reset_index(drop=True),
+                    {"drum_hits": manifest["snapshot_id"], "model": f"{DRUM_MODEL_NAME}/{champion.version}"},
+                    band=str(REVIEW_BAND), pool_rows=len(table))

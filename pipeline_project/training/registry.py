@@ -1,18 +1,30 @@
-"""MLflow tracking and registry: log a run, register a version, move `champion` only to a better model.
+"""MLflow tracking and registry: log a run, register a version with a model card, move `champion` only to a
+better model that passed its checks, and roll `champion` back.
 
-The store is whatever tracking URI is given (by default a SQLite file with artifacts beside it); the model
-lifecycle uses aliases (`champion`, `challenger`), never the deprecated stages.
+The store is whatever tracking URI is given (by default a SQLite file with artifacts beside it, or an MLflow
+server); the lifecycle uses aliases (`champion`, `challenger`), never the deprecated stages. Every version
+carries tags that lead back to what made it: `semver`, `dataset_snapshot`, `dagster_run_id` (and the run id
+MLflow keeps itself), and a `model_card.json` in its run with the sha256 of every model file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
-from dataclasses import dataclass
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 CHAMPION, CHALLENGER = "champion", "challenger"
+MODEL_CARD = "model_card.json"
+CHAMPION_HISTORY = "champion_history"  # registered-model tag: JSON list of versions, oldest first
 # Tree ensembles are saved with skops; their node arrays are trusted because this pipeline wrote them.
 TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]
+FLAVORS = ("sklearn", "pytorch")
 
 
 @dataclass
@@ -21,14 +33,55 @@ class RegistrationResult:
     experiment_id: str
     model_name: str
     version: str
+    semver: str
     score: float
     champion_score_before: float | None
     promoted: bool
     alias: str
+    reason: str
+    card: dict = field(default_factory=dict)
 
 
 def sqlite_tracking_uri(store_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_checksums(folder: str | os.PathLike) -> dict[str, str]:
+    """{relative path: sha256} of every file under `folder`."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): sha256_of(p) for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def next_semver(previous: list[str], major: int, new_data: bool) -> str:
+    """MAJOR is the model family's code version (a new input contract or architecture); MINOR counts versions
+    trained on new data; PATCH counts retrainings on the same data."""
+    same_major = sorted((tuple(int(x) for x in v.split(".")) for v in previous if v.split(".")[0] == str(major)), reverse=True)
+    if not same_major:
+        return f"{major}.0.0"
+    _, minor, patch = same_major[0]
+    return f"{major}.{minor + 1}.0" if new_data else f"{major}.{minor}.{patch + 1}"
+
+
+def promotion_decision(score: float, champion_score: float | None, minimum_gain: float,
+                       failed_checks: list[str]) -> tuple[bool, str]:
+    """Whether a new version takes `champion`, and why (or why not)."""
+    if failed_checks:
+        return False, f"failed blocking checks: {', '.join(failed_checks)}"
+    if not math.isfinite(score):
+        return False, f"score {score} is not a number"
+    if champion_score is None:
+        return True, "first version: no champion to beat"
+    if score >= champion_score + minimum_gain:
+        return True, f"{score:.4f} beats champion's {champion_score:.4f} on the same test split by at least {minimum_gain}"
+    return False, f"{score:.4f} does not beat champion's {champion_score:.4f} on the same test split by {minimum_gain}"
 
 
 class Registry:
@@ -58,51 +111,122 @@ class Registry:
             return None
 
     def load_version(self, model_name: str, version: str):
-        import mlflow.sklearn
+        flavor = self.client.get_model_version(model_name, version).tags.get("flavor", "sklearn")
+        module = __import__(f"mlflow.{flavor}", fromlist=["load_model"])
+        return module.load_model(f"models:/{model_name}/{version}")
 
-        return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    def versions(self, model_name: str) -> list:
+        return sorted(self.client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
 
-    def log_and_register(self, *, model, model_name: str, experiment: str, params: dict, metrics: dict,
-                         tags: dict, input_example, score: float, score_champion, minimum_gain: float = 0.0,
-                         json_artifacts: dict[str, dict] | None = None) -> RegistrationResult:
-        """Log a run with the model, register it as a new version, then move `champion` to it only if it
-        scores at least as well as the current champion (re-scored by `score_champion(model)` on the same
-        test split); otherwise the version gets `challenger`. `json_artifacts` (file name -> content) are
-        logged with the run."""
+    def model_card(self, model_name: str, version: str) -> dict:
+        run_id = self.client.get_model_version(model_name, version).run_id
+        with tempfile.TemporaryDirectory() as tmp:
+            return json.loads(Path(self.client.download_artifacts(run_id, MODEL_CARD, tmp)).read_text())
+
+    def model_files(self, model_name: str, version: str, destination: str | os.PathLike) -> Path:
+        """Download a version's model files (what its card's checksums cover) into `destination`."""
+        import mlflow.artifacts
+
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
+                                                        dst_path=str(destination), tracking_uri=self.tracking_uri))
+
+    def champion_history(self, model_name: str) -> list[str]:
+        model = self.client.get_registered_model(model_name)
+        return json.loads(model.tags.get(CHAMPION_HISTORY, "[]"))
+
+    def _make_champion(self, model_name: str, version: str, history: list[str]) -> None:
+        self.client.set_registered_model_alias(model_name, CHAMPION, version)
+        self.client.set_registered_model_tag(model_name, CHAMPION_HISTORY, json.dumps(history))
+
+    def log_and_register(self, *, model, flavor: str, model_name: str, experiment: str, params: dict, metrics: dict,
+                         tags: dict, input_example, predict: Callable, score: float, score_champion: Callable,
+                         minimum_gain: float = 0.01, checks: Callable[[Path, dict], dict[str, bool]] | None = None,
+                         json_artifacts: dict[str, dict] | None = None, files: dict[str, str | os.PathLike] | None = None,
+                         training_stats: dict | None = None, performance: dict | None = None, major: int = 1,
+                         new_data: bool = True) -> RegistrationResult:
+        """Log a run with the model, its card and artifacts, register it as a new version, then move
+        `champion` to it only if it passes `checks` and beats the current champion, re-scored by
+        `score_champion(model)` on the same test split, by `minimum_gain`; otherwise the version gets
+        `challenger`. `checks(model folder, card)` returns {check name: passed} for the logged files;
+        `files` (artifact name -> local path) are logged beside the model (exports, plots)."""
         import mlflow
-        import mlflow.sklearn
-        import sklearn
         from mlflow.models import infer_signature
 
+        if flavor not in FLAVORS:
+            raise ValueError(f"unknown model flavor {flavor!r}; choose from {FLAVORS}")
         experiment_id = self.experiment_id(experiment)
         champion = self.champion_version(model_name)
         champion_score = None
         if champion is not None:
             champion_score = float(score_champion(self.load_version(model_name, champion.version)))
+        semver = next_semver([v.tags["semver"] for v in self.versions(model_name) if "semver" in v.tags], major, new_data)
 
         with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             for name, content in (json_artifacts or {}).items():
                 mlflow.log_dict(content, name)
+            for name, path in (files or {}).items():
+                mlflow.log_artifact(str(path), artifact_path=name)
             if champion_score is not None:
-                mlflow.log_metric("champion_macro_f1_same_split", champion_score)
-            signature = infer_signature(input_example, model.predict(input_example))
-            info = mlflow.sklearn.log_model(
-                model, name="model", signature=signature, input_example=input_example,
-                registered_model_name=model_name,
-                pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
-                skops_trusted_types=TRUSTED_SKOPS_TYPES,
-            )
-        version = str(info.registered_model_version)
-        for key, value in tags.items():
-            self.client.set_model_version_tag(model_name, version, key, str(value))
-        promoted = champion_score is None or score >= champion_score + minimum_gain
-        alias = CHAMPION if promoted else CHALLENGER
-        self.client.set_registered_model_alias(model_name, alias, version)
-        self.client.set_model_version_tag(model_name, version, "promotion",
-                                          "champion" if promoted else f"challenger: {score:.4f} < champion {champion_score:.4f}")
-        return RegistrationResult(run.info.run_id, experiment_id, model_name, version, score, champion_score, promoted, alias)
+                mlflow.log_metric("champion_score_same_split", champion_score)
+            signature = infer_signature(input_example, predict(model, input_example))
+            if flavor == "sklearn":
+                import mlflow.sklearn
+                import sklearn
 
-    def versions(self, model_name: str) -> list:
-        return list(self.client.search_model_versions(f"name='{model_name}'"))
+                info = mlflow.sklearn.log_model(
+                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                    pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
+                    skops_trusted_types=TRUSTED_SKOPS_TYPES)
+            else:
+                import mlflow.pytorch
+                import torch
+
+                info = mlflow.pytorch.log_model(
+                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            version = str(info.registered_model_version)
+            with tempfile.TemporaryDirectory() as tmp:
+                model_dir = self.model_files(model_name, version, tmp)
+                card = {
+                    "model_name": model_name,
+                    "version": semver,
+                    "registry_version": version,
+                    "released": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "flavor": flavor,
+                    "mlflow_run_id": run.info.run_id,
+                    "dataset_snapshot": tags.get("dataset_snapshot"),
+                    "dagster_run_id": tags.get("dagster_run_id"),
+                    "training": training_stats or {},
+                    "performance": performance or metrics,
+                    "sha256": file_checksums(model_dir),
+                }
+                results = checks(model_dir, card) if checks else {}
+            failed = [name for name, passed in results.items() if not passed]
+            promoted, reason = promotion_decision(score, champion_score, minimum_gain, failed)
+            card["checks"] = results
+            card["promotion"] = {"promoted": promoted, "reason": reason}
+            mlflow.log_dict(card, MODEL_CARD)
+
+        for key, value in {**tags, "semver": semver, "flavor": flavor, "promotion": reason}.items():
+            self.client.set_model_version_tag(model_name, version, key, str(value))
+        if promoted:
+            self._make_champion(model_name, version, [*self.champion_history(model_name), version])
+        else:
+            self.client.set_registered_model_alias(model_name, CHALLENGER, version)
+        return RegistrationResult(run.info.run_id, experiment_id, model_name, version, semver, score, champion_score,
+                                  promoted, CHAMPION if promoted else CHALLENGER, reason, card)
+
+    def rollback(self, model_name: str) -> tuple[str, str]:
+        """Move `champion` back to the version that held it before the current one; returns (from, to)."""
+        history = self.champion_history(model_name)
+        current = self.champion_version(model_name)
+        if current is None or len(history) < 2:
+            raise ValueError(f"{model_name}: no earlier champion to roll back to (champion history: {history or 'empty'})")
+        rolled_back, restored = history[-1], history[-2]
+        self._make_champion(model_name, restored, history[:-1])
+        self.client.set_model_version_tag(model_name, rolled_back, "rolled_back",
+                                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.client.set_registered_model_alias(model_name, CHALLENGER, rolled_back)
+        return rolled_back, restored

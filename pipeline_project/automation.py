@@ -1,0 +1,46 @@
+"""Declarative automation for the models: retrain when a dataset has grown enough since the champion was
+trained, beside the weekly schedule."""
+
+import dagster as dg
+
+DEFAULT_GROWTH = 0.10
+
+
+class DatasetGrewSinceChampion(dg.AutomationCondition):
+    """True when `dataset`'s latest snapshot has at least (1 + growth) times the rows of the snapshot the
+    model's champion was trained on (the model asset records that as `champion_dataset_rows`). A model never
+    materialized, or with no champion yet, is left to the schedule and to explicit runs."""
+
+    def __init__(self, dataset: dg.AssetKey, growth: float = DEFAULT_GROWTH):
+        self.dataset = dataset
+        self.growth = growth
+
+    @property
+    def description(self) -> str:
+        return f"{self.dataset.to_user_string()} grew by {self.growth:.0%} since the champion was trained"
+
+    @property
+    def name(self) -> str:
+        return "dataset_grew_since_champion"
+
+    def evaluate(self, context):
+        instance = context.asset_graph_view.instance
+        grown = False
+        dataset_event = instance.get_latest_materialization_event(self.dataset)
+        model_event = instance.get_latest_materialization_event(context.key)
+        if dataset_event is not None and model_event is not None:
+            rows = dataset_event.asset_materialization.metadata.get("rows")
+            trained = model_event.asset_materialization.metadata.get("champion_dataset_rows")
+            if rows is not None and trained is not None and isinstance(trained.value, int) and trained.value > 0:
+                grown = rows.value >= (1 + self.growth) * trained.value
+        return dg.AutomationResult(context, context.candidate_subset if grown else context.get_empty_subset())
+
+
+def retrain_when_grown(dataset: dg.AssetsDefinition, growth: float = DEFAULT_GROWTH) -> dg.AutomationCondition:
+    """Retrain once per dataset update that leaves the dataset `growth` larger than the champion's data."""
+    return (
+        DatasetGrewSinceChampion(dataset.key, growth)
+        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        & ~dg.AutomationCondition.any_deps_in_progress()
+        & ~dg.AutomationCondition.in_progress()
+    ).with_label(f"{dataset.key.to_user_string()} grew {growth:.0%} since the champion")

@@ -1,0 +1,161 @@
+"""Concert-robust song embedding: a small CNN maps one second of log-mel spectrogram to a unit vector, trained
+with NT-Xent so that a window of a clean track and the same moment heard through a concert (PA, arena,
+crowd or noise) land together and apart from everything else in the batch.
+
+Inputs are (n_mels, WINDOW_FRAMES) log-mel windows in dB (`audio.features.log_mel` settings); the network
+normalizes each window itself, so a query's level and the catalog's never need to agree. Retrieval over a
+catalog and the ONNX exports live in `training.retrieval`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+WINDOW_FRAMES = 43  # one second at the default log-mel settings (22,050 Hz, hop 512)
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """dim: embedding size; width: channels of the first convolution (doubling twice); steps, batch_size,
+    learning_rate, temperature: NT-Xent training; max_shift: frames a positive may be offset from its anchor,
+    so a query need not start on a catalog window; interference: share of positives that also get, in the
+    spectrogram, another window of music mixed in (-10 to +5 dB) and a random EQ curve (up to 6 dB), so the
+    model meets more crowds and PAs than the rendered concerts hold; seed: every random choice in training."""
+
+    dim: int = 64
+    width: int = 16
+    steps: int = 400
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    temperature: float = 0.1
+    max_shift: int = 4
+    interference: float = 0.0
+    seed: int = 7
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class SongEmbedder(nn.Module):
+    """(batch, n_mels, WINDOW_FRAMES) dB windows -> (batch, dim) unit vectors. Defined at module level so
+    MLflow can save and load it by reference."""
+
+    def __init__(self, n_mels: int, dim: int, width: int):
+        super().__init__()
+
+        def block(cin: int, cout: int) -> list:
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+        # Halving the mel axis first costs little accuracy and a quarter of the compute of every layer after.
+        self.features = nn.Sequential(nn.AvgPool2d((2, 1)), *block(1, width), *block(width, 2 * width),
+                                      *block(2 * width, 4 * width), *block(4 * width, 4 * width))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * (n_mels // 32) * (WINDOW_FRAMES // 16), 4 * width),
+                                  nn.ReLU(), nn.Linear(4 * width, dim))
+
+    def forward(self, windows):
+        mean = windows.mean(dim=(1, 2), keepdim=True)
+        std = windows.std(dim=(1, 2), keepdim=True) + 1e-3
+        embedding = self.head(self.features(((windows - mean) / std).unsqueeze(1)))
+        return embedding / (embedding.norm(dim=1, keepdim=True) + 1e-8)
+
+
+def build_model(n_mels: int, settings: EmbeddingSettings = EmbeddingSettings()) -> SongEmbedder:
+    torch.manual_seed(settings.seed)
+    return SongEmbedder(n_mels, settings.dim, settings.width)
+
+
+def nt_xent(anchors, positives, temperature: float):
+    """Normalized-temperature cross entropy over the 2N views of a batch of N pairs."""
+    import torch.nn.functional as F
+
+    views = torch.cat([anchors, positives])
+    similarity = views @ views.T / temperature
+    similarity.fill_diagonal_(float("-inf"))
+    n = anchors.shape[0]
+    targets = torch.cat([torch.arange(n, 2 * n), torch.arange(0, n)])
+    return F.cross_entropy(similarity, targets)
+
+
+def _crops(clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
+    """Aligned one-second crops of (batch, n_mels, frames) pairs, the positive offset by up to max_shift frames."""
+    frames = clean.shape[2]
+    start = rng.integers(0, frames - WINDOW_FRAMES + 1, len(clean))
+    shift = rng.integers(-max_shift, max_shift + 1, len(clean))
+    moved = np.clip(start + shift, 0, frames - WINDOW_FRAMES)
+    index = np.arange(WINDOW_FRAMES)
+    rows = np.arange(len(clean))[:, None]
+    anchors = clean.transpose(0, 2, 1)[rows, start[:, None] + index].transpose(0, 2, 1)
+    positives = degraded.transpose(0, 2, 1)[rows, moved[:, None] + index].transpose(0, 2, 1)
+    return np.ascontiguousarray(anchors), np.ascontiguousarray(positives)
+
+
+def _interfere(positives: np.ndarray, others: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
+    """Mix windows of music from outside the batch (`others`, as many as positives) into a share of the
+    positives (power addition of dB spectrograms) and tilt their bands by a smooth random EQ. Interference
+    from inside the batch would make a positive resemble another pair's anchor."""
+    if share <= 0:
+        return positives
+    chosen = np.flatnonzero(rng.uniform(size=len(positives)) < share)
+    if not len(chosen):
+        return positives
+    out = positives.copy()
+    other = others[chosen]
+    level = rng.uniform(-10, 5, (len(chosen), 1, 1)).astype(np.float32)
+    out[chosen] = 10 * np.log10(10 ** (out[chosen] / 10) + 10 ** ((other + level) / 10))
+    bands = positives.shape[1]
+    knots = rng.uniform(-6, 6, (len(chosen), 5))
+    curve = np.stack([np.interp(np.arange(bands), np.linspace(0, bands - 1, 5), k) for k in knots]).astype(np.float32)
+    out[chosen] += curve[:, :, None]
+    return out
+
+
+def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: EmbeddingSettings = EmbeddingSettings(),
+                    log=None) -> tuple[object, list[float]]:
+    """Train on (pairs, n_mels, frames >= WINDOW_FRAMES) clean and degraded windows of the same moments;
+    returns the model (in eval mode) and the loss every 50 steps."""
+    if len(clean) < 2:
+        raise ValueError(f"contrastive training needs at least 2 pairs, got {len(clean)}")
+    if clean.shape[2] < WINDOW_FRAMES:
+        raise ValueError(f"windows of {clean.shape[2]} frames are shorter than the model's {WINDOW_FRAMES}")
+    rng = np.random.default_rng(settings.seed)
+    model = build_model(clean.shape[1], settings)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=settings.steps)
+    batch = min(settings.batch_size, len(clean))
+    losses, running = [], []
+    model.train()
+    for step in range(settings.steps):
+        chosen = rng.choice(len(clean), size=batch, replace=False)
+        anchors, positives = _crops(clean[chosen], degraded[chosen], rng, settings.max_shift)
+        if settings.interference > 0 and len(clean) > batch:
+            outside = rng.choice(np.setdiff1d(np.arange(len(clean)), chosen), size=batch)
+            positives = _interfere(positives, _crops(clean[outside], degraded[outside], rng, 0)[1], rng, settings.interference)
+        loss = nt_xent(model(torch.from_numpy(anchors)), model(torch.from_numpy(positives)), settings.temperature)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        running.append(float(loss.detach()))
+        if (step + 1) % 50 == 0 or step + 1 == settings.steps:
+            losses.append(round(float(np.mean(running)), 4))
+            running = []
+            if log:
+                log(f"embedding step {step + 1}/{settings.steps}: NT-Xent loss {losses[-1]}")
+    model.eval()
+    return model, losses
+
+
+def embed(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """(n, n_mels, WINDOW_FRAMES) windows -> (n, dim) float32 unit vectors, with a torch model or anything
+    that has `embed` (the ONNX runners)."""
+    if hasattr(model, "embed"):
+        return model.embed(windows)
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(windows), batch_size):
+            out.append(model(torch.from_numpy(np.ascontiguousarray(windows[start: start + batch_size], dtype=np.float32))).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
