@@ -126,15 +126,16 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
               + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
     try:
-        from pipeline_project.assets.training import DRUM_MODEL_NAME
+        from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 
         registry = mlflow_resource.registry()
-        versions = registry.versions(DRUM_MODEL_NAME)
-        champion = registry.champion_version(DRUM_MODEL_NAME)
-        print(f"model versions registered: {DRUM_MODEL_NAME}: {len(versions)}"
-              + (f", champion = version {champion.version}" if champion else ""))
+        print("models (versions registered, champion):")
+        for name in (DRUM_MODEL_NAME, GENRE_MODEL_NAME, EMBEDDING_MODEL_NAME):
+            versions, champion = registry.versions(name), registry.champion_version(name)
+            print(f"  {name:<20} {len(versions):>6} versions" + (f"  champion = version {champion.version} "
+                                                             f"({champion.tags.get('semver', '?')})" if champion else "  no champion"))
     except Exception as exc:  # a summary must not hide the run's own result
-        print(f"model versions registered: unknown ({exc})")
+        print(f"models: unknown ({exc})")
     print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 

@@ -22,9 +22,7 @@ WINDOW_FRAMES = 43  # one second at the default log-mel settings (22,050 Hz, hop
 class EmbeddingSettings:
     """dim: embedding size; width: channels of the first convolution (doubling twice); steps, batch_size,
     learning_rate, temperature: NT-Xent training; max_shift: frames a positive may be offset from its anchor,
-    so a query need not start on a catalog window; interference: share of positives that also get, in the
-    spectrogram, another window of music mixed in (-10 to +5 dB) and a random EQ curve (up to 6 dB), so the
-    model meets more crowds and PAs than the rendered concerts hold; seed: every random choice in training."""
+    so a query need not start on a catalog window; seed: every random choice in training."""
 
     dim: int = 64
     width: int = 16
@@ -33,7 +31,6 @@ class EmbeddingSettings:
     learning_rate: float = 2e-3
     temperature: float = 0.1
     max_shift: int = 4
-    interference: float = 0.0
     seed: int = 7
 
     def to_dict(self) -> dict:
@@ -93,26 +90,6 @@ def _crops(clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, ma
     return np.ascontiguousarray(anchors), np.ascontiguousarray(positives)
 
 
-def _interfere(positives: np.ndarray, others: np.ndarray, rng: np.random.Generator, share: float) -> np.ndarray:
-    """Mix windows of music from outside the batch (`others`, as many as positives) into a share of the
-    positives (power addition of dB spectrograms) and tilt their bands by a smooth random EQ. Interference
-    from inside the batch would make a positive resemble another pair's anchor."""
-    if share <= 0:
-        return positives
-    chosen = np.flatnonzero(rng.uniform(size=len(positives)) < share)
-    if not len(chosen):
-        return positives
-    out = positives.copy()
-    other = others[chosen]
-    level = rng.uniform(-10, 5, (len(chosen), 1, 1)).astype(np.float32)
-    out[chosen] = 10 * np.log10(10 ** (out[chosen] / 10) + 10 ** ((other + level) / 10))
-    bands = positives.shape[1]
-    knots = rng.uniform(-6, 6, (len(chosen), 5))
-    curve = np.stack([np.interp(np.arange(bands), np.linspace(0, bands - 1, 5), k) for k in knots]).astype(np.float32)
-    out[chosen] += curve[:, :, None]
-    return out
-
-
 def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: EmbeddingSettings = EmbeddingSettings(),
                     log=None) -> tuple[object, list[float]]:
     """Train on (pairs, n_mels, frames >= WINDOW_FRAMES) clean and degraded windows of the same moments;
@@ -131,9 +108,6 @@ def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: Embedding
     for step in range(settings.steps):
         chosen = rng.choice(len(clean), size=batch, replace=False)
         anchors, positives = _crops(clean[chosen], degraded[chosen], rng, settings.max_shift)
-        if settings.interference > 0 and len(clean) > batch:
-            outside = rng.choice(np.setdiff1d(np.arange(len(clean)), chosen), size=batch)
-            positives = _interfere(positives, _crops(clean[outside], degraded[outside], rng, 0)[1], rng, settings.interference)
         loss = nt_xent(model(torch.from_numpy(anchors)), model(torch.from_numpy(positives)), settings.temperature)
         optimizer.zero_grad()
         loss.backward()
