@@ -56,11 +56,16 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
             snapshots_to_keep=int(os.environ.get("PIPELINE_SNAPSHOTS_TO_KEEP", "5")),
             k_anonymity=int(os.environ.get("PIPELINE_K_ANONYMITY", "5")),
         ),
-        "mlflow": MlflowResource(
-            tracking_uri=os.environ.get("MLFLOW_TRACKING_URI") or sqlite_tracking_uri(root / "mlflow"),
-            artifact_root=str(root / "mlflow" / "artifacts"),
-        ),
+        "mlflow": mlflow_resource(root),
     }
+
+
+def mlflow_resource(root: Path) -> MlflowResource:
+    """SQLite in `<root>/mlflow` with artifacts beside it, or the server or store of MLFLOW_TRACKING_URI, which
+    then decides where artifacts go itself."""
+    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or sqlite_tracking_uri(root / "mlflow")
+    local = tracking_uri.startswith("sqlite:") and not os.environ.get("MLFLOW_TRACKING_URI")
+    return MlflowResource(tracking_uri=tracking_uri, artifact_root=str(root / "mlflow" / "artifacts") if local else None)
 
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,

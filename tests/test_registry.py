@@ -103,3 +103,53 @@ def test_semver_and_promotion_rules():
     assert promotion_decision(0.81, 0.80, 0.01, [])[0] is True
     assert promotion_decision(float("nan"), None, 0.01, [])[0] is False
     assert promotion_decision(0.9, None, 0.01, ["metrics_finite"]) == (False, "failed blocking checks: metrics_finite")
+
+
+@pytest.fixture
+def tracking_server(tmp_path):
+    """A real MLflow tracking server on loopback, with its own SQLite store and artifact folder."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "served")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the MLflow server did not come up")
+                time.sleep(0.5)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def test_a_tracking_server_works_the_same_way(tracking_server, tmp_path, monkeypatch):
+    from pipeline_project.definitions import default_resources
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    resource = default_resources(str(tmp_path / "data"))["mlflow"]
+    assert resource.tracking_uri == tracking_server and resource.artifact_root is None  # the server keeps artifacts
+    registry = resource.registry()
+    test = synthetic_hits(200, 3.0, seed=5)
+    first = register(registry, train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10), test, "snap-a")
+    worse = register(registry, train(shuffled_labels(synthetic_hits(200, 3.0, seed=7)), seed=0, n_estimators=10), test, "snap-b")
+    assert first.promoted and not worse.promoted
+    card = registry.model_card(MODEL, first.version)
+    assert card["sha256"] == file_checksums(registry.model_files(MODEL, first.version, tmp_path / "download"))
+    assert not (tmp_path / "data" / "mlflow").exists()

@@ -14,7 +14,7 @@ from pipeline_project.resources import DatasetsResource, MlflowResource, Storage
 from pipeline_project.training import drum_classifier, genre_classifier
 from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
-from pipeline_project.training.registry import Registry, RegistrationResult
+from pipeline_project.training.registry import Registry, RegistrationResult, load_model
 from pipeline_project.training.retrieval import OnnxEmbedder, export_onnx, pair_retrieval, quantize_int8, windows_from_table
 
 DRUM_MODEL_NAME = "drum_hit_classifier"
@@ -142,8 +142,7 @@ def _model_checks(flavor: str, predict, input_example, trained_prediction, metri
     """Checks a logged model must pass before it may become champion."""
 
     def run(model_dir: Path, card: dict) -> dict[str, bool]:
-        module = __import__(f"mlflow.{flavor}", fromlist=["load_model"])
-        reloaded = module.load_model(str(model_dir))
+        reloaded = load_model(flavor, str(model_dir))
         again = np.asarray(predict(reloaded, input_example))
         same = again.shape == np.asarray(trained_prediction).shape and (
             np.array_equal(again, trained_prediction) if again.dtype.kind in "OUS" else np.allclose(again, trained_prediction, atol=1e-5))

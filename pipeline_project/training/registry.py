@@ -10,6 +10,7 @@ MLflow keeps itself), and a `model_card.json` in its run with the sha256 of ever
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import math
 import os
@@ -70,6 +71,11 @@ def next_semver(previous: list[str], major: int, new_data: bool) -> str:
     return f"{major}.{minor + 1}.0" if new_data else f"{major}.{minor}.{patch + 1}"
 
 
+def load_model(flavor: str, uri: str):
+    """A logged model (a `models:/` or `runs:/` URI, or a downloaded folder) through its MLflow flavor."""
+    return importlib.import_module(f"mlflow.{flavor}").load_model(uri)
+
+
 def promotion_decision(score: float, champion_score: float | None, minimum_gain: float,
                        failed_checks: list[str]) -> tuple[bool, str]:
     """Whether a new version takes `champion`, and why (or why not)."""
@@ -112,8 +118,7 @@ class Registry:
 
     def load_version(self, model_name: str, version: str):
         flavor = self.client.get_model_version(model_name, version).tags.get("flavor", "sklearn")
-        module = __import__(f"mlflow.{flavor}", fromlist=["load_model"])
-        return module.load_model(f"models:/{model_name}/{version}")
+        return load_model(flavor, f"models:/{model_name}/{version}")
 
     def versions(self, model_name: str) -> list:
         return sorted(self.client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
