@@ -73,15 +73,19 @@ def _champion_rows(registry: Registry, model_name: str) -> int | str:
     return int(champion.tags.get("dataset_rows", 0)) if champion is not None else "none"
 
 
-def _already_trained(context, config: TrainingConfig, registry: Registry, model_name: str, manifest: dict) -> str | None:
-    """Why training would learn nothing new (the latest version saw this snapshot with this code), else None."""
+def _already_trained(context, config: TrainingConfig, registry: Registry, model_name: str, manifest: dict,
+                     other_inputs: dict[str, str] | None = None) -> str | None:
+    """Why training would learn nothing new (the latest version saw this snapshot, and these other inputs,
+    with this code), else None."""
     if config.force:
         return None
     versions = registry.versions(model_name)
     if not versions:
         return None
     latest = versions[-1]
-    if latest.tags.get("dataset_snapshot") == manifest["snapshot_id"] and latest.tags.get("code_version") == _code_version(context):
+    same_inputs = all(latest.tags.get(tag) == value for tag, value in (other_inputs or {}).items())
+    if (latest.tags.get("dataset_snapshot") == manifest["snapshot_id"] and same_inputs
+            and latest.tags.get("code_version") == _code_version(context)):
         champion = registry.champion_version(model_name)
         alias = "champion" if champion is not None and champion.version == latest.version else "challenger"
         return (f"version {latest.version} ({alias}, {latest.tags.get('semver', '?')}) was already trained on "
@@ -163,7 +167,10 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
     moves to it only when it beats the champion on the same test split and passes its checks."""
     manifest, table = _latest(storage, "drum_hits")
     registry = mlflow.registry()
-    skip = _already_trained(context, config, registry, DRUM_MODEL_NAME, manifest)
+    contributed = latest_manifest(storage.dataset_dir("contributed_hits"))
+    # New contributions teach the hi-hat rules even when the local hits have not changed.
+    contributions_tag = {"contributions_snapshot": contributed["snapshot_id"] if contributed else "none"}
+    skip = _already_trained(context, config, registry, DRUM_MODEL_NAME, manifest, contributions_tag)
     if skip:
         return _not_trained(context, registry, DRUM_MODEL_NAME, manifest, skip)
     train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
@@ -182,7 +189,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
         model=model, flavor="sklearn", model_name=DRUM_MODEL_NAME, experiment=mlflow.experiment,
         params={"seed": config.seed, "n_estimators": config.n_estimators, "train_rows": len(train_rows),
                 "classes": ",".join(sorted(train_rows["label"].astype(str).unique()))},
-        metrics=metrics, tags=_tags(context, "drum_hits", manifest), input_example=example,
+        metrics=metrics, tags={**_tags(context, "drum_hits", manifest), **contributions_tag}, input_example=example,
         predict=lambda m, x: m.predict(x), score=evaluation.macro_f1,
         score_champion=lambda champion: drum_classifier.evaluate(champion, test_rows).macro_f1,
         minimum_gain=config.minimum_gain, json_artifacts={"hihat_rules.json": rules} if rules else None,

@@ -53,7 +53,7 @@ def why_not_trainable(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> str 
     usable = counts[counts >= MIN_TRAIN_PER_GENRE]
     if len(usable) < 2:
         return (f"the train split has {len(usable)} genre(s) with at least {MIN_TRAIN_PER_GENRE} tagged songs "
-                f"({dict(counts) or 'no tagged songs'}); a classifier needs two")
+                f"({ {genre: int(n) for genre, n in counts.items()} or 'no tagged songs'}); a classifier needs two")
     if labelled(test_rows).empty:
         return "the test split has no tagged songs to score a classifier on"
     return None
