@@ -13,6 +13,7 @@ from pipeline_project import cli
 from pipeline_project.assets.datasets import contributed_hits, contribution_stats
 from pipeline_project.datasets.contributions import export_submission, submission_id
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
+from pipeline_project.assets.training import drum_hit_classifier
 from pipeline_project.datasets.tables import drum_hits_table
 from pipeline_project.definitions import default_resources
 from pipeline_project.sensors import contributions_sensor
@@ -129,3 +130,13 @@ def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and
         assert manifest["removed_contributions"] == [alice] and manifest["added_contributions"] == []
         assert alice not in manifest["sources"]["contributions"]
         assert len(read_snapshot(data_root / "datasets" / "contributed_hits")) == len(good_b["features"])
+
+        # The drum-hit classifier's hi-hat rules learn from the pool: a changed pool is new data for it.
+        trained = []
+        for change in ("first", "same pool", "bob deleted"):
+            if change == "bob deleted":
+                assert cli.main(["contributions", "--data-root", str(data_root), "delete", submission_id(good_b)]) == 0
+                assert dg.materialize([contributed_hits], resources=resources, instance=instance).success
+            result = dg.materialize([drum_hit_classifier], resources=resources, instance=instance)
+            trained.append(result.asset_materializations_for_node("drum_hit_classifier")[0].metadata["trained"].value)
+        assert trained == [True, False, True]
