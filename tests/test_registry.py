@@ -1,3 +1,4 @@
+import os
 import numpy as np
 import pandas as pd
 import pytest
@@ -72,6 +73,23 @@ def test_better_model_takes_champion_worse_stays_challenger_and_rollback_restore
         registry.rollback(MODEL)
 
 
+def test_the_registry_leaves_mlflows_global_settings_as_it_found_them(registry, tmp_path, monkeypatch):
+    """MLflow exports the URI it is pointed at to the environment; a leaked one would pass for a user's
+    MLFLOW_TRACKING_URI in every later resource of the process, and land artifacts in ./mlruns."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    before = mlflow.get_tracking_uri()
+    test = synthetic_hits(200, 3.0, seed=7)
+    register(registry, train(synthetic_hits(200, 3.0, seed=8), seed=0, n_estimators=10), test, "snap-a")
+    registry.load_version(MODEL, "1")
+    assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
+    assert mlflow.get_tracking_uri() == before
+    assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+
+
 def test_model_cards_checksums_match_the_registered_files(registry, tmp_path):
     test = synthetic_hits(200, 3.0, seed=5)
     model = train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10)
@@ -108,7 +126,6 @@ def test_semver_and_promotion_rules():
 @pytest.fixture
 def tracking_server(tmp_path):
     """A real MLflow tracking server on loopback, with its own SQLite store and artifact folder."""
-    import os
     import socket
     import subprocess
     import sys
@@ -127,7 +144,7 @@ def tracking_server(tmp_path):
         deadline = time.time() + 90
         while True:
             try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)
+                urllib.request.urlopen(f"{url}/health", timeout=1)  # loopback only: the server started above
                 break
             except OSError:
                 if time.time() > deadline or server.poll() is not None:

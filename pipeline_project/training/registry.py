@@ -15,6 +15,7 @@ import json
 import math
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -97,9 +98,31 @@ class Registry:
 
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    @contextmanager
+    def _fluent_api_on_this_store(self):
+        """Point MLflow's module-level API (runs, `models:/` loads) at this store for the block, then put back
+        what was there. `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI to the environment; left
+        there, it would leak into every later resource in this process and pass for a user's setting."""
+        import mlflow
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        saved_env = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+        saved_tracking, saved_registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved_tracking)
+            registry_utils._registry_uri = saved_registry
+            for key, value in saved_env.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
     def experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
@@ -118,7 +141,8 @@ class Registry:
 
     def load_version(self, model_name: str, version: str):
         flavor = self.client.get_model_version(model_name, version).tags.get("flavor", "sklearn")
-        return load_model(flavor, f"models:/{model_name}/{version}")
+        with self._fluent_api_on_this_store():
+            return load_model(flavor, f"models:/{model_name}/{version}")
 
     def versions(self, model_name: str) -> list:
         return sorted(self.client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
@@ -132,8 +156,9 @@ class Registry:
         """Download a version's model files (what its card's checksums cover) into `destination`."""
         import mlflow.artifacts
 
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
-                                                        dst_path=str(destination), tracking_uri=self.tracking_uri))
+        with self._fluent_api_on_this_store():
+            return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
+                                                            dst_path=str(destination)))
 
     def champion_history(self, model_name: str) -> list[str]:
         model = self.client.get_registered_model(model_name)
@@ -166,7 +191,7 @@ class Registry:
             champion_score = float(score_champion(self.load_version(model_name, champion.version)))
         semver = next_semver([v.tags["semver"] for v in self.versions(model_name) if "semver" in v.tags], major, new_data)
 
-        with mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        with self._fluent_api_on_this_store(), mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             for name, content in (json_artifacts or {}).items():
