@@ -7,10 +7,10 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup run test test-slow ui validate clean-data bench-setup soundfonts
+.PHONY: setup run test test-servers test-slow ui validate clean-data bench-setup soundfonts
 
 setup: $(VENV)/.installed
-	@scripts/ensure_fluidsynth.sh
+	@scripts/ensure_system_packages.sh
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
@@ -22,10 +22,14 @@ $(VENV)/.installed: pyproject.toml
 run: setup
 	$(BIN)/python -m pipeline_project run
 
-test: setup
+# The tests start their own PostgreSQL and Redis servers on loopback, so those programs must be installed.
+test-servers:
+	@scripts/ensure_system_packages.sh --servers
+
+test: setup test-servers
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup
+test-slow: setup test-servers
 	$(BIN)/python -m pytest -m slow -q
 
 validate: setup
@@ -38,12 +42,12 @@ ui: setup
 # with, and Chromaprint's fpcalc, the retrieval benchmark's peer.
 bench-setup: setup
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	@scripts/ensure_fluidsynth.sh --program
-	@scripts/ensure_fluidsynth.sh --chromaprint
+	@scripts/ensure_system_packages.sh --program
+	@scripts/ensure_system_packages.sh --chromaprint
 
 # Optional General MIDI SoundFonts that rendering then uses beside the bundled one (Debian/Ubuntu packages).
 soundfonts:
-	@scripts/ensure_fluidsynth.sh --soundfonts
+	@scripts/ensure_system_packages.sh --soundfonts
 
 clean-data:
 	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/.secrets

@@ -47,7 +47,10 @@ def _failure_reason(result) -> str:
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
-def run(data_root: str | None = None) -> int:
+def run(data_root: str | None = None, songs_only: bool = False) -> int:
+    """Process every song not yet done, then (unless `songs_only`) render, rebuild the datasets and retrain.
+    A song that an earlier run left half-done (killed, or failed at one stage) resumes at the first stage it
+    lacks: finished stages are never redone."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -76,22 +79,31 @@ def run(data_root: str | None = None) -> int:
     if new_keys:
         instance.add_dynamic_partitions(songs_partitions.name, new_keys)
         _say(f"added {len(new_keys)} song partitions")
-    done = _materialized_keys(instance, dg.AssetKey("song_theory"))
-    pending = sorted(k for k in found if k not in done)
+    song_job = defs.resolve_job_def("song_pipeline_job")
+    stages = sorted(song_job.asset_layer.selected_asset_keys)
+    done_per_stage = {stage: _materialized_keys(instance, stage) for stage in stages}
+    missing = {key: [stage for stage in stages if key not in done_per_stage[stage]] for key in found}
+    pending = sorted(key for key in found if missing[key])
     _say(f"{len(found)} songs in {storage.incoming}: {len(pending)} to process, {len(found) - len(pending)} already done")
 
-    song_job = defs.resolve_job_def("song_pipeline_job")
     processed, failed = [], []
     for index, key in enumerate(pending, 1):
         name = found[key][0].name
-        _say(f"[{index}/{len(pending)}] {name} (partition {key})")
+        resumed = len(missing[key]) < len(stages)
+        _say(f"[{index}/{len(pending)}] {name} (partition {key})"
+             + (f": resuming at {', '.join(s.to_user_string() for s in missing[key])}" if resumed else ""))
         result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
+                                             asset_selection=missing[key] if resumed else None,
                                              tags={SOURCE_FILE_TAG: str(found[key][0].relative_to(storage.incoming))})
         if result.success:
             processed.append(name)
         else:
             failed.append((name, _failure_reason(result)))
             _say(f"    failed: {failed[-1][1]}")
+
+    if songs_only:
+        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest)
+        return 0
 
     downstream_ok = True
     synthesis_keys = [dg.AssetKey("rendered_examples"), dg.AssetKey("augmented_examples")]
@@ -186,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="process new songs, then rebuild datasets and retrain")
     run_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    run_parser.add_argument("--songs-only", action="store_true",
+                            help="only the per-song stages (decode, separate, analyse); leave datasets and models as they are")
     contributions = sub.add_parser("contributions", help="export or delete community contributions")
     contributions.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
     actions = contributions.add_subparsers(dest="action", required=True)
@@ -199,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.command == "run":
-        return run(args.data_root)
+        return run(args.data_root, songs_only=args.songs_only)
     if args.command == "contributions" and args.action == "export":
         return export_contribution(args.data_root, args.instrument, args.genre, args.out, args.yes)
     if args.command == "contributions" and args.action == "delete":

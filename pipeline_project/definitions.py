@@ -74,9 +74,31 @@ ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examp
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
+EXECUTORS = ("multiprocess", "celery")
+
+
+def default_executor() -> dg.ExecutorDefinition:
+    """PIPELINE_EXECUTOR: `multiprocess` (default: the steps of a run in processes on this machine) or `celery`
+    (steps sent through the broker at PIPELINE_CELERY_BROKER, default `redis://localhost:6379/0`, to Celery
+    workers on any machine that shares the data root and the Dagster instance; see deploy/celery/). The
+    assets are the same either way."""
+    name = os.environ.get("PIPELINE_EXECUTOR", "multiprocess")
+    if name == "multiprocess":
+        return dg.multiprocess_executor
+    if name == "celery":
+        try:
+            from dagster_celery import celery_executor
+        except ImportError as error:
+            raise RuntimeError("PIPELINE_EXECUTOR=celery needs the cluster extra: pip install -e '.[cluster]'") from error
+        broker = os.environ.get("PIPELINE_CELERY_BROKER", "redis://localhost:6379/0")
+        return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
+    raise ValueError(f"PIPELINE_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+
+
 def build_definitions(resources: dict | None = None) -> dg.Definitions:
     return dg.Definitions(
         assets=ALL_ASSETS,
+        executor=default_executor(),
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
         sensors=[new_songs_sensor, contributions_sensor, datasets_automation_sensor],
@@ -86,3 +108,9 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
 
 
 defs = build_definitions()
+
+
+def song_pipeline_job_definition() -> dg.JobDefinition:
+    """The per-song job as a reconstructable target (`dg.reconstructable(song_pipeline_job_definition)`), for
+    executors whose steps run in other processes or on other machines."""
+    return defs.resolve_job_def("song_pipeline_job")

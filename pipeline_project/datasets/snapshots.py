@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import shutil
+import socket
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ import pyarrow.parquet as pq
 from pipeline_project.audio.io import write_text_atomic
 
 SNAPSHOTS = "snapshots"
+BUILDING_PREFIX = ".building-"
+ABANDONED_AFTER_SECONDS = 24 * 3600
 LATEST = "latest.json"
 MANIFEST = "manifest.json"
 ROWS_PER_FILE = 250_000
@@ -109,7 +113,7 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
     snapshots = root / SNAPSHOTS
     snapshots.mkdir(parents=True, exist_ok=True)
     arrow = pa.Table.from_pandas(table, preserve_index=False)
-    building = snapshots / f".building-{uuid.uuid4().hex[:8]}"
+    building = snapshots / f"{BUILDING_PREFIX}{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     building.mkdir()
     try:
         files = _write_files(arrow, building, partition_by)
@@ -136,7 +140,12 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
                 **(notes or {}),
             }
             (building / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            os.rename(building, final)
+            try:
+                os.rename(building, final)
+            except OSError:
+                if not (final / MANIFEST).exists():
+                    raise
+                shutil.rmtree(building)  # a concurrent run wrote the same snapshot first
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
@@ -165,9 +174,31 @@ def prune(root: str | os.PathLike, keep: int) -> list[str]:
             continue
         shutil.rmtree(root / SNAPSHOTS / manifest["snapshot_id"], ignore_errors=True)
         deleted.append(manifest["snapshot_id"])
-    for stale in (root / SNAPSHOTS).glob(".building-*"):  # left by a killed run
-        shutil.rmtree(stale, ignore_errors=True)
+    for stale in (root / SNAPSHOTS).glob(f"{BUILDING_PREFIX}*"):
+        if _abandoned(stale):
+            shutil.rmtree(stale, ignore_errors=True)
     return deleted
+
+
+def _abandoned(building: Path) -> bool:
+    """A build folder left by a killed run: its process on this host is gone, or it is a day old (a build on
+    another host of a shared file system cannot be asked). A live concurrent build is never touched."""
+    try:
+        host, pid = building.name[len(BUILDING_PREFIX):].rsplit("-", 2)[:2]
+        age_seconds = time.time() - building.stat().st_mtime
+    except (ValueError, OSError):
+        return True
+    if age_seconds > ABANDONED_AFTER_SECONDS:
+        return True
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def latest_manifest(root: str | os.PathLike) -> dict | None:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Makes sure FluidSynth's shared library is present: pyfluidsynth loads it at run time.
+# Makes sure the system packages the project needs are present, installing them with apt-get when missing.
+# With no option: FluidSynth's shared library, which pyfluidsynth loads at run time.
 #   --program      also the `fluidsynth` command-line program (for benchmarks/bench_render.py)
 #   --soundfonts   also the FluidR3_GM and MuseScore General SoundFonts (optional, more timbres)
 #   --chromaprint  Chromaprint's `fpcalc` (for benchmarks/bench_retrieval.py, the retrieval peer)
+#   --servers      PostgreSQL and Redis servers, which the tests start on loopback (instance and Celery tests)
 set -euo pipefail
 
 want="${1:-}"
@@ -20,8 +22,10 @@ case "$want" in
     --soundfonts) packages="fluid-soundfont-gm musescore-general-soundfont"
                   have() { [ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] && [ -f /usr/share/sounds/sf3/MuseScore_General.sf3 ]; } ;;
     --chromaprint) packages="libchromaprint-tools"; have() { command -v fpcalc >/dev/null 2>&1; } ;;
+    --servers) packages="postgresql redis-server"
+               have() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v redis-server >/dev/null 2>&1; } ;;
     "") packages="libfluidsynth3"; have() { have_fluidsynth; } ;;
-    *) echo "usage: $0 [--program|--soundfonts|--chromaprint]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--program|--soundfonts|--chromaprint|--servers]" >&2; exit 2 ;;
 esac
 
 if have; then
@@ -45,12 +49,13 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 cat >&2 <<'MSG'
-FluidSynth (library, program or SoundFonts) or Chromaprint's fpcalc is missing and this is not a
-Debian/Ubuntu system. Install it, then run make again:
+FluidSynth (library, program or SoundFonts), Chromaprint's fpcalc, PostgreSQL or Redis is missing and this
+is not a Debian/Ubuntu system. Install it, then run make again:
     Fedora/RHEL:   sudo dnf install fluidsynth fluidsynth-libs fluid-soundfont-gm
     Arch:          sudo pacman -S fluidsynth soundfont-fluid
     macOS:         brew install fluid-synth   (SoundFonts: put .sf2 files in data/soundfonts/)
     Conda:         conda install -c conda-forge fluidsynth
     fpcalc:        sudo dnf install chromaprint-tools | sudo pacman -S chromaprint | brew install chromaprint
+    servers:       sudo dnf install postgresql-server redis | sudo pacman -S postgresql redis | brew install postgresql redis
 MSG
 exit 1
