@@ -74,14 +74,15 @@ ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examp
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
-EXECUTORS = ("multiprocess", "celery")
+EXECUTORS = ("multiprocess", "celery", "k8s")
 
 
 def default_executor() -> dg.ExecutorDefinition:
-    """PIPELINE_EXECUTOR: `multiprocess` (default: the steps of a run in processes on this machine) or `celery`
+    """PIPELINE_EXECUTOR: `multiprocess` (default: the steps of a run in processes on this machine), `celery`
     (steps sent through the broker at PIPELINE_CELERY_BROKER, default `redis://localhost:6379/0`, to Celery
-    workers on any machine that shares the data root and the Dagster instance; see deploy/celery/). The
-    assets are the same either way."""
+    workers on any machine that shares the data root and the Dagster instance; see deploy/celery/) or `k8s`
+    (one Kubernetes pod per step, sized by the assets' `dagster-k8s/config` tags; see deploy/kubernetes/).
+    The assets are the same whichever runs them."""
     name = os.environ.get("PIPELINE_EXECUTOR", "multiprocess")
     if name == "multiprocess":
         return dg.multiprocess_executor
@@ -92,6 +93,12 @@ def default_executor() -> dg.ExecutorDefinition:
             raise RuntimeError("PIPELINE_EXECUTOR=celery needs the cluster extra: pip install -e '.[cluster]'") from error
         broker = os.environ.get("PIPELINE_CELERY_BROKER", "redis://localhost:6379/0")
         return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
+    if name == "k8s":
+        try:
+            from dagster_k8s import k8s_job_executor
+        except ImportError as error:
+            raise RuntimeError("PIPELINE_EXECUTOR=k8s needs the cluster extra: pip install -e '.[cluster]'") from error
+        return k8s_job_executor
     raise ValueError(f"PIPELINE_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
 
 

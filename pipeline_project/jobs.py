@@ -1,8 +1,8 @@
 import dagster as dg
 
-from pipeline_project.resources import MlflowResource
-
 from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.retrying import retry_transient_failures
+from pipeline_project.resources import MlflowResource
 
 # Per-song work, one run per song partition.
 song_pipeline_job = dg.define_asset_job(
@@ -40,6 +40,7 @@ class RollbackConfig(dg.Config):
 
 
 @dg.op(description="Move a registered model's `champion` alias back to the version that held it before.")
+@retry_transient_failures
 def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, mlflow: MlflowResource) -> None:
     try:
         rolled_back, restored = mlflow.registry().rollback(config.model_name)

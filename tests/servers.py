@@ -90,3 +90,32 @@ def create_database(port: int, user: str, password: str, name: str) -> None:
     with connection.cursor() as cursor:
         cursor.execute(f'CREATE DATABASE "{name}"')
     connection.close()
+
+
+@contextlib.contextmanager
+def mlflow_server(folder: Path, port: int | None = None):
+    """A real MLflow tracking server with its SQLite store and artifacts in `folder`; yields its URL. Started
+    again on the same folder and port, it serves the same registry."""
+    import sys
+    import urllib.request
+
+    port = port or free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "served")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/health", timeout=1)  # loopback only: the server started above
+                break
+            except OSError:
+                if time.time() > deadline or server.poll() is not None:
+                    raise RuntimeError("the MLflow server did not come up")
+                time.sleep(0.2)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

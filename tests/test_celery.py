@@ -3,6 +3,7 @@ several song partitions materialized with their steps spread over both workers."
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,11 +12,13 @@ import time
 from pathlib import Path
 
 import dagster as dg
-
+import pytest
 from conftest import render_groove_song
+from servers import redis_server
+
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
-from servers import redis_server
+from pipeline_project.definitions import build_definitions, default_executor
 
 PROJECT = Path(__file__).resolve().parents[1]
 WORKERS = ("worker-a", "worker-b")
@@ -92,3 +95,17 @@ def test_song_partitions_run_on_two_celery_workers_through_redis(data_root, dags
     assert used_workers == set(WORKERS), f"steps ran on {used_workers}"
     for key in keys:
         assert (data_root / "lake" / "songs" / key / "theory.json").exists()
+
+
+def test_the_executor_follows_pipeline_executor_and_separation_asks_kubernetes_for_a_gpu(monkeypatch):
+    for name, expected in (("multiprocess", "multi_or_in_process_executor"), ("celery", "celery"), ("k8s", "k8s")):
+        monkeypatch.setenv("PIPELINE_EXECUTOR", name)
+        assert default_executor().name in {expected, name}
+    monkeypatch.setenv("PIPELINE_EXECUTOR", "k8s")
+    job = build_definitions().resolve_job_def("song_pipeline_job")
+    (stems,) = [node for node in job.graph.node_defs if node.name == "song_stems"]
+    resources = json.loads(stems.tags["dagster-k8s/config"])["container_config"]["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1"
+    monkeypatch.setenv("PIPELINE_EXECUTOR", "spark")
+    with pytest.raises(ValueError, match="not one of multiprocess, celery, k8s"):
+        default_executor()

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-
 from conftest import render_groove_song
+from servers import create_database, postgres_server
+
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
-from servers import create_database, postgres_server
 
 PROJECT = Path(__file__).resolve().parents[1]
 SONG_STAGES = ["song_audio", "song_stems", "song_analysis", "song_theory"]

@@ -1,7 +1,9 @@
 import os
+
 import numpy as np
 import pandas as pd
 import pytest
+from servers import mlflow_server
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES
 from pipeline_project.training.drum_classifier import evaluate, feature_matrix, train
@@ -125,35 +127,8 @@ def test_semver_and_promotion_rules():
 
 @pytest.fixture
 def tracking_server(tmp_path):
-    """A real MLflow tracking server on loopback, with its own SQLite store and artifact folder."""
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "served")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)  # loopback only: the server started above
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the MLflow server did not come up")
-                time.sleep(0.5)
+    with mlflow_server(tmp_path) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def test_a_tracking_server_works_the_same_way(tracking_server, tmp_path, monkeypatch):

@@ -8,6 +8,7 @@ from pipeline_project.analysis.mir import analyze
 from pipeline_project.analysis.plots import analysis_plot
 from pipeline_project.analysis.theory import analyze_theory, chord_timeline_markdown
 from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.audio.io import read_audio, write_bytes_atomic, write_text_atomic
 from pipeline_project.resources import StorageResource
@@ -15,6 +16,7 @@ from pipeline_project.separation.separator import STEM_NAMES
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="3", deps=[song_stems])
+@retry_transient_failures
 def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode, a chord and bass note
     per beat, sections, and integrated and short-term loudness with the loudness range, each with a
@@ -54,6 +56,7 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="3", deps=[song_analysis])
+@retry_transient_failures
 def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named
     progressions, cadences with a strength, harmonic complexity, syncopation, metric hierarchy, rhythmic

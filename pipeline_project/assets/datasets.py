@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.assets.analysis import song_theory
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
 from pipeline_project.audio.io import read_audio, write_text_atomic
 from pipeline_project.datasets.anonymize import load_or_create_secret
@@ -61,6 +62,7 @@ def dataset_result(written: Snapshot, table: pd.DataFrame, **extra) -> dg.Materi
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[song_theory],
           automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES)
+@retry_transient_failures
 def song_features(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """One anonymized row per analysed song: tempo (5 BPM steps), key, genre tag (from a fixed list), loudness,
     harmony and rhythm statistics; split by song; k-anonymous over tempo, key, duration bucket and genre
@@ -79,6 +81,7 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource, d
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="3", deps=[rendered_examples, augmented_examples],
           automation_condition=dg.AutomationCondition.eager())
+@retry_transient_failures
 def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """One row per rendered example and per augmented variant: keyed source id, instrument programs and
     SoundFonts, performance and augmentation parameters, relative paths of stems, mix and log-mel features,
@@ -101,6 +104,7 @@ def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResour
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[rendered_examples],
           automation_condition=dg.AutomationCondition.eager())
+@retry_transient_failures
 def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
     rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""
@@ -116,6 +120,7 @@ def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource, datas
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[augmented_examples],
           automation_condition=dg.AutomationCondition.eager())
+@retry_transient_failures
 def concert_pairs(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """Clean and concert-degraded log-mel windows (2 s) of the same rendered track, for training song
     identification that survives a live room and a crowd; the track id is a keyed hash and the split is
@@ -181,6 +186,7 @@ def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hits])
+@retry_transient_failures
 def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
     """The training pool of community contributions: new submissions in `contributions/incoming/` are
     validated first (format, ranges, labels, metadata, outliers, duplicates, poisoning) and accepted or
@@ -201,6 +207,7 @@ def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource
 
 
 @dg.asset(group_name="datasets", kinds={"python"}, code_version="1", deps=[contributed_hits])
+@retry_transient_failures
 def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Contributions accepted, rejected and deleted, samples per instrument and genre, and class balance."""
     folder = storage.contributions

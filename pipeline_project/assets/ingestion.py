@@ -4,6 +4,7 @@ import time
 import dagster as dg
 
 from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, scan_incoming
 from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
 from pipeline_project.errors import BadAudioError
@@ -11,6 +12,7 @@ from pipeline_project.resources import StorageResource
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1")
+@retry_transient_failures
 def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Decodes the song file with this content hash, reads its tags and stores canonical audio
     (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are

@@ -6,13 +6,21 @@ import soundfile as sf
 
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.io import write_text_atomic
 from pipeline_project.resources import SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
+# On Kubernetes (PIPELINE_EXECUTOR=k8s) each separation gets a pod with one GPU; other executors ignore this.
+SEPARATION_POD_RESOURCES = {"dagster-k8s/config": {"container_config": {"resources": {
+    "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
+    "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
+}}}}
+
 
 @dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="2",
-          deps=[song_audio], pool="separation")
+          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES)
+@retry_transient_failures
 def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource) -> dg.MaterializeResult:
     """Drums, bass, other and vocals stems (FLAC) of the song, by Demucs when weights are available, else by
     the DSP fallback, in windows of about two minutes so memory stays flat for long songs. The metadata says which

@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
 from pipeline_project.audio.io import read_audio, write_audio, write_mp3, write_text_atomic
 from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS, NoisePool, apply_chain, sample_chain
@@ -46,6 +47,7 @@ def _md_table(header: list[str], rows: list[list]) -> dg.MetadataValue:
 @dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="2",
           # Requested once when missing (on_missing only reacts to assets that go missing later).
           automation_condition=dg.AutomationCondition.missing().newly_true() & ~dg.AutomationCondition.in_progress())
+@retry_transient_failures
 def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig, storage: StorageResource,
                       renderer: RendererResource) -> dg.MaterializeResult:
     """Music21 corpus pieces (MusicXML, **kern, ABC), the user's scores and MIDI files in `scores/`, and the
@@ -115,6 +117,7 @@ def _write_features(path: Path, audio: np.ndarray, sample_rate: int, settings: L
 
 @dg.asset(group_name="synthesis", kinds={"pedalboard", "audio"}, code_version="2", deps=[rendered_examples],
           automation_condition=dg.AutomationCondition.eager())
+@retry_transient_failures
 def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationConfig, storage: StorageResource) -> dg.MaterializeResult:
     """Every rendered mix through a chain of named augmentation presets (simulated rooms up to an arena,
     noise at a set SNR including babble and crowd made from the rendered corpus, mic and phone colouring,

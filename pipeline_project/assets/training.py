@@ -8,13 +8,14 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, snapshot, song_features
+from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.automation import retrain_when_grown
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
 from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
 from pipeline_project.training import drum_classifier, genre_classifier
 from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
-from pipeline_project.training.registry import Registry, RegistrationResult, load_model
+from pipeline_project.training.registry import RegistrationResult, Registry, load_model
 from pipeline_project.training.retrieval import OnnxEmbedder, export_onnx, pair_retrieval, quantize_int8, windows_from_table
 
 DRUM_MODEL_NAME = "drum_hit_classifier"
@@ -159,6 +160,7 @@ def _model_checks(flavor: str, predict, input_example, trained_prediction, metri
 
 @dg.asset(group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="2", deps=[drum_hits, contributed_hits],
           check_specs=_model_checks_spec("drum_hit_classifier"), automation_condition=retrain_when_grown(drum_hits))
+@retry_transient_failures
 def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingConfig, storage: StorageResource,
                         mlflow: MlflowResource) -> dg.MaterializeResult:
     """A random-forest drum-hit classifier trained on the `drum_hits` train split and scored (per-class
@@ -233,6 +235,7 @@ def hihat_rule_presets(train_rows, test_rows) -> dict:
 
 @dg.asset(name="genre_classifier", group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="1", deps=[song_features],
           check_specs=_model_checks_spec("genre_classifier"), automation_condition=retrain_when_grown(song_features))
+@retry_transient_failures
 def genre_classifier_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: StorageResource,
                            mlflow: MlflowResource) -> dg.MaterializeResult:
     """A genre classifier on the analysis and theory statistics of `song_features`, with the songs' genre tags
@@ -281,6 +284,7 @@ def _evaluation_rows(table: pd.DataFrame) -> pd.DataFrame:
 
 @dg.asset(group_name="training", kinds={"pytorch", "onnx", "mlflow"}, code_version="1", deps=[concert_pairs],
           check_specs=_model_checks_spec("song_embedding"), automation_condition=retrain_when_grown(concert_pairs))
+@retry_transient_failures
 def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingConfig, storage: StorageResource,
                    mlflow: MlflowResource) -> dg.MaterializeResult:
     """A concert-robust song embedding: a small CNN on one-second log-mel windows trained with NT-Xent on the
@@ -332,6 +336,7 @@ def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingC
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hit_classifier],
           automation_condition=dg.AutomationCondition.eager())
+@retry_transient_failures
 def review_queue(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource,
                  mlflow: MlflowResource) -> dg.MaterializeResult:
     """Drum hits the champion drum-hit classifier is unsure about (top class probability between 0.4 and 0.6),
