@@ -102,7 +102,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
             _say(f"    failed: {failed[-1][1]}")
 
     if songs_only:
-        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest)
+        _summary(storage, None, processed, failed, time.perf_counter() - started, latest_manifest)
         return 0
 
     downstream_ok = True
@@ -137,6 +137,12 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
         manifest = latest_manifest(storage.dataset_dir(name))
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
               + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
+    if mlflow_resource is not None:  # None after a songs-only run: the models were not touched
+        _models_summary(mlflow_resource)
+    print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+
+
+def _models_summary(mlflow_resource) -> None:
     try:
         from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 
@@ -148,7 +154,6 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
                                                              f"({champion.tags.get('semver', '?')})" if champion else "  no champion"))
     except Exception as exc:  # a summary must not hide the run's own result
         print(f"models: unknown ({exc})")
-    print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 
 def _storage(data_root: str | None):
