@@ -13,6 +13,10 @@ from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
 
 
+# The per-song stages, in pipeline order: one song partition each.
+PER_SONG_ASSETS = ("song_audio", "song_stems", "song_analysis", "song_theory")
+
+
 def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: float = 120.0, seed: int = 1,
                        tags: dict | None = None, key: str = "C:major") -> Path:
     """A short drums-and-bass song rendered by FluidSynth and encoded as a tagged MP3."""

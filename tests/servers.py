@@ -1,5 +1,6 @@
-"""Real servers on loopback for the tests that need one: PostgreSQL and Redis, each started in a private folder
-on a free port and stopped afterwards. Debian's packages provide them (`make setup` installs them)."""
+"""Real servers on loopback for the tests that need one: PostgreSQL, Redis and MLflow, each on a free port with
+its data in a private folder, stopped afterwards. PostgreSQL and Redis come from Debian's packages, which
+`make test` installs when they are missing."""
 
 from __future__ import annotations
 
@@ -20,20 +21,28 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def wait_for_port(port: int, process: subprocess.Popen, what: str, timeout: float = 60.0) -> None:
-    deadline = time.time() + timeout
-    while True:
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return
-        if process.poll() is not None or time.time() > deadline:
-            raise RuntimeError(f"{what} did not start on 127.0.0.1:{port} (exit code {process.poll()})")
-        time.sleep(0.1)
+@contextlib.contextmanager
+def serving(command: list[str], port: int, what: str, timeout: float = 90.0, env: dict | None = None):
+    """Start `command`, wait until it accepts connections on `port`, and stop it when the block ends."""
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.time() + timeout
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            if server.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"{what} did not start on 127.0.0.1:{port} (exit code {server.poll()})")
+            time.sleep(0.1)
+        yield
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def _postgres_bin(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
     if not found:
-        raise RuntimeError(f"PostgreSQL's {name} is missing: `make setup` installs it (Debian package postgresql)")
+        raise RuntimeError(f"PostgreSQL's {name} is missing: `make test` installs it (Debian package postgresql)")
     return found[-1]
 
 
@@ -53,15 +62,12 @@ def postgres_server(password: str = "pipeline"):
     port = free_port()
     subprocess.run([*as_user, _postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
                     f"--pwfile={pwfile}", "-E", "UTF8"], check=True, capture_output=True)
-    server = subprocess.Popen([*as_user, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-                               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [*as_user, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
+               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
     try:
-        wait_for_port(port, server, "PostgreSQL")
-        yield port, "postgres", password
+        with serving(command, port, "PostgreSQL"):
+            yield port, "postgres", password
     finally:
-        server.terminate()
-        server.wait(timeout=30)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -70,16 +76,10 @@ def redis_server():
     """A throwaway Redis with no persistence; yields its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
-        raise RuntimeError("redis-server is missing: `make setup` installs it (Debian package redis-server)")
+        raise RuntimeError("redis-server is missing: `make test` installs it (Debian package redis-server)")
     port = free_port()
-    server = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port, server, "Redis")
+    with serving([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], port, "Redis"):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 def create_database(port: int, user: str, password: str, name: str) -> None:
@@ -97,25 +97,9 @@ def mlflow_server(folder: Path, port: int | None = None):
     """A real MLflow tracking server with its SQLite store and artifacts in `folder`; yields its URL. Started
     again on the same folder and port, it serves the same registry."""
     import sys
-    import urllib.request
 
     port = port or free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "served")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/health", timeout=1)  # loopback only: the server started above
-                break
-            except OSError:
-                if time.time() > deadline or server.poll() is not None:
-                    raise RuntimeError("the MLflow server did not come up")
-                time.sleep(0.2)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+               "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "served")]
+    with serving(command, port, "the MLflow server", env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}):
+        yield f"http://127.0.0.1:{port}"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import render_groove_song
+from conftest import PER_SONG_ASSETS, render_groove_song
 from servers import redis_server
 
 from pipeline_project.assets.partitions import songs_partitions
@@ -90,7 +90,7 @@ def test_song_partitions_run_on_two_celery_workers_through_redis(data_root, dags
                     worker = (event.engine_event_data.metadata or {}).get("Celery worker")
                     if worker is not None:
                         used_workers.add(str(worker.value).split("@")[0])
-        for stage in ("song_audio", "song_stems", "song_analysis", "song_theory"):
+        for stage in PER_SONG_ASSETS:
             assert sorted(instance.get_materialized_partitions(dg.AssetKey(stage))) == keys
     assert used_workers == set(WORKERS), f"steps ran on {used_workers}"
     for key in keys:

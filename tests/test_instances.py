@@ -12,14 +12,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from conftest import render_groove_song
+from conftest import PER_SONG_ASSETS, render_groove_song
 from servers import create_database, postgres_server
 
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
 
 PROJECT = Path(__file__).resolve().parents[1]
-SONG_STAGES = ["song_audio", "song_stems", "song_analysis", "song_theory"]
 CHILD = """
 import sys
 import dagster as dg
@@ -56,11 +55,11 @@ def assert_every_event_stored(run_ids: list[str], data_root: Path) -> None:
                       if record.event_log_entry.is_dagster_event]
             kinds = [event.event_type for event in events]
             assert dg.DagsterEventType.RUN_START in kinds and kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
-            assert kinds.count(dg.DagsterEventType.STEP_SUCCESS) == len(SONG_STAGES)
+            assert kinds.count(dg.DagsterEventType.STEP_SUCCESS) == len(PER_SONG_ASSETS)
             materialized = [e.asset_key.to_user_string() for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
-            assert sorted(materialized) == sorted(SONG_STAGES)
+            assert sorted(materialized) == sorted(PER_SONG_ASSETS)
         keys = sorted(scan_incoming(data_root / "incoming"))
-        for stage in SONG_STAGES:
+        for stage in PER_SONG_ASSETS:
             assert sorted(instance.get_materialized_partitions(dg.AssetKey(stage))) == keys
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 import numpy as np
 import pytest
 
-from conftest import render_groove_song
+from conftest import PER_SONG_ASSETS, render_groove_song
 from pipeline_project import cli
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.ingestion import song_audio
@@ -26,7 +26,6 @@ SONG_TAGS = [
     {"title": "Copper Weathervane", "artist": "Idris Flannery-Osei", "album": "Tin Roof Tapes", "year": "2018", "genre": "Rock"},
     {"title": "Lilac Switchyard", "artist": "Hollis Marchetti", "album": "Tin Roof Tapes", "year": "2019", "genre": "Funk"},
 ]
-PER_SONG_ASSETS = ("song_audio", "song_stems", "song_analysis", "song_theory")
 
 
 def materialization_count(instance, asset: str) -> int:
