@@ -1,8 +1,8 @@
 """Asset checks: a blocking privacy audit and a validation of every dataset, and the accuracy of separation
 and analysis measured on rendered examples."""
 
-
 import json
+from pathlib import PurePosixPath
 
 import dagster as dg
 import numpy as np
@@ -13,13 +13,12 @@ from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.synthesis import rendered_examples
 from pipeline_project.assets.training import review_queue
-from pipeline_project.audio.io import read_audio
-from pipeline_project.audio.ingest import song_files
+from pipeline_project.audio.io import SUPPORTED_EXTENSIONS, read_audio
 from pipeline_project.datasets.anonymize import QUASI_IDENTIFIERS, smallest_group
-from pipeline_project.datasets.snapshots import read_snapshot
-from pipeline_project.datasets.validation import validate_table
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
+from pipeline_project.datasets.snapshots import read_snapshot
 from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
+from pipeline_project.datasets.validation import validate_table
 from pipeline_project.resources import DatasetsResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
@@ -35,18 +34,18 @@ EXEMPTIONS = {"synthetic_examples": SYNTHETIC_EXEMPTIONS,
 def private_catalog(storage: StorageResource) -> set[str]:
     """Titles, artists, albums and file names of every song the pipeline has seen, quarantined ones and every
     file in the drop folder (duplicates included) too."""
-    songs = [{"file_names": [p.name for p in song_files(storage.incoming)]}]
-    song_root = storage.lake / "songs"
+    dropped = [PurePosixPath(p) for p in storage.list_files(storage.incoming)]
+    songs = [{"file_names": [p.name for p in dropped if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")]}]
+    song_root = storage.fetch(storage.lake / "songs", pattern="song.json")
     if song_root.is_dir():
         for record in song_root.glob("*/song.json"):
             songs.append(json.loads(record.read_text()))
-    if storage.quarantine.is_dir():
-        songs.append({"file_names": [p.name for p in storage.quarantine.iterdir() if not p.name.endswith(".reason.txt")]})
+    songs.append({"file_names": [PurePosixPath(p).name for p in storage.list_files(storage.quarantine) if not p.endswith(".reason.txt")]})
     return catalog_terms(songs)
 
 
 def _read(storage: StorageResource, name: str) -> pd.DataFrame:
-    return read_snapshot(storage.dataset_dir(name))
+    return read_snapshot(storage.fetch(storage.dataset_dir(name)))
 
 
 def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
@@ -116,7 +115,7 @@ ACCURACY_EXAMPLES = 4  # rendered score excerpts scored on every materialization
 def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storage: StorageResource,
                                   separator: SeparatorResource):
     """Separation and analysis scored on the first rendered score excerpts, as a user's songs would be processed."""
-    rendered = storage.synthetic_dir() / "rendered"
+    rendered = storage.fetch(storage.synthetic_dir() / "rendered")
     manifest = storage.read_json(rendered / "manifest.json")
     keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][:ACCURACY_EXAMPLES]
     separations, analyses, used = [], [], None

@@ -68,10 +68,12 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     defs = build_definitions(resources)
     instance = dg.DagsterInstance.get()
 
-    found = scan_incoming(storage.incoming)
+    found = scan_incoming(storage.fetch(storage.incoming))
     if not found:
-        _say(f"{storage.incoming} holds no songs: writing the demo song set (ground truth in {storage.ground_truth})")
+        _say(f"{storage.location(storage.incoming)} holds no songs: writing the demo song set "
+             f"(ground truth in {storage.location(storage.ground_truth)})")
         write_demo_songs(storage.incoming, storage.ground_truth / "demo", log=_say)
+        storage.publish(storage.incoming, storage.ground_truth)
         found = scan_incoming(storage.incoming)
 
     known = set(instance.get_dynamic_partitions(songs_partitions.name))
@@ -84,7 +86,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     done_per_stage = {stage: _materialized_keys(instance, stage) for stage in stages}
     missing = {key: [stage for stage in stages if key not in done_per_stage[stage]] for key in found}
     pending = sorted(key for key in found if missing[key])
-    _say(f"{len(found)} songs in {storage.incoming}: {len(pending)} to process, {len(found) - len(pending)} already done")
+    _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, {len(found) - len(pending)} already done")
 
     processed, failed = [], []
     for index, key in enumerate(pending, 1):
@@ -134,12 +136,12 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
     for name in ("song_features", "synthetic_examples", "drum_hits"):
-        manifest = latest_manifest(storage.dataset_dir(name))
+        manifest = latest_manifest(storage.fetch(storage.dataset_dir(name), pattern="*.json"))
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
               + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
     if mlflow_resource is not None:  # None after a songs-only run: the models were not touched
         _models_summary(mlflow_resource)
-    print(f"outputs under {storage.root} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+    print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 
 def _models_summary(mlflow_resource) -> None:
@@ -170,7 +172,7 @@ def export_contribution(data_root: str | None, instrument: str, genre: str, out:
 
     storage = _storage(data_root)
     try:
-        submission, summary = export_submission(read_snapshot(storage.dataset_dir("drum_hits")), instrument, genre)
+        submission, summary = export_submission(read_snapshot(storage.fetch(storage.dataset_dir("drum_hits"))), instrument, genre)
     except (FileNotFoundError, ValueError) as exc:
         print(f"cannot export: {exc}", file=sys.stderr)
         return 1
@@ -186,6 +188,7 @@ def export_contribution(data_root: str | None, instrument: str, genre: str, out:
 def delete_contribution(data_root: str | None, submission_id: str) -> int:
     """Take an accepted submission out of the pool: the next contributed_hits snapshot no longer has its rows."""
     storage = _storage(data_root)
+    storage.fetch(storage.contributions / "accepted")
     accepted = storage.contributions / "accepted" / f"{submission_id}.json"
     if not accepted.exists():
         print(f"no accepted submission {submission_id} in {accepted.parent}", file=sys.stderr)
@@ -193,6 +196,7 @@ def delete_contribution(data_root: str | None, submission_id: str) -> int:
     deleted = storage.contributions / "deleted"
     deleted.mkdir(parents=True, exist_ok=True)
     os.replace(accepted, deleted / accepted.name)
+    storage.publish(deleted, accepted.parent)
     print(f"submission {submission_id} removed from the pool; materialize contributed_hits (or wait for the next run) "
           "for a snapshot without it")
     return 0

@@ -29,6 +29,7 @@ from pipeline_project.jobs import (
     synthesis_job,
     training_job,
 )
+from pipeline_project.object_store import is_remote_url
 from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
 from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor
@@ -39,33 +40,40 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     """Resources from the environment, with defaults that work offline on one machine:
-    PIPELINE_DATA_ROOT (default `data/`), PIPELINE_DEMUCS_MODEL (default `htdemucs`),
-    PIPELINE_DEMUCS_MODEL_DIR (local model folder), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR
-    (default `<data root>/soundfonts`), MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`),
-    PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and PIPELINE_K_ANONYMITY (default 5)."""
-    root = Path(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data").resolve()
+    PIPELINE_DATA_ROOT (default `data/`; a folder, or an object-store URL such as `s3://bucket/prefix` mirrored
+    in PIPELINE_MIRROR_DIR), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
+    model folder), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
+    MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
+    PIPELINE_K_ANONYMITY (default 5)."""
+    chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
+    if is_remote_url(chosen):
+        storage = StorageResource(data_root=chosen, mirror_dir=os.environ.get("PIPELINE_MIRROR_DIR") or None)
+    else:
+        storage = StorageResource(data_root=str(Path(chosen).resolve()))
     return {
-        "storage": StorageResource(data_root=str(root)),
+        "storage": storage,
         "separator": SeparatorResource(
             model_name=os.environ.get("PIPELINE_DEMUCS_MODEL", "htdemucs"),
             model_dir=os.environ.get("PIPELINE_DEMUCS_MODEL_DIR") or None,
             device=os.environ.get("PIPELINE_DEMUCS_DEVICE", "auto"),
         ),
-        "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(root / "soundfonts")),
+        "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(storage.soundfonts)),
         "datasets": DatasetsResource(
             snapshots_to_keep=int(os.environ.get("PIPELINE_SNAPSHOTS_TO_KEEP", "5")),
             k_anonymity=int(os.environ.get("PIPELINE_K_ANONYMITY", "5")),
         ),
-        "mlflow": mlflow_resource(root),
+        "mlflow": mlflow_resource(storage),
     }
 
 
-def mlflow_resource(root: Path) -> MlflowResource:
-    """SQLite in `<root>/mlflow` with artifacts beside it, or the server or store of MLFLOW_TRACKING_URI, which
-    then decides where artifacts go itself."""
-    tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or sqlite_tracking_uri(root / "mlflow")
-    local = tracking_uri.startswith("sqlite:") and not os.environ.get("MLFLOW_TRACKING_URI")
-    return MlflowResource(tracking_uri=tracking_uri, artifact_root=str(root / "mlflow" / "artifacts") if local else None)
+def mlflow_resource(storage: StorageResource) -> MlflowResource:
+    """SQLite in `<data root>/mlflow` with artifacts beside it, or the server or store of MLFLOW_TRACKING_URI,
+    which then decides where artifacts go itself. With an object-store data root the artifacts go to
+    `<data root>/mlflow/artifacts` in the store and the SQLite file stays in this machine's mirror: runs on
+    several machines need MLFLOW_TRACKING_URI to name a shared server."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    return MlflowResource(tracking_uri=sqlite_tracking_uri(storage.mlflow), artifact_root=storage.location(storage.mlflow / "artifacts"))
 
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,

@@ -11,7 +11,7 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
     """Adds a `songs` partition for every new content hash in the drop folder and requests its run.
     The same content under two names is one partition."""
     known = set(context.instance.get_dynamic_partitions(songs_partitions.name))
-    found = scan_incoming(storage.incoming)
+    found = scan_incoming(storage.fetch(storage.incoming))
     new_keys = sorted(set(found) - known)
     if not new_keys:
         return dg.SensorResult(skip_reason=f"no new songs in {storage.incoming} ({len(found)} known)")
@@ -30,7 +30,7 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
 def contributions_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
     """Requests a review run when submissions wait in `contributions/incoming/`; the run validates each one,
     accepts or rejects it with a report, and rebuilds the contributed training pool."""
-    incoming = storage.contributions / "incoming"
+    incoming = storage.fetch(storage.contributions / "incoming")
     waiting = sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")) if incoming.is_dir() else []
     if not waiting:
         return dg.SensorResult(skip_reason=f"no submissions in {incoming}")

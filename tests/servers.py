@@ -1,6 +1,7 @@
-"""Real servers on loopback for the tests that need one: PostgreSQL, Redis and MLflow, each on a free port with
-its data in a private folder, stopped afterwards. PostgreSQL and Redis come from Debian's packages, which
-`make test` installs when they are missing."""
+"""Real servers on loopback for the tests that need one: PostgreSQL, Redis, MLflow and an S3-compatible object
+store, each on a free port with its data in a private folder (or memory), stopped afterwards. PostgreSQL and
+Redis come from Debian's packages, which `make test` installs when they are missing; the object store is moto's
+server, from the dev extra."""
 
 from __future__ import annotations
 
@@ -103,3 +104,64 @@ def mlflow_server(folder: Path, port: int | None = None):
                "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "served")]
     with serving(command, port, "the MLflow server", env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}):
         yield f"http://127.0.0.1:{port}"
+
+
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "pipeline-test", "AWS_SECRET_ACCESS_KEY": "pipeline-test-secret",
+                  "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@contextlib.contextmanager
+def s3_server(bucket: str):
+    """moto's S3-compatible server, speaking the S3 HTTP API on loopback, with `bucket` created; yields the
+    environment (endpoint and credentials) that boto3, s3fs and MLflow read."""
+    import sys
+
+    import boto3
+
+    port = free_port()
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    with serving(command, port, "the S3-compatible server (moto)"):
+        environment = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
+        boto3.client("s3", endpoint_url=environment["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                     aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+        yield environment
+
+
+@contextlib.contextmanager
+def outage_then_relay(target_port: int, outage_seconds: float):
+    """A loopback port that refuses connections for `outage_seconds` (a store that is down), then relays every
+    connection to `target_port` (the store back up); yields the port."""
+    import threading
+
+    port = free_port()
+    stop = threading.Event()
+
+    def pipe(source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        with contextlib.suppress(OSError):
+            sink.shutdown(socket.SHUT_WR)
+
+    def serve() -> None:
+        if stop.wait(outage_seconds):
+            return
+        with socket.create_server(("127.0.0.1", port)) as listener:
+            listener.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    client, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                upstream = socket.create_connection(("127.0.0.1", target_port))
+                for source, sink in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=pipe, args=(source, sink), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join(timeout=5)

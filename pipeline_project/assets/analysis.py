@@ -23,6 +23,8 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     confidence, computed from the stems (see `analysis.mir`); the metadata shows a plot of the waveform with
     beats and sections, and the separator that made the stems."""
     song_dir = storage.song_dir(context.partition_key)
+    storage.fetch(song_dir / "stems")
+    storage.fetch(song_dir, pattern="*.json")
     stems = {}
     for name in STEM_NAMES:
         stems[name], sample_rate = read_audio(song_dir / "stems" / f"{name}.flac")
@@ -32,6 +34,7 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     write_text_atomic(song_dir / "analysis.json", json.dumps(result, indent=1))
     png = analysis_plot(sum(stems.values()), sample_rate, result)
     write_bytes_atomic(song_dir / "analysis.png", png)
+    storage.publish(song_dir)
     separator = storage.read_json(song_dir / "stems.json")
     tempi = [bpm for _, bpm in result["tempo_curve"]]
     return dg.MaterializeResult(metadata={
@@ -50,7 +53,7 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
         "loudness_range_lu": result["loudness_range_lu"],
         "separator": separator.get("separator", "unknown") + (f" ({separator['model_name']})" if separator.get("model_name") else ""),
         "plot": dg.MetadataValue.md(f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"),
-        "plot_file": dg.MetadataValue.path(str(song_dir / "analysis.png")),
+        "plot_file": dg.MetadataValue.path(storage.location(song_dir / "analysis.png")),
         "seconds": round(seconds, 2),
     })
 
@@ -61,9 +64,10 @@ def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> 
     """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named
     progressions, cadences with a strength, harmonic complexity, syncopation, metric hierarchy, rhythmic
     complexity and genre cues (see `analysis.theory`)."""
-    song_dir = storage.song_dir(context.partition_key)
+    song_dir = storage.fetch(storage.song_dir(context.partition_key), pattern="*.json")
     result = analyze_theory(storage.read_json(song_dir / "analysis.json"))
     write_text_atomic(song_dir / "theory.json", json.dumps(result, indent=1))
+    storage.publish(song_dir)
     cadence_counts: dict[str, int] = {}
     for cadence in result["cadences"]:
         cadence_counts[cadence["type"]] = cadence_counts.get(cadence["type"], 0) + 1

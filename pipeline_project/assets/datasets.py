@@ -9,7 +9,6 @@ from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
 from pipeline_project.audio.io import read_audio, write_text_atomic
-from pipeline_project.datasets.anonymize import load_or_create_secret
 from pipeline_project.datasets.contributions import reference_from, validate_submission
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
@@ -35,13 +34,15 @@ def snapshot(context: dg.AssetExecutionContext, storage: StorageResource, datase
              notes: dict | None = None, **extra) -> dg.MaterializeResult:
     """Write the table as the dataset's next snapshot; its id is the asset's data version."""
     code_version = context.assets_def.code_versions_by_key[context.asset_key] or ""
-    written = write_snapshot(table, storage.dataset_dir(name), name, code_version=code_version, sources=sources,
+    folder = storage.fetch(storage.dataset_dir(name))
+    written = write_snapshot(table, folder, name, code_version=code_version, sources=sources,
                              partition_by=partition_by, keep=datasets.snapshots_to_keep, notes=notes)
+    storage.publish(folder)
     context.log.info(f"{name}: {written.rows} rows, snapshot {written.snapshot_id}")
-    return dataset_result(written, table if preview is None else preview, **extra)
+    return dataset_result(written, table if preview is None else preview, location=storage.location(written.path), **extra)
 
 
-def dataset_result(written: Snapshot, table: pd.DataFrame, **extra) -> dg.MaterializeResult:
+def dataset_result(written: Snapshot, table: pd.DataFrame, location: str | None = None, **extra) -> dg.MaterializeResult:
     schema = dg.TableSchema(columns=[dg.TableColumn(name, type_) for name, type_ in written.columns])
     packed = [c for c in table.columns if len(table) and isinstance(table[c].iloc[0], bytes)]  # no markdown for binary
     shown = table.drop(columns=packed)
@@ -49,7 +50,7 @@ def dataset_result(written: Snapshot, table: pd.DataFrame, **extra) -> dg.Materi
         metadata={
             "rows": written.rows,
             "snapshot_id": written.snapshot_id,
-            "snapshot": dg.MetadataValue.path(str(written.path)),
+            "snapshot": dg.MetadataValue.path(location or str(written.path)),
             "files_sha256": dg.MetadataValue.json({k: v["sha256"] for k, v in written.manifest["files"].items()}),
             "dagster/column_schema": schema,
             "dagster/row_count": written.rows,
@@ -68,10 +69,11 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource, d
     harmony and rhythm statistics; split by song; k-anonymous over tempo, key, duration bucket and genre
     (rarer rows coarsened, then suppressed)."""
     songs, keys = [], storage.song_keys_with("theory.json")
+    storage.fetch(storage.lake / "songs", pattern="*.json")
     for key in keys:
         song_dir = storage.song_dir(key)
         songs.append({"key": key, **{name: storage.read_json(song_dir / f"{name}.json") for name in ("song", "stems", "analysis", "theory")}})
-    table, report = song_features_table(songs, load_or_create_secret(storage.secret_path), datasets.k_anonymity)
+    table, report = song_features_table(songs, storage.anonymization_secret(), datasets.k_anonymity)
     if report["suppressed_rows"]:
         context.log.warning(f"song_features: {report['suppressed_rows']} of {len(songs)} songs suppressed to reach "
                             f"k = {datasets.k_anonymity} (coarsening level {report['level']})")
@@ -87,7 +89,7 @@ def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResour
     SoundFonts, performance and augmentation parameters, relative paths of stems, mix and log-mel features,
     random windows, and the full labels. Partitioned by split; the split is drawn per source, so one piece
     never lands in two splits."""
-    synthetic = storage.synthetic_dir()
+    synthetic = storage.fetch(storage.synthetic_dir(), pattern="*.json")
     manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
     entries = []
     for entry in manifest["examples"]:
@@ -95,7 +97,7 @@ def synthetic_examples(context: dg.AssetExecutionContext, storage: StorageResour
         entries.append({**entry, "labels": storage.read_json(synthetic / folder / entry["key"] / "labels.json"),
                         "mix_path": f"{folder}/{entry['key']}/mix.flac", "stems_path": f"rendered/{entry['source_example']}/stems",
                         "features_path": f"features/{entry['key']}.npy"})
-    table = synthetic_examples_table(entries, load_or_create_secret(storage.secret_path))
+    table = synthetic_examples_table(entries, storage.anonymization_secret())
     splits = table.groupby("split").agg(examples=("example_id", "size"), sources=("source_id", "nunique")) if len(table) else pd.DataFrame()
     return snapshot(context, storage, datasets, "synthetic_examples", table, {"examples": len(entries)}, partition_by="split",
                     preview=table.drop(columns=["labels", "kern", "humanization", "voices", "augmentation_chain"]),
@@ -109,10 +111,11 @@ def drum_hits(context: dg.AssetExecutionContext, storage: StorageResource, datas
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
     rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""
     examples = []
+    storage.fetch(storage.synthetic_dir() / "rendered")
     for example_dir in rendered_example_dirs(storage):
         drums, sample_rate = read_audio(example_dir / "stems" / "drums.flac")
         examples.append((storage.read_json(example_dir / "labels.json"), drums.mean(axis=0), sample_rate))
-    table = drum_hits_table(examples, load_or_create_secret(storage.secret_path))
+    table = drum_hits_table(examples, storage.anonymization_secret())
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0) if len(table) else pd.DataFrame()
     return snapshot(context, storage, datasets, "drum_hits", table, {"examples": len(examples)},
                     class_counts=dg.MetadataValue.md(counts.to_markdown() if len(counts) else "(empty)"))
@@ -125,7 +128,8 @@ def concert_pairs(context: dg.AssetExecutionContext, storage: StorageResource, d
     """Clean and concert-degraded log-mel windows (2 s) of the same rendered track, for training song
     identification that survives a live room and a crowd; the track id is a keyed hash and the split is
     drawn per track. No audio and no window positions leave."""
-    synthetic = storage.synthetic_dir()
+    synthetic = storage.fetch(storage.synthetic_dir(), pattern="*.json")
+    storage.fetch(synthetic / "features")
     manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
     settings = manifest.get("features", {"sample_rate": 22_050, "hop_length": 512})
     pairs = []
@@ -142,7 +146,7 @@ def concert_pairs(context: dg.AssetExecutionContext, storage: StorageResource, d
                       "frames_per_second": settings["sample_rate"] / settings["hop_length"],
                       "snr_db": steps["noise"]["snr_db"], "noise_kind": steps["noise"]["kind"],
                       "rt60_s": steps["room"]["room"]["rt60_s"]})
-    table = concert_pairs_table(pairs, load_or_create_secret(storage.secret_path))
+    table = concert_pairs_table(pairs, storage.anonymization_secret())
     return snapshot(context, storage, datasets, "concert_pairs", table, {"concert_examples": len(pairs)})
 
 
@@ -152,7 +156,7 @@ def _load_accepted(storage: StorageResource) -> dict[str, dict]:
 
 
 def _local_hits(storage: StorageResource) -> pd.DataFrame | None:
-    root = storage.dataset_dir("drum_hits")
+    root = storage.fetch(storage.dataset_dir("drum_hits"))
     return read_snapshot(root) if latest_manifest(root) else None
 
 
@@ -193,13 +197,15 @@ def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource
     rejected with a report; then every accepted submission's rows become the next snapshot, split by
     submission. Deleted submissions (`pipeline-project contributions delete ID`) are gone from it, and the
     manifest lists what was added and removed since the previous snapshot."""
+    storage.fetch(storage.contributions)
     reports = review_incoming(storage, datasets, context.log)
+    storage.publish(storage.contributions)
     accepted = _load_accepted(storage)
-    previous = latest_manifest(storage.dataset_dir("contributed_hits"))
+    previous = latest_manifest(storage.fetch(storage.dataset_dir("contributed_hits")))
     before = set(previous["sources"].get("contributions", [])) if previous else set()
     now = set(accepted)
     notes = {"added_contributions": sorted(now - before), "removed_contributions": sorted(before - now)}
-    table = contributions_table(list(accepted.values()), load_or_create_secret(storage.secret_path))
+    table = contributions_table(list(accepted.values()), storage.anonymization_secret())
     return snapshot(context, storage, datasets, "contributed_hits", table, {"contributions": sorted(now)}, notes=notes,
                     reviewed=len(reports), accepted_now=sum(r["accepted"] for r in reports),
                     rejected_now=sum(not r["accepted"] for r in reports),
@@ -210,16 +216,17 @@ def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource
 @retry_transient_failures
 def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Contributions accepted, rejected and deleted, samples per instrument and genre, and class balance."""
-    folder = storage.contributions
+    folder = storage.fetch(storage.contributions)
     counts = {state: len(list((folder / state).glob("*.json"))) if (folder / state).is_dir() else 0
               for state in ("accepted", "rejected", "deleted")}
-    table = read_snapshot(storage.dataset_dir("contributed_hits"))
+    table = read_snapshot(storage.fetch(storage.dataset_dir("contributed_hits")))
     by_instrument = table.groupby("instrument").size().to_dict() if len(table) else {}
     by_genre = table.groupby("genre").size().to_dict() if len(table) else {}
     balance = {"open": int(table["OpenHH"].sum()), "closed": int((table["OpenHH"] == 0).sum())} if len(table) else {}
     stats = {"contributions": counts, "samples": len(table), "samples_per_instrument": by_instrument,
              "samples_per_genre": by_genre, "class_balance": balance}
     write_text_atomic(folder / "stats.json", json.dumps(stats, indent=1))
+    storage.publish(folder)
     return dg.MaterializeResult(metadata={
         "accepted": counts["accepted"], "rejected": counts["rejected"], "deleted": counts["deleted"], "samples": len(table),
         "samples_per_instrument": dg.MetadataValue.json(by_instrument), "samples_per_genre": dg.MetadataValue.json(by_genre),

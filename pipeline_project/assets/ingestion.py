@@ -18,11 +18,12 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are
     moved to the quarantine folder with a reason file, and this partition fails naming the file and reason."""
     key = context.partition_key
-    files = find_song_files(storage.incoming, key, context.run.tags.get(SOURCE_FILE_TAG))
+    hint = context.run.tags.get(SOURCE_FILE_TAG)
+    files = find_song_files(storage.fetch_incoming(hint), key, hint)
     if not files:
         raise dg.Failure(
-            description=f"no file in {storage.incoming} has content hash {key}: it was removed or quarantined "
-                        f"(see {storage.quarantine})",
+            description=f"no file in {storage.location(storage.incoming)} has content hash {key}: it was removed or "
+                        f"quarantined (see {storage.location(storage.quarantine)})",
             allow_retries=False,
         )
     source = files[0]
@@ -32,6 +33,7 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     except BadAudioError as exc:
         duplicates = scan_incoming(storage.incoming).get(key, files)  # every copy of bad content goes
         moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in duplicates]
+        storage.publish(storage.quarantine, storage.incoming)  # the copy in quarantine first, then the removal
         context.log.error(f"{source.name}: {exc.reason}; moved to {moved[0]}")
         raise dg.Failure(
             description=f"{source.name}: {exc.reason} (moved to {moved[0]})",
@@ -51,6 +53,7 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
         **decoded.tags,
     }
     write_text_atomic(song_dir / "song.json", json.dumps(record, indent=1))
+    storage.publish(song_dir)
     if len(files) > 1:
         context.log.info(f"{len(files)} files share this content: {', '.join(p.name for p in files)}")
     context.log.info(f"decoded {source.name}: {decoded.duration_s:.1f} s, tags {sorted(decoded.tags)}")

@@ -25,13 +25,14 @@ def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, sepa
     """Drums, bass, other and vocals stems (FLAC) of the song, by Demucs when weights are available, else by
     the DSP fallback, in windows of about two minutes so memory stays flat for long songs. The metadata says which
     separator and which weights (sha256) made them."""
-    song_dir = storage.song_dir(context.partition_key)
+    song_dir = storage.fetch(storage.song_dir(context.partition_key))
     duration = sf.info(str(song_dir / "audio.flac")).duration
     started = time.perf_counter()
     separation = separator.separate_file(song_dir / "audio.flac", song_dir / "stems", logger=context.log)
     seconds = time.perf_counter() - started
     description = separation.describe()
     write_text_atomic(song_dir / "stems.json", json.dumps(description, indent=1))
+    storage.publish(song_dir)
     context.log.info(f"separated {duration:.1f} s in {seconds:.1f} s with {separation.separator}")
     return dg.MaterializeResult(metadata={
         **{k: v for k, v in description.items() if v is not None and not isinstance(v, (dict, list))},

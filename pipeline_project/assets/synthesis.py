@@ -54,8 +54,9 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
     generated groove library, rendered part by part with FluidSynth over every available SoundFont with
     same-family instrument choices, rubato, jitter, dynamics and detuning. Notes, beats, downbeats, tempo
     curve, chords, key, time signature, drum articulations (and **kern text) are aligned with the audio."""
+    storage.fetch(storage.soundfonts)
     catalog, presets = renderer.soundfonts(), renderer.presets()
-    sources = all_sources(storage.scores)
+    sources = all_sources(storage.fetch(storage.scores))
     specs = example_specs(sources, config.seed, config.renderings_per_source, config.score_bars, config.groove_bars)
     out_dir = storage.synthetic_dir() / "rendered"
     started = time.perf_counter()
@@ -80,6 +81,7 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
         context.log.info(f"[{index}/{len(specs)}] {spec.example_key} from {spec.source.source_id}: {', '.join(voices.values())}")
     write_text_atomic(out_dir / "sources.json", json.dumps([s.to_dict() for s in sources], indent=1))
     write_text_atomic(out_dir / "manifest.json", json.dumps({"seed": config.seed, "examples": entries, "failures": failures}, indent=1))
+    storage.publish(out_dir)
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(metadata={
         "examples": len(entries),
@@ -124,7 +126,7 @@ def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationCo
     compression, clipping and saturation, MP3, concert, small time-stretch and pitch shift). Labels are
     moved to match, every parameter and seed is recorded, and applying the record again gives the same
     samples. Log-mel features and random 1-3 s windows are computed for clean and augmented examples."""
-    synthetic = storage.synthetic_dir()
+    synthetic = storage.fetch(storage.synthetic_dir() / "rendered").parent
     rendered_dir, out_dir, features_dir = synthetic / "rendered", synthetic / "augmented", synthetic / "features"
     manifest = json.loads((rendered_dir / "manifest.json").read_text())
     keys = [e["example_key"] for e in manifest["examples"]]
@@ -159,6 +161,7 @@ def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationCo
         context.log.info(f"[{index + 1}/{len(keys)}] augmented {key}")
     write_text_atomic(out_dir / "manifest.json", json.dumps({"seed": config.seed, "features": settings.to_dict(),
                                                              "examples": entries}, indent=1))
+    storage.publish(features_dir, out_dir)
     listening = _listening_samples(storage, rendered_dir, keys, pool, config.seed) if config.listening_samples else []
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(metadata={
@@ -204,6 +207,7 @@ def _listening_samples(storage: StorageResource, rendered_dir: Path, keys: list[
         path = out_dir / f"{preset}.mp3"
         write_mp3(path, audio, sample_rate, {})
         written.append(str(path.relative_to(storage.root)))
+    storage.publish(out_dir)
     return written
 
 

@@ -53,7 +53,7 @@ def _model_checks_spec(name: str) -> list[dg.AssetCheckSpec]:
 
 
 def _latest(storage: StorageResource, dataset: str) -> tuple[dict, pd.DataFrame]:
-    manifest = latest_manifest(storage.dataset_dir(dataset))
+    manifest = latest_manifest(storage.fetch(storage.dataset_dir(dataset)))
     if manifest is None:
         raise dg.Failure(description=f"{dataset} has no snapshot yet: materialize it first")
     return manifest, read_snapshot(storage.dataset_dir(dataset), manifest["snapshot_id"])
@@ -169,7 +169,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
     moves to it only when it beats the champion on the same test split and passes its checks."""
     manifest, table = _latest(storage, "drum_hits")
     registry = mlflow.registry()
-    contributed = latest_manifest(storage.dataset_dir("contributed_hits"))
+    contributed = latest_manifest(storage.fetch(storage.dataset_dir("contributed_hits")))
     # New contributions teach the hi-hat rules even when the local hits have not changed.
     contributions_tag = {"contributions_snapshot": contributed["snapshot_id"] if contributed else "none"}
     skip = _already_trained(context, config, registry, DRUM_MODEL_NAME, manifest, contributions_tag)
@@ -213,7 +213,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
 
 def contributed_training_hits(storage: StorageResource) -> pd.DataFrame:
     """Accepted community hi-hat hits of the train split, labelled like local hits (for the threshold rules)."""
-    root = storage.dataset_dir("contributed_hits")
+    root = storage.fetch(storage.dataset_dir("contributed_hits"))
     if latest_manifest(root) is None:
         return pd.DataFrame()
     table = read_snapshot(root)

@@ -2,24 +2,82 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import dagster as dg
+from pydantic import PrivateAttr
+
+from pipeline_project.datasets.anonymize import load_or_create_secret
+from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
 
 class StorageResource(dg.ConfigurableResource):
     """Data root and its folders.
 
-    data_root: local folder holding everything the pipeline writes (default: `data/` in the project,
-    overridden by $PIPELINE_DATA_ROOT).
+    data_root: folder holding everything the pipeline writes (default: `data/` in the project, overridden by
+    $PIPELINE_DATA_ROOT), or an object-store URL such as `s3://bucket/prefix`. With a URL, assets work in a
+    local mirror (`mirror_dir`) and exchange folders with the store through `fetch` and `publish`; with a
+    folder both do nothing.
+    mirror_dir: where a remote data root is mirrored on this machine (default
+    `~/.cache/pipeline_project/mirror/<hash of the URL>`; `default_resources` takes $PIPELINE_MIRROR_DIR).
     """
 
     data_root: str
+    mirror_dir: str | None = None
+    _mirror: ObjectStoreMirror | None = PrivateAttr(default=None)
+
+    @property
+    def is_remote(self) -> bool:
+        return is_remote_url(self.data_root)
 
     @property
     def root(self) -> Path:
-        return Path(self.data_root).resolve()
+        """The local folder the pipeline's files live in: the data root itself, or its mirror."""
+        if not self.is_remote:
+            return Path(self.data_root).resolve()
+        if self.mirror_dir:
+            return Path(self.mirror_dir).resolve()
+        digest = hashlib.sha256(self.data_root.rstrip("/").encode()).hexdigest()[:16]
+        return Path.home() / ".cache" / "pipeline_project" / "mirror" / digest
+
+    def _remote(self) -> ObjectStoreMirror:
+        if self._mirror is None:
+            self._mirror = ObjectStoreMirror(self.data_root, self.root)
+        return self._mirror
+
+    def _relative(self, path: Path) -> str:
+        relative = Path(path).resolve().relative_to(self.root).as_posix()
+        return "" if relative == "." else relative
+
+    def fetch(self, path: Path, pattern: str | None = None) -> Path:
+        """Bring the remote folder or file at `path` (a path under `root`) into the mirror, only the files whose
+        name matches `pattern` if given; returns `path`. Does nothing for a local data root."""
+        if self.is_remote:
+            self._remote().fetch(self._relative(path), pattern)
+        return path
+
+    def publish(self, *paths: Path) -> None:
+        """Upload what changed under each folder or file, and remove remotely what was fetched and is now gone
+        locally. Does nothing for a local data root."""
+        if self.is_remote:
+            for path in paths:
+                self._remote().publish(self._relative(path))
+
+    def location(self, path: Path) -> str:
+        """Where `path` lives for a person reading metadata: the object-store URL, or the local path."""
+        if not self.is_remote:
+            return str(path)
+        relative = self._relative(path)
+        return f"{self.data_root.rstrip('/')}/{relative}" if relative else self.data_root
+
+    def list_files(self, folder: Path) -> list[str]:
+        """Paths (relative to `folder`) of the files under it, read from the store itself when remote."""
+        if self.is_remote:
+            relative = self._relative(folder)
+            return sorted(key[len(relative) + 1:] for key in self._remote().listing(relative))
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
 
     @property
     def incoming(self) -> Path:
@@ -78,5 +136,25 @@ class StorageResource(dg.ConfigurableResource):
 
     def song_keys_with(self, filename: str) -> list[str]:
         """Partition keys whose lake folder holds `filename` (i.e. whose stage finished)."""
+        if self.is_remote:
+            return sorted(path.split("/")[0] for path in self.list_files(self.lake / "songs") if path.count("/") == 1
+                          and path.endswith("/" + filename))
         songs = self.lake / "songs"
         return sorted(p.name for p in songs.iterdir() if (p / filename).exists()) if songs.is_dir() else []
+
+    def fetch_incoming(self, hint: str | None) -> Path:
+        """Bring the drop folder's file `hint` (a path relative to it) into the mirror, or the whole folder
+        without a hint or when the hint points outside it; returns the drop folder."""
+        candidate = (self.incoming / hint).resolve() if hint else None
+        if candidate is not None and self.incoming.resolve() in candidate.parents:
+            self.fetch(candidate)
+        else:
+            self.fetch(self.incoming)
+        return self.incoming
+
+    def anonymization_secret(self) -> bytes:
+        """The key behind every exported id ($PIPELINE_ANON_SECRET, else made once under the data root)."""
+        self.fetch(self.secret_path.parent)
+        secret = load_or_create_secret(self.secret_path)
+        self.publish(self.secret_path.parent)
+        return secret

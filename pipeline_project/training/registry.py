@@ -128,7 +128,10 @@ class Registry:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             return experiment.experiment_id
-        location = Path(self.artifact_root).resolve().as_uri() + f"/{name}" if self.artifact_root else None
+        location = None
+        if self.artifact_root:  # a folder, or an object-store URL such as s3://bucket/prefix/mlflow/artifacts
+            base = self.artifact_root if "://" in self.artifact_root else Path(self.artifact_root).resolve().as_uri()
+            location = f"{base.rstrip('/')}/{name}"
         return self.client.create_experiment(name, artifact_location=location)
 
     def champion_version(self, model_name: str):
