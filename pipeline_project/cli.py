@@ -44,6 +44,24 @@ def _failure_reason(result) -> str:
     return "failed"
 
 
+def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int) -> list[list[str]]:
+    """The pending songs in runs: songs with no stage done yet that sit next to each other in the partitions'
+    `order` share a run, up to `size` of them (a run covers a contiguous range of partitions); any other
+    pending song, one begun earlier, gets a run of its own that resumes it."""
+    batches: list[list[str]] = []
+    current: list[str] = []
+    for key in order:
+        if key in fresh and len(current) < size:
+            current.append(key)
+            continue
+        if current:
+            batches.append(current)
+        current = [key] if key in fresh else []
+        if key in pending and key not in fresh:
+            batches.append([key])
+    return batches + ([current] if current else [])
+
+
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
@@ -56,7 +74,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
+    from pipeline_project.assets.partitions import SOURCE_FILE_TAG, batch_tags, songs_partitions, songs_per_run
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
@@ -88,20 +106,39 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     pending = sorted(key for key in found if missing[key])
     _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, {len(found) - len(pending)} already done")
 
-    processed, failed = [], []
-    for index, key in enumerate(pending, 1):
-        name = found[key][0].name
-        resumed = len(missing[key]) < len(stages)
-        _say(f"[{index}/{len(pending)}] {name} (partition {key})"
-             + (f": resuming at {', '.join(s.to_user_string() for s in missing[key])}" if resumed else ""))
-        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
-                                             asset_selection=missing[key] if resumed else None,
-                                             tags={SOURCE_FILE_TAG: str(found[key][0].relative_to(storage.incoming))})
-        if result.success:
-            processed.append(name)
-        else:
-            failed.append((name, _failure_reason(result)))
-            _say(f"    failed: {failed[-1][1]}")
+    def source(key: str) -> str:
+        return str(found[key][0].relative_to(storage.incoming))
+
+    processed, failed, position = [], [], 0
+    fresh = {key for key in pending if len(missing[key]) == len(stages)}
+    order = instance.get_dynamic_partitions(songs_partitions.name)
+    for batch in song_batches(order, fresh, set(pending), songs_per_run(len(fresh))):
+        if len(batch) > 1:
+            _say(f"[{position + 1}-{position + len(batch)}/{len(pending)}] {len(batch)} new songs in one run "
+                 f"({found[batch[0]][0].name} ... {found[batch[-1]][0].name})")
+            result = song_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
+                                                 tags=batch_tags({key: source(key) for key in batch}))
+            if result.success:
+                processed += [found[key][0].name for key in batch]
+                position += len(batch)
+                continue
+            _say(f"    the batch stopped ({_failure_reason(result)}): its songs go on one to a run")
+            done_per_stage = {stage: _materialized_keys(instance, stage) for stage in stages}
+            missing.update({key: [stage for stage in stages if key not in done_per_stage[stage]] for key in batch})
+        for key in batch:
+            position += 1
+            name = found[key][0].name
+            resumed = len(missing[key]) < len(stages)
+            _say(f"[{position}/{len(pending)}] {name} (partition {key})"
+                 + (f": resuming at {', '.join(s.to_user_string() for s in missing[key])}" if resumed else ""))
+            result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
+                                                 asset_selection=missing[key] if resumed else None,
+                                                 tags={SOURCE_FILE_TAG: source(key)})
+            if result.success:
+                processed.append(name)
+            else:
+                failed.append((name, _failure_reason(result)))
+                _say(f"    failed: {failed[-1][1]}")
 
     if songs_only:
         _summary(storage, None, processed, failed, time.perf_counter() - started, latest_manifest)

@@ -32,7 +32,7 @@ from pipeline_project.jobs import (
 from pipeline_project.object_store import is_remote_url
 from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
-from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor
+from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor, split_failed_batches
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def build_definitions(resources: dict | None = None) -> dg.Definitions:
         executor=default_executor(),
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
-        sensors=[new_songs_sensor, contributions_sensor, datasets_automation_sensor],
+        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, datasets_automation_sensor],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),
     )

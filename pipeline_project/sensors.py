@@ -1,6 +1,15 @@
+import json
+
 import dagster as dg
 
-from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
+from pipeline_project.assets.partitions import (
+    PER_SONG_STAGES,
+    SOURCE_FILE_TAG,
+    SOURCE_FILES_TAG,
+    batch_tags,
+    songs_partitions,
+    songs_per_run,
+)
 from pipeline_project.audio.ingest import scan_incoming
 from pipeline_project.jobs import contributions_job, song_pipeline_job
 from pipeline_project.resources import StorageResource
@@ -16,14 +25,46 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
     if not new_keys:
         return dg.SensorResult(skip_reason=f"no new songs in {storage.incoming} ({len(found)} known)")
     context.log.info(f"{len(new_keys)} new songs: {', '.join(found[k][0].name for k in new_keys)}")
+    # The new partitions are added in this order, after every known one, so each batch is a contiguous range.
+    size = songs_per_run(len(new_keys))
+    batches = [new_keys[i:i + size] for i in range(0, len(new_keys), size)]
     return dg.SensorResult(
         run_requests=[
-            dg.RunRequest(partition_key=key, run_key=key,
-                          tags={SOURCE_FILE_TAG: str(found[key][0].relative_to(storage.incoming))})
-            for key in new_keys
+            dg.RunRequest(partition_key=batch[0] if len(batch) == 1 else None, run_key=batch[0] if len(batch) == 1 else f"{batch[0]}..{batch[-1]}",
+                          tags=batch_tags({key: str(found[key][0].relative_to(storage.incoming)) for key in batch}))
+            for batch in batches
         ],
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
+
+
+RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
+
+
+@dg.run_failure_sensor(request_job=song_pipeline_job, default_status=dg.DefaultSensorStatus.RUNNING,
+                       minimum_interval_seconds=30)
+def split_failed_batches(context: dg.RunFailureSensorContext):
+    """When a run over a batch of songs fails (one bad song stops its batch at that stage), requests one run
+    per song of the batch for the stages it still lacks: the bad song then fails on its own partition, with its
+    own file and reason, and the others finish."""
+    run = context.dagster_run
+    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    if not start or not end or not (run.asset_selection or set()) <= {dg.AssetKey(s) for s in PER_SONG_STAGES}:
+        return dg.SkipReason(f"run {run.run_id} covered one song or other assets: nothing to split")
+    order = context.instance.get_dynamic_partitions(songs_partitions.name)
+    if start not in order or end not in order:
+        return dg.SkipReason(f"run {run.run_id}: its songs are no longer partitions")
+    keys = order[order.index(start):order.index(end) + 1]
+    done = {stage: set(context.instance.get_materialized_partitions(dg.AssetKey(stage))) for stage in PER_SONG_STAGES}
+    files = json.loads(run.tags.get(SOURCE_FILES_TAG, "{}"))
+    requests = []
+    for key in keys:
+        lacking = [dg.AssetKey(stage) for stage in PER_SONG_STAGES if key not in done[stage]]
+        if lacking:
+            requests.append(dg.RunRequest(partition_key=key, run_key=f"{run.run_id}:{key}", asset_selection=lacking,
+                                          tags={SOURCE_FILE_TAG: files[key]} if key in files else {}))
+    context.log.info(f"batch run {run.run_id} failed: {len(requests)} of its {len(keys)} songs go on one to a run")
+    return requests
 
 
 @dg.sensor(job=contributions_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)

@@ -7,14 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline_project.assets.partitions import PER_SONG_STAGES
 from pipeline_project.audio.io import write_mp3
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
 
-
 # The per-song stages, in pipeline order: one song partition each.
-PER_SONG_ASSETS = ("song_audio", "song_stems", "song_analysis", "song_theory")
+PER_SONG_ASSETS = PER_SONG_STAGES
 
 
 def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: float = 120.0, seed: int = 1,

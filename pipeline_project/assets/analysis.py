@@ -7,7 +7,7 @@ import dagster as dg
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.analysis.plots import analysis_plot
 from pipeline_project.analysis.theory import analyze_theory, chord_timeline_markdown
-from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.audio.io import read_audio, write_bytes_atomic, write_text_atomic
@@ -15,14 +15,19 @@ from pipeline_project.resources import StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="3", deps=[song_stems])
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="3", deps=[song_stems],
+          backfill_policy=SONG_BATCHES)
 @retry_transient_failures
 def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode, a chord and bass note
     per beat, sections, and integrated and short-term loudness with the loudness range, each with a
     confidence, computed from the stems (see `analysis.mir`); the metadata shows a plot of the waveform with
     beats and sections, and the separator that made the stems."""
-    song_dir = storage.song_dir(context.partition_key)
+    return for_each_song(context, lambda key: analyse_one_song(storage, key))
+
+
+def analyse_one_song(storage: StorageResource, key: str) -> dict:
+    song_dir = storage.song_dir(key)
     storage.fetch(song_dir / "stems")
     storage.fetch(song_dir, pattern="*.json")
     stems = {}
@@ -37,7 +42,7 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     storage.publish(song_dir)
     separator = storage.read_json(song_dir / "stems.json")
     tempi = [bpm for _, bpm in result["tempo_curve"]]
-    return dg.MaterializeResult(metadata={
+    return {
         "tempo_bpm": result["tempo_bpm"],
         "tempo_confidence": result["tempo_confidence"],
         "tempo_range_bpm": f"{min(tempi):.1f}-{max(tempi):.1f}" if tempi else "",
@@ -55,16 +60,21 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
         "plot": dg.MetadataValue.md(f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_file": dg.MetadataValue.path(storage.location(song_dir / "analysis.png")),
         "seconds": round(seconds, 2),
-    })
+    }
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="3", deps=[song_analysis])
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="3", deps=[song_analysis],
+          backfill_policy=SONG_BATCHES)
 @retry_transient_failures
 def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named
     progressions, cadences with a strength, harmonic complexity, syncopation, metric hierarchy, rhythmic
     complexity and genre cues (see `analysis.theory`)."""
-    song_dir = storage.fetch(storage.song_dir(context.partition_key), pattern="*.json")
+    return for_each_song(context, lambda key: theory_of_one_song(storage, key))
+
+
+def theory_of_one_song(storage: StorageResource, key: str) -> dict:
+    song_dir = storage.fetch(storage.song_dir(key), pattern="*.json")
     result = analyze_theory(storage.read_json(song_dir / "analysis.json"))
     write_text_atomic(song_dir / "theory.json", json.dumps(result, indent=1))
     storage.publish(song_dir)
@@ -73,7 +83,7 @@ def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         cadence_counts[cadence["type"]] = cadence_counts.get(cadence["type"], 0) + 1
     analysis = storage.read_json(song_dir / "analysis.json")
     genres = result["genre_cues"]["genres"]
-    return dg.MaterializeResult(metadata={
+    return {
         "key": result["key"],
         "tempo_bpm": analysis["tempo_bpm"],
         "time_signature": analysis["time_signature"],
@@ -89,4 +99,4 @@ def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> 
         "metric_hierarchy_correlation": result["metric_hierarchy"]["hierarchy_correlation"],
         "rhythmic_complexity": result["rhythmic_complexity"]["complexity"],
         "genre_cues": dg.MetadataValue.json(dict(list(genres.items())[:3])),
-    })
+    }

@@ -3,7 +3,7 @@ import time
 
 import dagster as dg
 
-from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
+from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, scan_incoming
 from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
@@ -11,14 +11,18 @@ from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1")
+@dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1",
+          backfill_policy=SONG_BATCHES)
 @retry_transient_failures
 def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Decodes the song file with this content hash, reads its tags and stores canonical audio
     (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are
     moved to the quarantine folder with a reason file, and this partition fails naming the file and reason."""
-    key = context.partition_key
-    hint = context.run.tags.get(SOURCE_FILE_TAG)
+    return for_each_song(context, lambda key: decode_one_song(context, storage, key))
+
+
+def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource, key: str) -> dict:
+    hint = source_file_hint(context, key)
     files = find_song_files(storage.fetch_incoming(hint), key, hint)
     if not files:
         raise dg.Failure(
@@ -37,7 +41,7 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
         context.log.error(f"{source.name}: {exc.reason}; moved to {moved[0]}")
         raise dg.Failure(
             description=f"{source.name}: {exc.reason} (moved to {moved[0]})",
-            metadata={"file": source.name, "reason": exc.reason, "quarantined_as": str(moved[0])},
+            metadata={"file": source.name, "reason": exc.reason, "quarantined_as": str(moved[0]), "partition": key},
             allow_retries=False,
         ) from exc
 
@@ -57,11 +61,11 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     if len(files) > 1:
         context.log.info(f"{len(files)} files share this content: {', '.join(p.name for p in files)}")
     context.log.info(f"decoded {source.name}: {decoded.duration_s:.1f} s, tags {sorted(decoded.tags)}")
-    return dg.MaterializeResult(metadata={
+    return {
         "file": source.name,
         "duration_s": round(decoded.duration_s, 2),
         "source_format": decoded.source_format,
         "source_sample_rate": decoded.source_sample_rate,
         "tags": dg.MetadataValue.json(decoded.tags),
         "decode_seconds": round(time.perf_counter() - started, 3),
-    })
+    }

@@ -5,7 +5,7 @@ import dagster as dg
 import soundfile as sf
 
 from pipeline_project.assets.ingestion import song_audio
-from pipeline_project.assets.partitions import songs_partitions
+from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.io import write_text_atomic
 from pipeline_project.resources import SeparatorResource, StorageResource
@@ -19,13 +19,17 @@ SEPARATION_POD_RESOURCES = {"dagster-k8s/config": {"container_config": {"resourc
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="2",
-          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES)
+          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES, backfill_policy=SONG_BATCHES)
 @retry_transient_failures
 def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource) -> dg.MaterializeResult:
     """Drums, bass, other and vocals stems (FLAC) of the song, by Demucs when weights are available, else by
     the DSP fallback, in windows of about two minutes so memory stays flat for long songs. The metadata says which
     separator and which weights (sha256) made them."""
-    song_dir = storage.fetch(storage.song_dir(context.partition_key))
+    return for_each_song(context, lambda key: separate_one_song(context, storage, separator, key))
+
+
+def separate_one_song(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str) -> dict:
+    song_dir = storage.fetch(storage.song_dir(key))
     duration = sf.info(str(song_dir / "audio.flac")).duration
     started = time.perf_counter()
     separation = separator.separate_file(song_dir / "audio.flac", song_dir / "stems", logger=context.log)
@@ -34,9 +38,9 @@ def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, sepa
     write_text_atomic(song_dir / "stems.json", json.dumps(description, indent=1))
     storage.publish(song_dir)
     context.log.info(f"separated {duration:.1f} s in {seconds:.1f} s with {separation.separator}")
-    return dg.MaterializeResult(metadata={
+    return {
         **{k: v for k, v in description.items() if v is not None and not isinstance(v, (dict, list))},
         "stems": ", ".join(STEM_NAMES),
         "seconds": round(seconds, 2),
         "real_time_factor": round(seconds / duration, 3),
-    })
+    }
