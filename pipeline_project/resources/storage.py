@@ -144,12 +144,13 @@ class StorageResource(dg.ConfigurableResource):
 
     def fetch_incoming(self, hint: str | None) -> Path:
         """Bring the drop folder's file `hint` (a path relative to it) into the mirror, or the whole folder
-        without a hint or when the hint points outside it; returns the drop folder."""
+        without a hint, when the hint points outside it or names no file; returns the drop folder."""
         candidate = (self.incoming / hint).resolve() if hint else None
         if candidate is not None and self.incoming.resolve() in candidate.parents:
             self.fetch(candidate)
-        else:
-            self.fetch(self.incoming)
+            if candidate.exists():
+                return self.incoming
+        self.fetch(self.incoming)  # no hint, or the file was renamed since: the song is found by its content
         return self.incoming
 
     def anonymization_secret(self) -> bytes:
