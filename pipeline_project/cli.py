@@ -24,10 +24,6 @@ def _say(message: str) -> None:
     print(f"[pipeline] {message}", flush=True)
 
 
-def _materialized_keys(instance, asset_key) -> set[str]:
-    return set(instance.get_materialized_partitions(asset_key))
-
-
 def _never_materialized(instance, asset_keys) -> bool:
     return any(instance.get_latest_materialization_event(key) is None for key in asset_keys)
 
@@ -74,7 +70,13 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     import dagster as dg
 
-    from pipeline_project.assets.partitions import SOURCE_FILE_TAG, batch_tags, songs_partitions, songs_per_run
+    from pipeline_project.assets.partitions import (
+        SOURCE_FILE_TAG,
+        batch_tags,
+        songs_partitions,
+        songs_per_run,
+        stages_lacking,
+    )
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
@@ -101,8 +103,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
         _say(f"added {len(new_keys)} song partitions")
     song_job = defs.resolve_job_def("song_pipeline_job")
     stages = sorted(song_job.asset_layer.selected_asset_keys)
-    done_per_stage = {stage: _materialized_keys(instance, stage) for stage in stages}
-    missing = {key: [stage for stage in stages if key not in done_per_stage[stage]] for key in found}
+    missing = stages_lacking(instance, found, stages)
     pending = sorted(key for key in found if missing[key])
     _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, {len(found) - len(pending)} already done")
 
@@ -123,8 +124,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
                 position += len(batch)
                 continue
             _say(f"    the batch stopped ({_failure_reason(result)}): its songs go on one to a run")
-            done_per_stage = {stage: _materialized_keys(instance, stage) for stage in stages}
-            missing.update({key: [stage for stage in stages if key not in done_per_stage[stage]] for key in batch})
+            missing.update(stages_lacking(instance, batch, stages))
         for key in batch:
             position += 1
             name = found[key][0].name
@@ -170,6 +170,7 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason in failed:
         print(f"songs failed:            {name}: {reason}")
+    storage.fetch(storage.lake / "songs", pattern="theory.json")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
     for name in ("song_features", "synthetic_examples", "drum_hits"):

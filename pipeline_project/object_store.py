@@ -73,8 +73,8 @@ class ObjectStoreMirror:
         self.base = self.base.rstrip("/")
         self.local_root = Path(local_root)
         self.local_root.mkdir(parents=True, exist_ok=True)
-        # Files this process has seen in the mirror after a fetch: only these may be deleted remotely by a
-        # publish, so a folder that was fetched in part (JSON only, say) never loses the rest.
+        # Remote files this process fetched or published: only these may be deleted remotely by a publish, so a
+        # folder that was fetched in part (JSON only, say) never loses the rest.
         self._known: set[str] = set()
 
     def _remote_path(self, relative: str) -> str:
@@ -112,6 +112,7 @@ class ObjectStoreMirror:
         for key, (size, modified) in self.listing(relative).items():
             if pattern and not fnmatch.fnmatch(PurePosixPath(key).name, pattern):
                 continue
+            self._known.add(key)
             local = self._local(key)
             if not self._same(local, size, modified):
                 local.parent.mkdir(parents=True, exist_ok=True)
@@ -124,10 +125,9 @@ class ObjectStoreMirror:
                 finally:
                     Path(temporary).unlink(missing_ok=True)
                 downloaded += 1
-        self._known.update(self._local_files(relative, pattern))
         return downloaded
 
-    def _local_files(self, relative: str, pattern: str | None = None) -> set[str]:
+    def _local_files(self, relative: str) -> set[str]:
         top = self._local(relative)
         if top.is_file():
             candidates: Iterable[Path] = [top]
@@ -138,7 +138,7 @@ class ObjectStoreMirror:
         files = set()
         for path in candidates:
             key = path.relative_to(self.local_root).as_posix()
-            if not is_temporary(key) and (not pattern or fnmatch.fnmatch(path.name, pattern)):
+            if not is_temporary(key):
                 files.add(key)
         return files
 

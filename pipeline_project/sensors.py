@@ -4,11 +4,14 @@ import dagster as dg
 
 from pipeline_project.assets.partitions import (
     PER_SONG_STAGES,
+    RANGE_END_TAG,
+    RANGE_START_TAG,
     SOURCE_FILE_TAG,
     SOURCE_FILES_TAG,
     batch_tags,
     songs_partitions,
     songs_per_run,
+    stages_lacking,
 )
 from pipeline_project.audio.ingest import scan_incoming
 from pipeline_project.jobs import contributions_job, song_pipeline_job
@@ -28,17 +31,17 @@ def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
     # The new partitions are added in this order, after every known one, so each batch is a contiguous range.
     size = songs_per_run(len(new_keys))
     batches = [new_keys[i:i + size] for i in range(0, len(new_keys), size)]
+    run_requests = []
+    for batch in batches:
+        tags = batch_tags({key: str(found[key][0].relative_to(storage.incoming)) for key in batch})
+        if len(batch) == 1:
+            run_requests.append(dg.RunRequest(partition_key=batch[0], run_key=batch[0], tags=tags))
+        else:
+            run_requests.append(dg.RunRequest(run_key=f"{batch[0]}..{batch[-1]}", tags=tags))
     return dg.SensorResult(
-        run_requests=[
-            dg.RunRequest(partition_key=batch[0] if len(batch) == 1 else None, run_key=batch[0] if len(batch) == 1 else f"{batch[0]}..{batch[-1]}",
-                          tags=batch_tags({key: str(found[key][0].relative_to(storage.incoming)) for key in batch}))
-            for batch in batches
-        ],
+        run_requests=run_requests,
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
-
-
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 @dg.run_failure_sensor(request_job=song_pipeline_job, default_status=dg.DefaultSensorStatus.RUNNING,
@@ -48,18 +51,16 @@ def split_failed_batches(context: dg.RunFailureSensorContext):
     per song of the batch for the stages it still lacks: the bad song then fails on its own partition, with its
     own file and reason, and the others finish."""
     run = context.dagster_run
-    start, end = run.tags.get(RANGE_START), run.tags.get(RANGE_END)
+    start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
     if not start or not end or not (run.asset_selection or set()) <= {dg.AssetKey(s) for s in PER_SONG_STAGES}:
         return dg.SkipReason(f"run {run.run_id} covered one song or other assets: nothing to split")
     order = context.instance.get_dynamic_partitions(songs_partitions.name)
     if start not in order or end not in order:
         return dg.SkipReason(f"run {run.run_id}: its songs are no longer partitions")
     keys = order[order.index(start):order.index(end) + 1]
-    done = {stage: set(context.instance.get_materialized_partitions(dg.AssetKey(stage))) for stage in PER_SONG_STAGES}
     files = json.loads(run.tags.get(SOURCE_FILES_TAG, "{}"))
     requests = []
-    for key in keys:
-        lacking = [dg.AssetKey(stage) for stage in PER_SONG_STAGES if key not in done[stage]]
+    for key, lacking in stages_lacking(context.instance, keys, [dg.AssetKey(s) for s in PER_SONG_STAGES]).items():
         if lacking:
             requests.append(dg.RunRequest(partition_key=key, run_key=f"{run.run_id}:{key}", asset_selection=lacking,
                                           tags={SOURCE_FILE_TAG: files[key]} if key in files else {}))

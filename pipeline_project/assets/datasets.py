@@ -68,8 +68,8 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource, d
     """One anonymized row per analysed song: tempo (5 BPM steps), key, genre tag (from a fixed list), loudness,
     harmony and rhythm statistics; split by song; k-anonymous over tempo, key, duration bucket and genre
     (rarer rows coarsened, then suppressed)."""
-    songs, keys = [], storage.song_keys_with("theory.json")
     storage.fetch(storage.lake / "songs", pattern="*.json")
+    songs, keys = [], storage.song_keys_with("theory.json")
     for key in keys:
         song_dir = storage.song_dir(key)
         songs.append({"key": key, **{name: storage.read_json(song_dir / f"{name}.json") for name in ("song", "stems", "analysis", "theory")}})

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import dagster as dg
 
+from pipeline_project.assets.metadata import markdown_table
+
 # One partition per song, keyed by a short content hash of its file (see audio.io.content_hash).
 songs_partitions = dg.DynamicPartitionsDefinition(name="songs")
 
@@ -26,6 +28,8 @@ PER_SONG_STAGES = ("song_audio", "song_stems", "song_analysis", "song_theory")
 # the file of a one-song run, or {partition key: file} for a batch.
 SOURCE_FILE_TAG = "pipeline_project/source_file"
 SOURCE_FILES_TAG = "pipeline_project/source_files"
+# Dagster's tags for a run over a range of partitions.
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 SONGS_PER_RUN = int(os.environ.get("PIPELINE_SONGS_PER_RUN", "25"))
 PROGRESS_EVERY = 5
@@ -35,6 +39,12 @@ SONG_BATCHES = dg.BackfillPolicy.multi_run(max_partitions_per_run=SONGS_PER_RUN)
 def songs_per_run(new_songs: int) -> int:
     """Songs per run for a drop of `new_songs`: one each for a few, batches for a backfill."""
     return SONGS_PER_RUN if new_songs > SONGS_PER_RUN else 1
+
+
+def stages_lacking(instance, keys, stages: list[dg.AssetKey]) -> dict[str, list[dg.AssetKey]]:
+    """For each song partition in `keys`, the `stages` (in the order given) it has no materialization of."""
+    done = {stage: set(instance.get_materialized_partitions(stage)) for stage in stages}
+    return {key: [stage for stage in stages if key not in done[stage]] for key in keys}
 
 
 def source_file_hint(context, key: str) -> str | None:
@@ -50,8 +60,7 @@ def batch_tags(files: dict[str, str]) -> dict[str, str]:
     keys = list(files)
     if len(keys) == 1:
         return {SOURCE_FILE_TAG: files[keys[0]]}
-    return {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
-            SOURCE_FILES_TAG: json.dumps(files, separators=(",", ":"))}
+    return {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1], SOURCE_FILES_TAG: json.dumps(files, separators=(",", ":"))}
 
 
 def for_each_song(context, process: Callable[[str], dict]) -> dg.MaterializeResult:
@@ -69,6 +78,5 @@ def for_each_song(context, process: Callable[[str], dict]) -> dg.MaterializeResu
         if index % PROGRESS_EVERY == 0 or index == len(keys):  # every log line is an event in the instance
             context.log.info(f"{index} of {len(keys)} songs done")
     columns = list(dict.fromkeys(name for row in rows for name in row))
-    table = "\n".join(["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
-                      + ["| " + " | ".join(str(row.get(name, "")).replace("|", "/") for name in columns) + " |" for row in rows])
-    return dg.MaterializeResult(metadata={"songs": len(keys), "batch": dg.MetadataValue.md(table)})
+    table = markdown_table(columns, [[row.get(name, "") for name in columns] for row in rows])
+    return dg.MaterializeResult(metadata={"songs": len(keys), "batch": table})

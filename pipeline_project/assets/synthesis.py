@@ -6,6 +6,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field
 
+from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
 from pipeline_project.audio.io import read_audio, write_audio, write_mp3, write_text_atomic
@@ -36,12 +37,6 @@ class AugmentationConfig(dg.Config):
     window_min_s: float = Field(1.0, description="Shortest window, in seconds.")
     window_max_s: float = Field(3.0, description="Longest window, in seconds.")
     listening_samples: bool = Field(True, description="Write a 60 s listening sample per preset next to the dataset.")
-
-
-def _md_table(header: list[str], rows: list[list]) -> dg.MetadataValue:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
-    return dg.MetadataValue.md("\n".join(lines))
 
 
 @dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="2",
@@ -91,9 +86,9 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
         "x_real_time": round(audio_seconds / max(seconds, 1e-9), 1),
         "soundfonts": ", ".join(catalog),
         "seed": config.seed,
-        "sources": _md_table(["source", "format", "origin", "licence"], [[s.source_id if s.kind != "user" else s.source_id[:21],
+        "sources": markdown_table(["source", "format", "origin", "licence"], [[s.source_id if s.kind != "user" else s.source_id[:21],
                                                                           s.format, s.origin, s.licence] for s in sources]),
-        "examples_table": _md_table(["example", "source", "SoundFonts", "programs (part: family program@SoundFont)"],
+        "examples_table": markdown_table(["example", "source", "SoundFonts", "programs (part: family program@SoundFont)"],
                                     [[e["example_key"], e["source_id"][:40], ", ".join(e["soundfonts"]),
                                       "; ".join(f"{p}: {v}" for p, v in e["voices"].items())] for e in entries]),
     })
@@ -172,7 +167,7 @@ def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationCo
         "seed": config.seed,
         "log_mel": dg.MetadataValue.json(settings.to_dict()),
         "listening_samples": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in listening) or "none"),
-        "chains": _md_table(["augmented example", "from", "presets", "chain"], table_rows),
+        "chains": markdown_table(["augmented example", "from", "presets", "chain"], table_rows),
     })
 
 

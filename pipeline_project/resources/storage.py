@@ -135,10 +135,8 @@ class StorageResource(dg.ConfigurableResource):
         return json.loads(path.read_text())
 
     def song_keys_with(self, filename: str) -> list[str]:
-        """Partition keys whose lake folder holds `filename` (i.e. whose stage finished)."""
-        if self.is_remote:
-            return sorted(path.split("/")[0] for path in self.list_files(self.lake / "songs") if path.count("/") == 1
-                          and path.endswith("/" + filename))
+        """Partition keys whose lake folder holds `filename` (i.e. whose stage finished), in the local folder:
+        with a remote root, `fetch` the songs' `filename` first."""
         songs = self.lake / "songs"
         return sorted(p.name for p in songs.iterdir() if (p / filename).exists()) if songs.is_dir() else []
 
