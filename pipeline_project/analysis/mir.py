@@ -1,9 +1,10 @@
 """Tempo, beats, key, chords per beat and loudness from separated stems.
 
-The pulse is tracked on the drums stem (the mix when there are no drums), onsets on drums + bass, harmony
+The pulse is tracked on the drums stem (the mix when there are no drums) with a noise-robust onset envelope
+(see `pulse_envelope`), onsets on drums + bass, harmony
 on other + vocals (drums add noise to chroma, and a separated bass stem carries the recording's
 low-frequency noise), the bass note per beat on the bass stem. Chords are major/minor triad templates
-matched to beat-synchronous chroma; the key weighs the Albrecht-Shanahan profiles against how often each
+matched to beat-synchronous chroma, leaning toward the triad on the bass note; the key weighs the Albrecht-Shanahan profiles against how often each
 key's tonic and dominant chords sound, and the chords then lean slightly toward the key's own. Downbeats
 and the time signature come from where accents of the pitched parts and kicks fall in the beat grid.
 """
@@ -33,12 +34,18 @@ KEY_SOFTMAX_TEMPERATURE = 0.05
 TONIC_CHORD_WEIGHT = 0.5
 DOMINANT_CHORD_WEIGHT = 0.25
 DIATONIC_CHORD_BONUS = 0.03  # in cosine similarity: decides only between templates that fit a beat almost equally
+BASS_ROOT_BONUS = 0.05  # likewise, for the triads built on the beat's bass note
 NO_CHORD_ENERGY = 1e-3
 METER_CANDIDATES = (2, 3, 4)
 LONGER_BAR_MARGIN = 1.25  # a bar of 4 must show 25 % more downbeat contrast than a bar of 2 to be chosen
 AUDIBLE_STEM_DB = -30.0
 BASS_PROMINENCE = 1.5  # the bass note's chroma must be 1.5x the next pitch class's
 METER_SOFTMAX_TEMPERATURE = 0.25
+PULSE_BANDS = 64
+PULSE_FFT = 2048
+NOISE_FLOOR_PERCENTILE = 20  # a band's noise floor: the level it stays above 80 % of the time
+PULSE_PERIODS_S = (0.4, 2.0)  # beat and bar periods a band's flux is searched for (30-150 BPM beats)
+BAND_WEIGHT_POWER = 4  # sharpens the band weights so that the few bands with a clear pulse dominate
 
 
 def _mono(stereo: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -48,6 +55,37 @@ def _mono(stereo: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate != ANALYSIS_RATE:
         mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=ANALYSIS_RATE, res_type="soxr_hq")
     return mono.astype(np.float32)
+
+
+def pulse_envelope(mono: np.ndarray) -> np.ndarray:
+    """Onset envelope for beat tracking that keeps its pulse under steady noise and long reverberation.
+
+    Each mel band is measured against its own noise floor (log of power over the floor), so a band drowned
+    in noise adds flux near zero instead of noise-sized flux; then each band's positive flux is weighted by
+    how periodic it is (the highest normalized autocorrelation at beat and bar periods), raised to
+    BAND_WEIGHT_POWER. Under a crowd or an arena's tail only a few bands (kick, snare, hi-hat) keep a
+    pulse, and this envelope is made of them; librosa's default envelope averages every band equally, and
+    under -5 dB of pink noise its tempo falls back to the prior's 120 BPM.
+    """
+    import librosa
+
+    power = librosa.feature.melspectrogram(y=mono, sr=ANALYSIS_RATE, n_fft=PULSE_FFT, hop_length=HOP, n_mels=PULSE_BANDS)
+    floor = np.percentile(power, NOISE_FLOOR_PERCENTILE, axis=1, keepdims=True)
+    level = np.log1p(power / (floor + 1e-10))
+    flux = np.maximum(0.0, np.diff(level, axis=1, prepend=level[:, :1]))
+    # A centred frame hears an onset half a window before it happens; delaying the flux by that much puts
+    # its peaks on the onsets, as librosa's onset_strength does.
+    delay = PULSE_FFT // (2 * HOP)
+    flux = np.pad(flux, ((0, 0), (delay, 0)))[:, : level.shape[1]]
+    shortest, longest = (int(p * ANALYSIS_RATE / HOP) for p in PULSE_PERIODS_S)
+    if flux.shape[1] <= longest:
+        return flux.mean(axis=0)
+    autocorrelation = librosa.autocorrelate(flux - flux.mean(axis=1, keepdims=True), max_size=longest + 1, axis=1)
+    periodicity = np.clip(autocorrelation[:, shortest:].max(axis=1) / (autocorrelation[:, 0] + 1e-12), 0.0, None)
+    weights = periodicity ** BAND_WEIGHT_POWER
+    if weights.sum() <= 1e-12:
+        return flux.mean(axis=0)
+    return (weights @ flux) / weights.sum()
 
 
 def estimate_key(chroma_profile: np.ndarray) -> tuple[str, str, float, list[float]]:
@@ -91,14 +129,15 @@ def chord_similarities(chroma: np.ndarray, beat_frames: np.ndarray) -> tuple[np.
 
 def label_chords(similarity: np.ndarray, energy: np.ndarray, prior: np.ndarray | None = None) -> list[dict]:
     """One chord label per beat, with the template's cosine similarity as confidence. `prior` (one value per
-    template) is added to the similarities before the best is picked."""
+    template, or one row per beat) is added to the similarities before the best is picked."""
     labels, _ = triad_templates()
+    priors = np.zeros_like(similarity) if prior is None else np.broadcast_to(prior, similarity.shape)
     chords = []
-    for scores, beat_energy in zip(similarity, energy):
+    for scores, beat_prior, beat_energy in zip(similarity, priors, energy):
         if beat_energy < NO_CHORD_ENERGY:
             chords.append({"chord": "N", "confidence": 1.0})
             continue
-        best = int(np.argmax(scores if prior is None else scores + prior))
+        best = int(np.argmax(scores + beat_prior))
         chords.append({"chord": labels[best], "confidence": round(float(scores[best]), 4)})
     return chords
 
@@ -117,6 +156,19 @@ def diatonic_prior(tonic: str, mode: str) -> np.ndarray:
     root = PITCH_NAMES.index(tonic)
     wanted = {f"{PITCH_NAMES[(root + step) % 12]}:{quality}" for step, quality in DIATONIC[mode]}
     return np.array([DIATONIC_CHORD_BONUS if label in wanted else 0.0 for label in labels])
+
+
+def bass_root_prior(bass_notes: list[str | None]) -> np.ndarray:
+    """(beats, templates): BASS_ROOT_BONUS for the triads whose root is the beat's bass note. Most chords
+    stand in root position, so where two triads fit a beat's chroma about as well (C major and A minor
+    share two notes), the one built on the bass wins."""
+    labels, _ = triad_templates()
+    roots = np.array([PITCH_NAMES.index(label.split(":")[0]) for label in labels])
+    prior = np.zeros((len(bass_notes), len(labels)))
+    for beat, note in enumerate(bass_notes):
+        if note is not None:
+            prior[beat, roots == PITCH_NAMES.index(note)] = BASS_ROOT_BONUS
+    return prior
 
 
 def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
@@ -229,13 +281,13 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
     rhythm = _mono(stems["drums"] + stems["bass"], sample_rate)
     harmony = _mono(stems["other"] + stems["vocals"], sample_rate)
 
-    pulse_envelope = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP)
-    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
+    pulse_strength = pulse_envelope(pulse)
+    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_strength, sr=ANALYSIS_RATE, hop_length=HOP)
     tempo = float(np.atleast_1d(tempo)[0])
     beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     # Pulse clarity: how much of the onset energy sits on the tracked beats.
-    on_beat = pulse_envelope[beat_frames].mean() if len(beat_frames) else 0.0
-    tempo_confidence = float(np.clip(on_beat / (pulse_envelope.mean() * 3 + 1e-9), 0.0, 1.0))
+    on_beat = pulse_strength[beat_frames].mean() if len(beat_frames) else 0.0
+    tempo_confidence = float(np.clip(on_beat / (pulse_strength.mean() * 3 + 1e-9), 0.0, 1.0))
 
     onset_envelope = librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_frames = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
@@ -244,10 +296,12 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
 
     chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
     similarity, energy = chord_similarities(chroma, beat_frames)
-    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy))
-    chords = label_chords(similarity, energy, diatonic_prior(tonic, mode))
     bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
-    for chord, note in zip(chords, bass_per_beat(bass_chroma, beat_frames)):
+    bass_notes = bass_per_beat(bass_chroma, beat_frames)
+    root_prior = bass_root_prior(bass_notes)
+    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy, root_prior))
+    chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
+    for chord, note in zip(chords, bass_notes):
         chord["bass"] = note
 
     # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
