@@ -10,6 +10,8 @@ import pandas as pd
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES
 
 LABEL_COLUMN = "label"
+GROUP_COLUMN = "group_id"
+RELATIVE_FEATURES = ("SustainMs", "SizzleE", "BodyE", "centroid_hz", "decay_db_per_s", "flatness")
 
 
 @dataclass
@@ -28,10 +30,18 @@ class Evaluation:
 
 
 def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
-    """Model input: the feature columns, log-compressed where they span orders of magnitude."""
+    """Model input: the feature columns, log-compressed where they span orders of magnitude, and each of
+    RELATIVE_FEATURES also measured against the other hits of its song (`GROUP_COLUMN`; the whole table when
+    there is none): how many standard deviations from the song's median. Kits differ in how long and how
+    bright every hit is, but within one kit an open hi-hat rings longer and brighter than a closed one."""
     features = table[list(FEATURE_NAMES)].astype("float64").copy()
     for column in ("BodyE", "SizzleE", "GeoMean", "low_energy"):
         features[column] = np.log10(features[column].clip(lower=0) + 1e-6)
+    groups = table[GROUP_COLUMN] if GROUP_COLUMN in table else pd.Series(0, index=table.index)
+    for column in RELATIVE_FEATURES:
+        by_song = features[column].groupby(groups, observed=True)
+        spread = by_song.transform("std").fillna(0.0)
+        features[f"{column}_in_song"] = (features[column] - by_song.transform("median")) / (spread + 1e-9)
     return features
 
 
