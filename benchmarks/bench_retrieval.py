@@ -79,12 +79,7 @@ def render_track(name: str, index: int, soundfonts: dict) -> tuple[np.ndarray, i
 
 
 def concert(audio: np.ndarray, rate: int, seed: int, pool: NoisePool, snr_db: float | None = None) -> np.ndarray:
-    record = sample_chain(["concert"], seed=seed, pool_ids=pool.ids())
-    if snr_db is not None:
-        for step in record["steps"]:
-            if step["name"] == "noise":
-                step["snr_db"] = float(snr_db)
-    return apply_chain(audio, rate, record, pool).audio
+    return apply_chain(audio, rate, sample_chain(["concert"], seed=seed, pool_ids=pool.ids(), snr_db=snr_db), pool).audio
 
 
 def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool, variants: int) -> tuple[np.ndarray, np.ndarray]:

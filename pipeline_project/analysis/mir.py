@@ -1,12 +1,12 @@
 """Tempo, beats, key, chords per beat and loudness from separated stems.
 
 The pulse is tracked on the drums stem (the mix when there are no drums) with a noise-robust onset envelope
-(see `pulse_envelope`), onsets on drums + bass, harmony
-on other + vocals (drums add noise to chroma, and a separated bass stem carries the recording's
-low-frequency noise), the bass note per beat on the bass stem. Chords are major/minor triad templates
-matched to beat-synchronous chroma, leaning toward the triad on the bass note; the key weighs the Albrecht-Shanahan profiles against how often each
-key's tonic and dominant chords sound, and the chords then lean slightly toward the key's own. Downbeats
-and the time signature come from where accents of the pitched parts and kicks fall in the beat grid.
+(`pulse_envelope`), onsets on drums + bass, harmony on other + vocals (drums add noise to chroma, and a
+separated bass stem carries the recording's low-frequency noise), the bass note per beat on the bass stem.
+Chords are major/minor triad templates matched to beat-synchronous chroma, leaning toward the triad on the
+bass note; the key weighs the Albrecht-Shanahan profiles against how often each key's tonic and dominant
+chords sound, and the chords then lean slightly toward the key's own. Downbeats and the time signature come
+from where accents of the pitched parts and kicks fall in the beat grid.
 """
 
 from __future__ import annotations

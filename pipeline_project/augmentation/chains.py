@@ -91,8 +91,10 @@ def _noise_step(rng: np.random.Generator, kind: str, snr_db: float, pool_ids: li
     return step
 
 
-def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list[str] | None = None) -> dict:
-    """One chain combining the named presets, every parameter drawn from `seed`."""
+def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list[str] | None = None,
+                 snr_db: float | None = None) -> dict:
+    """One chain combining the named presets, every parameter drawn from `seed`; `snr_db`, when given, replaces
+    the drawn SNR of the noise step (every other parameter stays what `seed` draws)."""
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise ValueError(f"unknown augmentation preset(s) {unknown}; choose from {list(PRESETS)}")
@@ -137,6 +139,10 @@ def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list
     if "codec" in wanted:
         steps.append({"name": "mp3", "vbr_quality": _r(rng.uniform(6.5, 9.5), 2)})
     steps.append({"name": "limiter", "threshold_db": -1.0, "release_ms": 100.0})
+    if snr_db is not None:
+        for step in steps:
+            if step["name"] == "noise":
+                step["snr_db"] = float(snr_db)
     return {"seed": int(seed), "presets": list(presets), "steps": steps}
 
 
