@@ -14,7 +14,7 @@ Targets: the embedding's top-1 at 0 dB >= 75% and at least Chromaprint's at ever
 at most 1 point of top-1 at 0 dB.
 
     make bench-setup
-    .venv/bin/python benchmarks/bench_retrieval.py [--train-tracks 150] [--catalog-tracks 32] [--steps 3000]   (about 40 min on 2 cores)
+    .venv/bin/python benchmarks/bench_retrieval.py [--train-tracks 300] [--catalog-tracks 32] [--steps 3000]   (about 35 min on 2 cores)
 """
 
 from __future__ import annotations
@@ -82,8 +82,10 @@ def concert(audio: np.ndarray, rate: int, seed: int, pool: NoisePool, snr_db: fl
     return apply_chain(audio, rate, sample_chain(["concert"], seed=seed, pool_ids=pool.ids(), snr_db=snr_db), pool).audio
 
 
-def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool, variants: int) -> tuple[np.ndarray, np.ndarray]:
-    clean_windows, degraded_windows = [], []
+def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool,
+                   variants: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clean and concert windows of the same moments, and the track of each pair."""
+    clean_windows, degraded_windows, owners = [], [], []
     for index, (audio, rate) in enumerate(tracks):
         clean = log_mel(audio, rate, SETTINGS)
         for variant in range(variants):
@@ -92,7 +94,8 @@ def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool, varian
             for start in range(0, frames - PAIR_FRAMES + 1, PAIR_FRAMES // 4):
                 clean_windows.append(clean[:, start: start + PAIR_FRAMES])
                 degraded_windows.append(degraded[:, start: start + PAIR_FRAMES])
-    return np.stack(clean_windows), np.stack(degraded_windows)
+                owners.append(index)
+    return np.stack(clean_windows), np.stack(degraded_windows), np.array(owners)
 
 
 def make_queries(tracks: dict[str, tuple[np.ndarray, int]], pool: NoisePool, per_track: int) -> dict[int, list]:
@@ -155,7 +158,7 @@ def chromaprint_ranks(catalog: dict[str, np.ndarray], queries: list, folder: Pat
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-tracks", type=int, default=150)
+    parser.add_argument("--train-tracks", type=int, default=300)
     parser.add_argument("--catalog-tracks", type=int, default=32)
     parser.add_argument("--variants", type=int, default=3, help="concert renditions of each training track")
     parser.add_argument("--queries", type=int, default=4, help="queries per catalog track and SNR")
@@ -176,9 +179,9 @@ def main() -> None:
           f"{', '.join(sorted(soundfonts))} in {time.perf_counter() - started:.0f} s")
 
     started = time.perf_counter()
-    clean, degraded = training_pairs(train_tracks, pool, args.variants)
+    clean, degraded, owners = training_pairs(train_tracks, pool, args.variants)
     settings = EmbeddingSettings(steps=args.steps, batch_size=args.batch_size)
-    model, losses = train_embedding(clean, degraded, settings)
+    model, losses = train_embedding(clean, degraded, settings, tracks=owners)
     print(f"trained on {len(clean)} pairs of two-second windows from {len(train_tracks)} tracks, {settings.steps} steps, "
           f"loss {losses[0]} -> {losses[-1]}, {time.perf_counter() - started:.0f} s")
 

@@ -9,7 +9,7 @@ import dagster as dg
 from pipeline_project.datasets.snapshots import write_snapshot
 from pipeline_project.datasets.tables import SONG_FEATURE_COLUMNS
 from pipeline_project.definitions import build_definitions, default_resources
-from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
+from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, spectral_contrast, train_embedding
 from pipeline_project.training.retrieval import (
     OnnxEmbedder,
     build_index,
@@ -46,13 +46,15 @@ def degrade(image: np.ndarray, seed: int) -> np.ndarray:
 @pytest.fixture(scope="module")
 def trained():
     tracks = fake_tracks(8, 200, seed=0)
-    clean, degraded = [], []
+    clean, degraded, owners = [], [], []
     for index, image in enumerate(tracks.values()):
         noisy = degrade(image, seed=index)
         for start in range(0, 200 - 86, 8):
             clean.append(image[:, start: start + 86])
             degraded.append(noisy[:, start: start + 86])
-    model, losses = train_embedding(np.stack(clean), np.stack(degraded), EmbeddingSettings(steps=60, batch_size=32, seed=1))
+            owners.append(index)
+    model, losses = train_embedding(np.stack(clean), np.stack(degraded), EmbeddingSettings(steps=60, batch_size=32, seed=1),
+                                    tracks=np.array(owners))
     return tracks, model, losses
 
 
@@ -77,6 +79,17 @@ def test_embedding_training_is_seeded_and_identifies_tracks_through_degradation(
     assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     # The network normalizes each window: a louder or quieter query embeds the same.
     assert np.allclose(embed(model, queries[:3] + 15.0), vectors, atol=1e-4)
+
+
+def test_the_contrast_view_drops_a_smooth_spectral_envelope_and_keeps_a_peak():
+    import torch
+
+    bands = np.arange(N_MELS, dtype=np.float32)
+    window = np.tile((-0.5 * bands)[:, None], (1, WINDOW_FRAMES))  # a steady tilt, as an EQ or a crowd adds
+    window[30] += 20.0  # one partial standing out of its neighbourhood
+    contrast = spectral_contrast(torch.from_numpy(window[None]))[0].numpy()
+    assert np.abs(contrast[5:25]).max() < 1e-4 and np.abs(contrast[36:N_MELS - 5]).max() < 1e-4
+    assert contrast[30].min() > 15.0
 
 
 def test_onnx_exports_embed_like_torch_and_int8_keeps_retrieval(trained, tmp_path):

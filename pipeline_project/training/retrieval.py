@@ -80,7 +80,14 @@ def export_onnx(model, path: str | Path, n_mels: int) -> Path:
 
 
 def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np.ndarray) -> Path:
-    """Static int8 quantization (QDQ, per-channel weights) calibrated on `calibration` windows."""
+    """Static int8 quantization (QDQ, per-channel weights) of the convolutions and dense layers, calibrated on
+    `calibration` windows.
+
+    The network's input normalization (its two views) and its first convolution stay float. That
+    convolution has 576 weights and a twentieth of the compute, and quantizing it cost the most: with it
+    in int8, the worst cosine between int8 and float embeddings of 0 dB queries was 0.9948 (0.9963 with the
+    normalization float) and the benchmark lost 2.3 points of top-1 at 0 dB; with it float, 0.9981."""
+    import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
@@ -93,9 +100,11 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np
 
     prepared = Path(int8_path).with_suffix(".prep.onnx")
     quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
+    first_convolution = next(node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv")
     try:
         quantize_static(str(prepared), str(int8_path), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        op_types_to_quantize=["Conv", "Gemm", "MatMul"], nodes_to_exclude=[first_convolution])
     finally:
         prepared.unlink(missing_ok=True)
     return Path(int8_path)
