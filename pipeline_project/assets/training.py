@@ -303,7 +303,8 @@ def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingC
     clean, degraded = windows_from_table(train_rows)
     steps = min(config.steps, max(20, config.max_passes * len(train_rows) // config.batch_size))
     settings = EmbeddingSettings(dim=config.dim, steps=steps, batch_size=config.batch_size, seed=config.seed)
-    model, losses = train_embedding(clean, degraded, settings, tracks=train_rows["track_id"].to_numpy(), log=context.log.info)
+    model, losses = train_embedding(clean, degraded, settings, tracks=train_rows["track_id"].to_numpy(),
+                                    log=context.log.info)
     retrieval = {"torch": pair_retrieval(model, evaluation_rows, config.seed)}
     example = np.ascontiguousarray(clean[:2, :, :WINDOW_FRAMES])
     with tempfile.TemporaryDirectory() as tmp:

@@ -9,8 +9,8 @@ catalog and the ONNX exports live in `training.retrieval`.
 The network sees each window twice: as it is, and with every frame's spectral envelope taken out
 (`spectral_contrast`). A crowd or an arena raises whole regions of the spectrum, and a window normalized as
 a whole is then mostly that; the contrast view keeps the partials and drum hits that stick out of their
-neighbourhood, which is what tells one moment of music from another. On the retrieval benchmark this view
-alone took top-1 at 0 dB from 0.26 to 0.53 at equal training.
+neighbourhood, which is what tells one moment of music from another. On the retrieval benchmark's
+development set this view alone took top-1 at 0 dB from 0.26 to 0.53 at equal training.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 WINDOW_FRAMES = 43  # one second at the default log-mel settings (22,050 Hz, hop 512)
@@ -49,8 +50,6 @@ CONTRAST_BANDS = 7  # the neighbourhood a mel band is compared with: about a thi
 def spectral_contrast(windows, bands: int = CONTRAST_BANDS):
     """(batch, n_mels, frames) dB -> each value minus the mean of the `bands` mel bands around it in the same
     frame: a smooth spectral envelope (EQ, a room's colour, broadband noise) becomes zero, peaks stay."""
-    import torch.nn.functional as F
-
     batch, n_mels, frames = windows.shape
     columns = windows.transpose(1, 2).reshape(batch * frames, 1, n_mels)
     envelope = F.avg_pool1d(columns, bands, stride=1, padding=bands // 2, count_include_pad=False)
@@ -90,8 +89,6 @@ def build_model(n_mels: int, settings: EmbeddingSettings = EmbeddingSettings()) 
 
 def nt_xent(anchors, positives, temperature: float):
     """Normalized-temperature cross entropy over the 2N views of a batch of N pairs."""
-    import torch.nn.functional as F
-
     views = torch.cat([anchors, positives])
     similarity = views @ views.T / temperature
     similarity.fill_diagonal_(float("-inf"))
@@ -128,8 +125,8 @@ def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: Embedding
 
     `tracks` names the track of each pair. A batch then spreads over as many tracks as it can: every other
     pair in a batch is a negative, and two pairs of one track (often the same moment through two concerts)
-    would be pushed apart where retrieval wants them together. Measured on the retrieval benchmark, one pair
-    per track took top-1 at 0 dB from 0.66 to 0.72 at equal training."""
+    would be pushed apart where retrieval wants them together. On the retrieval benchmark's development set,
+    one pair per track took top-1 at 0 dB from 0.66 to 0.72 at equal training."""
     if len(clean) < 2:
         raise ValueError(f"contrastive training needs at least 2 pairs, got {len(clean)}")
     if clean.shape[2] < WINDOW_FRAMES:
