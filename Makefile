@@ -1,22 +1,53 @@
 # pipeline_project: `make run` processes the songs in data/incoming, `make test` runs the suite.
+#
+# Every install comes from uv.lock, never from a resolver run on the day: `make run`/`make ui` install the
+# runtime set, `make test` adds the dev extra, `make bench-setup` the bench extra. `make lock` refreshes the lock
+# after a change to pyproject.toml (see README, "Setup").
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
 export DAGSTER_HOME ?= $(CURDIR)/.dagster
 export MLFLOW_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
 export HF_HUB_OFFLINE ?= 1
+# uv uses the interpreter named by PYTHON and never downloads one; the environment is .venv.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(CURDIR)/$(VENV)
+# --frozen: install exactly what uv.lock says, without resolving (and offline once installed);
+# --inexact: a target never removes what another target installed (the dev or bench extras).
+SYNC := $(UV) sync --frozen --inexact --quiet
+# Python caches each module's bytecode in __pycache__ the first time it imports it. Where
+# PYTHONDONTWRITEBYTECODE is set, every process (each Dagster run and step) would compile every module it
+# imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
+unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup run test test-servers test-slow ui validate clean-data bench-setup soundfonts
+.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts
 
-setup: $(VENV)/.installed
+$(UV): scripts/uv-requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --require-hashes --no-deps -r scripts/uv-requirements.txt
+	@touch $@
+
+# The runtime set: what running the pipeline and its UI needs.
+setup: $(UV)
+	$(SYNC)
 	@scripts/ensure_system_packages.sh
+	@$(MAKE) --no-print-directory $(VENV)/.kernels-compiled
 
-$(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required, found " + sys.version.split()[0]'
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+# The runtime set plus the dev extra: the tests, and the cluster and S3 setups they exercise.
+setup-dev: $(UV)
+	$(SYNC) --extra dev
+	@scripts/ensure_system_packages.sh
+	@$(MAKE) --no-print-directory $(VENV)/.kernels-compiled
+
+# librosa's numba kernels, compiled once and alone after an install (about a minute on 2 cores): processes
+# that compile them at the same time can leave a cache that crashes (see pipeline_project/audio/kernels.py).
+$(VENV)/.kernels-compiled: uv.lock pipeline_project/audio/kernels.py
+	$(BIN)/python -m pipeline_project.audio.kernels
 	@touch $@
 
 run: setup
@@ -26,10 +57,10 @@ run: setup
 test-servers:
 	@scripts/ensure_system_packages.sh --servers
 
-test: setup test-servers
+test: setup-dev test-servers
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: setup test-servers
+test-slow: setup-dev test-servers
 	$(BIN)/python -m pytest -m slow -q
 
 validate: setup
@@ -38,10 +69,15 @@ validate: setup
 ui: setup
 	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
+# Re-resolves every dependency set (runtime and every extra) into uv.lock. Run it after editing the
+# dependencies in pyproject.toml; `make lock UPGRADE=1` also moves every package to its newest allowed release.
+lock: $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade,)
+
 # Benchmarks: the bench extra (audiomentations, Essentia), the fluidsynth program the render benchmark compares
 # with, and Chromaprint's fpcalc, the retrieval benchmark's peer.
-bench-setup: setup
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+bench-setup: setup-dev
+	$(SYNC) --extra dev --extra bench
 	@scripts/ensure_system_packages.sh --program
 	@scripts/ensure_system_packages.sh --chromaprint
 
@@ -50,5 +86,5 @@ soundfonts:
 	@scripts/ensure_system_packages.sh --soundfonts
 
 clean-data:
-	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/.secrets
+	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/contributions data/.secrets
 	find .dagster -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

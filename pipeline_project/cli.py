@@ -3,8 +3,8 @@ features with others, or take a submission back out of the pool.
 
 Adds a partition for every new song in the drop folder (writing the demo songs first when it holds none),
 materializes the per-song assets of songs not processed yet, one run per song so a bad file fails only its
-own run, then the synthesis assets (once), the datasets with their checks, and training. It ends with a
-summary. With nothing new it does no per-song work and leaves the datasets and models as they are.
+own run (the synthesis assets, needed once, render meanwhile in a process of their own), then the datasets
+with their checks, and training. It ends with a summary. With nothing new it does no per-song work and leaves the datasets and models as they are.
 """
 
 from __future__ import annotations
@@ -61,6 +61,37 @@ def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 
 
+def _execute_in_child(defs, jobs: list[tuple[str, list | None]]) -> None:
+    """Runs `jobs` ((job name, asset keys or None for all) in turn) on this process's own instance, then exits:
+    0 when every run succeeded."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    for job_name, selection in jobs:
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False,
+                                                                   asset_selection=selection, run_config=QUIET_LOGS)
+        if not result.success:
+            _say(f"{job_name} failed: {_failure_reason(result)}")
+            break
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0 if result.success else 1)  # no atexit handlers: they belong to the parent
+
+
+def _start_in_background(defs, jobs: list[tuple[str, list | None]]):
+    """`jobs` run in a forked child process (runs of their own on the same instance), or None where forking is
+    not safe (another thread is alive) or not available: the caller then runs them itself."""
+    import multiprocessing
+
+    from pipeline_project.parallel import start_method
+
+    if start_method() != "fork":
+        return None
+    child = multiprocessing.get_context("fork").Process(target=_execute_in_child, args=(defs, jobs), name="background")
+    child.start()
+    return child
+
+
 def run(data_root: str | None = None, songs_only: bool = False) -> int:
     """Process every song not yet done, then (unless `songs_only`) render, rebuild the datasets and retrain.
     A song that an earlier run left half-done (killed, or failed at one stage) resumes at the first stage it
@@ -80,7 +111,10 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
-    from pipeline_project.synthesis.demo import write_demo_songs
+    from pipeline_project.synthesis.demo import (
+        write_demo_contribution,
+        write_demo_songs,
+    )
 
     started = time.perf_counter()
     resources = default_resources(data_root)
@@ -93,7 +127,8 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
         _say(f"{storage.location(storage.incoming)} holds no songs: writing the demo song set "
              f"(ground truth in {storage.location(storage.ground_truth)})")
         write_demo_songs(storage.incoming, storage.ground_truth / "demo", log=_say)
-        storage.publish(storage.incoming, storage.ground_truth)
+        write_demo_contribution(storage.ground_truth / "demo", storage.contributions / "incoming", log=_say)
+        storage.publish(storage.incoming, storage.ground_truth, storage.contributions)
         found = scan_incoming(storage.incoming)
 
     known = set(instance.get_dynamic_partitions(songs_partitions.name))
@@ -109,6 +144,23 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
 
     def source(key: str) -> str:
         return str(found[key][0].relative_to(storage.incoming))
+
+    # The synthetic examples do not depend on the songs: on a first run they render in a process of their own
+    # while this one works through the songs, so both cores have work.
+    synthesis_keys = [dg.AssetKey("rendered_examples"), dg.AssetKey("augmented_examples")]
+    synthesis, song_dependent = None, None
+    if not songs_only and _never_materialized(instance, synthesis_keys):
+        from pipeline_project.audio.kernels import compile_kernels
+
+        compile_kernels()  # before a second process could compile the same kernels (see audio/kernels.py)
+        # Then the datasets made from the synthetic examples alone, and the models trained on them only.
+        downstream = dg.AssetSelection.groups("datasets", "training")
+        from_songs = dg.AssetSelection.assets(*stages).downstream()
+        synthetic_only = (downstream - from_songs).resolve(defs.resolve_asset_graph())
+        synthesis = _start_in_background(defs, [("synthesis_job", None), ("datasets_and_training_job", sorted(synthetic_only))])
+        if synthesis is not None:
+            song_dependent = sorted((downstream & from_songs).resolve(defs.resolve_asset_graph()))
+            _say("rendering synthetic examples, then building their datasets and training their models, beside the songs")
 
     processed, failed, position = [], [], 0
     fresh = {key for key in pending if len(missing[key]) == len(stages)}
@@ -145,8 +197,12 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
         return 0
 
     downstream_ok = True
-    synthesis_keys = [dg.AssetKey("rendered_examples"), dg.AssetKey("augmented_examples")]
-    if _never_materialized(instance, synthesis_keys):
+    if synthesis is not None:
+        synthesis.join()
+        downstream_ok &= synthesis.exitcode == 0
+        if synthesis.exitcode != 0:
+            _say(f"the synthetic examples or their datasets failed (exit code {synthesis.exitcode}): see the runs in the UI")
+    elif _never_materialized(instance, synthesis_keys):
         _say("rendering synthetic examples with FluidSynth and augmenting them")
         result = defs.resolve_job_def("synthesis_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
         downstream_ok &= result.success
@@ -154,18 +210,39 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     final_keys = [dg.AssetKey(k) for k in ("song_features", "synthetic_examples", "drum_hits", "drum_hit_classifier")]
     if downstream_ok and (processed or _never_materialized(instance, final_keys)):
         _say("building datasets (with privacy checks) and training")
-        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
+        # After the background runs, only what depends on the songs is left to build.
+        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=song_dependent)
         downstream_ok &= result.success
         if not result.success:
             _say(f"datasets/training failed: {_failure_reason(result)}")
     elif downstream_ok:
         _say("no new songs: datasets and models are up to date")
 
-    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest)
+    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest,
+             checks=checks_summary(instance, defs))
     return 0 if downstream_ok else 1
 
 
-def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest) -> None:
+def checks_summary(instance, defs) -> list[str]:
+    """One line for the asset checks' latest results: how many passed, and each one that failed with why."""
+    passed, failures, never = 0, [], 0
+    for key in sorted(defs.resolve_asset_graph().asset_check_keys, key=lambda k: k.to_user_string()):
+        history = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        evaluation = history[0].event.dagster_event.event_specific_data if history and history[0].event else None
+        if evaluation is None:
+            never += 1
+        elif evaluation.passed:
+            passed += 1
+        else:
+            metadata = evaluation.metadata or {}
+            why = next((str(metadata[name].value) for name in ("problems", "details", "reason") if name in metadata), "")
+            failures.append(f"{key.to_user_string()} ({evaluation.severity.value.lower()}{': ' + why[:120] if why else ''})")
+    line = f"{passed} passed, {len(failures)} failed" + (f", {never} not run yet" if never else "")
+    return [line, *failures]
+
+
+def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest, checks: list[str] | None = None) -> None:
     print("\n=== pipeline_project summary ===")
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason in failed:
@@ -173,18 +250,26 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     storage.fetch(storage.lake / "songs", pattern="theory.json")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
-    for name in ("song_features", "synthetic_examples", "drum_hits"):
+    for name in ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue"):
         manifest = latest_manifest(storage.fetch(storage.dataset_dir(name), pattern="*.json"))
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
               + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
     if mlflow_resource is not None:  # None after a songs-only run: the models were not touched
         _models_summary(mlflow_resource)
+    if checks:
+        print(f"asset checks:             {checks[0]}")
+        for failure in checks[1:]:
+            print(f"  failed: {failure}")
     print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 
 def _models_summary(mlflow_resource) -> None:
     try:
-        from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
+        from pipeline_project.assets.training import (
+            DRUM_MODEL_NAME,
+            EMBEDDING_MODEL_NAME,
+            GENRE_MODEL_NAME,
+        )
 
         registry = mlflow_resource.registry()
         print("models (versions registered, champion):")

@@ -32,7 +32,13 @@ from pipeline_project.jobs import (
 from pipeline_project.object_store import is_remote_url
 from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.schedules import weekly_retraining_schedule
-from pipeline_project.sensors import contributions_sensor, datasets_automation_sensor, new_songs_sensor, split_failed_batches
+from pipeline_project.sensors import (
+    AUTOMATION_INTERVAL_SECONDS,
+    automation_sensor,
+    contributions_sensor,
+    new_songs_sensor,
+    split_failed_batches,
+)
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -110,13 +116,15 @@ def default_executor() -> dg.ExecutorDefinition:
     raise ValueError(f"PIPELINE_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
 
 
-def build_definitions(resources: dict | None = None) -> dg.Definitions:
+def build_definitions(resources: dict | None = None,
+                      automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS) -> dg.Definitions:
+    """The code location; `automation_interval_seconds` is how often the automation sensor evaluates."""
     return dg.Definitions(
         assets=ALL_ASSETS,
         executor=default_executor(),
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
-        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, datasets_automation_sensor],
+        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, automation_sensor(automation_interval_seconds)],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),
     )

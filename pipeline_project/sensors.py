@@ -81,12 +81,21 @@ def contributions_sensor(context: dg.SensorEvaluationContext, storage: StorageRe
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, tags={"pipeline_project/submissions": str(len(waiting))})])
 
 
-# Keeps the synthetic examples and the datasets up to date in the UI: rendered once when missing, datasets
-# rebuilt after new songs are analysed. Training stays on its weekly schedule.
-datasets_automation_sensor = dg.AutomationConditionSensorDefinition(
-    "datasets_automation_sensor",
-    # Training assets retrain on their own only when their dataset has grown 10% since the champion's.
-    target=dg.AssetSelection.groups("synthesis", "datasets", "training"),
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
-)
+AUTOMATION_INTERVAL_SECONDS = 60
+
+
+def automation_sensor(minimum_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS) -> dg.AutomationConditionSensorDefinition:
+    """Keeps the synthetic examples and the datasets up to date in the UI: rendered once when missing, datasets
+    rebuilt after new songs are analysed; the training assets retrain on their own when their dataset has grown
+    10 % since the champion's (beside the weekly schedule).
+
+    Evaluated on the code server (`use_user_code_server`), not in the daemon: the growth trigger is a custom
+    Python condition (automation.DatasetGrewSinceChampion), which the daemon cannot deserialize and so would
+    never evaluate."""
+    return dg.AutomationConditionSensorDefinition(
+        "datasets_automation_sensor",
+        target=dg.AssetSelection.groups("synthesis", "datasets", "training"),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        minimum_interval_seconds=minimum_interval_seconds,
+        use_user_code_server=True,
+    )

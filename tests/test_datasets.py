@@ -116,3 +116,16 @@ def test_no_group_spans_two_splits_in_the_pair_and_contribution_tables():
                     "metadata": {"tempo": 120, "genre": "rock"}} for i in range(9)]
     pool = contributions_table(submissions, b"secret")
     assert len(pool) == 36 and pool.groupby("group_id")["split"].nunique().max() == 1
+
+
+def test_k_anonymity_drops_the_mode_before_the_genre():
+    from pipeline_project.datasets.anonymize import k_anonymize
+
+    # Five songs per genre with the same coarse tempo and length, but their modes mixed: the genre (the genre
+    # classifier's label) survives, the mode goes.
+    table = pd.DataFrame({"tempo_bpm": [100, 105, 110, 100, 105] * 3, "key_tonic": ["C", "G", "D", "F", "A"] * 3,
+                          "key_mode": ["major", "minor", "major", "minor", "major"] * 3,
+                          "duration_bucket": ["<30s"] * 15, "genre": ["rock"] * 5 + ["funk"] * 5 + ["disco"] * 5})
+    anonymous, report = k_anonymize(table, 5)
+    assert report["level"] == 4 and report["suppressed_rows"] == 0 and report["k_achieved"] == 5
+    assert set(anonymous["genre"]) == {"rock", "funk", "disco"} and set(anonymous["key_mode"]) == {"*"}

@@ -223,3 +223,20 @@ def test_augmentation_presets_are_recorded_and_keep_the_audio_musical():
         assert not np.allclose(out, audio)
     with pytest.raises(ValueError, match="unknown augmentation preset"):
         sample_chain(["reverb"], 1)
+
+
+def test_examples_rendered_in_two_processes_are_the_ones_rendered_in_one(catalog, tmp_path):
+    from pipeline_project.parallel import map_in_processes
+    from pipeline_project.synthesis.examples import render_to_folder
+
+    presets = soundfont_presets(catalog)
+    specs = example_specs(all_sources(), seed=9, renderings_per_source=1, score_bars=1, groove_bars=1)[:4]
+    entries = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        entries[workers] = list(map_in_processes(render_to_folder, [(spec, catalog, presets, out) for spec in specs], workers))
+    assert entries[1] == entries[2] and [e["example_key"] for e in entries[1]] == [s.example_key for s in specs]
+    for spec in specs:
+        for name in ("mix.flac", "labels.json"):
+            one, two = (tmp_path / f"workers{w}" / spec.example_key / name for w in (1, 2))
+            assert one.read_bytes() == two.read_bytes(), (spec.example_key, name)

@@ -174,3 +174,12 @@ def test_models_retrain_when_their_dataset_grew_ten_percent_since_the_champion(t
         assert count == 1  # 12 % since the champion
         count, cursor = requested(instance, cursor)
         assert count == 0  # asked once per dataset update, not on every tick
+
+
+def test_the_genre_classifier_is_scored_on_the_validation_split_too_when_the_test_split_is_one_song():
+    from pipeline_project.training.genre_classifier import evaluation_rows
+
+    table = pd.DataFrame({"split": ["train"] * 6 + ["validation", "validation", "test"], "genre": ["rock", "funk"] * 4 + ["rock"]})
+    assert sorted(evaluation_rows(table)["split"]) == ["test", "validation", "validation"]
+    bigger = pd.concat([table, pd.DataFrame({"split": ["test"], "genre": ["funk"]})], ignore_index=True)
+    assert list(evaluation_rows(bigger)["split"]) == ["test", "test"]

@@ -3,19 +3,26 @@ import time
 from pathlib import Path
 
 import dagster as dg
-import numpy as np
 from pydantic import Field
 
 from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
-from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
-from pipeline_project.audio.io import read_audio, write_audio, write_mp3, write_text_atomic
-from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS, NoisePool, apply_chain, sample_chain
+from pipeline_project.audio.features import LogMelSettings
+from pipeline_project.audio.io import write_text_atomic
+from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS
+from pipeline_project.augmentation.corpus import (
+    AugmentationJob,
+    augment_example,
+    load_noise_pool,
+    write_listening_sample,
+)
+from pipeline_project.parallel import map_in_processes
 from pipeline_project.resources import RendererResource, StorageResource
-from pipeline_project.synthesis.examples import all_sources, example_specs, render_example
-from pipeline_project.synthesis.performance import stretch_labels
-
-LISTENING_SAMPLE_SECONDS = 60.0
+from pipeline_project.synthesis.examples import (
+    all_sources,
+    example_specs,
+    render_to_folder,
+)
 
 
 class RenderingConfig(dg.Config):
@@ -23,6 +30,8 @@ class RenderingConfig(dg.Config):
     renderings_per_source: int = Field(2, description="Examples rendered from each score source and groove style.")
     score_bars: int = Field(4, description="Length of score excerpts, in 4/4 bars.")
     groove_bars: int = Field(8, description="Length of groove examples, in bars.")
+    workers: int = Field(0, description="Processes rendering at once; 0: one per available CPU core. The examples "
+                                        "are the same whatever the number.")
 
 
 class AugmentationConfig(dg.Config):
@@ -37,6 +46,8 @@ class AugmentationConfig(dg.Config):
     window_min_s: float = Field(1.0, description="Shortest window, in seconds.")
     window_max_s: float = Field(3.0, description="Longest window, in seconds.")
     listening_samples: bool = Field(True, description="Write a 60 s listening sample per preset next to the dataset.")
+    workers: int = Field(0, description="Processes augmenting at once; 0: one per available CPU core. The examples "
+                                        "are the same whatever the number.")
 
 
 @dg.asset(group_name="synthesis", kinds={"fluidsynth", "audio"}, code_version="2",
@@ -56,24 +67,15 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
     out_dir = storage.synthetic_dir() / "rendered"
     started = time.perf_counter()
     entries, failures, audio_seconds = [], [], 0.0
-    for index, spec in enumerate(specs, 1):
-        try:
-            example = render_example(spec, catalog, presets)
-        except Exception as exc:  # one unreadable user score must not cost the other examples
-            failures.append({"source": spec.source.locator, "reason": f"{type(exc).__name__}: {exc}"})
-            context.log.error(f"[{index}/{len(specs)}] {spec.source.locator}: cannot render ({exc})")
+    jobs = [(spec, catalog, presets, out_dir) for spec in specs]
+    for index, (spec, result) in enumerate(zip(specs, map_in_processes(render_to_folder, jobs, config.workers)), 1):
+        if "failure" in result:
+            failures.append(result["failure"])
+            context.log.error(f"[{index}/{len(specs)}] {spec.source.locator}: cannot render ({result['failure']['reason']})")
             continue
-        example_dir = out_dir / spec.example_key
-        for stem, samples in example.audio.stems.items():
-            write_audio(example_dir / "stems" / f"{stem}.flac", samples, example.audio.sample_rate)
-        write_audio(example_dir / "mix.flac", example.audio.mix, example.audio.sample_rate)
-        write_text_atomic(example_dir / "labels.json", json.dumps(example.labels()))
-        voices = {part: f"{v.family} {v.program}@{v.soundfont}" for part, v in example.performance.voices.items()}
-        entries.append({"example_key": spec.example_key, "source_id": spec.source.source_id, "format": spec.source.format,
-                        "soundfonts": example.audio.soundfonts, "voices": voices, "tempo_bpm": spec.tempo_bpm,
-                        "duration_s": example.performance.duration})
-        audio_seconds += example.performance.duration
-        context.log.info(f"[{index}/{len(specs)}] {spec.example_key} from {spec.source.source_id}: {', '.join(voices.values())}")
+        entries.append(result)
+        audio_seconds += result["duration_s"]
+        context.log.info(f"[{index}/{len(specs)}] {spec.example_key} from {spec.source.source_id}: {', '.join(result['voices'].values())}")
     write_text_atomic(out_dir / "sources.json", json.dumps([s.to_dict() for s in sources], indent=1))
     write_text_atomic(out_dir / "manifest.json", json.dumps({"seed": config.seed, "examples": entries, "failures": failures}, indent=1))
     storage.publish(out_dir)
@@ -94,24 +96,6 @@ def rendered_examples(context: dg.AssetExecutionContext, config: RenderingConfig
     })
 
 
-def _noise_pool(rendered_dir: Path, keys: list[str]) -> NoisePool:
-    """Vocal stems of the rendered examples: the voices babble and crowd noise are made of."""
-    clips = {}
-    for key in keys:
-        vocals, _ = read_audio(rendered_dir / key / "stems" / "vocals.flac")
-        if np.any(vocals):
-            clips[key] = vocals
-    return NoisePool(clips)
-
-
-def _write_features(path: Path, audio: np.ndarray, sample_rate: int, settings: LogMelSettings) -> None:
-    from pipeline_project.audio.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, log_mel(audio, sample_rate, settings))
-
-
 @dg.asset(group_name="synthesis", kinds={"pedalboard", "audio"}, code_version="2", deps=[rendered_examples],
           automation_condition=dg.AutomationCondition.eager())
 @retry_transient_failures
@@ -125,39 +109,29 @@ def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationCo
     rendered_dir, out_dir, features_dir = synthetic / "rendered", synthetic / "augmented", synthetic / "features"
     manifest = json.loads((rendered_dir / "manifest.json").read_text())
     keys = [e["example_key"] for e in manifest["examples"]]
-    pool = _noise_pool(rendered_dir, keys)
     settings = LogMelSettings(n_mels=config.n_mels, hop_length=config.hop_length)
     started, audio_seconds = time.perf_counter(), 0.0
     entries, table_rows = [], []
-    for index, key in enumerate(keys):
-        mix, sample_rate = read_audio(rendered_dir / key / "mix.flac")
-        labels = json.loads((rendered_dir / key / "labels.json").read_text())
-        _write_features(features_dir / f"{key}.npy", mix, sample_rate, settings)
-        entries.append({"key": key, "variant": "clean", "source_example": key, "chain": None,
-                        "windows": random_windows(labels["duration"], config.seed + index, config.windows_per_example,
-                                                  config.window_min_s, config.window_max_s)})
-        for variant in range(config.variants_per_example):
-            presets = config.combinations[(index * config.variants_per_example + variant) % len(config.combinations)]
-            chain = sample_chain(presets, config.seed * 1000 + index * 10 + variant, pool.ids())
-            augmented = apply_chain(mix, sample_rate, chain, pool)
-            aug_key = f"{key}-a{variant}"
-            aug_labels = stretch_labels(labels, augmented.time_scale, augmented.tuning_cents)
-            write_audio(out_dir / aug_key / "mix.flac", augmented.audio, sample_rate)
-            write_text_atomic(out_dir / aug_key / "labels.json", json.dumps(aug_labels))
-            record = {"augmented_key": aug_key, "source_example": key, "chain": chain,
-                      "time_scale": augmented.time_scale, "tuning_cents": augmented.tuning_cents}
-            write_text_atomic(out_dir / aug_key / "record.json", json.dumps(record, indent=1))
-            _write_features(features_dir / f"{aug_key}.npy", augmented.audio, sample_rate, settings)
-            entries.append({"key": aug_key, "variant": "augmented", "source_example": key, "chain": chain,
-                            "windows": random_windows(aug_labels["duration"], config.seed + index * 100 + variant + 1,
-                                                      config.windows_per_example, config.window_min_s, config.window_max_s)})
-            audio_seconds += mix.shape[1] / sample_rate
-            table_rows.append([aug_key, key, " + ".join(presets), "; ".join(_describe(s) for s in chain["steps"])])
-        context.log.info(f"[{index + 1}/{len(keys)}] augmented {key}")
+    jobs = [AugmentationJob(index, key, rendered_dir, out_dir, features_dir, settings, config.seed,
+                            config.variants_per_example, config.combinations, config.windows_per_example,
+                            config.window_min_s, config.window_max_s) for index, key in enumerate(keys)]
+    pool_setup = {"initializer": load_noise_pool, "initargs": (rendered_dir, keys)}
+    for index, result in enumerate(map_in_processes(augment_example, jobs, config.workers, **pool_setup), 1):
+        entries += result["entries"]
+        audio_seconds += result["audio_seconds"]
+        table_rows += [[aug_key, keys[index - 1], " + ".join(presets), "; ".join(_describe(s) for s in chain["steps"])]
+                       for aug_key, presets, chain in result["variants"]]
+        context.log.info(f"[{index}/{len(keys)}] augmented {keys[index - 1]}")
     write_text_atomic(out_dir / "manifest.json", json.dumps({"seed": config.seed, "features": settings.to_dict(),
                                                              "examples": entries}, indent=1))
     storage.publish(features_dir, out_dir)
-    listening = _listening_samples(storage, rendered_dir, keys, pool, config.seed) if config.listening_samples else []
+    listening = []
+    if config.listening_samples:
+        listening_dir = storage.dataset_dir("synthetic_examples") / "listening"
+        samples = [(preset, rendered_dir, keys, config.seed, listening_dir / f"{preset}.mp3") for preset in ("clean", *PRESETS)]
+        listening = [str(path.relative_to(storage.root))
+                     for path in map_in_processes(write_listening_sample, samples, config.workers, **pool_setup) if path]
+        storage.publish(listening_dir)
     seconds = time.perf_counter() - started
     return dg.MaterializeResult(metadata={
         "examples": len(entries),
@@ -181,29 +155,6 @@ def _describe(step: dict) -> str:
         return f"stretch x{step['rate']} {step['cents']:+.1f} cents"
     details = ", ".join(f"{k} {v}" for k, v in step.items() if k not in ("name", "peaks") and not isinstance(v, (list, dict)))
     return f"{name} ({details})" if details else name
-
-
-def _listening_samples(storage: StorageResource, rendered_dir: Path, keys: list[str], pool: NoisePool, seed: int) -> list[str]:
-    """60 s of rendered mixes end to end, through each preset alone (and clean), as MP3s beside the dataset."""
-    pieces, total, sample_rate = [], 0, 44_100
-    for key in keys:
-        mix, sample_rate = read_audio(rendered_dir / key / "mix.flac")
-        pieces.append(mix)
-        total += mix.shape[1]
-        if total >= LISTENING_SAMPLE_SECONDS * sample_rate:
-            break
-    if not pieces:
-        return []
-    clean = np.concatenate(pieces, axis=1)[:, : int(LISTENING_SAMPLE_SECONDS * sample_rate)]
-    out_dir = storage.dataset_dir("synthetic_examples") / "listening"
-    written = []
-    for preset in ("clean", *PRESETS):
-        audio = clean if preset == "clean" else apply_chain(clean, sample_rate, sample_chain([preset], seed, pool.ids()), pool).audio
-        path = out_dir / f"{preset}.mp3"
-        write_mp3(path, audio, sample_rate, {})
-        written.append(str(path.relative_to(storage.root)))
-    storage.publish(out_dir)
-    return written
 
 
 def rendered_example_dirs(storage: StorageResource) -> list[Path]:

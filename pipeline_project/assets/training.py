@@ -239,12 +239,13 @@ def hihat_rule_presets(train_rows, test_rows) -> dict:
 def genre_classifier_model(context: dg.AssetExecutionContext, config: TrainingConfig, storage: StorageResource,
                            mlflow: MlflowResource) -> dg.MaterializeResult:
     """A genre classifier on the analysis and theory statistics of `song_features`, with the songs' genre tags
-    as weak labels; scored by macro F1 with a confusion matrix on the test split. A collection with fewer than
-    two tagged genres is not trained, and the metadata says why."""
+    as weak labels; scored by macro F1 with a confusion matrix on the test split (with the validation split
+    when the test split holds fewer than two tagged songs). A collection with fewer than two tagged genres is
+    not trained, and the metadata says why."""
     manifest, table = _latest(storage, "song_features")
     registry = mlflow.registry()
     skip = _already_trained(context, config, registry, GENRE_MODEL_NAME, manifest)
-    train_rows, test_rows = table[table["split"] == "train"], table[table["split"] == "test"]
+    train_rows, test_rows = table[table["split"] == "train"], genre_classifier.evaluation_rows(table)
     skip = skip or genre_classifier.why_not_trainable(train_rows, test_rows)
     if skip:
         return _not_trained(context, registry, GENRE_MODEL_NAME, manifest, skip)
@@ -264,7 +265,8 @@ def genre_classifier_model(context: dg.AssetExecutionContext, config: TrainingCo
             score_champion=lambda champion: genre_classifier.evaluate(champion, test_rows).macro_f1,
             minimum_gain=config.minimum_gain, files={"plots": plot},
             json_artifacts={"confusion_matrix.json": {"labels": evaluation.labels, "matrix": evaluation.confusion}},
-            checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, evaluation.test_rows, 2),
+            checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, evaluation.test_rows,
+                                 genre_classifier.MIN_TEST_SONGS),
             training_stats={"samples": len(genre_classifier.labelled(train_rows)), "songs": len(genre_classifier.labelled(train_rows)),
                             "contributors": 0},
             performance={"test_macro_f1": evaluation.macro_f1, "test_accuracy": evaluation.accuracy, "per_class": evaluation.per_class},

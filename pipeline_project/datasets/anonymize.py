@@ -82,6 +82,7 @@ QUASI_IDENTIFIERS = ("tempo_bpm", "key_tonic", "key_mode", "duration_bucket", "g
 COARSE_DURATIONS = {"<30s": "<1m", "30s-1m": "<1m", "1-2m": "1-4m", "2-4m": "1-4m", "4-8m": ">4m", ">8m": ">4m"}
 # Rows that may be suppressed at one coarsening level before the next, coarser level is tried.
 SUPPRESSION_BUDGET = 0.10
+GENERALIZATION_LEVELS = 6
 
 
 def _generalize(table, level: int):
@@ -94,7 +95,10 @@ def _generalize(table, level: int):
         table["duration_bucket"] = table["duration_bucket"].map(COARSE_DURATIONS).fillna("*")
     if level >= 3:
         table["key_tonic"] = "*"
+    # The mode goes before the genre: the genre is the genre classifier's label, the mode one feature among many.
     if level >= 4:
+        table["key_mode"] = "*"
+    if level >= 5:
         table["genre"] = "*"
     return table
 
@@ -108,16 +112,17 @@ def smallest_group(table, quasi_identifiers=QUASI_IDENTIFIERS) -> int:
 
 def k_anonymize(table, k: int, quasi_identifiers=QUASI_IDENTIFIERS):
     """(table, report): the quasi-identifiers coarsened level by level (tempo to 10 then 20 BPM, duration to
-    three buckets, key to its mode, genre dropped) until at most 10 % of the rows sit in combinations rarer
-    than `k`; those rows are suppressed. The report says the level, the rows suppressed and the k reached."""
+    three buckets, key to its mode, mode dropped, genre dropped) until at most 10 % of the rows sit in
+    combinations rarer than `k`; those rows are suppressed. The report says the level, the rows suppressed and
+    the k reached."""
     columns = list(quasi_identifiers)
     if table.empty or k <= 1:
         return table, {"k_required": k, "k_achieved": smallest_group(table, columns), "level": 0, "suppressed_rows": 0}
-    for level in range(5):
+    for level in range(GENERALIZATION_LEVELS):
         coarse = _generalize(table, level)
         sizes = coarse.groupby(columns, dropna=False)[columns[0]].transform("size")
         rare = sizes < k
-        if rare.mean() <= SUPPRESSION_BUDGET or level == 4:
+        if rare.mean() <= SUPPRESSION_BUDGET or level == GENERALIZATION_LEVELS - 1:
             kept = coarse[~rare].reset_index(drop=True)
             return kept, {"k_required": k, "k_achieved": smallest_group(kept, columns), "level": level,
                           "suppressed_rows": int(rare.sum())}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_project.audio.io import content_hash
+from pipeline_project.audio.io import content_hash, write_audio, write_text_atomic
 from pipeline_project.synthesis.arrangement import Arrangement, from_corpus, from_file
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, groove_only, meter_of, with_rhythm_section
 from pipeline_project.synthesis.instruments import Voice, choose_voices
@@ -172,3 +172,24 @@ def rebuild_example(labels: dict, catalog: dict[str, Path]) -> RenderedExample:
     fields["rubato_period_ql"] = tuple(fields["rubato_period_ql"])
     voices = {part: Voice(**v) for part, v in labels["voices"].items()}
     return render_example(ExampleSpec.from_dict(labels["spec"]), catalog, voices=voices, humanization=Humanization(**fields))
+
+
+def render_to_folder(job: tuple[ExampleSpec, dict[str, Path], dict | None, Path]) -> dict:
+    """Render one example (`job`: spec, SoundFont catalog, presets, output folder) and write its stems, mix and
+    labels under `<folder>/<example key>/`. Returns its manifest entry, or {"failure": reason} when the source
+    cannot be rendered (one unreadable user score must not cost the other examples). Module-level, so it can
+    run in a worker process (pipeline_project.parallel)."""
+    spec, catalog, presets, out_dir = job
+    try:
+        example = render_example(spec, catalog, presets)
+    except Exception as exc:
+        return {"failure": {"source": spec.source.locator, "reason": f"{type(exc).__name__}: {exc}"}}
+    example_dir = Path(out_dir) / spec.example_key
+    for stem, samples in example.audio.stems.items():
+        write_audio(example_dir / "stems" / f"{stem}.flac", samples, example.audio.sample_rate)
+    write_audio(example_dir / "mix.flac", example.audio.mix, example.audio.sample_rate)
+    write_text_atomic(example_dir / "labels.json", json.dumps(example.labels()))
+    voices = {part: f"{v.family} {v.program}@{v.soundfont}" for part, v in example.performance.voices.items()}
+    return {"example_key": spec.example_key, "source_id": spec.source.source_id, "format": spec.source.format,
+            "soundfonts": example.audio.soundfonts, "voices": voices, "tempo_bpm": spec.tempo_bpm,
+            "duration_s": example.performance.duration}

@@ -19,6 +19,7 @@ NUMERIC_FEATURES = (
     "transition_entropy_bits", "chromaticism", "rhythmic_complexity", "metric_hierarchy_correlation",
 )
 MIN_TRAIN_PER_GENRE = 2
+MIN_TEST_SONGS = 2
 
 
 @dataclass
@@ -47,6 +48,15 @@ def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
     return features
 
 
+def evaluation_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows a model is scored on: the test split, joined by the validation split when the test split holds
+    fewer than MIN_TEST_SONGS tagged songs (a small collection's 15 % may be one song). Neither was trained on."""
+    test = table[table["split"] == "test"]
+    if len(labelled(test)) >= MIN_TEST_SONGS:
+        return test
+    return table[table["split"].isin(["test", "validation"])]
+
+
 def why_not_trainable(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> str | None:
     """None when the splits can train and score a genre classifier, else the reason in words."""
     counts = labelled(train_rows)[LABEL_COLUMN].astype(str).value_counts()
@@ -55,7 +65,7 @@ def why_not_trainable(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> str 
         return (f"the train split has {len(usable)} genre(s) with at least {MIN_TRAIN_PER_GENRE} tagged songs "
                 f"({ {genre: int(n) for genre, n in counts.items()} or 'no tagged songs'}); a classifier needs two")
     if labelled(test_rows).empty:
-        return "the test split has no tagged songs to score a classifier on"
+        return "the test and validation splits have no tagged songs to score a classifier on"
     return None
 
 
