@@ -3,8 +3,9 @@ features with others, or take a submission back out of the pool.
 
 Adds a partition for every new song in the drop folder (writing the demo songs first when it holds none),
 materializes the per-song assets of songs not processed yet, one run per song so a bad file fails only its
-own run (the synthesis assets, needed once, render meanwhile in a process of their own), then the datasets
-with their checks, and training. It ends with a summary. With nothing new it does no per-song work and leaves the datasets and models as they are.
+own run, then the datasets with their checks, and training. On a first run the synthesis assets, and the
+datasets and models made from them alone, are built meanwhile in a process of their own. It ends with a
+summary. With nothing new it does no per-song work and leaves the datasets and models as they are.
 """
 
 from __future__ import annotations
@@ -111,10 +112,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
-    from pipeline_project.synthesis.demo import (
-        write_demo_contribution,
-        write_demo_songs,
-    )
+    from pipeline_project.synthesis.demo import write_demo_contribution, write_demo_songs
 
     started = time.perf_counter()
     resources = default_resources(data_root)
@@ -145,8 +143,8 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     def source(key: str) -> str:
         return str(found[key][0].relative_to(storage.incoming))
 
-    # The synthetic examples do not depend on the songs: on a first run they render in a process of their own
-    # while this one works through the songs, so both cores have work.
+    # The synthetic examples do not depend on the songs: on a first run they, and the datasets and models made
+    # from them alone, are built in a process of their own while this one works through the songs.
     synthesis_keys = [dg.AssetKey("rendered_examples"), dg.AssetKey("augmented_examples")]
     synthesis, song_dependent = None, None
     if not songs_only and _never_materialized(instance, synthesis_keys):
@@ -154,12 +152,12 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
 
         compile_kernels()  # before a second process could compile the same kernels (see audio/kernels.py)
         # Then the datasets made from the synthetic examples alone, and the models trained on them only.
-        downstream = dg.AssetSelection.groups("datasets", "training")
+        graph, downstream = defs.resolve_asset_graph(), dg.AssetSelection.groups("datasets", "training")
         from_songs = dg.AssetSelection.assets(*stages).downstream()
-        synthetic_only = (downstream - from_songs).resolve(defs.resolve_asset_graph())
-        synthesis = _start_in_background(defs, [("synthesis_job", None), ("datasets_and_training_job", sorted(synthetic_only))])
+        synthetic_only = sorted((downstream - from_songs).resolve(graph))
+        synthesis = _start_in_background(defs, [("synthesis_job", None), ("datasets_and_training_job", synthetic_only)])
         if synthesis is not None:
-            song_dependent = sorted((downstream & from_songs).resolve(defs.resolve_asset_graph()))
+            song_dependent = sorted((downstream & from_songs).resolve(graph))
             _say("rendering synthetic examples, then building their datasets and training their models, beside the songs")
 
     processed, failed, position = [], [], 0

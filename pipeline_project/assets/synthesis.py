@@ -10,19 +10,10 @@ from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings
 from pipeline_project.audio.io import write_text_atomic
 from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS
-from pipeline_project.augmentation.corpus import (
-    AugmentationJob,
-    augment_example,
-    load_noise_pool,
-    write_listening_sample,
-)
+from pipeline_project.augmentation.corpus import AugmentationJob, augment_example, load_noise_pool, write_listening_sample
 from pipeline_project.parallel import map_in_processes
 from pipeline_project.resources import RendererResource, StorageResource
-from pipeline_project.synthesis.examples import (
-    all_sources,
-    example_specs,
-    render_to_folder,
-)
+from pipeline_project.synthesis.examples import all_sources, example_specs, render_to_folder
 
 
 class RenderingConfig(dg.Config):
