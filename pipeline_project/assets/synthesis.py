@@ -119,7 +119,8 @@ def augmented_examples(context: dg.AssetExecutionContext, config: AugmentationCo
     listening = []
     if config.listening_samples:
         listening_dir = storage.dataset_dir("synthetic_examples") / "listening"
-        samples = [(preset, rendered_dir, keys, config.seed, listening_dir / f"{preset}.mp3") for preset in ("clean", *PRESETS)]
+        samples = [(preset, rendered_dir, tuple(keys), config.seed, listening_dir / f"{preset}.mp3")
+                   for preset in ("clean", *PRESETS)]
         listening = [str(path.relative_to(storage.root))
                      for path in map_in_processes(write_listening_sample, samples, config.workers, **pool_setup) if path]
         storage.publish(listening_dir)

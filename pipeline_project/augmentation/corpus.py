@@ -10,18 +10,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
 from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
-from pipeline_project.audio.io import (
-    atomic_path,
-    read_audio,
-    write_audio,
-    write_mp3,
-    write_text_atomic,
-)
+from pipeline_project.audio.io import atomic_path, read_audio, write_audio, write_mp3, write_text_atomic
 from pipeline_project.augmentation.chains import NoisePool, apply_chain, sample_chain
 from pipeline_project.synthesis.performance import stretch_labels
 
@@ -106,7 +101,8 @@ def augment_example(job: AugmentationJob) -> dict:
     return {"entries": entries, "variants": variants, "audio_seconds": audio_seconds}
 
 
-def listening_clean(rendered_dir: Path, keys: list[str]) -> tuple[np.ndarray | None, int]:
+@lru_cache(maxsize=1)  # every preset of a process hears the same clean audio: read it once
+def listening_clean(rendered_dir: Path, keys: tuple[str, ...]) -> tuple[np.ndarray | None, int]:
     """About LISTENING_SAMPLE_SECONDS of rendered mixes end to end (None when there are none)."""
     pieces, total, sample_rate = [], 0, 44_100
     for key in keys:
@@ -120,7 +116,7 @@ def listening_clean(rendered_dir: Path, keys: list[str]) -> tuple[np.ndarray | N
     return np.concatenate(pieces, axis=1)[:, : int(LISTENING_SAMPLE_SECONDS * sample_rate)], sample_rate
 
 
-def write_listening_sample(job: tuple[str, Path, list[str], int, Path]) -> Path | None:
+def write_listening_sample(job: tuple[str, Path, tuple[str, ...], int, Path]) -> Path | None:
     """`job`: (preset or "clean", rendered folder, example keys, seed, output MP3): the clean listening audio
     through that preset alone, as an MP3. None when there is nothing rendered to listen to."""
     preset, rendered_dir, keys, seed, path = job

@@ -2,7 +2,7 @@
 one community contribution made from their drum stems.
 
 The set is sized to show the whole product at its default settings: three genres of five songs each, every
-song in a major key at 100-115 BPM and under 30 s, so `song_features` reaches k = 5 (each genre's songs share
+song in a major key at 100-112 BPM and under 30 s, so `song_features` reaches k = 5 (each genre's songs share
 their coarsened tempo, mode and length) and the genre classifier has two or more tagged genres to learn from.
 Each song is written as a tagged MP3 into the drop folder; its stems and score-derived labels (beats, key,
 chords, notes) are kept as ground truth elsewhere, so the pipeline's own output can be scored against them.
