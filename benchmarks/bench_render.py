@@ -31,7 +31,7 @@ from pipeline_project.synthesis.grooves import groove_only, with_rhythm_section 
 from pipeline_project.synthesis.performance import midi_performance, perform  # noqa: E402
 from pipeline_project.synthesis.render import available_soundfonts, render  # noqa: E402
 
-PIECES = ("bach/bwv26.6", "bach/bwv165.6", "bach/bwv194.6", "bach/bwv248.12-2")
+PIECES = ("bach/bwv26.6", "bach/bwv165.6", "bach/bwv194.6", "bach/bwv244.3")
 GROOVES = ("funk", "shuffle_12_8", "waltz", "jazz_ride")
 
 

@@ -33,6 +33,7 @@ import soundfile as sf
 from pipeline_project.audio.features import LogMelSettings, log_mel
 from pipeline_project.augmentation.chains import NoisePool, apply_chain, sample_chain
 from pipeline_project.synthesis.arrangement import from_corpus
+from pipeline_project.synthesis.corpus_split import corpus_chorales, split_of
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, with_rhythm_section
 from pipeline_project.synthesis.performance import perform, sample_humanization
 from pipeline_project.synthesis.render import available_soundfonts, render
@@ -54,14 +55,10 @@ TOP1_TARGET, INT8_MAX_LOSS = 0.75, 0.01
 
 
 def chorales(count: int, skip: int) -> list[str]:
-    """Chorales in the music21 corpus, skipping those the accuracy benchmark and the tests use."""
-    from music21 import corpus
-
-    used = {"bwv1.6", "bwv2.6", "bwv3.6", "bwv4.8", "bwv5.7", "bwv6.6", "bwv8.6", "bwv9.7", "bwv11.6", "bwv13.6",
-            "bwv14.5", "bwv16.6", "bwv17.7", "bwv18.5", "bwv20.11", "bwv24.6"}
-    names = sorted({Path(str(p)).stem for p in corpus.getComposer("bach") if Path(str(p)).suffix in (".mxl", ".xml")})
-    names = [n for n in names if n.startswith("bwv") and n not in used]
-    return [f"bach/{n}" for n in names[skip: skip + count]]
+    """Chorales of the music21 corpus that are neither reserved nor in the analysis test split (the accuracy
+    benchmark's pieces)."""
+    names = [n for n in corpus_chorales() if split_of(n) != "test"]
+    return names[skip: skip + count]
 
 
 def render_track(name: str, index: int, soundfonts: dict) -> tuple[np.ndarray, int]:

@@ -246,6 +246,7 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     for name, reason in failed:
         print(f"songs failed:            {name}: {reason}")
     storage.fetch(storage.lake / "songs", pattern="theory.json")
+    print(f"analysis:                 {_analysers()}")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
     for name in ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue"):
@@ -259,6 +260,15 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
         for failure in checks[1:]:
             print(f"  failed: {failure}")
     print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+
+
+def _analysers() -> str:
+    from pipeline_project.analysis import learned
+
+    if not learned.available():
+        return "DSP path (no learned analysers in pipeline_project/models; make train-analysis)"
+    versions = learned.load().versions
+    return "learned analysers, shipped " + ", ".join(f"{name} {version}" for name, version in versions.items())
 
 
 def _models_summary(mlflow_resource) -> None:

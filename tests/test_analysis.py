@@ -22,7 +22,7 @@ from pipeline_project.synthesis.render import render
 @pytest.fixture(scope="module")
 def rendered_chorale():
     # The whole chorale: its first phrases dwell on the dominant, so an excerpt has no single right key.
-    arrangement = with_rhythm_section(from_corpus("bach/bwv86.6"), "rock", seed=2)
+    arrangement = with_rhythm_section(from_corpus("bach/bwv45.7"), "rock", seed=2)
     performance = perform(arrangement, 110, seed=2, humanization=STEADY_TEMPO)
     return performance, render(performance)
 

@@ -160,7 +160,7 @@ def test_stems_are_loudness_normalized_and_sum_to_the_limited_mix(catalog):
 
 
 def test_performance_labels_cover_the_issue_list():
-    arrangement = with_rhythm_section(from_corpus("bach/bwv277.krn", max_ql=8), "funk", seed=2)
+    arrangement = with_rhythm_section(from_corpus("bach/bwv366.krn", max_ql=8), "funk", seed=2)
     labels = perform(arrangement, 100, seed=2).labels()
     assert labels["kern"].startswith("!!") or "**kern" in labels["kern"]
     assert {"notes", "beats", "downbeats", "time_signature", "tempo_curve", "key", "chords", "drum_hits"} <= set(labels)

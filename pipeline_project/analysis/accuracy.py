@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 TARGETS = {"beat_f": 0.90, "key": 0.85, "chord_majmin": 0.75}
+MIR_EVAL_QUALITIES = ("maj", "min", "dim", "aug", "sus4", "7", "maj7", "min7", "hdim7", "dim7")
 
 
 def mir_chord(label: str) -> str:
@@ -19,7 +20,7 @@ def mir_chord(label: str) -> str:
     if label == "N":
         return "N"
     root, quality = label.split(":")
-    return f"{root}:{quality}" if quality in ("maj", "min", "dim", "aug") else "X"
+    return f"{root}:{quality}" if quality in MIR_EVAL_QUALITIES else "X"
 
 
 def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, float]:

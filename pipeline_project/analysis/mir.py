@@ -219,9 +219,7 @@ def find_meter(beat_features: np.ndarray, onset_phases: np.ndarray) -> dict:
     # Confidence: the chosen bar length's share of a softmax over every candidate's best contrast.
     weights = {b: np.exp(c / METER_SOFTMAX_TEMPERATURE) for b, (c, _) in best_per_bar.items()}
     confidence = float(weights[bar] / sum(weights.values()))
-    thirds = np.mean(np.minimum(np.abs(onset_phases - 1 / 3), np.abs(onset_phases - 2 / 3)) < 0.06) if len(onset_phases) else 0.0
-    halves = np.mean(np.abs(onset_phases - 0.5) < 0.06) if len(onset_phases) else 0.0
-    compound = bool(thirds > 3 * halves and thirds > 0.25 and bar in (2, 4))
+    compound = is_compound(onset_phases, bar)
     signature = f"{bar * 3}/8" if compound else f"{bar}/4"
     return {"beats_per_bar": bar, "downbeat_phase": int(phase), "time_signature": signature, "confidence": round(confidence, 4)}
 
@@ -269,8 +267,22 @@ def _audible(stem: np.ndarray, mix: np.ndarray) -> bool:
     return float(np.mean(stem.astype(np.float64) ** 2)) > float(np.mean(mix.astype(np.float64) ** 2)) * 10 ** (AUDIBLE_STEM_DB / 10)
 
 
-def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
-    """Analysis of one song from its stems; every estimate comes with a confidence."""
+def is_compound(onset_phases: np.ndarray, beats_per_bar: int) -> bool:
+    """Beats divided in three: onsets near 1/3 and 2/3 of a beat far more often than near 1/2."""
+    if not len(onset_phases) or beats_per_bar not in (2, 4):
+        return False
+    thirds = np.mean(np.minimum(np.abs(onset_phases - 1 / 3), np.abs(onset_phases - 2 / 3)) < 0.06)
+    halves = np.mean(np.abs(onset_phases - 0.5) < 0.06)
+    return bool(thirds > 3 * halves and thirds > 0.25)
+
+
+def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None) -> dict:
+    """Analysis of one song from its stems; every estimate comes with a confidence.
+
+    With `models` (an `analysis.learned.ModelSet`), beats, downbeats, metre, chords, bass notes and keys
+    (the song's and each bar's) come from the learned analysers run on the mix, and `models` in the result
+    names their versions; without, from the DSP path below. Onsets, loudness and sections are DSP either way.
+    """
     import librosa
 
     mix = np.sum([stems[name] for name in stems], axis=0)
@@ -280,40 +292,49 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
     pulse = _mono(stems["drums"] if has_drums else mix, sample_rate)
     rhythm = _mono(stems["drums"] + stems["bass"], sample_rate)
     harmony = _mono(stems["other"] + stems["vocals"], sample_rate)
-
-    pulse_strength = pulse_envelope(pulse)
-    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_strength, sr=ANALYSIS_RATE, hop_length=HOP)
-    tempo = float(np.atleast_1d(tempo)[0])
-    beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_RATE, hop_length=HOP)
-    # Pulse clarity: how much of the onset energy sits on the tracked beats.
-    on_beat = pulse_strength[beat_frames].mean() if len(beat_frames) else 0.0
-    tempo_confidence = float(np.clip(on_beat / (pulse_strength.mean() * 3 + 1e-9), 0.0, 1.0))
+    full = _mono(mix, sample_rate)
 
     onset_envelope = librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_frames = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_times = librosa.frames_to_time(onset_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_strengths = onset_envelope[onset_frames] / (onset_envelope.max() + 1e-9)
 
-    chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
-    similarity, energy = chord_similarities(chroma, beat_frames)
-    bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
-    bass_notes = bass_per_beat(bass_chroma, beat_frames)
-    root_prior = bass_root_prior(bass_notes)
-    tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy, root_prior))
-    chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
-    for chord, note in zip(chords, bass_notes):
-        chord["bass"] = note
+    if models is not None:
+        from pipeline_project.analysis.learned import analyze_learned
 
-    # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
-    # drum lands there.
-    loudness = librosa.feature.rms(y=harmony, hop_length=HOP)[0]
-    kick = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16)
-    evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
-    meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
-    downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
+        learned = analyze_learned(models, full)
+        beat_times, downbeat_times = learned["beat_times"], learned["downbeat_times"]
+        beat_frames = librosa.time_to_frames(beat_times, sr=ANALYSIS_RATE, hop_length=HOP)
+        bar = learned["beats_per_bar"]
+        meter = {"beats_per_bar": bar, "confidence": learned["meter_confidence"],
+                 "time_signature": f"{bar * 3}/8" if is_compound(beat_positions(onset_times, beat_times)[1], bar) else f"{bar}/4"}
+        tempo, tempo_confidence = learned["tempo_bpm"], learned["tempo_confidence"]
+        tonic, mode, key_confidence = learned["key_tonic"], learned["key_mode"], learned["key_confidence"]
+        chords = [{k: v for k, v in c.items() if k != "time"} for c in learned["chords"]]
+        chroma = librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)  # for sections
+        extra = {"local_keys": learned["local_keys"], "models": learned["models"], "analyser": "learned"}
+    else:
+        beat_times, beat_frames, tempo, tempo_confidence = _dsp_beats(pulse)
+        chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
+        similarity, energy = chord_similarities(chroma, beat_frames)
+        bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
+        bass_notes = bass_per_beat(bass_chroma, beat_frames)
+        root_prior = bass_root_prior(bass_notes)
+        tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy, root_prior))
+        chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
+        for chord, note in zip(chords, bass_notes):
+            chord["bass"] = note
+        # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
+        # drum lands there.
+        loudness = librosa.feature.rms(y=harmony, hop_length=HOP)[0]
+        kick = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16)
+        evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
+        meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
+        downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
+        extra = {"local_keys": [{"start": 0.0, "end": round(mix.shape[1] / sample_rate, 4), "tonic": tonic, "mode": mode}],
+                 "models": {}, "analyser": "dsp"}
     curve, stability = tempo_curve(beat_times, downbeat_times)
 
-    full = _mono(mix, sample_rate)
     timbre = librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:]
     per_beat = librosa.util.sync(np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean)
     sections = find_sections(per_beat, [0.0, *beat_times], mix.shape[1] / sample_rate)
@@ -338,7 +359,21 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int) -> dict:
         "chords": [{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)],
         **song_loudness(mix, sample_rate),
         "sections": sections,
+        **extra,
     }
+
+
+def _dsp_beats(pulse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(beat times, beat frames, tempo, tempo confidence) from the noise-robust pulse envelope."""
+    import librosa
+
+    pulse_strength = pulse_envelope(pulse)
+    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_strength, sr=ANALYSIS_RATE, hop_length=HOP)
+    tempo = float(np.atleast_1d(tempo)[0])
+    beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_RATE, hop_length=HOP)
+    # Pulse clarity: how much of the onset energy sits on the tracked beats.
+    on_beat = pulse_strength[beat_frames].mean() if len(beat_frames) else 0.0
+    return beat_times, beat_frames, tempo, float(np.clip(on_beat / (pulse_strength.mean() * 3 + 1e-9), 0.0, 1.0))
 
 
 def _around(envelope: np.ndarray, frames: np.ndarray, width: int) -> np.ndarray:

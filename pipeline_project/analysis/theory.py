@@ -23,7 +23,11 @@ from pipeline_project.pitches import PITCH_CLASS
 TONIC, SUBDOMINANT, DOMINANT = "T", "S", "D"
 FUNCTION_OF_DEGREE = {1: TONIC, 6: TONIC, 3: TONIC, 4: SUBDOMINANT, 2: SUBDOMINANT, 5: DOMINANT, 7: DOMINANT}
 # Intervals above the root, as music21 names them, so chord tones get their proper spelling (E# not F).
-CHORD_INTERVALS = {"maj": ("M3", "P5"), "min": ("m3", "P5"), "dim": ("m3", "d5"), "aug": ("M3", "A5")}
+CHORD_INTERVALS = {"maj": ("M3", "P5"), "min": ("m3", "P5"), "dim": ("m3", "d5"), "aug": ("M3", "A5"), "sus4": ("P4", "P5"),
+                   "7": ("M3", "P5", "m7"), "maj7": ("M3", "P5", "M7"), "min7": ("m3", "P5", "m7"),
+                   "hdim7": ("m3", "d5", "m7"), "dim7": ("m3", "d5", "d7")}
+# The triad a seventh (or suspended) chord stands on, for diatonic membership and numeral case.
+TRIAD_OF = {"7": "maj", "maj7": "maj", "min7": "min", "hdim7": "dim", "dim7": "dim", "sus4": "maj"}
 # Diatonic triads as (semitones above the tonic, quality); minor keys admit the raised-leading-tone V and vii.
 DIATONIC = {
     "major": {(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"), (11, "dim")},
@@ -79,7 +83,7 @@ def _interval(chord_label: str, tonic: str) -> tuple[int, str] | None:
     if ":" not in chord_label:
         return None
     root, quality = chord_label.split(":", 1)
-    return (PITCH_CLASS[root] - PITCH_CLASS[tonic]) % 12, quality
+    return (PITCH_CLASS[root] - PITCH_CLASS[tonic]) % 12, TRIAD_OF.get(quality, quality)
 
 
 def is_diatonic(chord_label: str, tonic: str, mode: str) -> bool:
@@ -119,17 +123,28 @@ def chord_runs(chords: list[dict]) -> list[dict]:
     return runs
 
 
-def label_runs(runs: list[dict], tonic: str, mode: str) -> list[dict]:
+def key_at(local_keys: list[dict], time: float, tonic: str, mode: str) -> tuple[str, str]:
+    """(tonic, mode) of the local key span holding `time`; the song's key where no span does."""
+    for span in local_keys:
+        if span["start"] <= time < span["end"]:
+            return span["tonic"], span["mode"]
+    return tonic, mode
+
+
+def label_runs(runs: list[dict], tonic: str, mode: str, keys: list[tuple[str, str]] | None = None) -> list[dict]:
     """Each run with its figure (inversion included; secondary dominants as V/x), scale degree, function and
-    whether it belongs to the key."""
+    whether it belongs to the key: the song's key, or with `keys` (one per run) the local key it sounds in,
+    so numerals follow modulations."""
     labelled = []
+    song_tonic, song_mode = tonic, mode
     for index, run in enumerate(runs):
+        tonic, mode = keys[index] if keys else (song_tonic, song_mode)
         figure, degree = roman_numeral(run["chord"], tonic, mode, run["bass"])
         following = runs[index + 1]["chord"] if index + 1 < len(runs) else "N"
         applied = secondary_dominant(run["chord"], following, tonic, mode)
         function = "N" if degree is None else (DOMINANT if applied else FUNCTION_OF_DEGREE.get(degree, "?"))
         root_position = run["bass"] is None or run["bass"] == run["chord"].split(":")[0]
-        labelled.append(run | {"figure": applied or figure, "degree": degree, "function": function, "secondary": applied is not None,
+        labelled.append(run | {"key": f"{tonic} {mode}", "figure": applied or figure, "degree": degree, "function": function, "secondary": applied is not None,
                                "diatonic": is_diatonic(run["chord"], tonic, mode), "root_position": root_position,
                                "numeral": simple_numeral(run["chord"], tonic, mode)})
     return labelled
@@ -210,7 +225,10 @@ def analyze_theory(analysis: dict) -> dict:
     tonic, mode = analysis["key_tonic"], analysis["key_mode"]
     bar = analysis.get("beats_per_bar", 4)
     phase = _downbeat_phase(analysis)
-    labelled = label_runs(chord_runs(analysis["chords"]), tonic, mode)
+    runs = chord_runs(analysis["chords"])
+    local_keys = analysis.get("local_keys") or []
+    keys = [key_at(local_keys, analysis["chords"][run["start"]]["time"], tonic, mode) for run in runs]
+    labelled = label_runs(runs, tonic, mode, keys)
     figures, functions, numerals = [], [], []
     for run in labelled:
         figures.extend([run["figure"]] * run["beats"])
@@ -228,6 +246,7 @@ def analyze_theory(analysis: dict) -> dict:
     }
     return {
         "key": f"{tonic} {mode}",
+        "local_keys": [f"{span['tonic']} {span['mode']} from {span['start']:.2f} s" for span in local_keys],
         "roman_numerals": figures,
         "progression": [r["figure"] for r in labelled],
         "functions": functions,

@@ -114,13 +114,37 @@ class Arrangement:
         return replace(self, notes=notes, chords=chords, length_ql=self.length_ql * times)
 
 
+# Chord qualities by their pitch classes above the root; a sounding set that matches none exactly gets the
+# quality whose tones it holds most of (a triad with a passing note stays that triad).
+CHORD_QUALITIES = {
+    "maj": {0, 4, 7}, "min": {0, 3, 7}, "dim": {0, 3, 6}, "aug": {0, 4, 8}, "sus4": {0, 5, 7},
+    "7": {0, 4, 7, 10}, "maj7": {0, 4, 7, 11}, "min7": {0, 3, 7, 10}, "hdim7": {0, 3, 6, 10}, "dim7": {0, 3, 6, 9},
+}
+
+
+def chord_quality(intervals: set[int]) -> str:
+    """The quality of a chord from its pitch classes above the root ({0, 4, 7, 10} -> '7'); 'other' when no
+    quality holds its third (or fourth) and most of its tones."""
+    for name, tones in CHORD_QUALITIES.items():
+        if intervals == tones:
+            return name
+    best, best_score = "other", 0.0
+    for name, tones in CHORD_QUALITIES.items():
+        if not (tones - {0, 7}) <= intervals | {7}:
+            continue  # the third (or the suspended fourth) must sound
+        score = len(tones & intervals) - 0.5 * len(intervals - tones) - 0.25 * len(tones - intervals)
+        if score > best_score:
+            best, best_score = name, score
+    return best
+
+
 def _chord_label(music21_chord) -> str:
     try:
-        root = music21_chord.root().name.replace("-", "b")
+        root = music21_chord.root()
     except Exception:
         return "N"
-    quality = {"major": "maj", "minor": "min", "diminished": "dim", "augmented": "aug"}.get(music21_chord.quality)
-    return f"{root}:{quality}" if quality else f"{root}:maj" if music21_chord.isDominantSeventh() else f"{root}:other"
+    intervals = {(p.pitchClass - root.pitchClass) % 12 for p in music21_chord.pitches}
+    return f"{root.name.replace('-', 'b')}:{chord_quality(intervals)}"
 
 
 def _merge(chords: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -237,7 +261,9 @@ def from_corpus(name: str, max_ql: float | None = None, number: int | None = Non
     Cached: parsing and chordifying dominate, and callers never modify an arrangement in place."""
     from music21 import corpus
 
-    path = Path(str(corpus.getWork(name)))
+    from pipeline_project.synthesis.corpus_split import require_not_reserved
+
+    path = Path(str(corpus.getWork(require_not_reserved(name))))
     score = corpus.parse(name, number=number) if number is not None else corpus.parse(name)
     label = f"{name}#{number}" if number is not None else name
     kern = path.read_text(errors="replace") if path.suffix == ".krn" else ""

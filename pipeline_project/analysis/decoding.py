@@ -1,0 +1,176 @@
+"""Decoders that turn the learned analysers' frame activations into beats, chords and keys.
+
+- Beats: a bar-pointer style hidden Markov model (after Krebs, Böck & Widmer 2015, as in madmom's DBN): a
+  state is (beat period in frames, position within the beat); the position advances one frame per frame,
+  the period may change only at a beat, to a near period. The first position of a beat observes the beat
+  activation a, every other position 1 - a (madmom widens the beat to a sixteenth of the period, which
+  favours fast tempi wherever the activation is not near zero between beats). The prior over periods is the tempo distribution of the training renders (a
+  histogram shipped with the model), not a fixed 120 BPM: slow pieces are not pulled to double time.
+- Chords: a Viterbi path over beats of the frame log-probabilities pooled per beat, where a change of chord
+  costs a fixed penalty.
+- Keys: the same over bars with a larger penalty, so a modulation must be heard for a while.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+MIN_BPM, MAX_BPM = 40.0, 230.0
+TEMPO_CHANGE_LAMBDA = 100.0  # transition weight exp(-lambda |p'/p - 1|): tempo changes are small and rare
+
+
+def tempo_periods(fps: float) -> np.ndarray:
+    """Every whole beat period in frames from MAX_BPM to MIN_BPM. Whole periods only, but all of them: a
+    tempo between two of them is tracked by alternating the two, which costs a period change every beat, so
+    a gap in the grid would make a tempo's double, where the grid is finer, look cheaper."""
+    return np.arange(int(np.floor(60.0 * fps / MAX_BPM)), int(np.ceil(60.0 * fps / MIN_BPM)) + 1, dtype=np.int64)
+
+
+def tempo_prior(periods: np.ndarray, fps: float, histogram_bpm: np.ndarray | None) -> np.ndarray:
+    """Log prior over periods from a tempo histogram (counts per 1-BPM bin from MIN_BPM, smoothed), uniform
+    when there is none."""
+    if histogram_bpm is None or not np.sum(histogram_bpm):
+        return np.full(len(periods), -np.log(len(periods)))
+    bpm = 60.0 * fps / periods
+    centres = MIN_BPM + np.arange(len(histogram_bpm)) + 0.5
+    # Each period takes the histogram mass within 4 % of its tempo (the tolerance tempo accuracy is judged by).
+    mass = np.array([histogram_bpm[np.abs(centres / b - 1) <= 0.04].sum() for b in bpm], dtype=np.float64)
+    mass = mass + 0.05 * mass.max() + 1e-9  # no tempo is impossible
+    return np.log(mass / mass.sum())
+
+
+@lru_cache(maxsize=1)
+def _compiled_beat_kernel():
+    """The beat Viterbi compiled by numba (cached on disk; compiled with librosa's kernels after install)."""
+    from numba import njit
+
+    return njit(cache=True, nogil=True)(_viterbi_beats_kernel)
+
+
+def _viterbi_beats_kernel(log_beat, log_other, periods, log_prior, log_transition):
+    """Frames at which the best state path starts a beat. States are laid out period by period, position 0
+    (the beat) first. Back-pointers are kept only for the beat states' period changes and the path is
+    retraced through them, since within a period the position just advances."""
+    frames = log_beat.shape[0]
+    n_periods = periods.shape[0]
+    offsets = np.zeros(n_periods + 1, dtype=np.int64)
+    for i in range(n_periods):
+        offsets[i + 1] = offsets[i] + periods[i]
+    n_states = offsets[n_periods]
+    region = np.zeros(n_states, dtype=np.bool_)
+    for i in range(n_periods):
+        region[offsets[i]] = True
+    score = np.empty(n_states)
+    for i in range(n_periods):
+        for k in range(periods[i]):
+            score[offsets[i] + k] = log_prior[i] - np.log(periods[i])
+    # back[t, j]: the period the beat state of period j at frame t came from
+    back = np.zeros((frames, n_periods), dtype=np.int32)
+    new = np.empty(n_states)
+    for t in range(frames):
+        if t > 0:
+            for j in range(n_periods):
+                best, arg = -np.inf, 0
+                for i in range(n_periods):
+                    value = score[offsets[i + 1] - 1] + log_transition[i, j]
+                    if value > best:
+                        best, arg = value, i
+                new[offsets[j]] = best
+                back[t, j] = arg
+                for k in range(1, periods[j]):
+                    new[offsets[j] + k] = score[offsets[j] + k - 1]
+            score, new = new, score
+        for s in range(n_states):
+            score[s] += log_beat[t] if region[s] else log_other[t]
+    # Retrace: find the final state, walk back through positions, jumping periods at beats.
+    best, state = -np.inf, 0
+    for s in range(n_states):
+        if score[s] > best:
+            best, state = score[s], s
+    period = 0
+    for i in range(n_periods):
+        if offsets[i] <= state < offsets[i + 1]:
+            period = i
+    position = state - offsets[period]
+    beats = np.zeros(frames, dtype=np.bool_)
+    t = frames - 1
+    while t >= 0:
+        if position == 0:
+            beats[t] = True
+            if t > 0:
+                period = back[t, period]
+                position = periods[period] - 1
+        else:
+            position -= 1
+        t -= 1
+    return beats
+
+
+def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray | None = None) -> np.ndarray:
+    """Beat times in seconds from a beat activation (probability per frame)."""
+    activation = np.clip(np.asarray(activation, dtype=np.float64), 1e-6, 1 - 1e-6)
+    if len(activation) < 4:
+        return np.zeros(0)
+    periods = tempo_periods(fps)
+    ratio = periods[None, :] / periods[:, None]
+    log_transition = -TEMPO_CHANGE_LAMBDA * np.abs(ratio - 1.0)
+    log_transition -= np.log(np.exp(log_transition).sum(axis=1, keepdims=True))
+    # The beat state sees the activation's peak within a frame either side: integer periods drift against
+    # the true one by a fraction of a frame per beat, and a sharp peak missed by one frame would read as none.
+    log_beat = np.log(np.maximum(activation, np.maximum(np.roll(activation, 1), np.roll(activation, -1))))
+    log_other = np.log(1 - activation)
+    beats = _compiled_beat_kernel()(log_beat, log_other, periods, tempo_prior(periods, fps, histogram_bpm), log_transition)
+    return np.flatnonzero(beats).astype(np.float64) / fps
+
+
+def viterbi_segments(log_probs: np.ndarray, change_penalty: float) -> np.ndarray:
+    """Best class per step of (steps, classes) log-probabilities, where changing class costs `change_penalty`."""
+    steps, classes = log_probs.shape
+    if steps == 0:
+        return np.zeros(0, dtype=np.int64)
+    total = log_probs[0].copy()
+    back = np.zeros((steps, classes), dtype=np.int64)
+    for step in range(1, steps):
+        best = int(np.argmax(total))
+        move = total[best] - change_penalty
+        back[step] = np.where(total >= move, np.arange(classes), best)
+        total = np.maximum(total, move) + log_probs[step]
+    path = np.zeros(steps, dtype=np.int64)
+    path[-1] = int(np.argmax(total))
+    for step in range(steps - 1, 0, -1):
+        path[step - 1] = back[step, path[step]]
+    return path
+
+
+def pool_frames(log_probs: np.ndarray, fps: float, boundaries_s: np.ndarray, end_s: float) -> np.ndarray:
+    """(segments, classes) mean frame log-probability within each segment [boundary_i, boundary_i+1)."""
+    edges = np.append(np.asarray(boundaries_s, dtype=np.float64), end_s)
+    pooled = np.zeros((len(boundaries_s), log_probs.shape[1]))
+    for index in range(len(boundaries_s)):
+        first = int(np.floor(edges[index] * fps))
+        last = max(first + 1, int(np.floor(edges[index + 1] * fps)))
+        window = log_probs[min(first, len(log_probs) - 1): min(last, len(log_probs))]
+        pooled[index] = window.mean(axis=0) if len(window) else 0.0
+    return pooled
+
+
+def choose_meter(downbeat_at_beats: np.ndarray, candidates: tuple[int, ...] = (2, 3, 4, 5)) -> tuple[int, int, float]:
+    """(beats per bar, phase of the first downbeat, confidence) maximizing the contrast of the downbeat
+    activation on would-be downbeats against the other beats. A wrong bar length puts true downbeats among
+    the 'other' beats, so the true length shows the largest contrast."""
+    beats = len(downbeat_at_beats)
+    if beats < 8:
+        return 4, 0, 0.0
+    best: dict[int, tuple[float, int]] = {}
+    for bar in candidates:
+        for phase in range(bar):
+            on = np.zeros(beats, dtype=bool)
+            on[phase::bar] = True
+            contrast = float(downbeat_at_beats[on].mean() - downbeat_at_beats[~on].mean())
+            if bar not in best or contrast > best[bar][0]:
+                best[bar] = (contrast, phase)
+    bar = max(best, key=lambda b: best[b][0])
+    weights = np.exp(np.array([best[b][0] for b in best]) / 0.1)
+    return bar, best[bar][1], float(weights[list(best).index(bar)] / weights.sum())

@@ -1,0 +1,218 @@
+"""Inputs and training targets of the learned analysers, on two fixed frame grids.
+
+- The beat grid: 100.2 frames a second (hop 220 at 22 050 Hz), log-mel spectrogram. Beats need ~10 ms.
+- The harmony grid: 10.8 frames a second (hop 2048), a log-frequency spectrum with three bins per semitone
+  from C2 to C7, made from one 8192-point FFT per frame (a constant-Q transform costs 25x more for a song and
+  resolves nothing more above C2).
+
+Targets come from a render's labels (`Performance.labels()`), which are exact: beat and downbeat (the frame
+nearest each, its neighbours at half weight), chord (root x quality, or N), the lowest sounding pitch class,
+and the local key of each bar from a key-finding pass over the score's notes.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from pipeline_project.pitches import PITCH_CLASS, PITCH_NAMES
+
+RATE = 22_050
+BEAT_HOP = 220
+BEAT_FPS = RATE / BEAT_HOP
+MEL_BANDS = 80
+MEL_FFT = 2048
+HARMONY_HOP = 2048
+HARMONY_FPS = RATE / HARMONY_HOP
+HARMONY_FFT = 8192
+BINS_PER_SEMITONE = 3
+LOWEST_MIDI = 36  # C2
+SEMITONES = 60  # five octaves, to C7
+HARMONY_BINS = SEMITONES * BINS_PER_SEMITONE
+# The chord vocabulary: every root with these qualities, then N (no chord). Other qualities are not scored.
+QUALITIES = ("maj", "min", "dim", "aug", "sus4", "7", "maj7", "min7")
+# Qualities of the labels that the vocabulary folds into one of its own.
+FOLDED_QUALITIES = {"hdim7": "dim", "dim7": "dim"}
+NO_CHORD = len(QUALITIES) * 12
+CHORD_CLASSES = NO_CHORD + 1
+NO_BASS = 12
+KEY_CLASSES = 24  # 0-11 major on C..B, 12-23 minor
+IGNORE = -100  # torch's cross-entropy ignore_index: frames whose label the vocabulary cannot say
+KEY_WINDOW_BARS = 2  # a bar's local key weighs the notes of two bars either side, at decreasing weight
+KEY_CHANGE_PENALTY = 1.0  # in profile correlation units: a modulation must pay off over a few bars
+# Albrecht & Shanahan (2013) key profiles, as in analysis.mir.
+MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
+MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
+
+
+def beat_frames(duration_s: float) -> int:
+    return int(np.ceil(duration_s * BEAT_FPS))
+
+
+def harmony_frames(duration_s: float) -> int:
+    return int(np.ceil(duration_s * HARMONY_FPS))
+
+
+def beat_features(mono: np.ndarray) -> np.ndarray:
+    """(frames, MEL_BANDS) float32 log-mel spectrogram of 22 050 Hz mono audio on the beat grid."""
+    import librosa
+
+    power = librosa.feature.melspectrogram(y=mono, sr=RATE, n_fft=MEL_FFT, hop_length=BEAT_HOP, n_mels=MEL_BANDS,
+                                           fmin=30.0, fmax=11_000.0)
+    return np.log1p(1000.0 * power).T.astype(np.float32)[: beat_frames(len(mono) / RATE)]
+
+
+@lru_cache(maxsize=1)
+def _log_frequency_filterbank() -> np.ndarray:
+    """(HARMONY_BINS, FFT bins) triangular filters centred on each third of a semitone."""
+    fft_hz = np.arange(HARMONY_FFT // 2 + 1) * RATE / HARMONY_FFT
+    centres = 440.0 * 2 ** ((LOWEST_MIDI - 69 + (np.arange(HARMONY_BINS + 2) - 1) / BINS_PER_SEMITONE) / 12)
+    bank = np.zeros((HARMONY_BINS, len(fft_hz)), dtype=np.float32)
+    for i in range(HARMONY_BINS):
+        low, centre, high = centres[i], centres[i + 1], centres[i + 2]
+        rising = (fft_hz - low) / (centre - low)
+        falling = (high - fft_hz) / (high - centre)
+        bank[i] = np.clip(np.minimum(rising, falling), 0.0, None)
+        if bank[i].sum() == 0:  # narrower than one FFT bin: take the nearest bin
+            bank[i, int(np.argmin(np.abs(fft_hz - centre)))] = 1.0
+        bank[i] /= bank[i].sum()
+    return bank
+
+
+def harmony_features(mono: np.ndarray) -> np.ndarray:
+    """(frames, HARMONY_BINS) float32 log-frequency magnitude spectrum on the harmony grid."""
+    import librosa
+
+    magnitude = np.abs(librosa.stft(mono, n_fft=HARMONY_FFT, hop_length=HARMONY_HOP, window="hann"))
+    spectrum = _log_frequency_filterbank() @ magnitude
+    return np.log1p(100.0 * spectrum).T.astype(np.float32)[: harmony_frames(len(mono) / RATE)]
+
+
+def chord_class(label: str) -> int:
+    """Index of a chord label in the vocabulary; N -> NO_CHORD; IGNORE for a quality it cannot say."""
+    if label in ("N", ""):
+        return NO_CHORD
+    root, quality = label.split(":", 1)
+    quality = FOLDED_QUALITIES.get(quality, quality)
+    if quality not in QUALITIES or root not in PITCH_CLASS:
+        return IGNORE
+    return QUALITIES.index(quality) * 12 + PITCH_CLASS[root]
+
+
+def chord_label(index: int) -> str:
+    if index == NO_CHORD:
+        return "N"
+    return f"{PITCH_NAMES[index % 12]}:{QUALITIES[index // 12]}"
+
+
+def key_label(index: int) -> tuple[str, str]:
+    """(tonic, mode) of a key class."""
+    return PITCH_NAMES[index % 12], "major" if index < 12 else "minor"
+
+
+def key_class(label: str) -> int:
+    tonic, mode = label.split(":")
+    return PITCH_CLASS[tonic] + (12 if mode == "minor" else 0)
+
+
+def _pulse_targets(times: list[float], frames: int) -> np.ndarray:
+    target = np.zeros(frames, dtype=np.float32)
+    for time in times:
+        index = int(round(time * BEAT_FPS))
+        for offset, weight in ((-1, 0.5), (1, 0.5), (0, 1.0)):
+            if 0 <= index + offset < frames:
+                target[index + offset] = max(target[index + offset], weight)
+    return target
+
+
+def key_profile_scores(histogram: np.ndarray) -> np.ndarray:
+    """(..., 24) correlation of 12-bin pitch-class histograms with every major and minor key profile."""
+    profiles = np.array([np.roll(p, t) for p in (MAJOR_PROFILE, MINOR_PROFILE) for t in range(12)])
+    profiles = (profiles - profiles.mean(axis=1, keepdims=True)) / profiles.std(axis=1, keepdims=True)
+    centred = histogram - histogram.mean(axis=-1, keepdims=True)
+    centred = centred / (centred.std(axis=-1, keepdims=True) + 1e-9)
+    return centred @ profiles.T / 12.0
+
+
+def smooth_keys(scores: np.ndarray, change_penalty: float = KEY_CHANGE_PENALTY) -> np.ndarray:
+    """Viterbi path over (steps, 24) key scores where changing key costs `change_penalty`."""
+    steps = len(scores)
+    if steps == 0:
+        return np.zeros(0, dtype=np.int64)
+    total = scores[0].copy()
+    back = np.zeros((steps, KEY_CLASSES), dtype=np.int64)
+    for step in range(1, steps):
+        best_other = int(np.argmax(total))
+        stay = total
+        move = total[best_other] - change_penalty
+        back[step] = np.where(stay >= move, np.arange(KEY_CLASSES), best_other)
+        total = np.maximum(stay, move) + scores[step]
+    path = np.zeros(steps, dtype=np.int64)
+    path[-1] = int(np.argmax(total))
+    for step in range(steps - 1, 0, -1):
+        path[step - 1] = back[step, path[step]]
+    return path
+
+
+def local_keys(labels: dict) -> list[tuple[float, float, str]]:
+    """(start, end, 'G:major') per stretch of bars in one key, found from the score's pitched notes: each bar's
+    pitch-class durations, with its neighbours' at lower weight, matched to the key profiles, then smoothed so
+    a modulation must hold for a few bars. Where the whole piece stays in one key, that key is the label's own
+    (the score analysis of the whole piece)."""
+    downbeats = list(labels.get("downbeats") or [])
+    duration = float(labels["duration"])
+    if len(downbeats) < 2:
+        return [(0.0, duration, labels["key"])]
+    edges = np.array([0.0, *downbeats[1:], duration]) if downbeats[0] > 0 else np.array([*downbeats, duration])
+    bars = len(edges) - 1
+    histogram = np.zeros((bars, 12))
+    for note in labels["notes"]:
+        if note["is_drum"]:
+            continue
+        start, end = note["onset"], note["offset"]
+        first, last = np.searchsorted(edges, start, side="right") - 1, np.searchsorted(edges, end, side="left") - 1
+        for bar in range(max(0, first), min(bars - 1, last) + 1):
+            overlap = min(end, edges[bar + 1]) - max(start, edges[bar])
+            if overlap > 0:
+                histogram[bar, note["pitch"] % 12] += overlap
+    weights = np.array([0.25, 0.5, 1.0, 0.5, 0.25])
+    windowed = np.stack([np.convolve(histogram[:, pc], weights, mode="same") for pc in range(12)], axis=1)
+    scores = key_profile_scores(windowed)
+    # The piece's own key (from the whole score) is favoured a little: it is right far more often than not.
+    scores[:, key_class(labels["key"])] += 0.05
+    path = smooth_keys(scores)
+    spans: list[tuple[float, float, str]] = []
+    for bar, key in enumerate(path):
+        tonic, mode = key_label(int(key))
+        name = f"{tonic}:{mode}"
+        if spans and spans[-1][2] == name:
+            spans[-1] = (spans[-1][0], float(edges[bar + 1]), name)
+        else:
+            spans.append((float(edges[bar]), float(edges[bar + 1]), name))
+    return spans
+
+
+def _labels_at(spans: list, times: np.ndarray, default: int, classify) -> np.ndarray:
+    out = np.full(len(times), default, dtype=np.int64)
+    for start, end, label in spans:
+        out[(times >= start) & (times < end)] = classify(label)
+    return out
+
+
+def targets(labels: dict, duration_s: float) -> dict[str, np.ndarray]:
+    """Every training target of one render on its grid: beat, downbeat (float, beat grid); chord, bass, key
+    (class indices, harmony grid)."""
+    beat_n, harmony_n = beat_frames(duration_s), harmony_frames(duration_s)
+    centres = (np.arange(harmony_n) + 0.5) / HARMONY_FPS
+    chords = _labels_at([tuple(c) for c in labels["chords"]], centres, NO_CHORD, chord_class)
+    pitched = [n for n in labels["notes"] if not n["is_drum"]]
+    bass = np.full(harmony_n, NO_BASS, dtype=np.int64)
+    lowest = np.full(harmony_n, 999)
+    for note in pitched:
+        span = slice(int(np.ceil(note["onset"] * HARMONY_FPS - 0.5)), int(np.ceil(note["offset"] * HARMONY_FPS - 0.5)))
+        lowest[span] = np.minimum(lowest[span], note["pitch"])
+    bass[lowest < 999] = lowest[lowest < 999] % 12
+    keys = _labels_at(local_keys(labels), centres, key_class(labels["key"]), key_class)
+    return {"beat": _pulse_targets(labels["beats"], beat_n), "downbeat": _pulse_targets(labels["downbeats"], beat_n),
+            "chord": chords, "bass": bass, "key": keys}

@@ -1,0 +1,174 @@
+"""The learned analysers' corpus: renders of corpus pieces and grooves with their frame targets.
+
+Each render is planned from a seed (`RenderPlan`): the piece, tempo (log-uniform over 50-200 BPM), whether it
+gets a rhythm section (half do not: music without drums must work too), voices drawn from the split's
+SoundFonts, and one listening condition. Training renders use the training pieces and SoundFonts; evaluation
+renders use held-out pieces through held-out SoundFonts (`synthesis.corpus_split`). Grooves over chord
+progressions add odd and compound metres (5/4, 6/8, 12/8) that the chorales lack.
+
+A render becomes one .npz file of features and targets (`analysis.frames`), named by a digest of its plan,
+so a corpus is built once and reused: re-running only renders what is missing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline_project.analysis import frames
+from pipeline_project.synthesis.corpus_split import pieces_in, soundfont_split
+
+CONDITIONS = {"clean": (), "room": ("room",), "reverb_noise": ("room", "noise"), "concert": ("concert",)}
+TEMPO_RANGE_BPM = (50.0, 200.0)
+WITHOUT_DRUMS_SHARE = 0.5
+GROOVE_SHARE = 0.15  # renders that are a groove over a progression rather than a corpus piece
+MAX_QUARTER_NOTES = 64.0  # long enough for a modulation; longer renders add little but cost render time
+REVERB_NOISE_SNR_DB = 20.0
+PLAN_VERSION = 1  # bump when a plan's meaning changes, so cached renders are made again
+
+
+@dataclass(frozen=True)
+class RenderPlan:
+    piece: str  # a corpus name, or "groove:<style>:<progression>:<key>"
+    split: str
+    soundfonts: tuple[str, ...]
+    tempo_bpm: float
+    groove: str | None  # rhythm section style, None for none
+    condition: str
+    seed: int
+
+    def digest(self) -> str:
+        text = json.dumps(asdict(self) | {"version": PLAN_VERSION}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def plan_renders(split: str, soundfonts: list[str], renders_per_piece: int, seed: int, max_pieces: int | None = None,
+                 conditions: tuple[str, ...] = tuple(CONDITIONS), every_condition: bool = False) -> list[RenderPlan]:
+    """Every render of a split. 'train' uses the training SoundFonts, 'validation' and 'test' the held-out ones.
+    Each render takes one of `conditions` at random, or, with `every_condition`, is planned once in each (the
+    same performance, for evaluation per condition)."""
+    from pipeline_project.synthesis.arrangement import from_corpus
+    from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, style_for_meter
+
+    rng = np.random.default_rng([seed, ["train", "validation", "test"].index(split)])
+    fonts = tuple(soundfont_split(soundfonts)["train" if split == "train" else "evaluation"])
+    pieces = pieces_in(split)
+    rng.shuffle(pieces)
+    pieces = pieces[:max_pieces] if max_pieces else pieces
+    groove_count = int(round(len(pieces) * GROOVE_SHARE / (1 - GROOVE_SHARE)))
+    keys = ("C:major", "G:major", "D:major", "F:major", "Bb:major", "A:minor", "E:minor", "D:minor", "G:minor")
+    styles, progressions = sorted(GROOVE_STYLES), sorted(PROGRESSIONS)
+    grooves = [f"groove:{rng.choice(styles)}:{rng.choice(progressions)}:{rng.choice(keys)}" for _ in range(groove_count)]
+    plans = []
+    for piece in [*pieces, *grooves]:
+        meter = None if piece.startswith("groove:") else from_corpus(piece, max_ql=MAX_QUARTER_NOTES).time_signature
+        for _ in range(renders_per_piece):
+            tempo = float(np.exp(rng.uniform(*np.log(TEMPO_RANGE_BPM))))
+            if piece.startswith("groove:"):
+                groove = piece.split(":")[1]
+            elif rng.uniform() < WITHOUT_DRUMS_SHARE:
+                groove = None
+            else:
+                groove = style_for_meter(meter, str(rng.choice(styles)))
+            drawn, render_seed = str(rng.choice(conditions)), int(rng.integers(0, 2**31))
+            for condition in conditions if every_condition else (drawn,):
+                plans.append(RenderPlan(piece, split, fonts, round(tempo, 2), groove, condition, render_seed))
+    return plans
+
+
+def arrangement_of(plan: RenderPlan):
+    from pipeline_project.synthesis.arrangement import from_corpus
+    from pipeline_project.synthesis.grooves import groove_only, meter_of, with_rhythm_section
+
+    if plan.piece.startswith("groove:"):
+        _, style, progression, key = plan.piece.split(":", 3)
+        beats, _, beat_ql = meter_of(style)
+        return groove_only(style, max(4, int(MAX_QUARTER_NOTES // (beats * beat_ql))), plan.seed, key, progression)
+    score = from_corpus(plan.piece, max_ql=MAX_QUARTER_NOTES)
+    return with_rhythm_section(score, plan.groove, plan.seed) if plan.groove else score
+
+
+def render_clean(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray, int, dict]:
+    """(mix, sample rate, labels) of one plan's performance, before its listening condition."""
+    from pipeline_project.synthesis.instruments import choose_voices
+    from pipeline_project.synthesis.performance import perform, sample_humanization
+    from pipeline_project.synthesis.render import render, soundfont_presets
+
+    arrangement = arrangement_of(plan)
+    rng = np.random.default_rng(plan.seed)
+    presets = {name: p for name, p in soundfont_presets(catalog).items() if name in plan.soundfonts}
+    voices = choose_voices(arrangement.parts(), presets, int(rng.integers(0, 2**31)))
+    performance = perform(arrangement, plan.tempo_bpm, plan.seed, sample_humanization(rng), voices)
+    rendered = render(performance, catalog)
+    return rendered.mix, rendered.sample_rate, performance.labels()
+
+
+def apply_condition(mix: np.ndarray, sample_rate: int, condition: str, seed: int) -> np.ndarray:
+    """The mix heard in one of CONDITIONS; the chain's parameters drawn from `seed`."""
+    from pipeline_project.augmentation.chains import apply_chain, sample_chain
+
+    presets = CONDITIONS[condition]
+    if not presets:
+        return mix
+    snr = REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None
+    return apply_chain(mix, sample_rate, sample_chain(presets, seed=seed, snr_db=snr)).audio
+
+
+def render_plan(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray, int, dict]:
+    """(mix, sample rate, labels) of one plan: rendered, then put through its condition."""
+    mix, rate, labels = render_clean(plan, catalog)
+    return apply_condition(mix, rate, plan.condition, plan.seed), rate, labels
+
+
+def to_analysis_rate(mix: np.ndarray, sample_rate: int) -> np.ndarray:
+    import librosa
+
+    mono = mix.mean(axis=0) if mix.ndim == 2 else mix
+    if sample_rate != frames.RATE:
+        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=frames.RATE, res_type="soxr_hq")
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
+    plan, catalog, folder = job
+    path = folder / f"{plan.digest()}.npz"
+    if path.exists():
+        return path.name
+    mix, rate, labels = render_plan(plan, catalog)
+    mono = to_analysis_rate(mix, rate)
+    duration = len(mono) / frames.RATE
+    wanted = frames.targets(labels, duration)
+    beat_in, harmony_in = frames.beat_features(mono), frames.harmony_features(mono)
+    meta = {"plan": asdict(plan), "tempo_bpm": labels["tempo_bpm"], "key": labels["key"],
+            "time_signature": labels["time_signature"], "duration": duration,
+            "beats": labels["beats"], "downbeats": labels["downbeats"], "chords": labels["chords"],
+            "local_keys": frames.local_keys(labels)}
+    temporary = path.with_suffix(".tmp.npz")
+    np.savez_compressed(temporary, beat_features=beat_in, harmony_features=harmony_in,
+                        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **wanted)
+    temporary.replace(path)
+    return path.name
+
+
+def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], workers: int = 0, log=print) -> list[Path]:
+    """Render every plan not yet in `folder`; the paths of all of them, in plan order."""
+    from pipeline_project.parallel import map_in_processes
+
+    folder.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in plans if not (folder / f"{p.digest()}.npz").exists()]
+    log(f"{len(plans)} renders planned, {len(missing)} to make in {folder}")
+    for done, _ in enumerate(map_in_processes(_write, [(p, catalog, folder) for p in missing], workers), start=1):
+        if done % 20 == 0 or done == len(missing):
+            log(f"  {done}/{len(missing)} rendered")
+    return [folder / f"{p.digest()}.npz" for p in plans]
+
+
+def load(path: Path) -> dict:
+    with np.load(path) as data:
+        example = {k: data[k] for k in data.files if k != "meta"}
+        example["meta"] = json.loads(bytes(data["meta"]).decode())
+    return example

@@ -1,0 +1,156 @@
+"""The learned analysers: corpus splits and reserved pieces, frame targets, decoders, the shipped model set in
+the analysis path, numerals in local keys, and `make train-analysis` end to end on a tiny corpus."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline_project.analysis import decoding, frames, learned
+from pipeline_project.synthesis import corpus_split
+
+
+def test_reserved_pieces_are_never_listed_or_parsed():
+    from music21 import corpus
+
+    from pipeline_project.synthesis.arrangement import from_corpus
+
+    assert len(corpus_split.RESERVED_DIGESTS) == 40
+    analyses = [f"riemenschneider{i:03d}.rntxt" for i in range(1, 21)]
+    assert all(corpus_split.is_reserved(name) for name in analyses)
+    reserved = sorted({corpus_split.canonical_name(str(p)) for p in corpus.getComposer("bach") if corpus_split.is_reserved(str(p))})
+    assert len(reserved) == 40  # every reserved chorale and analysis is in the corpus, and found by digest
+    chorales = corpus_split.corpus_chorales()
+    assert len(chorales) > 300 and not any(corpus_split.is_reserved(name) for name in chorales)
+    chorale = next(name for name in reserved if name.startswith("bwv"))
+    with pytest.raises(corpus_split.ReservedPieceError, match="reserved"):
+        from_corpus(f"bach/{chorale}")
+
+
+def test_examples_demo_songs_and_benchmarks_use_no_reserved_piece():
+    from pipeline_project.synthesis.demo import DEMO_SONGS
+    from pipeline_project.synthesis.examples import CORPUS_PIECES
+
+    used = [name for name, _, _ in CORPUS_PIECES] + [song.corpus_name for song in DEMO_SONGS]
+    assert not [name for name in used if corpus_split.is_reserved(name)]
+
+
+def test_splits_are_disjoint_stable_and_hold_out_soundfonts():
+    chorales = corpus_split.corpus_chorales()
+    splits = {split: set(corpus_split.pieces_in(split)) for split in ("train", "validation", "test")}
+    assert sum(len(s) for s in splits.values()) == len(chorales)
+    assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["validation"])
+    assert len(splits["test"]) >= 20 and len(splits["validation"]) >= 20
+    assert corpus_split.split_of("bach/bwv66.6.mxl") == corpus_split.split_of("bach/bwv66.6")
+    fonts = corpus_split.soundfont_split(["TimGM6mb.sf2", "FluidR3_GM.sf2", "MuseScore_General.sf3"])
+    assert fonts == {"train": ["FluidR3_GM.sf2", "TimGM6mb.sf2"], "evaluation": ["MuseScore_General.sf3"]}
+    assert corpus_split.soundfont_split(["A.sf2", "B.sf2"]) == {"train": ["A.sf2"], "evaluation": ["B.sf2"]}
+
+
+def test_chord_vocabulary_and_transposition_move_labels_together():
+    from pipeline_project.synthesis.arrangement import chord_quality
+    from pipeline_project.training.analysis_models import transpose_harmony
+
+    assert [chord_quality(s) for s in ({0, 4, 7, 10}, {0, 3, 7, 10}, {0, 5, 7}, {0, 4}, {0, 3, 7, 2})] == ["7", "min7", "sus4", "maj", "min"]
+    for label in ("C:maj", "F#:min7", "Bb:sus4", "N"):
+        assert frames.chord_label(frames.chord_class(label)) == label.replace("F#", "F#")
+    assert frames.chord_class("D:hdim7") == frames.chord_class("D:dim") and frames.chord_class("D:other") == frames.IGNORE
+    features = np.zeros((4, frames.HARMONY_BINS), dtype=np.float32)
+    features[:, 30] = 1.0
+    chord = np.array([frames.chord_class("C:maj"), frames.NO_CHORD, frames.IGNORE, frames.chord_class("A:min")])
+    moved, chord2, bass2, key2 = transpose_harmony(features, chord, np.array([0, 12, 11, 9]), np.array([0, 12, 21, 23]), 2)
+    assert moved[0, 36] == 1.0 and moved[0, 30] == 0.0
+    assert [frames.chord_label(c) if c >= 0 else c for c in chord2] == ["D:maj", "N", frames.IGNORE, "B:min"]
+    assert bass2.tolist() == [2, 12, 1, 11] and key2.tolist() == [2, 14, 23, 13]
+
+
+def _bars_of(pitch_classes: list[int], start_bar: int, bars: int) -> list[dict]:
+    return [{"onset": 2.0 * bar + 0.5 * i, "offset": 2.0 * bar + 0.5 * i + 0.5, "pitch": 60 + pc, "is_drum": False}
+            for bar in range(start_bar, start_bar + bars) for i, pc in enumerate(pitch_classes)]
+
+
+def test_local_keys_follow_a_modulation_in_the_score():
+    c_major, e_major = [0, 4, 7, 5, 2, 11, 0, 7], [4, 8, 11, 9, 6, 3, 4, 11]
+    labels = {"downbeats": [2.0 * b for b in range(16)], "duration": 32.0, "key": "C:major",
+              "notes": _bars_of(c_major, 0, 8) + _bars_of(e_major, 8, 8)}
+    spans = frames.local_keys(labels)
+    assert [s[2] for s in spans] == ["C:major", "E:major"]
+    assert abs(spans[1][0] - 16.0) <= 4.0 and spans[-1][1] == 32.0
+
+
+def test_beat_decoder_keeps_slow_tempi_slow_and_finds_the_metre():
+    fps, frames_count = frames.BEAT_FPS, 6000
+    period = 60 / 75 * fps
+    truth = np.arange(50, frames_count - period, period)
+    activation = np.full(frames_count, 0.003)
+    for beat in truth:
+        activation[int(round(beat))] = 0.9
+        activation[int(round(beat + period / 2))] = 0.3  # strong off-beats: the double tempo is tempting
+    beats = decoding.decode_beats(activation, fps)
+    assert 60 / np.median(np.diff(beats)) == pytest.approx(75, rel=0.03)
+    assert np.median(np.abs(beats[:, None] - truth[None, :] / fps).min(axis=1)) < 0.02
+    downbeat = np.tile([0.9, 0.1, 0.2], 12)
+    assert decoding.choose_meter(downbeat)[:2] == (3, 0)
+    path = decoding.viterbi_segments(np.log(np.array([[0.6, 0.4], [0.45, 0.55], [0.6, 0.4], [0.1, 0.9], [0.1, 0.9]])), 0.5)
+    assert path.tolist() == [0, 0, 0, 1, 1]
+
+
+def test_numerals_are_read_in_the_local_key():
+    from pipeline_project.analysis.theory import analyze_theory
+
+    beats = [0.5 * i for i in range(8)]
+    chords = ["C:maj", "C:maj", "G:maj", "G:maj", "D:maj", "D:maj", "G:maj", "G:maj"]
+    analysis = {"key_tonic": "C", "key_mode": "major", "beat_times": beats, "downbeat_times": beats[::4], "beats_per_bar": 4,
+                "onset_times": beats, "onset_strengths": [1.0] * 8, "tempo_bpm": 120.0, "sections": [],
+                "chords": [{"time": t, "chord": c, "bass": None, "confidence": 0.9} for t, c in zip(beats, chords)],
+                "local_keys": [{"start": 0.0, "end": 2.0, "tonic": "C", "mode": "major"},
+                               {"start": 2.0, "end": 4.0, "tonic": "G", "mode": "major"}]}
+    theory = analyze_theory(analysis)
+    assert theory["progression"] == ["I", "V", "V", "I"]
+    assert theory["local_keys"] == ["C major from 0.00 s", "G major from 2.00 s"]
+
+
+@pytest.mark.skipif(not learned.available(), reason="no shipped model set (make train-analysis)")
+def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions():
+    from pipeline_project.analysis.mir import analyze
+    from pipeline_project.analysis.theory import analyze_theory
+    from pipeline_project.synthesis.arrangement import from_corpus
+    from pipeline_project.synthesis.grooves import with_rhythm_section
+    from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
+    from pipeline_project.synthesis.render import render
+
+    models = learned.load()
+    assert set(models.versions) == {"beat_tracker", "chord_recognizer"}
+    performance = perform(with_rhythm_section(from_corpus("bach/bwv45.7", max_ql=32), "rock", seed=3), 96, seed=3,
+                          humanization=STEADY_TEMPO)
+    audio = render(performance)
+    result = analyze(audio.stems, audio.sample_rate, models)
+    assert result["analyser"] == "learned" and result["models"] == models.versions
+    assert result["tempo_bpm"] == pytest.approx(96, rel=0.04)
+    assert len(result["chords"]) == len(result["beat_times"]) and result["local_keys"][0]["start"] == 0.0
+    assert result["local_keys"][-1]["end"] == pytest.approx(result["duration_s"], abs=0.01)
+    assert analyze_theory(result)["roman_numerals"]
+    fallback = analyze(audio.stems, audio.sample_rate)
+    assert fallback["analyser"] == "dsp" and fallback["models"] == {}
+
+
+def test_an_incomplete_model_set_is_refused_with_the_missing_files(tmp_path):
+    (tmp_path / "beat_tracker.onnx").write_bytes(b"")
+    assert not learned.available(tmp_path)
+    with pytest.raises(learned.ModelSetError, match="chord_recognizer.onnx"):
+        learned.load(tmp_path)
+
+
+@pytest.mark.slow
+def test_train_analysis_makes_a_model_set_the_pipeline_loads(tmp_path):
+    from pipeline_project.training import train_analysis
+
+    out = tmp_path / "models"
+    train_analysis.main(["--out", str(out), "--corpus", str(tmp_path / "corpus"), "--max-pieces", "3", "--steps", "2",
+                         "--workers", "1"])
+    models = learned.load(out)
+    assert models.cards["beat_tracker"]["seed"] == 0 and len(models.cards["beat_tracker"]["tempo_histogram"]) > 100
+    assert "validation_scores" in models.cards["chord_recognizer"]
+    rng = np.random.default_rng(0)
+    result = learned.analyze_learned(models, rng.normal(0, 0.1, frames.RATE * 8).astype(np.float32))
+    assert {"beat_times", "chords", "local_keys", "models"} <= set(result)
