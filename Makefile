@@ -24,7 +24,7 @@ SYNC := $(UV) sync --frozen --inexact --quiet
 # imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts
+.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts train-analysis
 
 $(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
@@ -46,7 +46,7 @@ setup-dev: $(UV)
 
 # librosa's numba kernels, compiled once and alone after an install (about a minute on 2 cores): processes
 # that compile them at the same time can leave a cache that crashes (see pipeline_project/audio/kernels.py).
-$(VENV)/.kernels-compiled: uv.lock pipeline_project/audio/kernels.py
+$(VENV)/.kernels-compiled: uv.lock pipeline_project/audio/kernels.py pipeline_project/analysis/decoding.py
 	$(BIN)/python -m pipeline_project.audio.kernels
 	@touch $@
 
@@ -84,6 +84,13 @@ bench-setup: setup-dev
 # Optional General MIDI SoundFonts that rendering then uses beside the bundled one (Debian/Ubuntu packages).
 soundfonts:
 	@scripts/ensure_system_packages.sh --soundfonts
+
+# The learned analysers shipped in pipeline_project/models (beat tracker, chord recognizer), trained from the
+# project's own renders through the training SoundFonts and validated through held-out ones; the same seed
+# gives the same weights. About an hour on 2 cores, most of it rendering (cached in data/analysis_corpus).
+# Options: make train-analysis TRAIN_ANALYSIS_ARGS="--seed 1 --width 64 --steps 4000" (see the module's help).
+train-analysis: setup soundfonts
+	$(BIN)/python -m pipeline_project.training.train_analysis $(TRAIN_ANALYSIS_ARGS)
 
 clean-data:
 	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/contributions data/.secrets

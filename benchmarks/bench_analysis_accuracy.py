@@ -10,8 +10,9 @@ and a concert (PA, arena, noise at -10 to +10 dB SNR).
 Systems, all on the same audio:
 - pipeline (dsp): separation (Demucs when weights are on this machine, else the DSP fallback), then
   `analysis.mir.analyze` on the stems, as `song_analysis` runs it without learned models;
-- pipeline (learned): the same with the learned analysers (`analysis.learned`, the model set in
-  pipeline_project/models unless --models names another);
+- shipped: the same with the model set (pipeline_project/models unless --models names another) as
+  `song_analysis` uses it: its promoted networks, the DSP path for the rest;
+- learned: every network of the set (`analysis.learned`), promoted or not;
 - Essentia: RhythmExtractor2013 (multifeature), KeyExtractor, ChordsDetectionBeats on its own beats;
 - librosa: default beat_track, Krumhansl-Kessler key, triad templates on beat-synchronous chroma.
 
@@ -84,7 +85,9 @@ def main() -> None:
     if models is None:
         print("no learned analysers found (make train-analysis): the 'learned' column is left out")
     else:
-        systems["learned"] = lambda mix, rate, stems: analyze(stems, rate, models)
+        # As song_analysis runs it (the promoted networks, DSP for the rest), and every network learned.
+        systems["shipped"] = lambda mix, rate, stems: analyze(stems, rate, models)
+        systems["learned"] = lambda mix, rate, stems: analyze(stems, rate, models, use=frozenset(learned.MODEL_NAMES))
     systems["librosa"] = lambda mix, rate, stems: librosa_defaults(mix, rate)
     if essentia_available():
         systems["essentia"] = lambda mix, rate, stems: essentia_extractors(mix, rate)
@@ -110,7 +113,7 @@ def main() -> None:
                 seconds[system] += time.perf_counter() - started
                 row = score_analysis(result, labels | {"tempo_bpm": tempo}, labels["duration"])
                 row["octave_error"] = octave_error(result["tempo_bpm"], tempo)
-                if system in ("dsp", "learned"):
+                if system in ("dsp", "shipped", "learned"):
                     row["numerals"] = numeral_agreement(result, labels)
                 scores[system, condition].append(row)
                 if plan.groove is None:
@@ -123,7 +126,7 @@ def main() -> None:
     print(f"\n{len(plans)} held-out pieces ({sum(p.groove is None for p in plans)} without drums) x {len(args.conditions)} conditions, "
           f"{audio_seconds / 60:.1f} min of audio; SoundFonts: {', '.join(fonts)}; separator: {separator_name}")
     if models is not None:
-        print(f"learned analysers: {models.versions}")
+        print(f"learned analysers: {models.versions}; promoted (the 'shipped' column uses them): {sorted(models.promoted)}")
     names = list(systems)
     print(f"{'metric':<14}{'condition':<14}" + "".join(f"{s:>10}" for s in names) + f"{'target':>9}")
     for metric in METRICS:

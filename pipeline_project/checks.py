@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
+from pipeline_project.analysis import learned
 from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
@@ -126,7 +127,7 @@ def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storag
         separation = separator.separate(mix, sample_rate, logger=context.log)
         used = separation.separator + (f" ({separation.model_name})" if separation.model_name else "")
         separations.append(score_separation(references, separation.stems, mix))
-        analyses.append(score_analysis(analyze(separation.stems, sample_rate), labels, labels["duration"]))
+        analyses.append(score_analysis(analyze(separation.stems, sample_rate, learned.default_models()), labels, labels["duration"]))
     if not keys:
         for name in ("separation_sdr", "analysis_accuracy"):
             yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"})

@@ -267,8 +267,17 @@ def _analysers() -> str:
 
     if not learned.available():
         return "DSP path (no learned analysers in pipeline_project/models; make train-analysis)"
-    versions = learned.load().versions
-    return "learned analysers, shipped " + ", ".join(f"{name} {version}" for name, version in versions.items())
+    models = learned.load()
+    parts = []
+    for name, card in models.cards.items():
+        if name in models.promoted:
+            parts.append(f"{name} {card['version']} (learned)")
+        else:
+            scores, dsp = card.get("validation_scores", {}), card.get("dsp_validation_scores", {})
+            compared = ", ".join(f"{m} {scores.get(m, float('nan')):.2f} vs {dsp.get(m, float('nan')):.2f}"
+                                 for m in card.get("promotion_metrics", []))
+            parts.append(f"{name} not promoted, DSP path instead (validation: {compared})")
+    return "; ".join(parts)
 
 
 def _models_summary(mlflow_resource) -> None:

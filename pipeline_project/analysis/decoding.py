@@ -108,8 +108,13 @@ def _viterbi_beats_kernel(log_beat, log_other, periods, log_prior, log_transitio
     return beats
 
 
-def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray | None = None) -> np.ndarray:
-    """Beat times in seconds from a beat activation (probability per frame)."""
+def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray | None = None,
+                 activation_prior: float = 0.3) -> np.ndarray:
+    """Beat times in seconds from a beat activation (probability per frame). `activation_prior` is the
+    network's mean activation over all frames: a frame's evidence for a beat is its activation against that
+    level (likelihood = posterior / prior), so a network that is unsure everywhere (under heavy noise) still
+    gets beats where it is least unsure, instead of the decoder avoiding beats and settling on the slowest
+    tempo."""
     activation = np.clip(np.asarray(activation, dtype=np.float64), 1e-6, 1 - 1e-6)
     if len(activation) < 4:
         return np.zeros(0)
@@ -119,8 +124,9 @@ def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray |
     log_transition -= np.log(np.exp(log_transition).sum(axis=1, keepdims=True))
     # The beat state sees the activation's peak within a frame either side: integer periods drift against
     # the true one by a fraction of a frame per beat, and a sharp peak missed by one frame would read as none.
-    log_beat = np.log(np.maximum(activation, np.maximum(np.roll(activation, 1), np.roll(activation, -1))))
-    log_other = np.log(1 - activation)
+    peak = np.maximum(activation, np.maximum(np.roll(activation, 1), np.roll(activation, -1)))
+    log_beat = np.log(peak) - np.log(activation_prior)
+    log_other = np.log(1 - activation) - np.log(1 - activation_prior)
     beats = _compiled_beat_kernel()(log_beat, log_other, periods, tempo_prior(periods, fps, histogram_bpm), log_transition)
     return np.flatnonzero(beats).astype(np.float64) / fps
 

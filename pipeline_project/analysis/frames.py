@@ -16,6 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipeline_project.analysis.decoding import viterbi_segments
 from pipeline_project.pitches import PITCH_CLASS, PITCH_NAMES
 
 RATE = 22_050
@@ -135,26 +136,6 @@ def key_profile_scores(histogram: np.ndarray) -> np.ndarray:
     return centred @ profiles.T / 12.0
 
 
-def smooth_keys(scores: np.ndarray, change_penalty: float = KEY_CHANGE_PENALTY) -> np.ndarray:
-    """Viterbi path over (steps, 24) key scores where changing key costs `change_penalty`."""
-    steps = len(scores)
-    if steps == 0:
-        return np.zeros(0, dtype=np.int64)
-    total = scores[0].copy()
-    back = np.zeros((steps, KEY_CLASSES), dtype=np.int64)
-    for step in range(1, steps):
-        best_other = int(np.argmax(total))
-        stay = total
-        move = total[best_other] - change_penalty
-        back[step] = np.where(stay >= move, np.arange(KEY_CLASSES), best_other)
-        total = np.maximum(stay, move) + scores[step]
-    path = np.zeros(steps, dtype=np.int64)
-    path[-1] = int(np.argmax(total))
-    for step in range(steps - 1, 0, -1):
-        path[step - 1] = back[step, path[step]]
-    return path
-
-
 def local_keys(labels: dict) -> list[tuple[float, float, str]]:
     """(start, end, 'G:major') per stretch of bars in one key, found from the score's pitched notes: each bar's
     pitch-class durations, with its neighbours' at lower weight, matched to the key profiles, then smoothed so
@@ -181,7 +162,7 @@ def local_keys(labels: dict) -> list[tuple[float, float, str]]:
     scores = key_profile_scores(windowed)
     # The piece's own key (from the whole score) is favoured a little: it is right far more often than not.
     scores[:, key_class(labels["key"])] += 0.05
-    path = smooth_keys(scores)
+    path = viterbi_segments(scores, KEY_CHANGE_PENALTY)
     spans: list[tuple[float, float, str]] = []
     for bar, key in enumerate(path):
         tonic, mode = key_label(int(key))

@@ -22,8 +22,12 @@ import numpy as np
 from pipeline_project.analysis import decoding, frames
 
 SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
-MODEL_NAMES = ("beat_tracker", "chord_recognizer")
-CHORD_CHANGE_PENALTY = 1.5  # in mean log-probability per beat: a chord must fit clearly better to change
+# The model families, each with its own card and promotion; the key tracker is the chord recognizer's key
+# head (one network hears the harmony once), promoted on its own metric.
+MODEL_NAMES = ("beat_tracker", "chord_recognizer", "key_tracker")
+NETWORK_OF = {"beat_tracker": "beat_tracker", "chord_recognizer": "chord_recognizer", "key_tracker": "chord_recognizer"}
+NETWORKS = ("beat_tracker", "chord_recognizer")
+CHORD_CHANGE_PENALTY = 0.5  # in mean log-probability per beat: a chord must fit better to change (default)
 KEY_CHANGE_PENALTY = 4.0  # per bar: a modulation must be heard over a few bars
 
 
@@ -41,10 +45,20 @@ class ModelSet:
     def versions(self) -> dict[str, str]:
         return {name: card.get("version", "unknown") for name, card in self.cards.items()}
 
+    @property
+    def promoted(self) -> frozenset[str]:
+        """The networks that did at least as well as the DSP path on the validation renders, each on its own
+        metrics (`make train-analysis` decides): the ones the pipeline uses."""
+        return frozenset(name for name, card in self.cards.items() if card.get("promoted", False))
+
+
+def _missing(folder: Path) -> list[str]:
+    wanted = [f"{n}.onnx" for n in NETWORKS] + [f"{n}.json" for n in MODEL_NAMES]
+    return [name for name in wanted if not (folder / name).is_file()]
+
 
 def available(folder: str | Path | None = None) -> bool:
-    folder = Path(folder) if folder else SHIPPED_MODELS
-    return all((folder / f"{name}.onnx").is_file() and (folder / f"{name}.json").is_file() for name in MODEL_NAMES)
+    return not _missing(Path(folder) if folder else SHIPPED_MODELS)
 
 
 @lru_cache(maxsize=4)
@@ -53,18 +67,27 @@ def load(folder: str | Path | None = None) -> ModelSet:
     import onnxruntime
 
     folder = Path(folder) if folder else SHIPPED_MODELS
-    if not available(folder):
-        missing = [f"{n}{s}" for n in MODEL_NAMES for s in (".onnx", ".json") if not (folder / f"{n}{s}").is_file()]
-        raise ModelSetError(f"learned analysers in {folder} are incomplete: missing {', '.join(missing)}")
+    if _missing(folder):
+        raise ModelSetError(f"learned analysers in {folder} are incomplete: missing {', '.join(_missing(folder))}")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # songs are analysed in parallel processes; one thread each
     options.inter_op_num_threads = 1
     models = ModelSet(folder)
     for name in MODEL_NAMES:
         models.cards[name] = json.loads((folder / f"{name}.json").read_text())
+    for name in NETWORKS:
         models.sessions[name] = onnxruntime.InferenceSession(str(folder / f"{name}.onnx"), options,
                                                              providers=["CPUExecutionProvider"])
     return models
+
+
+def default_models() -> ModelSet | None:
+    """The model set song_analysis uses: the shipped one when it is present and at least one of its networks
+    is promoted (`analysis.mir.analyze` uses those), else None (the DSP path)."""
+    if not available():
+        return None
+    models = load()
+    return models if models.promoted else None
 
 
 def _softmax_log(logits: np.ndarray) -> np.ndarray:
@@ -72,27 +95,52 @@ def _softmax_log(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def activations(models: ModelSet, mono: np.ndarray) -> dict[str, np.ndarray]:
-    """Frame activations of 22 050 Hz mono audio: beat and downbeat probabilities (beat grid); chord, bass and
-    key log-probabilities (harmony grid)."""
-    beat_in = frames.beat_features(mono)[None]
-    harmony_in = frames.harmony_features(mono)[None]
-    (pulse,) = models.sessions["beat_tracker"].run(None, {"features": beat_in})
-    chord, bass, key = models.sessions["chord_recognizer"].run(None, {"features": harmony_in})
-    probabilities = 1.0 / (1.0 + np.exp(-pulse[0]))
-    return {"beat": probabilities[:, 0], "downbeat": probabilities[:, 1], "chord": _softmax_log(chord[0]),
-            "bass": _softmax_log(bass[0]), "key": _softmax_log(key[0])}
+def activations(models: ModelSet, mono: np.ndarray, names: tuple[str, ...] = MODEL_NAMES) -> dict[str, np.ndarray]:
+    """Frame activations of 22 050 Hz mono audio from the networks of the named families: beat and downbeat
+    probabilities (beat grid); chord, bass and key log-probabilities (harmony grid)."""
+    act = {}
+    names = tuple(NETWORK_OF[name] for name in names)
+    if "beat_tracker" in names:
+        (pulse,) = models.sessions["beat_tracker"].run(None, {"features": frames.beat_features(mono)[None]})
+        probabilities = 1.0 / (1.0 + np.exp(-pulse[0]))
+        act |= {"beat": probabilities[:, 0], "downbeat": probabilities[:, 1]}
+    if "chord_recognizer" in names:
+        chord, bass, key = models.sessions["chord_recognizer"].run(None, {"features": frames.harmony_features(mono)[None]})
+        act |= {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0]), "key": _softmax_log(key[0])}
+    return act
+
+
+@dataclass(frozen=True)
+class DecoderSettings:
+    """How activations become beats and chords; tuned on the validation renders and kept in the model cards."""
+
+    tempo_histogram: tuple[int, ...] | None = None
+    activation_prior: float = 0.3
+    chord_change_penalty: float = CHORD_CHANGE_PENALTY
+
+    @classmethod
+    def of(cls, models: ModelSet) -> DecoderSettings:
+        beat, chord = models.cards["beat_tracker"], models.cards["chord_recognizer"]
+        histogram = beat.get("tempo_histogram")
+        return cls(tuple(histogram) if histogram else None, beat.get("activation_prior", cls.activation_prior),
+                   chord.get("chord_change_penalty", cls.chord_change_penalty))
 
 
 def analyze_learned(models: ModelSet, mono: np.ndarray) -> dict:
     """Tempo, beats, downbeats, metre, chords with bass per beat, the key, and local keys per bar."""
-    histogram = models.cards["beat_tracker"].get("tempo_histogram")
-    return decode(activations(models, mono), len(mono) / frames.RATE, histogram) | {"models": models.versions}
+    return decode(activations(models, mono), len(mono) / frames.RATE, DecoderSettings.of(models)) | {"models": models.versions}
 
 
-def decode(act: dict[str, np.ndarray], duration: float, histogram: list[int] | None) -> dict:
+def decode(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings = DecoderSettings()) -> dict:
     """`analyze_learned`'s result from frame activations (see `activations`)."""
-    beat_times = decoding.decode_beats(act["beat"], frames.BEAT_FPS, np.asarray(histogram) if histogram else None)
+    rhythm = decode_rhythm(act, duration, settings)
+    return rhythm | decode_harmony(act, duration, settings, rhythm["beat_times"], rhythm["downbeat_times"])
+
+
+def decode_rhythm(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings = DecoderSettings()) -> dict:
+    """Beats, downbeats, metre and tempo from the beat tracker's activations."""
+    histogram = np.asarray(settings.tempo_histogram) if settings.tempo_histogram else None
+    beat_times = decoding.decode_beats(act["beat"], frames.BEAT_FPS, histogram, settings.activation_prior)
     if len(beat_times) < 2:
         beat_times = np.arange(0.0, duration, 0.5)
     at_beats = np.array([act["downbeat"][max(0, int(round(t * frames.BEAT_FPS)) - 1): int(round(t * frames.BEAT_FPS)) + 2].max()
@@ -101,16 +149,34 @@ def decode(act: dict[str, np.ndarray], duration: float, histogram: list[int] | N
     downbeat_times = beat_times[phase::beats_per_bar]
     periods = np.diff(beat_times)
     tempo = float(60.0 / np.median(periods))
+    confidence = act["beat"][np.round(beat_times * frames.BEAT_FPS).astype(int).clip(0, len(act["beat"]) - 1)].mean()
+    return {"tempo_bpm": round(tempo, 2), "beat_times": beat_times, "downbeat_times": downbeat_times,
+            "beats_per_bar": beats_per_bar, "meter_confidence": round(meter_confidence, 4),
+            "tempo_confidence": round(float(np.clip(confidence, 0, 1)), 4)}
 
+
+def decode_harmony(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray,
+                   downbeat_times: np.ndarray) -> dict:
+    """Chords with bass notes per beat, the song's key and the local key of each stretch of bars, from the
+    chord recognizer's activations on the given beats and bars."""
+    return decode_chords(act, duration, settings, beat_times) | decode_keys(act, duration, downbeat_times)
+
+
+def decode_chords(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray) -> dict:
+    """A chord and a bass note per beat."""
     per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, duration)
-    path = decoding.viterbi_segments(per_beat, CHORD_CHANGE_PENALTY)
+    path = decoding.viterbi_segments(per_beat, settings.chord_change_penalty)
     bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, duration).argmax(axis=1)
     chords = []
     for time, index, scores, bass in zip(beat_times, path, per_beat, bass_per_beat):
         chords.append({"time": round(float(time), 4), "chord": frames.chord_label(int(index)),
                        "confidence": round(float(np.exp(scores[index])), 4),
                        "bass": None if bass == frames.NO_BASS else frames.PITCH_NAMES[int(bass)]})
+    return {"chords": chords}
 
+
+def decode_keys(act: dict[str, np.ndarray], duration: float, downbeat_times: np.ndarray) -> dict:
+    """The song's key and the local key of each stretch of bars."""
     bar_starts = downbeat_times if len(downbeat_times) and downbeat_times[0] <= 0.05 else np.append(0.0, downbeat_times)
     per_bar = decoding.pool_frames(act["key"], frames.HARMONY_FPS, bar_starts, duration)
     keys = decoding.viterbi_segments(per_bar, KEY_CHANGE_PENALTY)
@@ -126,8 +192,5 @@ def decode(act: dict[str, np.ndarray], duration: float, histogram: list[int] | N
     key_probabilities = np.exp(whole - whole.max())
     best_key = int(np.argmax(whole))
     tonic, mode = frames.key_label(best_key)
-    return {"tempo_bpm": round(tempo, 2), "beat_times": beat_times, "downbeat_times": downbeat_times,
-            "beats_per_bar": beats_per_bar, "meter_confidence": round(meter_confidence, 4),
-            "tempo_confidence": round(float(np.clip(act["beat"][np.round(beat_times * frames.BEAT_FPS).astype(int).clip(0, len(act["beat"]) - 1)].mean(), 0, 1)), 4),
-            "key_tonic": tonic, "key_mode": mode, "key_confidence": round(float(key_probabilities[best_key] / key_probabilities.sum()), 4),
-            "local_keys": local_keys, "chords": chords}
+    return {"key_tonic": tonic, "key_mode": mode, "key_confidence": round(float(key_probabilities[best_key] / key_probabilities.sum()), 4),
+            "local_keys": local_keys}

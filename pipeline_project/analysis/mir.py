@@ -104,6 +104,17 @@ def estimate_key(chroma_profile: np.ndarray) -> tuple[str, str, float, list[floa
     return PITCH_NAMES[best % 12], mode, float(weights[best] / weights.sum()), correlations
 
 
+def per_beat_median(feature: np.ndarray, beat_frames: np.ndarray) -> np.ndarray:
+    """(bins, beats): the feature's median from each beat to the next (the last to the end)."""
+    import librosa
+
+    # sync() pads with frame 0 unless a beat is there already: then column 0 is the stretch before the
+    # first beat, and column i + 1 starts at beat i; with a beat at frame 0, column i starts at beat i.
+    synced = librosa.util.sync(feature, beat_frames, aggregate=np.median, pad=True)
+    skip = 0 if len(beat_frames) and beat_frames[0] <= 0 else 1
+    return synced[:, skip: skip + len(beat_frames)]
+
+
 def triad_templates() -> tuple[list[str], np.ndarray]:
     labels, templates = [], []
     for quality, intervals in (("maj", (0, 4, 7)), ("min", (0, 3, 7))):
@@ -118,11 +129,8 @@ def triad_templates() -> tuple[list[str], np.ndarray]:
 def chord_similarities(chroma: np.ndarray, beat_frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(cosine similarity of each beat's median chroma to every `triad_templates` template, shape
     (beats, templates); each beat's chroma energy)."""
-    import librosa
-
     _, templates = triad_templates()
-    # sync() pads: column 0 is the stretch before the first beat, column i + 1 starts at beat i.
-    synced = librosa.util.sync(chroma, beat_frames, aggregate=np.median, pad=True)[:, 1: len(beat_frames) + 1]
+    synced = per_beat_median(chroma, beat_frames)
     energy = np.linalg.norm(synced, axis=0)
     return (templates @ (synced / np.maximum(energy, 1e-12))).T, energy
 
@@ -242,9 +250,7 @@ def tempo_curve(beat_times: np.ndarray, downbeat_times: np.ndarray) -> tuple[lis
 def bass_per_beat(bass_chroma: np.ndarray, beat_frames: np.ndarray) -> list[str | None]:
     """The bass stem's strongest pitch class in each beat interval (None where the bass is silent or no
     pitch class stands out): with the chord's root it gives the inversion."""
-    import librosa
-
-    synced = librosa.util.sync(bass_chroma, beat_frames, aggregate=np.median, pad=True)[:, 1: len(beat_frames) + 1]
+    synced = per_beat_median(bass_chroma, beat_frames)
     notes: list[str | None] = []
     for column in synced.T:
         ordered = np.sort(column)
@@ -276,16 +282,22 @@ def is_compound(onset_phases: np.ndarray, beats_per_bar: int) -> bool:
     return bool(thirds > 3 * halves and thirds > 0.25)
 
 
-def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None) -> dict:
+def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: frozenset[str] | None = None) -> dict:
     """Analysis of one song from its stems; every estimate comes with a confidence.
 
-    With `models` (an `analysis.learned.ModelSet`), beats, downbeats, metre, chords, bass notes and keys
-    (the song's and each bar's) come from the learned analysers run on the mix, and `models` in the result
-    names their versions; without, from the DSP path below. Onsets, loudness and sections are DSP either way.
+    With `models` (an `analysis.learned.ModelSet`), the networks in `use` (default: the set's promoted ones)
+    run on the mix: the beat tracker gives beats, downbeats, metre and tempo; the chord recognizer chords with
+    bass notes; the key tracker the keys (the song's and each stretch of bars'). What they do not give comes
+    from the DSP path below. `analysers` in the result says which path made what, `models` names the
+    versions used. Onsets, loudness and sections are DSP either way.
     """
     import librosa
 
+    from pipeline_project.analysis import learned
+
+    use = (models.promoted if use is None else use) if models is not None else frozenset()
     mix = np.sum([stems[name] for name in stems], axis=0)
+    duration = mix.shape[1] / sample_rate
     # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
     # onset envelope, most of all in reverberant rooms.
     has_drums = _audible(stems["drums"], mix)
@@ -298,32 +310,21 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None) -> dict
     onset_frames = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_times = librosa.frames_to_time(onset_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_strengths = onset_envelope[onset_frames] / (onset_envelope.max() + 1e-9)
+    used = tuple(name for name in learned.MODEL_NAMES if name in use)
+    if used:
+        act = learned.activations(models, full, used)
+        settings = learned.DecoderSettings.of(models)
 
-    if models is not None:
-        from pipeline_project.analysis.learned import analyze_learned
-
-        learned = analyze_learned(models, full)
-        beat_times, downbeat_times = learned["beat_times"], learned["downbeat_times"]
+    if "beat_tracker" in used:
+        found = learned.decode_rhythm(act, duration, settings)
+        beat_times, downbeat_times = found["beat_times"], found["downbeat_times"]
         beat_frames = librosa.time_to_frames(beat_times, sr=ANALYSIS_RATE, hop_length=HOP)
-        bar = learned["beats_per_bar"]
-        meter = {"beats_per_bar": bar, "confidence": learned["meter_confidence"],
+        bar = found["beats_per_bar"]
+        meter = {"beats_per_bar": bar, "confidence": found["meter_confidence"],
                  "time_signature": f"{bar * 3}/8" if is_compound(beat_positions(onset_times, beat_times)[1], bar) else f"{bar}/4"}
-        tempo, tempo_confidence = learned["tempo_bpm"], learned["tempo_confidence"]
-        tonic, mode, key_confidence = learned["key_tonic"], learned["key_mode"], learned["key_confidence"]
-        chords = [{k: v for k, v in c.items() if k != "time"} for c in learned["chords"]]
-        chroma = librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)  # for sections
-        extra = {"local_keys": learned["local_keys"], "models": learned["models"], "analyser": "learned"}
+        tempo, tempo_confidence = found["tempo_bpm"], found["tempo_confidence"]
     else:
         beat_times, beat_frames, tempo, tempo_confidence = _dsp_beats(pulse)
-        chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
-        similarity, energy = chord_similarities(chroma, beat_frames)
-        bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
-        bass_notes = bass_per_beat(bass_chroma, beat_frames)
-        root_prior = bass_root_prior(bass_notes)
-        tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), label_chords(similarity, energy, root_prior))
-        chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
-        for chord, note in zip(chords, bass_notes):
-            chord["bass"] = note
         # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
         # drum lands there.
         loudness = librosa.feature.rms(y=harmony, hop_length=HOP)[0]
@@ -331,8 +332,34 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None) -> dict
         evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
         meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
         downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
-        extra = {"local_keys": [{"start": 0.0, "end": round(mix.shape[1] / sample_rate, 4), "tonic": tonic, "mode": mode}],
-                 "models": {}, "analyser": "dsp"}
+
+    if "chord_recognizer" in used:
+        chords = [{k: v for k, v in c.items() if k != "time"} for c in learned.decode_chords(act, duration, settings, beat_times)["chords"]]
+    if "chord_recognizer" in used and "key_tracker" in used:
+        chroma = librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)  # for the sections
+    else:
+        chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
+    if "chord_recognizer" not in used:
+        similarity, energy = chord_similarities(chroma, beat_frames)
+        bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
+        bass_notes = bass_per_beat(bass_chroma, beat_frames)
+        root_prior = bass_root_prior(bass_notes)
+        first_pass = label_chords(similarity, energy, root_prior)
+    if "key_tracker" in used:
+        found = learned.decode_keys(act, duration, downbeat_times)
+        tonic, mode, key_confidence, local_keys = found["key_tonic"], found["key_mode"], found["key_confidence"], found["local_keys"]
+    else:
+        tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), chords if "chord_recognizer" in used else first_pass)
+        local_keys = [{"start": 0.0, "end": round(duration, 4), "tonic": tonic, "mode": mode}]
+    if "chord_recognizer" not in used:
+        chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
+        for chord, note in zip(chords, bass_notes):
+            chord["bass"] = note
+    extra = {"local_keys": local_keys,
+             "analysers": {"rhythm": "learned" if "beat_tracker" in used else "dsp",
+                           "chords": "learned" if "chord_recognizer" in used else "dsp",
+                           "keys": "learned" if "key_tracker" in used else "dsp"},
+             "models": {name: models.versions[name] for name in used}}
     curve, stability = tempo_curve(beat_times, downbeat_times)
 
     timbre = librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:]

@@ -23,16 +23,10 @@ def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode with the local key of
     each stretch of bars, a chord and bass note per beat, sections, and integrated and short-term loudness with
     the loudness range, each with a confidence, computed from the stems (see `analysis.mir`): beats, metre,
-    chords and keys by the learned analysers when a model set is present (`analysis.learned`), by the DSP path
-    otherwise. The metadata names the analyser and model versions, shows a plot of the waveform with beats and
+    chords and keys by the learned analysers that are promoted in the shipped model set (`analysis.learned`),
+    the rest by the DSP path. The metadata says which path made what and names the model versions, shows a plot of the waveform with beats and
     sections, and the separator that made the stems."""
     return for_each_song(context, lambda key: analyse_one_song(storage, key))
-
-
-def learned_models() -> learned.ModelSet | None:
-    """The learned analysers song_analysis uses: the shipped model set when it is present, else None (the
-    DSP path)."""
-    return learned.load() if learned.available() else None
 
 
 def analyse_one_song(storage: StorageResource, key: str) -> dict:
@@ -43,7 +37,7 @@ def analyse_one_song(storage: StorageResource, key: str) -> dict:
     for name in STEM_NAMES:
         stems[name], sample_rate = read_audio(song_dir / "stems" / f"{name}.flac")
     started = time.perf_counter()
-    result = analyze(stems, sample_rate, learned_models())
+    result = analyze(stems, sample_rate, learned.default_models())
     seconds = time.perf_counter() - started
     write_text_atomic(song_dir / "analysis.json", json.dumps(result, indent=1))
     png = analysis_plot(sum(stems.values()), sample_rate, result)
@@ -69,7 +63,7 @@ def analyse_one_song(storage: StorageResource, key: str) -> dict:
         "plot": dg.MetadataValue.md(f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"),
         "plot_file": dg.MetadataValue.path(storage.location(song_dir / "analysis.png")),
         "seconds": round(seconds, 2),
-        "analyser": result["analyser"],
+        "analysers": ", ".join(f"{part}: {path}" for part, path in result["analysers"].items()),
         "analysis_models": dg.MetadataValue.json(result["models"]),
         "local_keys": " ".join(f"{k['tonic']}:{k['mode']}" for k in result["local_keys"]),
     }

@@ -7,8 +7,9 @@ loads them later (numba issue 10128). So `make setup` compiles them right after 
 (`python -m pipeline_project.audio.kernels`), and `run` calls `compile_kernels` before it starts other
 processes: afterwards every process only loads them.
 
-The warm-up runs the pipeline's own code paths (the DSP separator, the analysis, log-mel features) on a few
-seconds of synthetic audio in the dtypes real songs have, so every kernel signature they use is compiled.
+The warm-up runs the pipeline's own code paths (the DSP separator, the analysis on its DSP and learned paths,
+log-mel features) on a few seconds of synthetic audio in the dtypes real songs have, so every kernel
+signature they use is compiled.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def _test_song() -> np.ndarray:
 
 def compile_kernels() -> float:
     """Run the pipeline's librosa code paths once; returns the seconds it took (little once cached)."""
+    from pipeline_project.analysis import learned
     from pipeline_project.analysis.mir import analyze
     from pipeline_project.audio.features import log_mel
     from pipeline_project.separation.separator import separate_with_fallback
@@ -43,6 +45,8 @@ def compile_kernels() -> float:
     song = _test_song()
     separation = separate_with_fallback(song, SAMPLE_RATE)
     analyze(separation.stems, SAMPLE_RATE)
+    if learned.available():  # the learned path's beat decoder is a numba kernel of the project's own
+        analyze(separation.stems, SAMPLE_RATE, learned.load())
     log_mel(song, SAMPLE_RATE)
     return time.perf_counter() - started
 

@@ -46,12 +46,34 @@ class RenderPlan:
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def _time_signature(piece: str) -> str:
+    from pipeline_project.synthesis.arrangement import from_corpus
+
+    return from_corpus(piece, max_ql=MAX_QUARTER_NOTES).time_signature
+
+
+def time_signatures(pieces: list[str], cache: Path | None = None, workers: int = 0) -> dict[str, str]:
+    """Each piece's time signature, parsed in parallel (a chorale takes about a second to parse) and kept
+    in `cache` (a JSON file) for the next plan."""
+    from pipeline_project.parallel import map_in_processes
+
+    known = json.loads(cache.read_text()) if cache and cache.is_file() else {}
+    missing = [p for p in pieces if p not in known]
+    known.update(zip(missing, map_in_processes(_time_signature, missing, workers)))
+    if cache and missing:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache.with_suffix(".tmp")
+        temporary.write_text(json.dumps(known, indent=0, sort_keys=True))
+        temporary.replace(cache)
+    return known
+
+
 def plan_renders(split: str, soundfonts: list[str], renders_per_piece: int, seed: int, max_pieces: int | None = None,
-                 conditions: tuple[str, ...] = tuple(CONDITIONS), every_condition: bool = False) -> list[RenderPlan]:
+                 conditions: tuple[str, ...] = tuple(CONDITIONS), every_condition: bool = False,
+                 meter_cache: Path | None = None) -> list[RenderPlan]:
     """Every render of a split. 'train' uses the training SoundFonts, 'validation' and 'test' the held-out ones.
     Each render takes one of `conditions` at random, or, with `every_condition`, is planned once in each (the
     same performance, for evaluation per condition)."""
-    from pipeline_project.synthesis.arrangement import from_corpus
     from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, style_for_meter
 
     rng = np.random.default_rng([seed, ["train", "validation", "test"].index(split)])
@@ -63,9 +85,10 @@ def plan_renders(split: str, soundfonts: list[str], renders_per_piece: int, seed
     keys = ("C:major", "G:major", "D:major", "F:major", "Bb:major", "A:minor", "E:minor", "D:minor", "G:minor")
     styles, progressions = sorted(GROOVE_STYLES), sorted(PROGRESSIONS)
     grooves = [f"groove:{rng.choice(styles)}:{rng.choice(progressions)}:{rng.choice(keys)}" for _ in range(groove_count)]
+    meters = time_signatures(pieces, meter_cache)
     plans = []
     for piece in [*pieces, *grooves]:
-        meter = None if piece.startswith("groove:") else from_corpus(piece, max_ql=MAX_QUARTER_NOTES).time_signature
+        meter = meters.get(piece)
         for _ in range(renders_per_piece):
             tempo = float(np.exp(rng.uniform(*np.log(TEMPO_RANGE_BPM))))
             if piece.startswith("groove:"):

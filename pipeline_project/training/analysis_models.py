@@ -26,13 +26,13 @@ from torch import nn
 from pipeline_project.analysis import frames
 
 BEAT_EXCERPT = 1000  # 10 s of beat frames
-HARMONY_EXCERPT = 320  # 30 s of harmony frames
+HARMONY_EXCERPT = 220  # 20 s of harmony frames
 
 
 @dataclass(frozen=True)
 class TrainingSettings:
     seed: int = 0
-    steps: int = 1500  # a fixed count, not a time budget, so the same seed gives the same weights anywhere
+    steps: int = 1200  # a fixed count, not a time budget, so the same seed gives the same weights anywhere
     batch: int = 8
     learning_rate: float = 2e-3
     width: int = 32  # channels; a GPU can take 64 or more
@@ -178,7 +178,7 @@ def train(kind: str, train_corpus: list[dict], validation_corpus: list[dict], se
     started, steps, best, best_state, history = time.monotonic(), 0, float("inf"), None, []
     while steps < settings.steps:
         network.train()
-        for _ in range(25):
+        for _ in range(min(25, settings.steps - steps)):
             batch = beat_batch(train_corpus, settings.batch, rng) if kind == "beat" else harmony_batch(train_corpus, settings.batch, rng)
             loss = step_loss(batch)
             optimizer.zero_grad()

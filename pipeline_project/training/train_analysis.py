@@ -18,15 +18,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline_project.analysis import frames
-from pipeline_project.analysis.learned import SHIPPED_MODELS, decode
+from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode
+from pipeline_project.parallel import available_cores, map_in_processes
 from pipeline_project.training import analysis_corpus, analysis_models
 
 DEFAULT_CORPUS = Path("data/analysis_corpus")
+# Each network replaces the DSP path only where it is at least as good on all of its metrics.
+PROMOTION_METRICS = {"beat_tracker": ("beat_f",), "chord_recognizer": ("chord_majmin",), "key_tracker": ("key",)}
 
 
 def network_activations(beat_network, harmony_network, example: dict) -> dict[str, np.ndarray]:
@@ -51,10 +55,56 @@ def score_example(result: dict, meta: dict) -> dict[str, float]:
     return scores
 
 
-def evaluate(beat_network, harmony_network, corpus: list[dict], histogram: list[int]) -> dict[str, float]:
-    rows = [score_example(decode(network_activations(beat_network, harmony_network, e), e["meta"]["duration"], histogram), e["meta"])
-            for e in corpus]
+ACTIVATION_PRIORS = (0.1, 0.2, 0.3, 0.4)
+CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
+
+
+def _mean_scores(rows: list[dict]) -> dict[str, float]:
     return {metric: round(float(np.mean([r[metric] for r in rows])), 4) for metric in rows[0]}
+
+
+def tune_and_evaluate(beat_network, harmony_network, corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, dict]:
+    """Decoder settings tuned on the validation renders (activation prior for beat F, then the chord change
+    penalty for chord majmin), and the validation scores with them."""
+    activations = [network_activations(beat_network, harmony_network, e) for e in corpus]
+
+    def scores(settings: DecoderSettings) -> dict[str, float]:
+        return _mean_scores([score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)])
+
+    settings = DecoderSettings(tuple(histogram))
+    prior = max(ACTIVATION_PRIORS, key=lambda p: scores(replace(settings, activation_prior=p))["beat_f"])
+    settings = replace(settings, activation_prior=prior)
+    penalty = max(CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"])
+    settings = replace(settings, chord_change_penalty=penalty)
+    return settings, scores(settings)
+
+
+def _dsp_scores_of(job: tuple) -> dict[str, float]:
+    from pipeline_project.analysis.mir import analyze
+    from pipeline_project.separation.separator import separate_with_fallback
+
+    plan, catalog = job
+    mix, rate, labels = analysis_corpus.render_plan(plan, catalog)
+    result = analyze(separate_with_fallback(mix, rate).stems, rate)
+    meta = {k: labels[k] for k in ("beats", "downbeats", "key", "chords", "time_signature")} | {"duration": labels["duration"]}
+    return score_example(result | {"beat_times": np.asarray(result["beat_times"]), "downbeat_times": np.asarray(result["downbeat_times"])}, meta)
+
+
+def dsp_scores(plans, catalog, workers: int = 0) -> dict[str, float]:
+    """The DSP path's scores on the same validation renders (separation, then `analyze` without models): the
+    bar the learned analysers must clear to be used."""
+    return _mean_scores(list(map_in_processes(_dsp_scores_of, [(p, catalog) for p in plans], workers)))
+
+
+def train_in_process(job: tuple) -> tuple[str, tuple]:
+    """Train one network from corpus files, single-threaded (module-level: it runs in a worker process)."""
+    import torch
+
+    kind, train_paths, validation_paths, settings = job
+    torch.set_num_threads(1)
+    corpus = [analysis_corpus.load(p) for p in train_paths]
+    validation = [analysis_corpus.load(p) for p in validation_paths]
+    return kind, analysis_models.train(kind, corpus, validation, settings, log=lambda line: print(line, flush=True))
 
 
 def file_digest(path: Path) -> str:
@@ -68,39 +118,44 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=SHIPPED_MODELS)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--renders-per-piece", type=int, default=1)
+    parser.add_argument("--renders-per-piece", type=int, default=2)
     parser.add_argument("--max-pieces", type=int, default=None, help="fewer training pieces, for a quick run")
     parser.add_argument("--steps", type=int, default=analysis_models.TrainingSettings.steps)
     parser.add_argument("--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU")
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
     args = parser.parse_args(argv)
 
-    import torch
-
-    torch.manual_seed(args.seed)
     catalog = available_soundfonts()
     if len(catalog) < 2:
         print(f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
               "scores are not on unheard timbres (make soundfonts installs more)")
     started = time.monotonic()
-    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), args.renders_per_piece, args.seed, args.max_pieces),
+    meters = args.corpus / "time_signatures.json"
+    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), args.renders_per_piece, args.seed, args.max_pieces,
+                                                   meter_cache=meters),
              "validation": analysis_corpus.plan_renders("validation", list(catalog), 1, args.seed,
-                                                        max(1, args.max_pieces // 8) if args.max_pieces else None)}
-    corpora = {}
-    for split, split_plans in plans.items():
-        paths = analysis_corpus.build(split_plans, args.corpus / split, catalog, args.workers)
-        corpora[split] = [analysis_corpus.load(p) for p in paths]
-    print(f"corpus ready in {time.monotonic() - started:.0f} s: {len(corpora['train'])} training renders, "
-          f"{len(corpora['validation'])} validation renders", flush=True)
+                                                        max(1, args.max_pieces // 8) if args.max_pieces else None,
+                                                        meter_cache=meters)}
+    paths = {split: analysis_corpus.build(split_plans, args.corpus / split, catalog, args.workers)
+             for split, split_plans in plans.items()}
+    print(f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
+          f"{len(paths['validation'])} validation renders", flush=True)
 
     settings = analysis_models.TrainingSettings(seed=args.seed, steps=args.steps, width=args.width)
-    histogram = analysis_models.tempo_histogram(corpora["train"])
-    networks, records = {}, {}
-    for kind in ("beat", "harmony"):
-        networks[kind], records[kind] = analysis_models.train(kind, corpora["train"], corpora["validation"], settings,
-                                                              log=lambda line: print(line, flush=True))
-    scores = evaluate(networks["beat"], networks["harmony"], corpora["validation"], histogram)
-    print(f"validation (held-out pieces and SoundFonts): {scores}", flush=True)
+    jobs = [(kind, paths["train"], paths["validation"], settings) for kind in ("beat", "harmony")]
+    # One process per network, each single-threaded: both train at once on 2 cores, and the weights do not
+    # depend on how many cores a machine has.
+    trained = dict(map_in_processes(train_in_process, jobs, workers=min(2, available_cores())))
+    networks = {kind: network for kind, (network, _) in trained.items()}
+    records = {kind: record for kind, (_, record) in trained.items()}
+    validation = [analysis_corpus.load(p) for p in paths["validation"]]
+    histogram = analysis_models.tempo_histogram([analysis_corpus.load(p) for p in paths["train"]])
+    decoder, scores = tune_and_evaluate(networks["beat"], networks["harmony"], validation, histogram)
+    baseline = dsp_scores(plans["validation"], catalog, args.workers)
+    promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
+    print(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
+          f"decoder: activation prior {decoder.activation_prior}, chord change penalty {decoder.chord_change_penalty}; "
+          f"promoted (used by the pipeline instead of the DSP path): {promoted}", flush=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
@@ -108,18 +163,25 @@ def main(argv: list[str] | None = None) -> None:
               "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
               "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
               "conditions": list(analysis_corpus.CONDITIONS), "validation_scores": scores,
+              "dsp_validation_scores": baseline,
               "reserved_pieces": "never used (synthesis.corpus_split)"}
-    for name, kind in (("beat_tracker", "beat"), ("chord_recognizer", "harmony")):
-        path = args.out / f"{name}.onnx"
+    for kind in ("beat", "harmony"):
+        network_name = "beat_tracker" if kind == "beat" else "chord_recognizer"
+        path = args.out / f"{network_name}.onnx"
         analysis_models.export_onnx(networks[kind], kind, path)
-        card = common | {"name": name, "version": f"{args.seed}-{file_digest(path)}", "network": type(networks[kind]).__name__,
-                         "training": records[kind]}
-        if kind == "beat":
-            card |= {"tempo_histogram": histogram, "fps": frames.BEAT_FPS}
-        else:
-            card |= {"fps": frames.HARMONY_FPS, "chord_qualities": list(frames.QUALITIES)}
-        analysis_models.write_card(args.out / f"{name}.json", card)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {card['version']}")
+        version = f"{args.seed}-{file_digest(path)}"
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
+        for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
+            card = common | {"name": name, "version": version, "file": path.name, "network": type(networks[kind]).__name__,
+                             "training": records[kind], "promoted": promoted[name], "promotion_metrics": list(PROMOTION_METRICS[name]),
+                             "promotion_rule": "used instead of the DSP path when at least as good on every promotion metric "
+                                               "on the validation renders"}
+            if kind == "beat":
+                card |= {"tempo_histogram": histogram, "activation_prior": decoder.activation_prior, "fps": frames.BEAT_FPS}
+            else:
+                card |= {"fps": frames.HARMONY_FPS, "chord_qualities": list(frames.QUALITIES), "output": "key" if name == "key_tracker" else "chord, bass",
+                         "chord_change_penalty": decoder.chord_change_penalty}
+            analysis_models.write_card(args.out / f"{name}.json", card)
 
 
 if __name__ == "__main__":
