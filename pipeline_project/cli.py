@@ -272,6 +272,8 @@ def _analysers() -> str:
     for name, card in models.cards.items():
         if name in models.promoted:
             parts.append(f"{name} {card['version']} (learned)")
+        elif card.get("promotion_hold"):
+            parts.append(f"{name} held back, DSP path instead (see its model card)")
         else:
             scores, dsp = card.get("validation_scores", {}), card.get("dsp_validation_scores", {})
             compared = ", ".join(f"{m} {scores.get(m, float('nan')):.2f} vs {dsp.get(m, float('nan')):.2f}"
