@@ -46,7 +46,7 @@ def compile_kernels() -> float:
     separation = separate_with_fallback(song, SAMPLE_RATE)
     analyze(separation.stems, SAMPLE_RATE)
     if learned.available():  # the learned path's beat decoder is a numba kernel of the project's own
-        analyze(separation.stems, SAMPLE_RATE, learned.load())
+        analyze(separation.stems, SAMPLE_RATE, learned.load(), use=frozenset(learned.MODEL_NAMES))
     log_mel(song, SAMPLE_RATE)
     return time.perf_counter() - started
 
