@@ -17,6 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline_project.analysis.decoding import viterbi_segments
+from pipeline_project.analysis.mir import MAJOR_PROFILE, MINOR_PROFILE
 from pipeline_project.pitches import PITCH_CLASS, PITCH_NAMES
 
 RATE = 22_050
@@ -42,9 +43,6 @@ KEY_CLASSES = 24  # 0-11 major on C..B, 12-23 minor
 IGNORE = -100  # torch's cross-entropy ignore_index: frames whose label the vocabulary cannot say
 KEY_WINDOW_BARS = 2  # a bar's local key weighs the notes of two bars either side, at decreasing weight
 KEY_CHANGE_PENALTY = 1.0  # in profile correlation units: a modulation must pay off over a few bars
-# Albrecht & Shanahan (2013) key profiles, as in analysis.mir.
-MAJOR_PROFILE = np.array([0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081])
-MINOR_PROFILE = np.array([0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052])
 
 
 def beat_frames(duration_s: float) -> int:

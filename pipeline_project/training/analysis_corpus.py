@@ -190,6 +190,12 @@ def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], worke
     return [folder / f"{p.digest()}.npz" for p in plans]
 
 
+def load_meta(path: Path) -> dict:
+    """Only the labels record of a render (np.load reads an .npz member when it is asked for)."""
+    with np.load(path) as data:
+        return json.loads(bytes(data["meta"]).decode())
+
+
 def load(path: Path) -> dict:
     with np.load(path) as data:
         example = {k: data[k] for k in data.files if k != "meta"}

@@ -213,13 +213,13 @@ def export_onnx(network: nn.Module, kind: str, path: Path) -> None:
     temporary.replace(path)
 
 
-def tempo_histogram(corpus: list[dict]) -> list[int]:
+def tempo_histogram(metas: list[dict]) -> list[int]:
     """Renders per 1-BPM bin from decoding.MIN_BPM: the beat decoder's tempo prior."""
     from pipeline_project.analysis.decoding import MAX_BPM, MIN_BPM
 
     counts = np.zeros(int(MAX_BPM - MIN_BPM), dtype=np.int64)
-    for example in corpus:
-        beats = np.asarray(example["meta"]["beats"])
+    for meta in metas:
+        beats = np.asarray(meta["beats"])
         if len(beats) < 3:
             continue
         index = int(60.0 / np.median(np.diff(beats)) - MIN_BPM)

@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     networks = {kind: network for kind, (network, _) in trained.items()}
     records = {kind: record for kind, (_, record) in trained.items()}
     validation = [analysis_corpus.load(p) for p in paths["validation"]]
-    histogram = analysis_models.tempo_histogram([analysis_corpus.load(p) for p in paths["train"]])
+    histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
     decoder, scores = tune_and_evaluate(networks["beat"], networks["harmony"], validation, histogram)
     baseline = dsp_scores(plans["validation"], catalog, args.workers)
     promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
