@@ -8,7 +8,6 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from pipeline_project.analysis import learned
 from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
@@ -20,7 +19,7 @@ from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.datasets.snapshots import read_snapshot
 from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
 from pipeline_project.datasets.validation import validate_table
-from pipeline_project.resources import DatasetsResource, SeparatorResource, StorageResource
+from pipeline_project.resources import DatasetsResource, MlflowResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, review_queue)
@@ -114,12 +113,13 @@ ACCURACY_EXAMPLES = 4  # rendered score excerpts scored on every materialization
     ],
 )
 def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storage: StorageResource,
-                                  separator: SeparatorResource):
+                                  separator: SeparatorResource, mlflow: MlflowResource):
     """Separation and analysis scored on the first rendered score excerpts, as a user's songs would be processed."""
     rendered = storage.fetch(storage.synthetic_dir() / "rendered")
     manifest = storage.read_json(rendered / "manifest.json")
     keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][:ACCURACY_EXAMPLES]
     separations, analyses, used = [], [], None
+    models = mlflow.analysis_models(log=context.log.info) if keys else None  # the analysers songs get
     for key in keys:
         labels = storage.read_json(rendered / key / "labels.json")
         references = {name: read_audio(rendered / key / "stems" / f"{name}.flac")[0] for name in STEM_NAMES}
@@ -127,7 +127,7 @@ def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storag
         separation = separator.separate(mix, sample_rate, logger=context.log)
         used = separation.separator + (f" ({separation.model_name})" if separation.model_name else "")
         separations.append(score_separation(references, separation.stems, mix))
-        analyses.append(score_analysis(analyze(separation.stems, sample_rate, learned.default_models()), labels, labels["duration"]))
+        analyses.append(score_analysis(analyze(separation.stems, sample_rate, models), labels, labels["duration"]))
     if not keys:
         for name in ("separation_sdr", "analysis_accuracy"):
             yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"})
@@ -144,6 +144,7 @@ def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storag
     yield dg.AssetCheckResult(
         check_name="analysis_accuracy", passed=all(means[m] >= t for m, t in TARGETS.items()), severity=dg.AssetCheckSeverity.WARN,
         metadata={"separator": used, "examples": len(keys), **means,
+                  "analysis_models": dg.MetadataValue.json(models.versions if models else {}),
                   "targets": dg.MetadataValue.json(TARGETS),
                   "per_example": dg.MetadataValue.md(pd.DataFrame(analyses, index=keys).round(3).to_markdown())})
 

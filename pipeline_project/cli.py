@@ -191,7 +191,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
                 _say(f"    failed: {failed[-1][1]}")
 
     if songs_only:
-        _summary(storage, None, processed, failed, time.perf_counter() - started, latest_manifest)
+        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest, trained=False)
         return 0
 
     downstream_ok = True
@@ -240,20 +240,21 @@ def checks_summary(instance, defs) -> list[str]:
     return [line, *failures]
 
 
-def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest, checks: list[str] | None = None) -> None:
+def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest, checks: list[str] | None = None,
+             trained: bool = True) -> None:
     print("\n=== pipeline_project summary ===")
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason in failed:
         print(f"songs failed:            {name}: {reason}")
     storage.fetch(storage.lake / "songs", pattern="theory.json")
-    print(f"analysis:                 {_analysers()}")
+    print(f"analysis:                 {_analysers(mlflow_resource)}")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
     for name in ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue"):
         manifest = latest_manifest(storage.fetch(storage.dataset_dir(name), pattern="*.json"))
         print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
               + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
-    if mlflow_resource is not None:  # None after a songs-only run: the models were not touched
+    if trained:  # a songs-only run does not touch the models
         _models_summary(mlflow_resource)
     if checks:
         print(f"asset checks:             {checks[0]}")
@@ -262,24 +263,24 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
 
 
-def _analysers() -> str:
+def _analysers(mlflow_resource) -> str:
+    """What song_analysis runs: each learned family's champion in MLflow, or the DSP path where it has none."""
     from pipeline_project.analysis import learned
 
-    if not learned.available():
-        return "DSP path (no learned analysers in pipeline_project/models; make train-analysis)"
-    models = learned.load()
-    parts = []
-    for name, card in models.cards.items():
-        if name in models.promoted:
-            parts.append(f"{name} {card['version']} (learned)")
-        elif card.get("promotion_hold"):
-            parts.append(f"{name} held back, DSP path instead (see its model card)")
-        else:
-            scores, dsp = card.get("validation_scores", {}), card.get("dsp_validation_scores", {})
-            compared = ", ".join(f"{m} {scores.get(m, float('nan')):.2f} vs {dsp.get(m, float('nan')):.2f}"
-                                 for m in card.get("promotion_metrics", []))
-            parts.append(f"{name} not promoted, DSP path instead (validation: {compared})")
-    return "; ".join(parts)
+    try:
+        registry = mlflow_resource.registry()
+        parts = []
+        for name in learned.MODEL_NAMES:
+            champion, versions = registry.champion_version(name), registry.versions(name)
+            if champion is not None:
+                parts.append(f"{name} version {champion.version} ({champion.tags.get('analysis_version', '?')}, learned)")
+            elif versions:
+                parts.append(f"{name} DSP path (no version beat it: {versions[-1].tags.get('promotion', '?')})")
+            else:
+                parts.append(f"{name} DSP path (no version registered yet)")
+        return "; ".join(parts)
+    except Exception as exc:  # a summary must not hide the run's own result
+        return f"unknown ({exc})"
 
 
 def _models_summary(mlflow_resource) -> None:
@@ -290,9 +291,11 @@ def _models_summary(mlflow_resource) -> None:
             GENRE_MODEL_NAME,
         )
 
+        from pipeline_project.analysis.learned import MODEL_NAMES
+
         registry = mlflow_resource.registry()
         print("models (versions registered, champion):")
-        for name in (DRUM_MODEL_NAME, GENRE_MODEL_NAME, EMBEDDING_MODEL_NAME):
+        for name in (DRUM_MODEL_NAME, GENRE_MODEL_NAME, EMBEDDING_MODEL_NAME, *MODEL_NAMES):
             versions, champion = registry.versions(name), registry.champion_version(name)
             print(f"  {name:<20} {len(versions):>6} versions" + (f"  champion = version {champion.version} "
                                                              f"({champion.tags.get('semver', '?')})" if champion else "  no champion"))

@@ -19,7 +19,13 @@ from pipeline_project.assets.datasets import (
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
-from pipeline_project.assets.training import drum_hit_classifier, genre_classifier_model, review_queue, song_embedding
+from pipeline_project.assets.training import (
+    analysis_models,
+    drum_hit_classifier,
+    genre_classifier_model,
+    review_queue,
+    song_embedding,
+)
 from pipeline_project.checks import accuracy_checks, privacy_checks, validation_checks
 from pipeline_project.jobs import (
     contributions_job,
@@ -84,7 +90,7 @@ def mlflow_resource(storage: StorageResource) -> MlflowResource:
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
               song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
-              drum_hit_classifier, genre_classifier_model, song_embedding, review_queue]
+              drum_hit_classifier, genre_classifier_model, song_embedding, analysis_models, review_queue]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 

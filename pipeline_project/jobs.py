@@ -35,7 +35,8 @@ contributions_job = dg.define_asset_job(
 
 
 class RollbackConfig(dg.Config):
-    # Registered model whose `champion` alias moves back: drum_hit_classifier, genre_classifier or song_embedding.
+    # Registered model whose `champion` alias moves back: drum_hit_classifier, genre_classifier, song_embedding,
+    # beat_tracker, chord_recognizer or key_tracker.
     model_name: str
 
 

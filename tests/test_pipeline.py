@@ -85,6 +85,26 @@ def test_good_songs_complete_and_bad_files_are_quarantined(pipeline_run):
     assert all((quarantine / name).exists() for name in reasons)
 
 
+def test_songs_are_analysed_by_the_registered_champions_of_the_shipped_set(pipeline_run):
+    """The first run registers the shipped learned analysers in MLflow; songs use the families that became
+    champions over the DSP path, and their analysis names the registry versions."""
+    from pipeline_project.analysis import learned
+
+    if not learned.available():
+        pytest.skip("no shipped model set (make train-analysis)")
+    registry = default_resources(str(pipeline_run["data_root"]))["mlflow"].registry()
+    champions = {name for name in learned.MODEL_NAMES if registry.champion_version(name) is not None}
+    assert champions == learned.load().promoted
+    assert all(len(registry.versions(name)) == 1 for name in learned.MODEL_NAMES)  # parallel song runs registered it once
+    songs = sorted((pipeline_run["data_root"] / "lake" / "songs").glob("*/analysis.json"))
+    assert songs
+    for path in songs:
+        analysis = json.loads(path.read_text())
+        assert analysis["analysers"]["rhythm"] == ("learned" if "beat_tracker" in champions else "dsp")
+        assert sorted(analysis["models"]) == sorted(champions)
+        assert all(version.startswith(f"{name}/1 ") for name, version in analysis["models"].items())
+
+
 def test_datasets_are_parquet_without_private_values(pipeline_run):
     data_root = pipeline_run["data_root"]
     names = sorted(p.parent.name for p in (data_root / "datasets").glob("*/latest.json"))

@@ -131,6 +131,19 @@ def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray |
     return np.flatnonzero(beats).astype(np.float64) / fps
 
 
+def trim_ring_out(beat_times: np.ndarray, activation: np.ndarray, fps: float, ratio: float) -> np.ndarray:
+    """Beats without the trailing ones whose activation (peak within a frame either side) is below `ratio`
+    times the median over all beats: the decoder keeps its pulse through a final chord's ring-out, where no
+    note is struck and the network's activation is weak. (Leading beats stay: the network hears the first
+    beat weakly for want of context, and the first chord is read from it.)"""
+    if not ratio or len(beat_times) < 3:
+        return beat_times
+    at = np.round(np.asarray(beat_times) * fps).astype(int).clip(0, len(activation) - 1)
+    peaks = np.array([activation[max(0, i - 1): i + 2].max() for i in at])
+    strong = np.flatnonzero(peaks >= ratio * np.median(peaks))
+    return beat_times[: strong[-1] + 1] if len(strong) else beat_times
+
+
 def viterbi_segments(log_probs: np.ndarray, change_penalty: float) -> np.ndarray:
     """Best class per step of (steps, classes) log-probabilities, where changing class costs `change_penalty`."""
     steps, classes = log_probs.shape

@@ -3,8 +3,9 @@
 A model set is a folder with `beat_tracker.onnx` and `chord_recognizer.onnx`, each with a model card
 (`<name>.json`: version, training data, seed, measured accuracy, and for the beat tracker the tempo
 histogram its decoder uses as prior). The project ships a small trained set (`pipeline_project/models/`,
-made by `make train-analysis`), so a fresh clone analyses with it; `analysis.mir.analyze` falls back to its
-DSP path when no set is available.
+made by `make train-analysis`), registered in MLflow on the first run (`training.analysis_registry`), so a
+fresh clone analyses with it; `analysis.mir.analyze` falls back to its DSP path for every family without a
+champion.
 
 The chord recognizer's third head gives the key of every frame; pooled per bar and smoothed by Viterbi it is
 the local key that Roman numerals are computed in, so numerals follow modulations.
@@ -37,57 +38,66 @@ class ModelSetError(RuntimeError):
 
 @dataclass
 class ModelSet:
+    """Model families with their cards; each card's `file` names the ONNX network that family runs (the key
+    tracker's may be the chord recognizer's file: one network, two heads). A set may lack families: those
+    come from the DSP path."""
+
     folder: Path
     cards: dict[str, dict] = field(default_factory=dict)
-    sessions: dict = field(default_factory=dict)
+    sessions: dict = field(default_factory=dict)  # ONNX file name -> onnxruntime session
 
     @property
     def versions(self) -> dict[str, str]:
-        return {name: card.get("version", "unknown") for name, card in self.cards.items()}
+        """Each family's version: the registry's (`name/N`) where the set came from MLflow, with the training
+        run's own version."""
+        return {name: (f"{name}/{card['registry_version']} ({card.get('version', 'unknown')})" if "registry_version" in card
+                       else card.get("version", "unknown")) for name, card in self.cards.items()}
 
     @property
     def promoted(self) -> frozenset[str]:
-        """The networks that did at least as well as the DSP path on the validation renders, each on its own
-        metrics (`make train-analysis` decides): the ones the pipeline uses."""
+        """The families that did at least as well as the DSP path on the validation renders, each on its own
+        metric (`make train-analysis` decides, or the champion gate where the set comes from the registry):
+        the ones the pipeline uses."""
         return frozenset(name for name, card in self.cards.items() if card.get("promoted", False))
 
+    def session(self, name: str):
+        return self.sessions[self.cards[name]["file"]]
 
-def _missing(folder: Path) -> list[str]:
-    wanted = [f"{n}.onnx" for n in NETWORKS] + [f"{n}.json" for n in MODEL_NAMES]
-    return [name for name in wanted if not (folder / name).is_file()]
+
+def _missing(folder: Path, names: tuple[str, ...]) -> list[str]:
+    wanted = [f"{n}.json" for n in names]
+    missing = [name for name in wanted if not (folder / name).is_file()]
+    for name in names:
+        if (folder / f"{name}.json").is_file():
+            file = json.loads((folder / f"{name}.json").read_text()).get("file") or f"{NETWORK_OF[name]}.onnx"
+            if not (folder / file).is_file() and file not in missing:
+                missing.append(file)
+    return missing
 
 
 def available(folder: str | Path | None = None) -> bool:
-    return not _missing(Path(folder) if folder else SHIPPED_MODELS)
+    """Whether `folder` (default: the shipped set) holds every family with its network."""
+    return not _missing(Path(folder) if folder else SHIPPED_MODELS, MODEL_NAMES)
 
 
-@lru_cache(maxsize=4)
-def load(folder: str | Path | None = None) -> ModelSet:
-    """The model set in `folder` (default: the shipped one), with one onnxruntime session per network."""
+@lru_cache(maxsize=8)
+def load(folder: str | Path | None = None, names: tuple[str, ...] = MODEL_NAMES) -> ModelSet:
+    """The families `names` in `folder` (default: the shipped set), with one onnxruntime session per network."""
     import onnxruntime
 
     folder = Path(folder) if folder else SHIPPED_MODELS
-    if _missing(folder):
-        raise ModelSetError(f"learned analysers in {folder} are incomplete: missing {', '.join(_missing(folder))}")
+    if _missing(folder, names):
+        raise ModelSetError(f"learned analysers in {folder} are incomplete: missing {', '.join(_missing(folder, names))}")
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # songs are analysed in parallel processes; one thread each
     options.inter_op_num_threads = 1
     models = ModelSet(folder)
-    for name in MODEL_NAMES:
-        models.cards[name] = json.loads((folder / f"{name}.json").read_text())
-    for name in NETWORKS:
-        models.sessions[name] = onnxruntime.InferenceSession(str(folder / f"{name}.onnx"), options,
-                                                             providers=["CPUExecutionProvider"])
+    for name in names:
+        card = json.loads((folder / f"{name}.json").read_text())
+        models.cards[name] = card | {"file": card.get("file") or f"{NETWORK_OF[name]}.onnx"}
+    for file in sorted({card["file"] for card in models.cards.values()}):
+        models.sessions[file] = onnxruntime.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
     return models
-
-
-def default_models() -> ModelSet | None:
-    """The model set song_analysis uses: the shipped one when it is present and at least one of its networks
-    is promoted (`analysis.mir.analyze` uses those), else None (the DSP path)."""
-    if not available():
-        return None
-    models = load()
-    return models if models.promoted else None
 
 
 def _softmax_log(logits: np.ndarray) -> np.ndarray:
@@ -98,15 +108,20 @@ def _softmax_log(logits: np.ndarray) -> np.ndarray:
 def activations(models: ModelSet, mono: np.ndarray, names: tuple[str, ...] = MODEL_NAMES) -> dict[str, np.ndarray]:
     """Frame activations of 22 050 Hz mono audio from the networks of the named families: beat and downbeat
     probabilities (beat grid); chord, bass and key log-probabilities (harmony grid)."""
-    act = {}
-    names = tuple(NETWORK_OF[name] for name in names)
+    act, harmony = {}, {}
     if "beat_tracker" in names:
-        (pulse,) = models.sessions["beat_tracker"].run(None, {"features": frames.beat_features(mono)[None]})
+        (pulse,) = models.session("beat_tracker").run(None, {"features": frames.beat_features(mono)[None]})
         probabilities = 1.0 / (1.0 + np.exp(-pulse[0]))
         act |= {"beat": probabilities[:, 0], "downbeat": probabilities[:, 1]}
-    if "chord_recognizer" in names:
-        chord, bass, key = models.sessions["chord_recognizer"].run(None, {"features": frames.harmony_features(mono)[None]})
-        act |= {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0]), "key": _softmax_log(key[0])}
+    features = frames.harmony_features(mono)[None] if {"chord_recognizer", "key_tracker"} & set(names) else None
+    for name in ("chord_recognizer", "key_tracker"):
+        if name not in names:
+            continue
+        file = models.cards[name]["file"]
+        if file not in harmony:  # the key tracker usually shares the chord recognizer's network
+            harmony[file] = models.sessions[file].run(None, {"features": features})
+        chord, bass, key = harmony[file]
+        act |= {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0])} if name == "chord_recognizer" else {"key": _softmax_log(key[0])}
     return act
 
 
@@ -116,14 +131,15 @@ class DecoderSettings:
 
     tempo_histogram: tuple[int, ...] | None = None
     activation_prior: float = 0.3
+    ring_out_ratio: float = 0.0  # see decoding.trim_ring_out; 0 keeps every decoded beat
     chord_change_penalty: float = CHORD_CHANGE_PENALTY
 
     @classmethod
     def of(cls, models: ModelSet) -> DecoderSettings:
-        beat, chord = models.cards["beat_tracker"], models.cards["chord_recognizer"]
+        beat, chord = models.cards.get("beat_tracker", {}), models.cards.get("chord_recognizer", {})
         histogram = beat.get("tempo_histogram")
         return cls(tuple(histogram) if histogram else None, beat.get("activation_prior", cls.activation_prior),
-                   chord.get("chord_change_penalty", cls.chord_change_penalty))
+                   beat.get("ring_out_ratio", cls.ring_out_ratio), chord.get("chord_change_penalty", cls.chord_change_penalty))
 
 
 def analyze_learned(models: ModelSet, mono: np.ndarray) -> dict:
@@ -141,6 +157,7 @@ def decode_rhythm(act: dict[str, np.ndarray], duration: float, settings: Decoder
     """Beats, downbeats, metre and tempo from the beat tracker's activations."""
     histogram = np.asarray(settings.tempo_histogram) if settings.tempo_histogram else None
     beat_times = decoding.decode_beats(act["beat"], frames.BEAT_FPS, histogram, settings.activation_prior)
+    beat_times = decoding.trim_ring_out(beat_times, act["beat"], frames.BEAT_FPS, settings.ring_out_ratio)
     if len(beat_times) < 2:
         beat_times = np.arange(0.0, duration, 0.5)
     at_beats = np.array([act["downbeat"][max(0, int(round(t * frames.BEAT_FPS)) - 1): int(round(t * frames.BEAT_FPS)) + 2].max()
@@ -164,9 +181,11 @@ def decode_harmony(act: dict[str, np.ndarray], duration: float, settings: Decode
 
 def decode_chords(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray) -> dict:
     """A chord and a bass note per beat."""
-    per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, duration)
+    # The last beat's chord is heard for a beat, not through the ring-out that may follow it.
+    end = min(duration, beat_times[-1] + float(np.median(np.diff(beat_times)))) if len(beat_times) > 1 else duration
+    per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, end)
     path = decoding.viterbi_segments(per_beat, settings.chord_change_penalty)
-    bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, duration).argmax(axis=1)
+    bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, end).argmax(axis=1)
     chords = []
     for time, index, scores, bass in zip(beat_times, path, per_beat, bass_per_beat):
         chords.append({"time": round(float(time), 4), "chord": frames.chord_label(int(index)),

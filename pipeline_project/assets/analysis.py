@@ -12,24 +12,26 @@ from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, song
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.audio.io import read_audio, write_bytes_atomic, write_text_atomic
-from pipeline_project.resources import StorageResource
+from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="4", deps=[song_stems],
           backfill_policy=SONG_BATCHES)
 @retry_transient_failures
-def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode with the local key of
     each stretch of bars, a chord and bass note per beat, sections, and integrated and short-term loudness with
     the loudness range, each with a confidence, computed from the stems (see `analysis.mir`): beats, metre,
-    chords and keys by the learned analysers that are promoted in the shipped model set (`analysis.learned`),
-    the rest by the DSP path. The metadata says which path made what and names the model versions, shows a plot of the waveform with beats and
-    sections, and the separator that made the stems."""
-    return for_each_song(context, lambda key: analyse_one_song(storage, key))
+    chords and keys by the champions of the learned analysers' model families in MLflow (`beat_tracker`,
+    `chord_recognizer`, `key_tracker`; the shipped set is registered on the first run), the rest, and any
+    family without a champion, by the DSP path. The metadata says which path made what and names the registry
+    versions used, shows a plot of the waveform with beats and sections, and the separator that made the stems."""
+    models = mlflow.analysis_models(log=context.log.info)
+    return for_each_song(context, lambda key: analyse_one_song(storage, key, models))
 
 
-def analyse_one_song(storage: StorageResource, key: str) -> dict:
+def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSet | None) -> dict:
     song_dir = storage.song_dir(key)
     storage.fetch(song_dir / "stems")
     storage.fetch(song_dir, pattern="*.json")
@@ -37,7 +39,7 @@ def analyse_one_song(storage: StorageResource, key: str) -> dict:
     for name in STEM_NAMES:
         stems[name], sample_rate = read_audio(song_dir / "stems" / f"{name}.flac")
     started = time.perf_counter()
-    result = analyze(stems, sample_rate, learned.default_models())
+    result = analyze(stems, sample_rate, models)
     seconds = time.perf_counter() - started
     write_text_atomic(song_dir / "analysis.json", json.dumps(result, indent=1))
     png = analysis_plot(sum(stems.values()), sample_rate, result)

@@ -1,7 +1,7 @@
 import base64
-import math
 import tempfile
 from pathlib import Path
+from typing import Optional
 
 import dagster as dg
 import numpy as np
@@ -12,10 +12,12 @@ from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.automation import retrain_when_grown
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
 from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
-from pipeline_project.training import drum_classifier, genre_classifier
+from pipeline_project.analysis import learned
+from pipeline_project.training import analysis_registry, drum_classifier, genre_classifier
+from pipeline_project.training.train_analysis import train_model_set
 from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
-from pipeline_project.training.registry import RegistrationResult, Registry, load_model
+from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
 from pipeline_project.training.retrieval import OnnxEmbedder, export_onnx, pair_retrieval, quantize_int8, windows_from_table
 
 DRUM_MODEL_NAME = "drum_hit_classifier"
@@ -143,21 +145,6 @@ def _registered(context, registry: Registry, result: RegistrationResult, manifes
     )
 
 
-def _model_checks(flavor: str, predict, input_example, trained_prediction, metrics: dict, test_rows: int, minimum_rows: int):
-    """Checks a logged model must pass before it may become champion."""
-
-    def run(model_dir: Path, card: dict) -> dict[str, bool]:
-        reloaded = load_model(flavor, str(model_dir))
-        again = np.asarray(predict(reloaded, input_example))
-        same = again.shape == np.asarray(trained_prediction).shape and (
-            np.array_equal(again, trained_prediction) if again.dtype.kind in "OUS" else np.allclose(again, trained_prediction, atol=1e-5))
-        return {"reloads_and_predicts_as_trained": bool(same),
-                "metrics_finite": all(math.isfinite(float(v)) for v in metrics.values()),
-                f"test_split_has_{minimum_rows}_rows": test_rows >= minimum_rows}
-
-    return run
-
-
 @dg.asset(group_name="training", kinds={"scikitlearn", "mlflow"}, code_version="2", deps=[drum_hits, contributed_hits],
           check_specs=_model_checks_spec("drum_hit_classifier"), automation_condition=retrain_when_grown(drum_hits))
 @retry_transient_failures
@@ -195,7 +182,7 @@ def drum_hit_classifier(context: dg.AssetExecutionContext, config: DrumTrainingC
         predict=lambda m, x: m.predict(x), score=evaluation.macro_f1,
         score_champion=lambda champion: drum_classifier.evaluate(champion, test_rows).macro_f1,
         minimum_gain=config.minimum_gain, json_artifacts={"hihat_rules.json": rules} if rules else None,
-        checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, len(test_rows), 10),
+        checks=reload_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, len(test_rows), 10),
         training_stats={"samples": len(train_rows), "songs": int(train_rows["group_id"].nunique()),
                         "contributors": int(contributions["group_id"].nunique()) if len(contributions) else 0,
                         "contributed_samples": len(contributions)},
@@ -265,7 +252,7 @@ def genre_classifier_model(context: dg.AssetExecutionContext, config: TrainingCo
             score_champion=lambda champion: genre_classifier.evaluate(champion, test_rows).macro_f1,
             minimum_gain=config.minimum_gain, files={"plots": plot},
             json_artifacts={"confusion_matrix.json": {"labels": evaluation.labels, "matrix": evaluation.confusion}},
-            checks=_model_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, evaluation.test_rows,
+            checks=reload_checks("sklearn", lambda m, x: m.predict(x), example, model.predict(example), metrics, evaluation.test_rows,
                                  genre_classifier.MIN_TEST_SONGS),
             training_stats={"samples": len(genre_classifier.labelled(train_rows)), "songs": len(genre_classifier.labelled(train_rows)),
                             "contributors": 0},
@@ -326,7 +313,7 @@ def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingC
             score_champion=lambda champion: pair_retrieval(champion, evaluation_rows, config.seed)["top1"],
             minimum_gain=config.minimum_gain, files={"onnx": float_path, "onnx_int8": int8_path},
             json_artifacts={"retrieval.json": retrieval, "losses.json": {"every_50_steps": losses}},
-            checks=_model_checks("pytorch", lambda m, x: embed(m, x), example, embed(model, example), metrics,
+            checks=reload_checks("pytorch", lambda m, x: embed(m, x), example, embed(model, example), metrics,
                                  retrieval["torch"]["queries"], 4),
             training_stats={"samples": len(train_rows), "songs": int(train_rows["track_id"].nunique()), "contributors": 0},
             performance={"retrieval": retrieval}, major=int(_code_version(context) or 1),
@@ -335,6 +322,86 @@ def song_embedding(context: dg.AssetExecutionContext, config: EmbeddingTrainingC
     return _registered(context, registry, result, manifest, "top1", steps=steps, final_loss=losses[-1],
                        retrieval=dg.MetadataValue.md(comparison.to_markdown(index=False)),
                        per_snr=dg.MetadataValue.json(retrieval["torch"]["per_snr"]))
+
+
+class AnalysisTrainingConfig(dg.Config):
+    # False: register the shipped learned analysers where a family has no version yet (the first run does),
+    # and report the champions. True: train a new set as `make train-analysis` does (renders cached in
+    # corpus_dir; about 20 minutes of rendering the first time and 22 of training at the default
+    # steps on 2 cores, which make the shipped set) and put each family through the champion gate.
+    train: bool = False
+    seed: int = 0
+    steps: int = 2400
+    renders_per_piece: int = 2
+    # Fewer training pieces, for a quick run (the validation renders shrink with them).
+    max_pieces: Optional[int] = None
+    # A trained family takes `champion` when its validation metric beats the champion's, re-scored on the
+    # same validation renders, by at least this much.
+    minimum_gain: float = 0.005
+    # Where the renders are cached (default: analysis_corpus/ under the data root, which is where `make
+    # train-analysis` keeps them too when the data root is data/).
+    corpus_dir: Optional[str] = None
+
+
+@dg.multi_asset(
+    specs=[dg.AssetSpec(name, description=description, group_name="training", kinds={"pytorch", "onnx", "mlflow"},
+                        code_version="1") for name, description in (
+        ("beat_tracker", "Learned beat and downbeat tracker (ONNX) with its tempo prior; its champion gives song_analysis "
+                         "its beats, downbeats, metre and tempo."),
+        ("chord_recognizer", "Learned chord and bass recognizer (ONNX); its champion gives song_analysis a chord and bass "
+                             "note per beat."),
+        ("key_tracker", "Learned local-key tracker (the harmony network's key head); its champion gives song_analysis "
+                        "the song's key and the key of each stretch of bars, which Roman numerals are read in."))],
+    check_specs=[spec for name in learned.MODEL_NAMES for spec in _model_checks_spec(name)],
+)
+@retry_transient_failures
+def analysis_models(context: dg.AssetExecutionContext, config: AnalysisTrainingConfig, storage: StorageResource,
+                    mlflow: MlflowResource):
+    """The learned analysers as model families in MLflow, each scored on its own metric (beat F-measure,
+    chord majmin, key) on the validation renders: held-out pieces through a held-out SoundFont in every
+    listening condition. A first version must beat the DSP path there, a later one the champion re-scored on
+    the same renders (`training.analysis_registry`). With `train` off, the shipped set is registered where a
+    family has none; with it on, a new set is trained from the project's renders."""
+    registry = mlflow.registry()
+    cache = mlflow.model_cache()
+    results = {r.model_name: r for r in analysis_registry.register_shipped(registry, mlflow.experiment, cache, context.log.info)}
+    if config.train:
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "models"
+            corpus = Path(config.corpus_dir) if config.corpus_dir else storage.root / "analysis_corpus"
+            validation = train_model_set(out, corpus, seed=config.seed, renders_per_piece=config.renders_per_piece,
+                                         max_pieces=config.max_pieces, steps=config.steps, log=context.log.info)
+
+            def rescore(name: str):
+                def score(_champion) -> float:  # with the other champions, as the pipeline runs it
+                    champions = analysis_registry.champion_model_set(registry, cache)
+                    return analysis_registry.score_on_renders(champions, validation)[analysis_registry.FAMILY_METRIC[name]]
+                return score
+
+            tags = {"dataset": "analysis_corpus", "dagster_run_id": context.run.run_id, "dagster_asset": "analysis_models",
+                    "code_version": context.assets_def.code_versions_by_key[dg.AssetKey("beat_tracker")] or "", "seed": str(config.seed)}
+            results |= {r.model_name: r for r in analysis_registry.register_model_set(
+                registry, mlflow.experiment, out, learned.MODEL_NAMES, tags, config.minimum_gain, rescore, context.log.info)}
+    materializations = []  # returned, not yielded, so that retry_transient_failures sees every failure
+    for name in learned.MODEL_NAMES:
+        champion = registry.champion_version(name)
+        if name in results:
+            result = results[name]
+            checks = result.card.get("checks", {})
+            materializations.append(dg.MaterializeResult(asset_key=name, metadata={
+                "registered": True, "model_version": result.version, "alias": result.alias, "promotion": result.reason,
+                f"validation_{analysis_registry.FAMILY_METRIC[name]}": result.score,
+                "mlflow_run": _run_link(registry, result), "mlflow_tracking_uri": registry.tracking_uri,
+                "model_card": dg.MetadataValue.json(result.card)},
+                check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, asset_key=name, passed=all(checks.values()),
+                                                   metadata={c: ("passed" if ok else "FAILED") for c, ok in checks.items()})]))
+        else:
+            reason = "already registered; nothing trained (set train to train a new version)"
+            materializations.append(dg.MaterializeResult(asset_key=name, metadata={
+                "registered": False, "reason": reason, "champion_version": str(champion.version) if champion else "none (DSP path)",
+                "mlflow_tracking_uri": registry.tracking_uri},
+                check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, asset_key=name, passed=True, metadata={"skipped": reason})]))
+    return tuple(materializations)
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hit_classifier],

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
 
+from pipeline_project.locks import exclusive
 from pipeline_project.training.registry import Registry
 
 
@@ -24,5 +27,24 @@ class MlflowResource(dg.ConfigurableResource):
 
     def registry(self) -> Registry:
         if self.tracking_uri.startswith("sqlite:///"):
-            Path(self.tracking_uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            # MLflow creates and migrates a SQLite store on first connect; two processes doing it at once (song
+            # runs on parallel workers) fail the loser's migration. One at a time; later connects find it done.
+            with exclusive(Path(self.tracking_uri[len("sqlite:///"):]).parent / ".connect.lock"):
+                registry = Registry(self.tracking_uri, self.artifact_root)
+                registry.client.search_registered_models(max_results=1)  # the registry's tables, made here too
+                return registry
         return Registry(self.tracking_uri, self.artifact_root)
+
+    def model_cache(self) -> Path:
+        """Local folder for downloaded champion networks (versions never change, so each is fetched once):
+        beside the SQLite store, or in the temp folder per tracking server."""
+        if self.tracking_uri.startswith("sqlite:///"):
+            return Path(self.tracking_uri[len("sqlite:///"):]).parent / "model_cache"
+        return Path(tempfile.gettempdir()) / "pipeline_project_models" / hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:12]
+
+    def analysis_models(self, log=print):
+        """The learned analysers' champions as one model set, or None where no family has one (the DSP path
+        then runs). The first call on a new store registers the shipped set (`training.analysis_registry`)."""
+        from pipeline_project.training import analysis_registry
+
+        return analysis_registry.pipeline_models(self.registry(), self.experiment, self.model_cache(), log)

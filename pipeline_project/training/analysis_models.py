@@ -32,7 +32,7 @@ HARMONY_EXCERPT = 220  # 20 s of harmony frames
 @dataclass(frozen=True)
 class TrainingSettings:
     seed: int = 0
-    steps: int = 1200  # a fixed count, not a time budget, so the same seed gives the same weights anywhere
+    steps: int = 2400  # a fixed count, not a time budget, so the same seed gives the same weights anywhere
     batch: int = 8
     learning_rate: float = 2e-3
     width: int = 32  # channels; a GPU can take 64 or more

@@ -26,7 +26,7 @@ MODEL_CARD = "model_card.json"
 CHAMPION_HISTORY = "champion_history"  # registered-model tag: JSON list of versions, oldest first
 # Tree ensembles are saved with skops; their node arrays are trusted because this pipeline wrote them.
 TRUSTED_SKOPS_TYPES = ["sklearn.tree._tree.Tree"]
-FLAVORS = ("sklearn", "pytorch")
+FLAVORS = ("sklearn", "pytorch", "onnx")
 
 
 @dataclass
@@ -78,22 +78,46 @@ def load_model(flavor: str, uri: str):
 
 
 def promotion_decision(score: float, champion_score: float | None, minimum_gain: float,
-                       failed_checks: list[str]) -> tuple[bool, str]:
-    """Whether a new version takes `champion`, and why (or why not)."""
+                       failed_checks: list[str], baseline: tuple[str, float] | None = None) -> tuple[bool, str]:
+    """Whether a new version takes `champion`, and why (or why not). Without a champion, a family that
+    replaces a non-learned path (`baseline`: its name and score on the same split) must beat that instead."""
     if failed_checks:
         return False, f"failed blocking checks: {', '.join(failed_checks)}"
     if not math.isfinite(score):
         return False, f"score {score} is not a number"
+    rival = "champion's"
+    if champion_score is None and baseline is not None:
+        rival, champion_score = f"the {baseline[0]}'s", baseline[1]
     if champion_score is None:
         return True, "first version: no champion to beat"
     if score >= champion_score + minimum_gain:
-        return True, f"{score:.4f} beats champion's {champion_score:.4f} on the same test split by at least {minimum_gain}"
-    return False, f"{score:.4f} does not beat champion's {champion_score:.4f} on the same test split by {minimum_gain}"
+        return True, f"{score:.4f} beats {rival} {champion_score:.4f} on the same held-out split by at least {minimum_gain}"
+    return False, f"{score:.4f} does not beat {rival} {champion_score:.4f} on the same held-out split by {minimum_gain}"
+
+
+def reload_checks(flavor: str, predict: Callable, input_example, trained_prediction, metrics: dict, test_rows: int,
+                  minimum_rows: int) -> Callable[[Path, dict], dict[str, bool]]:
+    """The checks a logged model must pass before it may become champion: it reloads through its flavor and
+    predicts exactly as trained, its metrics are finite, and it was scored on enough rows."""
+    import numpy as np
+
+    def run(model_dir: Path, card: dict) -> dict[str, bool]:
+        reloaded = load_model(flavor, str(model_dir))
+        again = np.asarray(predict(reloaded, input_example))
+        same = again.shape == np.asarray(trained_prediction).shape and (
+            np.array_equal(again, trained_prediction) if again.dtype.kind in "OUS" else np.allclose(again, trained_prediction, atol=1e-5))
+        return {"reloads_and_predicts_as_trained": bool(same),
+                "metrics_finite": all(math.isfinite(float(v)) for v in metrics.values()),
+                f"test_split_has_{minimum_rows}_rows": test_rows >= minimum_rows}
+
+    return run
 
 
 class Registry:
     def __init__(self, tracking_uri: str, artifact_root: str | None = None):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        # Downloads happen inside runs whose logs a user reads; a progress bar per file only clutters them.
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
         self.tracking_uri = tracking_uri
@@ -176,12 +200,14 @@ class Registry:
                          minimum_gain: float = 0.01, checks: Callable[[Path, dict], dict[str, bool]] | None = None,
                          json_artifacts: dict[str, dict] | None = None, files: dict[str, str | os.PathLike] | None = None,
                          training_stats: dict | None = None, performance: dict | None = None, major: int = 1,
-                         new_data: bool = True) -> RegistrationResult:
+                         new_data: bool = True, baseline: tuple[str, float] | None = None) -> RegistrationResult:
         """Log a run with the model, its card and artifacts, register it as a new version, then move
         `champion` to it only if it passes `checks` and beats the current champion, re-scored by
         `score_champion(model)` on the same test split, by `minimum_gain`; otherwise the version gets
         `challenger`. `checks(model folder, card)` returns {check name: passed} for the logged files;
-        `files` (artifact name -> local path) are logged beside the model (exports, plots)."""
+        `files` (artifact name -> local path) are logged beside the model (exports, plots). `baseline` (name,
+        score) is what a first version must beat where the family replaces a non-learned path. An `onnx`
+        model is an `onnx.ModelProto`."""
         import mlflow
         from mlflow.models import infer_signature
 
@@ -212,6 +238,14 @@ class Registry:
                     model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
                     pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
                     skops_trusted_types=TRUSTED_SKOPS_TYPES)
+            elif flavor == "onnx":
+                import mlflow.onnx
+                import onnx
+
+                info = mlflow.onnx.log_model(
+                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                    pip_requirements=[f"onnx=={onnx.__version__}"], save_as_external_data=False,
+                    onnx_execution_providers=["CPUExecutionProvider"])
             else:
                 import mlflow.pytorch
                 import torch
@@ -237,7 +271,7 @@ class Registry:
                 }
                 results = checks(model_dir, card) if checks else {}
             failed = [name for name, passed in results.items() if not passed]
-            promoted, reason = promotion_decision(score, champion_score, minimum_gain, failed)
+            promoted, reason = promotion_decision(score, champion_score, minimum_gain, failed, baseline)
             card["checks"] = results
             card["promotion"] = {"promoted": promoted, "reason": reason}
             mlflow.log_dict(card, MODEL_CARD)

@@ -1,7 +1,7 @@
 """Train the learned analysers from the project's own renders and write them as a model set: `make train-analysis`.
 
     python -m pipeline_project.training.train_analysis [--out pipeline_project/models] [--seed 0]
-        [--renders-per-piece 1] [--max-pieces N] [--steps 1500] [--width 32] [--corpus data/analysis_corpus]
+        [--renders-per-piece 2] [--max-pieces N] [--steps 2400] [--width 32] [--corpus data/analysis_corpus]
 
 1. Plans and renders the corpus (`training.analysis_corpus`): training pieces through the training
    SoundFonts, validation pieces through the held-out ones, each in one of the four listening conditions.
@@ -56,6 +56,7 @@ def score_example(result: dict, meta: dict) -> dict[str, float]:
 
 
 ACTIVATION_PRIORS = (0.1, 0.2, 0.3, 0.4)
+RING_OUT_RATIOS = (0.0, 0.5, 0.7, 0.9)
 CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
 
 
@@ -63,10 +64,10 @@ def _mean_scores(rows: list[dict]) -> dict[str, float]:
     return {metric: round(float(np.mean([r[metric] for r in rows])), 4) for metric in rows[0]}
 
 
-def tune_and_evaluate(beat_network, harmony_network, corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, dict]:
-    """Decoder settings tuned on the validation renders (activation prior for beat F, then the chord change
-    penalty for chord majmin), and the validation scores with them."""
-    activations = [network_activations(beat_network, harmony_network, e) for e in corpus]
+def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, dict]:
+    """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
+    prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
+    with the validation scores they give."""
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
         return _mean_scores([score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)])
@@ -74,6 +75,8 @@ def tune_and_evaluate(beat_network, harmony_network, corpus: list[dict], histogr
     settings = DecoderSettings(tuple(histogram))
     prior = max(ACTIVATION_PRIORS, key=lambda p: scores(replace(settings, activation_prior=p))["beat_f"])
     settings = replace(settings, activation_prior=prior)
+    ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
+    settings = replace(settings, ring_out_ratio=ratio)
     penalty = max(CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"])
     settings = replace(settings, chord_change_penalty=penalty)
     return settings, scores(settings)
@@ -111,9 +114,75 @@ def file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
 
 
-def main(argv: list[str] | None = None) -> None:
+def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, renders_per_piece: int = 2,
+                    max_pieces: int | None = None, steps: int = analysis_models.TrainingSettings.steps,
+                    width: int = analysis_models.TrainingSettings.width, workers: int = 0,
+                    log=lambda line: print(line, flush=True)) -> list[Path]:
+    """Render the corpus (cached), train both networks, tune the decoders and score on the validation
+    renders, and write the model set (ONNX and cards) to `out`. Returns the validation renders' files, on
+    which a registered champion can be scored the same way (`training.analysis_registry`)."""
     from pipeline_project.synthesis.render import available_soundfonts
 
+    catalog = available_soundfonts()
+    if len(catalog) < 2:
+        log(f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
+            "scores are not on unheard timbres (make soundfonts installs more)")
+    started = time.monotonic()
+    meters = corpus / "time_signatures.json"
+    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), renders_per_piece, seed, max_pieces, meter_cache=meters),
+             "validation": analysis_corpus.plan_renders("validation", list(catalog), 1, seed,
+                                                        max(1, max_pieces // 8) if max_pieces else None, meter_cache=meters)}
+    paths = {split: analysis_corpus.build(split_plans, corpus / split, catalog, workers) for split, split_plans in plans.items()}
+    log(f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
+        f"{len(paths['validation'])} validation renders")
+
+    settings = analysis_models.TrainingSettings(seed=seed, steps=steps, width=width)
+    jobs = [(kind, paths["train"], paths["validation"], settings) for kind in ("beat", "harmony")]
+    # One process per network, each single-threaded: both train at once on 2 cores, and the weights do not
+    # depend on how many cores a machine has.
+    trained = dict(map_in_processes(train_in_process, jobs, workers=min(2, available_cores())))
+    networks = {kind: network for kind, (network, _) in trained.items()}
+    records = {kind: record for kind, (_, record) in trained.items()}
+    validation = [analysis_corpus.load(p) for p in paths["validation"]]
+    histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
+    activations = [network_activations(networks["beat"], networks["harmony"], e) for e in validation]
+    decoder, scores = tune_and_evaluate(activations, validation, histogram)
+    baseline = dsp_scores(plans["validation"], catalog, workers)
+    promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
+    log(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
+        f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"{decoder.chord_change_penalty}; promoted (used by the pipeline instead of the DSP path): {promoted}")
+
+    out.mkdir(parents=True, exist_ok=True)
+    fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
+    common = {"seed": seed, "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
+              "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
+              "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
+              "conditions": list(analysis_corpus.CONDITIONS), "validation_scores": scores,
+              "dsp_validation_scores": baseline,
+              "reserved_pieces": "never used (synthesis.corpus_split)"}
+    for kind in ("beat", "harmony"):
+        network_name = "beat_tracker" if kind == "beat" else "chord_recognizer"
+        path = out / f"{network_name}.onnx"
+        analysis_models.export_onnx(networks[kind], kind, path)
+        version = f"{seed}-{file_digest(path)}"
+        log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
+        for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
+            card = common | {"name": name, "version": version, "file": path.name, "network": type(networks[kind]).__name__,
+                             "training": records[kind], "promoted": promoted[name], "promotion_metrics": list(PROMOTION_METRICS[name]),
+                             "promotion_rule": "used instead of the DSP path when at least as good on every promotion metric "
+                                               "on the validation renders"}
+            if kind == "beat":
+                card |= {"tempo_histogram": histogram, "activation_prior": decoder.activation_prior,
+                         "ring_out_ratio": decoder.ring_out_ratio, "fps": frames.BEAT_FPS}
+            else:
+                card |= {"fps": frames.HARMONY_FPS, "chord_qualities": list(frames.QUALITIES), "output": "key" if name == "key_tracker" else "chord, bass",
+                         "chord_change_penalty": decoder.chord_change_penalty}
+            analysis_models.write_card(out / f"{name}.json", card)
+    return paths["validation"]
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=SHIPPED_MODELS)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
@@ -124,64 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU")
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
     args = parser.parse_args(argv)
-
-    catalog = available_soundfonts()
-    if len(catalog) < 2:
-        print(f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
-              "scores are not on unheard timbres (make soundfonts installs more)")
-    started = time.monotonic()
-    meters = args.corpus / "time_signatures.json"
-    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), args.renders_per_piece, args.seed, args.max_pieces,
-                                                   meter_cache=meters),
-             "validation": analysis_corpus.plan_renders("validation", list(catalog), 1, args.seed,
-                                                        max(1, args.max_pieces // 8) if args.max_pieces else None,
-                                                        meter_cache=meters)}
-    paths = {split: analysis_corpus.build(split_plans, args.corpus / split, catalog, args.workers)
-             for split, split_plans in plans.items()}
-    print(f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
-          f"{len(paths['validation'])} validation renders", flush=True)
-
-    settings = analysis_models.TrainingSettings(seed=args.seed, steps=args.steps, width=args.width)
-    jobs = [(kind, paths["train"], paths["validation"], settings) for kind in ("beat", "harmony")]
-    # One process per network, each single-threaded: both train at once on 2 cores, and the weights do not
-    # depend on how many cores a machine has.
-    trained = dict(map_in_processes(train_in_process, jobs, workers=min(2, available_cores())))
-    networks = {kind: network for kind, (network, _) in trained.items()}
-    records = {kind: record for kind, (_, record) in trained.items()}
-    validation = [analysis_corpus.load(p) for p in paths["validation"]]
-    histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
-    decoder, scores = tune_and_evaluate(networks["beat"], networks["harmony"], validation, histogram)
-    baseline = dsp_scores(plans["validation"], catalog, args.workers)
-    promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
-    print(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
-          f"decoder: activation prior {decoder.activation_prior}, chord change penalty {decoder.chord_change_penalty}; "
-          f"promoted (used by the pipeline instead of the DSP path): {promoted}", flush=True)
-
-    args.out.mkdir(parents=True, exist_ok=True)
-    fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
-    common = {"seed": args.seed, "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
-              "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
-              "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
-              "conditions": list(analysis_corpus.CONDITIONS), "validation_scores": scores,
-              "dsp_validation_scores": baseline,
-              "reserved_pieces": "never used (synthesis.corpus_split)"}
-    for kind in ("beat", "harmony"):
-        network_name = "beat_tracker" if kind == "beat" else "chord_recognizer"
-        path = args.out / f"{network_name}.onnx"
-        analysis_models.export_onnx(networks[kind], kind, path)
-        version = f"{args.seed}-{file_digest(path)}"
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
-        for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
-            card = common | {"name": name, "version": version, "file": path.name, "network": type(networks[kind]).__name__,
-                             "training": records[kind], "promoted": promoted[name], "promotion_metrics": list(PROMOTION_METRICS[name]),
-                             "promotion_rule": "used instead of the DSP path when at least as good on every promotion metric "
-                                               "on the validation renders"}
-            if kind == "beat":
-                card |= {"tempo_histogram": histogram, "activation_prior": decoder.activation_prior, "fps": frames.BEAT_FPS}
-            else:
-                card |= {"fps": frames.HARMONY_FPS, "chord_qualities": list(frames.QUALITIES), "output": "key" if name == "key_tracker" else "chord, bass",
-                         "chord_change_penalty": decoder.chord_change_penalty}
-            analysis_models.write_card(args.out / f"{name}.json", card)
+    train_model_set(args.out, args.corpus, args.seed, args.renders_per_piece, args.max_pieces, args.steps, args.width, args.workers)
 
 
 if __name__ == "__main__":
