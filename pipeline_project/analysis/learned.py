@@ -1,8 +1,8 @@
 """Beats, downbeats, chords, bass and local keys from the learned analysers (ONNX, run by onnxruntime).
 
-A model set is a folder with `beat_tracker.onnx` and `chord_recognizer.onnx`, each with a model card
-(`<name>.json`: version, training data, seed, measured accuracy, and for the beat tracker the tempo
-histogram its decoder uses as prior). The project ships a small trained set (`pipeline_project/models/`,
+A model set is a folder with a model card per family (`<name>.json`: version, training data, seed, measured
+accuracy, decoder settings, the ONNX `file` it runs, and for the beat tracker the tempo histogram its decoder
+uses as prior) beside the networks (`beat_tracker.onnx`, `chord_recognizer.onnx`). The project ships a small trained set (`pipeline_project/models/`,
 made by `make train-analysis`), registered in MLflow on the first run (`training.analysis_registry`), so a
 fresh clone analyses with it; `analysis.mir.analyze` falls back to its DSP path for every family without a
 champion.
@@ -27,7 +27,6 @@ SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
 # head (one network hears the harmony once), promoted on its own metric.
 MODEL_NAMES = ("beat_tracker", "chord_recognizer", "key_tracker")
 NETWORK_OF = {"beat_tracker": "beat_tracker", "chord_recognizer": "chord_recognizer", "key_tracker": "chord_recognizer"}
-NETWORKS = ("beat_tracker", "chord_recognizer")
 CHORD_CHANGE_PENALTY = 0.5  # in mean log-probability per beat: a chord must fit better to change (default)
 KEY_CHANGE_PENALTY = 4.0  # per bar: a modulation must be heard over a few bars
 
