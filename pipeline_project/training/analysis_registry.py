@@ -99,6 +99,10 @@ def register_model_set(registry: Registry, experiment: str, folder: Path, names:
         prediction = onnx_output(network, example, OUTPUT_OF[name])
         scores, dsp = card["validation_scores"], card["dsp_validation_scores"]
         metrics = {f"validation_{k}": v for k, v in scores.items()} | {f"dsp_validation_{k}": v for k, v in dsp.items()}
+        per_condition = card.get("validation_by_condition", {})
+        for system, prefix in (("learned", "validation"), ("dsp", "dsp_validation")):
+            metrics |= {f"{prefix}_{condition}_{k}": v for condition, values in per_condition.get(system, {}).items()
+                        for k, v in values.items()}
 
         def predict(model, features, output=OUTPUT_OF[name]):
             return onnx_output(model, features, output)
@@ -117,7 +121,7 @@ def register_model_set(registry: Registry, experiment: str, folder: Path, names:
                                  MINIMUM_VALIDATION_RENDERS),
             training_stats={"samples": card.get("training_renders"), "conditions": card.get("conditions"),
                             "soundfonts": card.get("training_soundfonts")},
-            performance={"validation": scores, "dsp_validation": dsp, "metric": metric},
+            performance={"validation": scores, "dsp_validation": dsp, "metric": metric, "by_condition": per_condition},
             baseline=("DSP path", float(dsp[metric])),
         )
         log(f"{name}: registered version {result.version} ({card.get('version')}), validation {metric} {result.score}: "

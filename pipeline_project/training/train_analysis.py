@@ -64,13 +64,24 @@ def _mean_scores(rows: list[dict]) -> dict[str, float]:
     return {metric: round(float(np.mean([r[metric] for r in rows])), 4) for metric in rows[0]}
 
 
+def by_condition(rows: list[dict], conditions: list[str]) -> dict[str, dict[str, float]]:
+    """Mean scores per listening condition (clean, room, reverb_noise, concert) of rows scored per render."""
+    return {condition: _mean_scores([r for r, c in zip(rows, conditions) if c == condition])
+            for condition in analysis_corpus.CONDITIONS if condition in conditions}
+
+
+def learned_rows(activations: list[dict], corpus: list[dict], settings: DecoderSettings) -> list[dict]:
+    """Scores per validation render of the learned analysers with these decoder settings."""
+    return [score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)]
+
+
 def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, dict]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
     with the validation scores they give."""
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
-        return _mean_scores([score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)])
+        return _mean_scores(learned_rows(activations, corpus, settings))
 
     settings = DecoderSettings(tuple(histogram))
     prior = max(ACTIVATION_PRIORS, key=lambda p: scores(replace(settings, activation_prior=p))["beat_f"])
@@ -93,10 +104,10 @@ def _dsp_scores_of(job: tuple) -> dict[str, float]:
     return score_example(result | {"beat_times": np.asarray(result["beat_times"]), "downbeat_times": np.asarray(result["downbeat_times"])}, meta)
 
 
-def dsp_scores(plans, catalog, workers: int = 0) -> dict[str, float]:
-    """The DSP path's scores on the same validation renders (separation, then `analyze` without models): the
-    bar the learned analysers must clear to be used."""
-    return _mean_scores(list(map_in_processes(_dsp_scores_of, [(p, catalog) for p in plans], workers)))
+def dsp_rows(plans, catalog, workers: int = 0) -> list[dict]:
+    """The DSP path's scores per validation render (separation, then `analyze` without models): the bar the
+    learned analysers must clear to be used."""
+    return list(map_in_processes(_dsp_scores_of, [(p, catalog) for p in plans], workers))
 
 
 def train_in_process(job: tuple) -> tuple[str, tuple]:
@@ -147,7 +158,11 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
     histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
     activations = [network_activations(networks["beat"], networks["harmony"], e) for e in validation]
     decoder, scores = tune_and_evaluate(activations, validation, histogram)
-    baseline = dsp_scores(plans["validation"], catalog, workers)
+    baseline_rows = dsp_rows(plans["validation"], catalog, workers)
+    baseline = _mean_scores(baseline_rows)
+    conditions = [plan.condition for plan in plans["validation"]]
+    per_condition = {"learned": by_condition(learned_rows(activations, validation, decoder), conditions),
+                     "dsp": by_condition(baseline_rows, conditions)}
     promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
     log(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
         f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
@@ -159,7 +174,7 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
               "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
               "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
               "conditions": list(analysis_corpus.CONDITIONS), "validation_scores": scores,
-              "dsp_validation_scores": baseline,
+              "dsp_validation_scores": baseline, "validation_by_condition": per_condition,
               "reserved_pieces": "never used (synthesis.corpus_split)"}
     for kind in ("beat", "harmony"):
         network_name = "beat_tracker" if kind == "beat" else "chord_recognizer"
