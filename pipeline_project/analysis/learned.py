@@ -107,19 +107,26 @@ def _softmax_log(logits: np.ndarray) -> np.ndarray:
 def activations(models: ModelSet, mono: np.ndarray, names: tuple[str, ...] = MODEL_NAMES) -> dict[str, np.ndarray]:
     """Frame activations of 22 050 Hz mono audio from the networks of the named families: beat and downbeat
     probabilities (beat grid); chord, bass and key log-probabilities (harmony grid)."""
-    act, harmony = {}, {}
+    beat = frames.beat_features(mono) if "beat_tracker" in names else None
+    harmony = frames.harmony_features(mono) if {"chord_recognizer", "key_tracker"} & set(names) else None
+    return activations_of_features(models, names, beat, harmony)
+
+
+def activations_of_features(models: ModelSet, names: tuple[str, ...], beat_features: np.ndarray | None,
+                            harmony_features: np.ndarray | None) -> dict[str, np.ndarray]:
+    """`activations` from features already computed (`frames.beat_features`, `frames.harmony_features`)."""
+    act, outputs = {}, {}
     if "beat_tracker" in names:
-        (pulse,) = models.session("beat_tracker").run(None, {"features": frames.beat_features(mono)[None]})
+        (pulse,) = models.session("beat_tracker").run(None, {"features": beat_features[None]})
         probabilities = 1.0 / (1.0 + np.exp(-pulse[0]))
         act |= {"beat": probabilities[:, 0], "downbeat": probabilities[:, 1]}
-    features = frames.harmony_features(mono)[None] if {"chord_recognizer", "key_tracker"} & set(names) else None
     for name in ("chord_recognizer", "key_tracker"):
         if name not in names:
             continue
         file = models.cards[name]["file"]
-        if file not in harmony:  # the key tracker usually shares the chord recognizer's network
-            harmony[file] = models.sessions[file].run(None, {"features": features})
-        chord, bass, key = harmony[file]
+        if file not in outputs:  # the key tracker usually shares the chord recognizer's network
+            outputs[file] = models.sessions[file].run(None, {"features": harmony_features[None]})
+        chord, bass, key = outputs[file]
         act |= {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0])} if name == "chord_recognizer" else {"key": _softmax_log(key[0])}
     return act
 

@@ -63,16 +63,7 @@ def score_on_renders(models: learned.ModelSet, paths: list[Path]) -> dict[str, f
     rows = []
     for path in paths:
         example = analysis_corpus.load(path)
-        act = {}
-        if "beat_tracker" in models.cards:
-            (pulse,) = models.session("beat_tracker").run(None, {"features": example["beat_features"][None]})
-            probabilities = 1.0 / (1.0 + np.exp(-pulse[0]))
-            act |= {"beat": probabilities[:, 0], "downbeat": probabilities[:, 1]}
-        for name in ("chord_recognizer", "key_tracker"):
-            if name in models.cards:
-                chord, bass, key = models.session(name).run(None, {"features": example["harmony_features"][None]})
-                act |= ({"chord": learned._softmax_log(chord[0]), "bass": learned._softmax_log(bass[0])} if name == "chord_recognizer"
-                        else {"key": learned._softmax_log(key[0])})
+        act = learned.activations_of_features(models, tuple(models.cards), example["beat_features"], example["harmony_features"])
         beat_frames, harmony_frames = len(example["beat_features"]), len(example["harmony_features"])
         flat = {"beat": np.full(beat_frames, 0.5), "downbeat": np.full(beat_frames, 0.5),
                 "chord": np.full((harmony_frames, frames.CHORD_CLASSES), -np.log(frames.CHORD_CLASSES)),
