@@ -78,7 +78,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--verbose", action="store_true", help="one line per piece and condition")
     args = parser.parse_args()
-    separator = SeparatorResource()
+    separator = SeparatorResource(weights="never")  # Demucs only where its weights already are
     catalog = available_soundfonts()
     models = learned.load(args.models) if learned.available(args.models) else None
     systems = {"dsp": lambda mix, rate, stems: analyze(stems, rate)}

@@ -45,6 +45,7 @@ from pipeline_project.sensors import (
     new_songs_sensor,
     split_failed_batches,
 )
+from pipeline_project.separation.demucs_download import DEMUCS_REMOTE_URL
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -54,7 +55,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     """Resources from the environment, with defaults that work offline on one machine:
     PIPELINE_DATA_ROOT (default `data/`; a folder, or an object-store URL such as `s3://bucket/prefix` mirrored
     in PIPELINE_MIRROR_DIR), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
-    model folder), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
+    model folder), PIPELINE_DEMUCS_WEIGHTS (auto, never or always: downloading pretrained weights on first
+    use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
     MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
     PIPELINE_K_ANONYMITY (default 5)."""
     chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
@@ -67,6 +69,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
         "separator": SeparatorResource(
             model_name=os.environ.get("PIPELINE_DEMUCS_MODEL", "htdemucs"),
             model_dir=os.environ.get("PIPELINE_DEMUCS_MODEL_DIR") or None,
+            weights=os.environ.get("PIPELINE_DEMUCS_WEIGHTS", "auto"),
+            weights_url=os.environ.get("PIPELINE_DEMUCS_WEIGHTS_URL") or DEMUCS_REMOTE_URL,
             device=os.environ.get("PIPELINE_DEMUCS_DEVICE", "auto"),
         ),
         "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(storage.soundfonts)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ from pipeline_project.audio.io import write_mp3
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
+
+# Tests never reach the network: runs built from the environment (and the processes they start) use Demucs
+# weights only where they already are. The download path has its own tests against a loopback server.
+os.environ["PIPELINE_DEMUCS_WEIGHTS"] = "never"
 
 # The per-song stages, in pipeline order: one song partition each.
 PER_SONG_ASSETS = PER_SONG_STAGES

@@ -165,3 +165,24 @@ def outage_then_relay(target_port: int, outage_seconds: float):
     finally:
         stop.set()
         thread.join(timeout=5)
+
+
+@contextlib.contextmanager
+def file_server(folder: Path):
+    """Python's own HTTP server on loopback serving `folder`; yields its base URL."""
+    import sys
+
+    port = free_port()
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(folder)]
+    with serving(command, port, "http.server"):
+        yield f"http://127.0.0.1:{port}/"
+
+
+@contextlib.contextmanager
+def silent_server():
+    """A loopback port that accepts connections and never answers, as a remote behind a dead proxy does; yields
+    its base URL."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"

@@ -1,11 +1,14 @@
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from servers import file_server, silent_server
 
 from pipeline_project.errors import SeparatorUnavailableError
 from pipeline_project.resources import SeparatorResource
+from pipeline_project.separation.demucs_download import OfflineMemory, Remote, WeightsDownloadError
 from pipeline_project.separation.demucs_models import load_demucs
 from pipeline_project.separation.separator import FALLBACK_NAME, separate_with_fallback
 
@@ -20,6 +23,12 @@ def save_small_demucs(folder: Path, name: str = "small_demucs") -> Path:
     args, kwargs = model._init_args_kwargs
     torch.save({"klass": HDemucs, "args": args, "kwargs": kwargs, "state": model.state_dict()}, folder / f"{name}.th")
     return folder
+
+
+@pytest.fixture(autouse=True)
+def fresh_offline_warning(monkeypatch):
+    """Each test is a new process as far as the once-per-process offline warning goes."""
+    monkeypatch.setattr("pipeline_project.separation.demucs_download._WARNED_IN_PROCESS", [])
 
 
 @pytest.fixture(scope="module")
@@ -45,17 +54,111 @@ def test_separator_resource_runs_demucs_apply_model(small_model_dir, sine_stereo
     assert result.describe()["weights_sha256"] == load_demucs("small_demucs", str(small_model_dir)).weights_sha256
 
 
-def test_missing_weights_fall_back_without_network_and_say_so(tmp_path, sine_stereo, monkeypatch):
+def test_missing_weights_fall_back_without_network_and_say_so(tmp_path, sine_stereo, monkeypatch, caplog):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     mix, rate = sine_stereo
-    separator = SeparatorResource(model_name="htdemucs", model_dir=str(tmp_path / "empty"))
-    result = separator.separate(mix, rate)
+    with silent_server() as url:  # were a download tried, it would hang here until the timeout
+        separator = SeparatorResource(model_name="htdemucs", model_dir=str(tmp_path / "empty"), weights="never",
+                                      weights_url=url, download_timeout_s=30)
+        started = time.monotonic()
+        assert separator.model() is None
+        assert time.monotonic() - started < 5
+        result = separator.separate(mix, rate)
     assert result.separator == FALLBACK_NAME
     assert result.describe()["weights_sha256"] is None
-    strict = SeparatorResource(model_name="htdemucs", model_dir=str(tmp_path / "empty"), allow_fallback=False)
-    with pytest.raises(SeparatorUnavailableError, match="htdemucs"):
-        strict.separate(mix, rate)
+    assert "downloads are off (weights=never)" in caplog.text
+
+
+def pretrained_remote(tmp_path: Path, corrupt: bool = False) -> tuple[Path, Path, str]:
+    """A remote in demucs's exact format, holding a small model: `<root>/<sig>-<sha256 prefix>.th` under the
+    served folder, and an index folder with `files.txt` (`root:` line, then file names) and `tiny.yaml`
+    listing the bag's signature. Returns (served folder, index folder, weight file name)."""
+    import hashlib
+
+    package = save_small_demucs(tmp_path / "build", name="package") / "package.th"
+    name = f"1234abcd-{hashlib.sha256(package.read_bytes()).hexdigest()[:8]}.th"
+    served = tmp_path / "served"
+    (served / "small_models").mkdir(parents=True)
+    (served / "small_models" / name).write_bytes(b"truncated" if corrupt else package.read_bytes())
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / "files.txt").write_text(f"# small models\nroot: small_models/\n{name}\n")
+    (index / "tiny.yaml").write_text("models: ['1234abcd']\nsegment: 8\n")
+    return served, index, name
+
+
+def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tmp_path, sine_stereo, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    served, index, name = pretrained_remote(tmp_path)
+    mix, rate = sine_stereo
+    with file_server(served) as url:
+        first = SeparatorResource(model_name="tiny", weights_url=url, weights_index=str(index), device="cpu")
+        downloaded = first.separate(mix, rate)
+    cached = tmp_path / "torch" / "hub" / "checkpoints" / name
+    assert downloaded.separator == "demucs" and downloaded.weights_source == f"downloaded from {url}"
+    assert cached.read_bytes() == (served / "small_models" / name).read_bytes()
+    assert [p.name for p in cached.parent.iterdir()] == [name]  # no partial file left behind
+
+    # The server is gone: the cache serves, whatever the setting, without trying the network.
+    for weights in ("always", "auto", "never"):
+        again = SeparatorResource(model_name="tiny", weights=weights, weights_url=url, weights_index=str(index), device="cpu")
+        result = again.separate(mix, rate)
+        assert result.weights_source == "torch hub cache" and result.weights_sha256 == downloaded.weights_sha256
+
+
+def test_a_corrupt_download_is_rejected_and_not_cached(tmp_path, sine_stereo, monkeypatch, caplog):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    served, index, name = pretrained_remote(tmp_path, corrupt=True)
+    mix, rate = sine_stereo
+    with file_server(served) as url:
+        strict = SeparatorResource(model_name="tiny", weights="always", weights_url=url, weights_index=str(index))
+        with pytest.raises(SeparatorUnavailableError, match=f"{name}: checksum mismatch"):
+            strict.separate(mix, rate)
+        assert not list((tmp_path / "torch" / "hub" / "checkpoints").iterdir())
+        lenient = SeparatorResource(model_name="tiny", weights="auto", weights_url=url, weights_index=str(index))
+        assert lenient.separate(mix, rate).separator == FALLBACK_NAME
+    assert "checksum mismatch" in caplog.text and not list((tmp_path / "torch" / "hub" / "checkpoints").iterdir())
+
+
+def test_offline_auto_falls_back_within_seconds_and_warns_once(tmp_path, sine_stereo, monkeypatch, caplog):
+    """A remote that accepts and never answers (the worst offline case: a dead proxy): `auto` gives up after
+    the timeout, the songs after it do not wait again, and the warning is given once."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    _, index, _ = pretrained_remote(tmp_path)
+    mix, rate = sine_stereo
+    with silent_server() as url:
+        waits = []
+        for _song in range(3):
+            separator = SeparatorResource(model_name="tiny", weights_url=url, weights_index=str(index))
+            started = time.monotonic()
+            assert separator.model() is None  # what the fallback waits for
+            waits.append(time.monotonic() - started)
+            assert separator.separate(mix, rate).separator == FALLBACK_NAME
+        assert waits[0] < 5 and max(waits[1:]) < 1, waits
+        warnings = [r for r in caplog.records if r.levelname == "WARNING" and "DSP fallback" in r.getMessage()]
+        assert len(warnings) == 1 and "timed out" in warnings[0].getMessage()
+
+        strict = SeparatorResource(model_name="tiny", weights="always", weights_url=url, weights_index=str(index))
+        with pytest.raises(SeparatorUnavailableError, match="weights=always forbids the fallback"):
+            strict.separate(mix, rate)
+
+
+def test_offline_warning_is_given_once_per_run(tmp_path):
+    memory = OfflineMemory(tmp_path / "offline")
+    assert [memory.first_warning("run-a"), memory.first_warning("run-a"), memory.first_warning("run-b")] == [True, False, True]
+    memory.remember("remote into cache", "timed out")
+    assert memory.recent_failure("remote into cache") == "timed out" and memory.recent_failure("elsewhere") is None
+    assert OfflineMemory(tmp_path / "offline", retry_after_s=0).recent_failure("remote into cache") is None
+
+
+def test_unknown_pretrained_model_names_fail_clearly(tmp_path):
+    _, index, _ = pretrained_remote(tmp_path)
+    with pytest.raises(WeightsDownloadError, match="no pretrained Demucs model 'nonexistent'"):
+        Remote(index=index).weight_files("nonexistent")
 
 
 def test_fallback_stems_sum_back_to_the_mix(sine_stereo):

@@ -1,11 +1,11 @@
-"""Finding and loading Demucs weights without ever waiting on the network.
+"""Finding and loading Demucs weights.
 
 Weights are looked up, in order, in
 1. a local model folder (the layout `demucs --repo` uses: `<name>.yaml` listing signatures, `<sig>.th` files,
    or a single `<name>.th`),
 2. the Hugging Face hub cache (where `demucs` 4.1 downloads named models), read with local_files_only,
-3. the torch hub cache (`~/.cache/torch/hub/checkpoints`, where older demucs versions downloaded).
-Nothing is downloaded: a user who wants pretrained weights fetches them once, e.g. `python -m demucs -n htdemucs`.
+3. the torch hub cache (`~/.cache/torch/hub/checkpoints`, where demucs's own remote downloads land),
+and, when a remote is given, downloaded from it into the torch hub cache (`separation.demucs_download`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline_project.separation.demucs_download import Remote, WeightsDownloadError, fetch_weights, torch_hub_checkpoints
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +26,7 @@ log = logging.getLogger(__name__)
 class LoadedModel:
     model: object  # demucs.apply.BagOfModels or a single demucs model
     name: str
-    source: str  # "local model folder <path>" | "huggingface cache" | "torch hub cache"
+    source: str  # "local model folder <path>" | "huggingface cache" | "torch hub cache" | "downloaded from <url>"
     weights_sha256: str
     weight_files: list[str]
 
@@ -83,36 +85,37 @@ def _from_huggingface_cache(name: str) -> LoadedModel | None:
     return LoadedModel(model, name, "huggingface cache", files_sha256(files), [str(f) for f in files])
 
 
-def _from_torch_hub_cache(name: str) -> LoadedModel | None:
-    import demucs
-    import torch
+def _from_torch_hub_cache(name: str, remote: Remote = Remote(), source: str = "torch hub cache") -> LoadedModel | None:
+    """The named model (a bag in the remote index, or one signature) from its files in the torch hub cache."""
     from demucs.apply import BagOfModels
     from demucs.states import load_model
 
-    bag_yaml = Path(demucs.__file__).parent / "remote" / f"{name}.yaml"
-    if not bag_yaml.is_file():
+    try:
+        names = [Path(p).name for p in remote.weight_files(name)]
+    except WeightsDownloadError:
         return None
-    bag = yaml.safe_load(bag_yaml.read_text())
-    checkpoints = Path(torch.hub.get_dir()) / "checkpoints"
-    files = []
-    for sig in bag["models"]:
-        matches = sorted(checkpoints.glob(f"{sig}-*.th")) if checkpoints.is_dir() else []
-        if not matches:
-            return None
-        files.append(matches[0])
-    model = BagOfModels([load_model(f) for f in files], bag.get("weights"), bag.get("segment"))
+    files = [torch_hub_checkpoints() / n for n in names]
+    if not all(f.is_file() for f in files):
+        return None
+    bag_yaml = remote.index_dir() / f"{name}.yaml"
+    bag = yaml.safe_load(bag_yaml.read_text()) if bag_yaml.is_file() else {}
+    models = [load_model(f) for f in files]
+    model = BagOfModels(models, bag.get("weights"), bag.get("segment")) if bag else models[0]
     model.eval()
-    return LoadedModel(model, name, "torch hub cache", files_sha256(files), [str(f) for f in files])
+    return LoadedModel(model, name, source, files_sha256(files), [str(f) for f in files])
 
 
-def load_demucs(name: str, model_dir: str | None = None) -> LoadedModel | None:
-    """The named model from the first place that has its weights, or None when none has them."""
+def load_demucs(name: str, model_dir: str | None = None, remote: Remote = Remote(), download: bool = False,
+                log=log.info) -> LoadedModel | None:
+    """The named model from the first place that has its weights, or None when none has them. With
+    `download`, weights found nowhere are downloaded from the remote first (raising WeightsDownloadError when
+    they cannot be had)."""
     if model_dir:
         loaded = _from_local_folder(name, Path(model_dir))
         if loaded:
             return loaded
-    for finder in (_from_huggingface_cache, _from_torch_hub_cache):
-        loaded = finder(name)
-        if loaded:
-            return loaded
-    return None
+    loaded = _from_huggingface_cache(name) or _from_torch_hub_cache(name, remote)
+    if loaded or not download:
+        return loaded
+    fetch_weights(name, remote, log=log)
+    return _from_torch_hub_cache(name, remote, source=f"downloaded from {remote.url}")
