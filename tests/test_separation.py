@@ -88,7 +88,8 @@ def pretrained_remote(tmp_path: Path, corrupt: bool = False) -> tuple[Path, Path
     return served, index, name
 
 
-def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tmp_path, sine_stereo, monkeypatch):
+def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tmp_path, sine_stereo, monkeypatch, caplog):
+    caplog.set_level("INFO")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     served, index, name = pretrained_remote(tmp_path)
@@ -100,6 +101,7 @@ def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tm
     assert downloaded.separator == "demucs" and downloaded.weights_source == f"downloaded from {url}"
     assert cached.read_bytes() == (served / "small_models" / name).read_bytes()
     assert [p.name for p in cached.parent.iterdir()] == [name]  # no partial file left behind
+    assert f"downloaded {name}" in caplog.text and "checksum verified" in caplog.text
 
     # The server is gone: the cache serves, whatever the setting, without trying the network.
     for weights in ("always", "auto", "never"):

@@ -90,17 +90,23 @@ def sha256_prefix_of(file_name: str) -> str:
     return Path(file_name).stem.split("-", 1)[1]
 
 
-def download(url: str, target: Path, timeout_s: float = TIMEOUT_S) -> Path:
-    """`url` into `target`, atomically and only when its sha256 starts with the prefix in the target's name."""
+def download(url: str, target: Path, timeout_s: float = TIMEOUT_S, log=None) -> Path:
+    """`url` into `target`, atomically and only when its sha256 starts with the prefix in the target's name;
+    `log` hears the progress every tenth of the file."""
     expected = sha256_prefix_of(target.name)
     target.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     handle, partial = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout_s) as response:
+            size, done, reported = int(response.headers.get("Content-Length") or 0), 0, 0
             for block in iter(lambda: response.read(1 << 20), b""):
                 digest.update(block)
                 out.write(block)
+                done += len(block)
+                if log and size and done * 10 // size > reported and done < size:
+                    reported = done * 10 // size
+                    log(f"{target.name}: {done / 1e6:.1f} of {size / 1e6:.1f} MB")
         actual = digest.hexdigest()[: len(expected)]
         if actual != expected:
             raise WeightsDownloadError(f"{url}: checksum mismatch (sha256 starts {actual}, the file name says "
@@ -125,7 +131,7 @@ def fetch_weights(name: str, remote: Remote = Remote(), cache: Path | None = Non
             if log:
                 log(f"downloading Demucs weights {url} into {cache}")
             started = time.monotonic()
-            download(url, target, remote.timeout_s)
+            download(url, target, remote.timeout_s, log)
             if log:
                 log(f"downloaded {target.name} ({target.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s, checksum verified")
         paths.append(target)

@@ -27,9 +27,11 @@ from pipeline_project.analysis import frames
 from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode
 from pipeline_project.parallel import available_cores, map_in_processes
 from pipeline_project.training import analysis_corpus, analysis_models
+from pipeline_project.training.analysis_registry import MINIMUM_GAIN
 
 DEFAULT_CORPUS = Path("data/analysis_corpus")
-# Each network replaces the DSP path only where it is at least as good on all of its metrics.
+# Each network replaces the DSP path only where it is better on all of its metrics by MINIMUM_GAIN, the gate
+# the registry applies (`training.analysis_registry`).
 PROMOTION_METRICS = {"beat_tracker": ("beat_f",), "chord_recognizer": ("chord_majmin",), "key_tracker": ("key",)}
 
 
@@ -163,7 +165,7 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
     conditions = [plan.condition for plan in plans["validation"]]
     per_condition = {"learned": by_condition(learned_rows(activations, validation, decoder), conditions),
                      "dsp": by_condition(baseline_rows, conditions)}
-    promoted = {name: all(scores[m] >= baseline[m] for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
+    promoted = {name: all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
     log(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
         f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
         f"{decoder.chord_change_penalty}; promoted (used by the pipeline instead of the DSP path): {promoted}")
@@ -185,8 +187,8 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
         for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
             card = common | {"name": name, "version": version, "file": path.name, "network": type(networks[kind]).__name__,
                              "training": records[kind], "promoted": promoted[name], "promotion_metrics": list(PROMOTION_METRICS[name]),
-                             "promotion_rule": "used instead of the DSP path when at least as good on every promotion metric "
-                                               "on the validation renders"}
+                             "promotion_rule": f"used instead of the DSP path when better by at least {MINIMUM_GAIN} on every "
+                                               "promotion metric on the validation renders"}
             if kind == "beat":
                 card |= {"tempo_histogram": histogram, "activation_prior": decoder.activation_prior,
                          "ring_out_ratio": decoder.ring_out_ratio, "fps": frames.BEAT_FPS}
