@@ -238,3 +238,24 @@ def test_windows_hold_a_whole_number_of_demucs_strides(small_model_dir):
         window = int(chunk * model.samplerate) + int(1.0 * model.samplerate)
         assert abs(chunk - target) <= stride / model.samplerate
         assert -1 <= window - round(window / stride) * stride <= 0  # whole strides, never one sample over
+
+
+def test_stems_heard_in_a_condition_line_up_with_the_degraded_mix(sine_stereo):
+    """The references a separator is scored against in a room are the stems through the same room (same
+    seed): they sum to the degraded mix up to its noise and limiter, sample for sample."""
+    from pipeline_project.analysis.accuracy import si_sdr
+    from pipeline_project.training.analysis_corpus import apply_condition, heard_stems
+
+    tone, rate = sine_stereo
+    rng = np.random.default_rng(0)
+    clicks = np.zeros_like(tone)
+    clicks[:, :: rate // 4] = 0.8  # a transient every quarter second: any time shift would show
+    stems = {"drums": clicks, "other": tone}
+    for condition, at_least_db in (("room", 60.0), ("reverb_noise", 15.0)):
+        mix = apply_condition(sum(stems.values()), rate, condition, seed=3)
+        heard = heard_stems(stems, rate, condition, seed=3)
+        assert si_sdr(sum(heard.values()), mix) > at_least_db, condition
+        assert si_sdr(heard["drums"], stems["drums"]) < 10  # the room is really in them
+    assert heard_stems(stems, rate, "clean", seed=3) is stems
+    estimate = tone + 0.1 * rng.standard_normal(tone.shape).astype(np.float32)
+    assert abs(si_sdr(tone, 0.3 * estimate) - si_sdr(tone, estimate)) < 1e-6

@@ -63,6 +63,19 @@ def sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return 10 * np.log10((signal + 1e-9) / (error + 1e-9))
 
 
+def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
+    """Scale-invariant SDR in dB (Le Roux et al. 2019) of a whole (channels, frames) estimate: the reference
+    is first scaled to fit the estimate best, so a level change costs nothing; silent references score nan."""
+    frames = min(reference.shape[-1], estimate.shape[-1])
+    reference = reference[..., :frames].astype(np.float64).ravel()
+    estimate = estimate[..., :frames].astype(np.float64).ravel()
+    energy = float(reference @ reference)
+    if energy < 1e-9:
+        return float("nan")
+    target = (float(estimate @ reference) / energy) * reference
+    return 10 * np.log10((float(target @ target) + 1e-9) / (float(np.sum((estimate - target) ** 2)) + 1e-9))
+
+
 def score_separation(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, dict[str, float]]:
     """Per stem: the separator's SDR, the mixture-as-estimate SDR, and the improvement."""
     scores = {}

@@ -115,8 +115,8 @@ def arrangement_of(plan: RenderPlan):
     return with_rhythm_section(score, plan.groove, plan.seed) if plan.groove else score
 
 
-def render_clean(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray, int, dict]:
-    """(mix, sample rate, labels) of one plan's performance, before its listening condition."""
+def render_stems(plan: RenderPlan, catalog: dict[str, Path]):
+    """(RenderedAudio: stems and their mix, labels) of one plan's performance, before its listening condition."""
     from pipeline_project.synthesis.instruments import choose_voices
     from pipeline_project.synthesis.performance import perform, sample_humanization
     from pipeline_project.synthesis.render import render, soundfont_presets
@@ -126,8 +126,13 @@ def render_clean(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray
     presets = {name: p for name, p in soundfont_presets(catalog).items() if name in plan.soundfonts}
     voices = choose_voices(arrangement.parts(), presets, int(rng.integers(0, 2**31)))
     performance = perform(arrangement, plan.tempo_bpm, plan.seed, sample_humanization(rng), voices)
-    rendered = render(performance, catalog)
-    return rendered.mix, rendered.sample_rate, performance.labels()
+    return render(performance, catalog), performance.labels()
+
+
+def render_clean(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray, int, dict]:
+    """(mix, sample rate, labels) of one plan's performance, before its listening condition."""
+    rendered, labels = render_stems(plan, catalog)
+    return rendered.mix, rendered.sample_rate, labels
 
 
 def apply_condition(mix: np.ndarray, sample_rate: int, condition: str, seed: int) -> np.ndarray:
@@ -139,6 +144,27 @@ def apply_condition(mix: np.ndarray, sample_rate: int, condition: str, seed: int
         return mix
     snr = REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None
     return apply_chain(mix, sample_rate, sample_chain(presets, seed=seed, snr_db=snr)).audio
+
+
+def heard_stems(stems: dict[str, np.ndarray], sample_rate: int, condition: str, seed: int) -> dict[str, np.ndarray]:
+    """Each stem as heard in a condition, without the condition's noise: what a separator should recover
+    from the mix heard there (`apply_condition` of the stems' sum, same seed). The room and the PA's EQ are
+    linear and the final limiter is a gain curve (taken from the degraded mix), so these stems sum to the
+    degraded mix less its noise."""
+    from pipeline_project.audio.dynamics import limiter_gain
+    from pipeline_project.augmentation.chains import apply_chain, sample_chain
+
+    presets = CONDITIONS[condition]
+    if not presets:
+        return stems
+    snr = REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None
+    chain = sample_chain(presets, seed=seed, snr_db=snr)
+    *before, limiter = chain["steps"]
+    assert limiter["name"] == "limiter", "a condition's chain ends with its limiter"
+    degraded = apply_chain(sum(stems.values()), sample_rate, chain | {"steps": before}).audio
+    gain = limiter_gain(degraded, sample_rate, limiter["threshold_db"], release_ms=limiter["release_ms"])
+    linear = chain | {"steps": [step for step in before if step["name"] in ("eq", "room")]}
+    return {name: apply_chain(audio, sample_rate, linear).audio * gain for name, audio in stems.items()}
 
 
 def render_plan(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray, int, dict]:
