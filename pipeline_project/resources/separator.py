@@ -85,7 +85,7 @@ class SeparatorResource(dg.ConfigurableResource):
     def _find(self, logger) -> Optional[LoadedModel]:
         remote = Remote(self.weights_url, Path(self.weights_index) if self.weights_index else None, self.download_timeout_s)
         memory = OfflineMemory()
-        attempt = f"{remote.url} into {torch_hub_checkpoints()}"
+        attempt = f"{self.model_name} from {remote.url} into {torch_hub_checkpoints()}"
         recent_failure = memory.recent_failure(attempt) if self.weights == "auto" else None
         download = self.weights != "never" and not recent_failure
         where = f"model folder {self.model_dir}, " if self.model_dir else ""
