@@ -135,15 +135,22 @@ def render_clean(plan: RenderPlan, catalog: dict[str, Path]) -> tuple[np.ndarray
     return rendered.mix, rendered.sample_rate, labels
 
 
-def apply_condition(mix: np.ndarray, sample_rate: int, condition: str, seed: int) -> np.ndarray:
-    """The mix heard in one of CONDITIONS; the chain's parameters drawn from `seed`."""
-    from pipeline_project.augmentation.chains import apply_chain, sample_chain
+def condition_chain(condition: str, seed: int) -> dict | None:
+    """The augmentation chain record of one of CONDITIONS, its parameters drawn from `seed`; None for clean."""
+    from pipeline_project.augmentation.chains import sample_chain
 
     presets = CONDITIONS[condition]
     if not presets:
-        return mix
-    snr = REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None
-    return apply_chain(mix, sample_rate, sample_chain(presets, seed=seed, snr_db=snr)).audio
+        return None
+    return sample_chain(presets, seed=seed, snr_db=REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None)
+
+
+def apply_condition(mix: np.ndarray, sample_rate: int, condition: str, seed: int) -> np.ndarray:
+    """The mix heard in one of CONDITIONS; the chain's parameters drawn from `seed`."""
+    from pipeline_project.augmentation.chains import apply_chain
+
+    chain = condition_chain(condition, seed)
+    return apply_chain(mix, sample_rate, chain).audio if chain else mix
 
 
 def heard_stems(stems: dict[str, np.ndarray], sample_rate: int, condition: str, seed: int) -> dict[str, np.ndarray]:
@@ -152,13 +159,11 @@ def heard_stems(stems: dict[str, np.ndarray], sample_rate: int, condition: str, 
     linear and the final limiter is a gain curve (taken from the degraded mix), so these stems sum to the
     degraded mix less its noise."""
     from pipeline_project.audio.dynamics import limiter_gain
-    from pipeline_project.augmentation.chains import apply_chain, sample_chain
+    from pipeline_project.augmentation.chains import apply_chain
 
-    presets = CONDITIONS[condition]
-    if not presets:
+    chain = condition_chain(condition, seed)
+    if not chain:
         return stems
-    snr = REVERB_NOISE_SNR_DB if condition == "reverb_noise" else None
-    chain = sample_chain(presets, seed=seed, snr_db=snr)
     *before, limiter = chain["steps"]
     assert limiter["name"] == "limiter", "a condition's chain ends with its limiter"
     degraded = apply_chain(sum(stems.values()), sample_rate, chain | {"steps": before}).audio

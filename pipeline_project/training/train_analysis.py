@@ -77,10 +77,10 @@ def learned_rows(activations: list[dict], corpus: list[dict], settings: DecoderS
     return [score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)]
 
 
-def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, dict]:
+def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
-    with the validation scores they give."""
+    with the scores they give per validation render (`learned_rows`)."""
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
         return _mean_scores(learned_rows(activations, corpus, settings))
@@ -92,7 +92,7 @@ def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: li
     settings = replace(settings, ring_out_ratio=ratio)
     penalty = max(CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"])
     settings = replace(settings, chord_change_penalty=penalty)
-    return settings, scores(settings)
+    return settings, learned_rows(activations, corpus, settings)
 
 
 def _dsp_scores_of(job: tuple) -> dict[str, float]:
@@ -159,11 +159,12 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
     validation = [analysis_corpus.load(p) for p in paths["validation"]]
     histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
     activations = [network_activations(networks["beat"], networks["harmony"], e) for e in validation]
-    decoder, scores = tune_and_evaluate(activations, validation, histogram)
+    decoder, rows = tune_and_evaluate(activations, validation, histogram)
+    scores = _mean_scores(rows)
     baseline_rows = dsp_rows(plans["validation"], catalog, workers)
     baseline = _mean_scores(baseline_rows)
     conditions = [plan.condition for plan in plans["validation"]]
-    per_condition = {"learned": by_condition(learned_rows(activations, validation, decoder), conditions),
+    per_condition = {"learned": by_condition(rows, conditions),
                      "dsp": by_condition(baseline_rows, conditions)}
     promoted = {name: all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
     log(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
