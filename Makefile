@@ -24,7 +24,7 @@ SYNC := $(UV) sync --frozen --inexact --quiet
 # imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts train-analysis
+.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts train-analysis train-separator
 
 $(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
@@ -94,6 +94,15 @@ soundfonts:
 ANALYSIS_STEPS ?= 4800
 train-analysis: setup soundfonts
 	$(BIN)/python -m pipeline_project.training.train_analysis --steps $(ANALYSIS_STEPS) $(TRAIN_ANALYSIS_ARGS)
+
+# The learned separator (model family stem_separator; it ships as pipeline_project/models/stem_separator.onnx
+# once a version passes its gate, see README "The learned separator"), trained on the project's own multitrack
+# renders (training pieces and SoundFonts; scored on held-out ones); the same seed gives the same weights.
+# Writes to pipeline_project/models by default: about 50 minutes on 2 cores the first time (10 of rendering,
+# cached in data/separator_corpus; 37 of training). Options: make train-separator
+# TRAIN_SEPARATOR_ARGS="--out data/candidate_models/separator --steps 3000 --width 512" (see the module's help).
+train-separator: setup soundfonts
+	$(BIN)/python -m pipeline_project.training.train_separator $(TRAIN_SEPARATOR_ARGS)
 
 clean-data:
 	rm -rf data/incoming data/lake data/quarantine data/datasets data/mlflow data/ground_truth data/contributions data/.secrets

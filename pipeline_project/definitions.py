@@ -25,6 +25,7 @@ from pipeline_project.assets.training import (
     genre_classifier_model,
     review_queue,
     song_embedding,
+    stem_separator,
 )
 from pipeline_project.checks import accuracy_checks, privacy_checks, validation_checks
 from pipeline_project.jobs import (
@@ -56,7 +57,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     PIPELINE_DATA_ROOT (default `data/`; a folder, or an object-store URL such as `s3://bucket/prefix` mirrored
     in PIPELINE_MIRROR_DIR), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
     model folder), PIPELINE_DEMUCS_WEIGHTS (auto, never or always: downloading pretrained weights on first
-    use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
+    use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_LEARNED_SEPARATOR
+    (auto: without Demucs weights, the learned separator; never: the DSP fallback), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
     MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
     PIPELINE_K_ANONYMITY (default 5)."""
     chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
@@ -71,6 +73,7 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
             model_dir=os.environ.get("PIPELINE_DEMUCS_MODEL_DIR") or None,
             weights=os.environ.get("PIPELINE_DEMUCS_WEIGHTS", "auto"),
             weights_url=os.environ.get("PIPELINE_DEMUCS_WEIGHTS_URL") or DEMUCS_REMOTE_URL,
+            learned=os.environ.get("PIPELINE_LEARNED_SEPARATOR", "auto"),
             device=os.environ.get("PIPELINE_DEMUCS_DEVICE", "auto"),
         ),
         "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(storage.soundfonts)),
@@ -94,7 +97,7 @@ def mlflow_resource(storage: StorageResource) -> MlflowResource:
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
               song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
-              drum_hit_classifier, genre_classifier_model, song_embedding, analysis_models, review_queue]
+              drum_hit_classifier, genre_classifier_model, song_embedding, analysis_models, stem_separator, review_queue]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 

@@ -8,7 +8,7 @@ from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.io import write_text_atomic
-from pipeline_project.resources import SeparatorResource, StorageResource
+from pipeline_project.resources import MlflowResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 # On Kubernetes (PIPELINE_EXECUTOR=k8s) each separation gets a pod with one GPU; other executors ignore this.
@@ -18,21 +18,25 @@ SEPARATION_POD_RESOURCES = {"dagster-k8s/config": {"container_config": {"resourc
 }}}}
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="2",
+@dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="3",
           deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES, backfill_policy=SONG_BATCHES)
 @retry_transient_failures
-def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource) -> dg.MaterializeResult:
-    """Drums, bass, other and vocals stems (FLAC) of the song, by Demucs when weights are available, else by
-    the DSP fallback, in windows of about two minutes so memory stays flat for long songs. The metadata says which
-    separator and which weights (sha256) made them."""
-    return for_each_song(context, lambda key: separate_one_song(context, storage, separator, key))
+def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource,
+               mlflow: MlflowResource) -> dg.MaterializeResult:
+    """Drums, bass, other and vocals stems (FLAC) of the song: by Demucs when weights are available, else by the
+    learned separator (the `stem_separator` champion in MLflow), else by the DSP fallback; in windows of about two
+    minutes so memory stays flat for long songs. The metadata and stems.json say which separator, which weights
+    (sha256) and which model version made them."""
+    learned = mlflow.stem_separator(log=context.log.info) if separator.wants_learned() else None
+    return for_each_song(context, lambda key: separate_one_song(context, storage, separator, key, learned))
 
 
-def separate_one_song(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str) -> dict:
+def separate_one_song(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str,
+                      learned=None) -> dict:
     song_dir = storage.fetch(storage.song_dir(key))
     duration = sf.info(str(song_dir / "audio.flac")).duration
     started = time.perf_counter()
-    separation = separator.separate_file(song_dir / "audio.flac", song_dir / "stems", logger=context.log)
+    separation = separator.separate_file(song_dir / "audio.flac", song_dir / "stems", logger=context.log, learned=learned)
     seconds = time.perf_counter() - started
     description = separation.describe()
     write_text_atomic(song_dir / "stems.json", json.dumps(description, indent=1))

@@ -13,8 +13,9 @@ from pipeline_project.automation import retrain_when_grown
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
 from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
 from pipeline_project.analysis import learned
-from pipeline_project.training import analysis_registry, drum_classifier, genre_classifier
+from pipeline_project.training import analysis_registry, drum_classifier, genre_classifier, separator_corpus, separator_registry
 from pipeline_project.training.train_analysis import train_model_set
+from pipeline_project.training.train_separator import SeparatorSettings, mean_sdr, train_separator, validation_sdr
 from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
 from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
@@ -403,6 +404,69 @@ def analysis_models(context: dg.AssetExecutionContext, config: AnalysisTrainingC
                 "mlflow_tracking_uri": registry.tracking_uri},
                 check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, asset_key=name, passed=True, metadata={"skipped": reason})]))
     return tuple(materializations)
+
+
+class SeparatorTrainingConfig(dg.Config):
+    # False: register the shipped learned separator where the family has no version yet (the first run that
+    # separates a song does it too) and report the champion. True: train a new one as `make train-separator`
+    # does (renders cached in corpus_dir: about 10 minutes the first time, then about 50 of training at the
+    # default steps on 2 cores) and put it through the champion gate.
+    train: bool = False
+    seed: int = 0
+    steps: int = SeparatorSettings.steps
+    # Context features of the network; 512 suits a GPU.
+    width: int = SeparatorSettings.width
+    # Fewer training pieces, for a quick run (the validation renders shrink with them).
+    max_pieces: Optional[int] = None
+    # A trained separator takes `champion` when its validation mean SDR beats the champion's, re-scored on the
+    # same validation renders, by at least this many dB (and it is no worse than the DSP fallback on any stem).
+    minimum_gain_db: float = separator_registry.MINIMUM_GAIN_DB
+    # Where the renders are cached (default: separator_corpus/ under the data root, which is where `make
+    # train-separator` keeps them too when the data root is data/).
+    corpus_dir: Optional[str] = None
+
+
+@dg.asset(name=separator_registry.FAMILY, group_name="training", kinds={"pytorch", "onnx", "mlflow"}, code_version="1",
+          check_specs=_model_checks_spec(separator_registry.FAMILY))
+@retry_transient_failures
+def stem_separator(context: dg.AssetExecutionContext, config: SeparatorTrainingConfig, storage: StorageResource,
+                   mlflow: MlflowResource) -> dg.MaterializeResult:
+    """The learned separator (drums, bass, other, vocals masks; ONNX) as a model family in MLflow, scored by SDR
+    per stem on the validation renders (held-out pieces through held-out SoundFonts, every listening condition).
+    Its champion separates songs wherever no Demucs weights are available. With `train` off, the shipped one is
+    registered where the family has none; with it on, a new one is trained from the project's renders."""
+    registry = mlflow.registry()
+    cache = mlflow.model_cache()
+    result = separator_registry.register_shipped(registry, mlflow.experiment, cache, context.log.info)
+    if config.train:
+        with tempfile.TemporaryDirectory() as tmp:
+            corpus = Path(config.corpus_dir) if config.corpus_dir else storage.root / "separator_corpus"
+            meters = storage.root / "analysis_corpus" / "time_signatures.json"  # shared with analysis_models' renders
+            path, validation, conditions = train_separator(Path(tmp) / "models", corpus, config.seed, config.max_pieces,
+                                                           config.steps, config.width, meter_cache=meters, log=context.log.info)
+            examples = [separator_corpus.load(p) for p in validation]
+
+            def rescore(_champion) -> float:  # the champion separated as the pipeline runs it, on the same renders
+                return mean_sdr(validation_sdr(separator_registry.champion_separator(registry, cache), examples, conditions))
+
+            tags = {"dataset": "separator_corpus", "dagster_run_id": context.run.run_id, "dagster_asset": separator_registry.FAMILY,
+                    "code_version": context.assets_def.code_versions_by_key[context.asset_key] or "", "seed": str(config.seed)}
+            result = separator_registry.register_separator(registry, mlflow.experiment, path, tags, config.minimum_gain_db,
+                                                           rescore, context.log.info)
+    champion = registry.champion_version(separator_registry.FAMILY)
+    if result is None:
+        reason = "already registered; nothing trained (set train to train a new version)"
+        return dg.MaterializeResult(metadata={
+            "registered": False, "reason": reason, "champion_version": str(champion.version) if champion else "none (DSP fallback)",
+            "mlflow_tracking_uri": registry.tracking_uri},
+            check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, passed=True, metadata={"skipped": reason})])
+    checks = result.card.get("checks", {})
+    return dg.MaterializeResult(metadata={
+        "registered": True, "model_version": result.version, "alias": result.alias, "promotion": result.reason,
+        "validation_mean_sdr_db": result.score, "mlflow_run": _run_link(registry, result),
+        "mlflow_tracking_uri": registry.tracking_uri, "model_card": dg.MetadataValue.json(result.card)},
+        check_results=[dg.AssetCheckResult(check_name=MODEL_CHECKS, passed=all(checks.values()),
+                                           metadata={c: ("passed" if ok else "FAILED") for c, ok in checks.items()})])
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hit_classifier],

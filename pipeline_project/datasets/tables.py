@@ -75,7 +75,7 @@ def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[p
             "chromaticism": float(theory["harmonic_complexity"]["chromaticism"]),
             "rhythmic_complexity": float(theory["rhythmic_complexity"]["complexity"]),
             "metric_hierarchy_correlation": float(theory["metric_hierarchy"]["hierarchy_correlation"]),
-            "separator": "demucs" if record["stems"]["separator"] == "demucs" else "dsp-fallback",
+            "separator": record["stems"]["separator"] if record["stems"]["separator"] in ("demucs", "learned") else "dsp-fallback",
         })
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
     table, report = k_anonymize(table, k)

@@ -48,3 +48,10 @@ class MlflowResource(dg.ConfigurableResource):
         from pipeline_project.training import analysis_registry
 
         return analysis_registry.pipeline_models(self.registry(), self.experiment, self.model_cache(), log)
+
+    def stem_separator(self, log=print):
+        """The learned separator's champion (`separation.learned.LoadedSeparator`), or None where the family has
+        none. The first call on a new store registers the shipped one (`training.separator_registry`)."""
+        from pipeline_project.training import separator_registry
+
+        return separator_registry.pipeline_separator(self.registry(), self.experiment, self.model_cache(), log)

@@ -1,4 +1,5 @@
-"""The separator resource: pretrained Demucs (downloaded on first use where allowed), else the DSP fallback."""
+"""The separator resource: pretrained Demucs (downloaded on first use where allowed), else the learned separator
+(`separation.learned`, the MLflow champion of `stem_separator`), else the DSP fallback."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from pipeline_project.separation.demucs_download import (
     torch_hub_checkpoints,
 )
 from pipeline_project.separation.demucs_models import LoadedModel, load_demucs
+from pipeline_project.separation.learned import LoadedSeparator, separate_with_learned
 from pipeline_project.separation.separator import (
     Separation,
     demucs_chunk_seconds,
@@ -47,6 +49,9 @@ class SeparatorResource(dg.ConfigurableResource):
     weights_index: a folder with the remote's `files.txt` and `<name>.yaml` (demucs's format), for a mirror
       that hosts other models; default: the index inside the demucs package.
     download_timeout_s: per connect and per read of a download; offline, the fallback starts after about this.
+    learned: without Demucs weights, "auto" separates with the learned separator (the champion of the
+      `stem_separator` family, which a fresh clone gets from the shipped one) and "never" goes straight to the
+      DSP fallback.
     device: "auto" (CUDA when present), "cpu" or "cuda".
     shifts, overlap, segment: passed to demucs.apply.apply_model.
     chunk_seconds, crossfade_seconds: songs are separated in windows of this length, crossfaded over this
@@ -59,6 +64,7 @@ class SeparatorResource(dg.ConfigurableResource):
     weights_url: str = DEMUCS_REMOTE_URL
     weights_index: Optional[str] = None
     download_timeout_s: float = TIMEOUT_S
+    learned: str = "auto"
     device: str = "auto"
     shifts: int = 0
     overlap: float = 0.25
@@ -108,18 +114,32 @@ class SeparatorResource(dg.ConfigurableResource):
             self._missing = f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face or torch hub cache; {reason}"
         return loaded
 
-    def separate(self, mix: np.ndarray, sample_rate: int, logger=log) -> Separation:
+    def wants_learned(self) -> bool:
+        """Whether the learned separator would be used: no Demucs weights, and learned separation not switched off."""
+        if self.learned not in ("auto", "never"):
+            raise ValueError(f"separator learned must be 'auto' or 'never', not {self.learned!r}")
+        return self.learned == "auto" and self.model() is None
+
+    def separate(self, mix: np.ndarray, sample_rate: int, logger=log, learned: Optional[LoadedSeparator] = None) -> Separation:
+        """Stems of a (channels, frames) mix: Demucs where it has weights, else `learned` (the learned separator
+        the caller got from the registry, see `MlflowResource.stem_separator`) unless learned=never, else the DSP
+        fallback."""
         loaded = self.model(logger)
         if loaded is not None:
             device = pick_device(self.device)
             logger.info(f"separating with Demucs {loaded.name} from {loaded.source} on {device}")
             return separate_with_demucs(mix, sample_rate, loaded, device, self.shifts, self.overlap, self.segment)
+        if learned is not None and self.wants_learned():
+            message = (f"{self._missing}. Using the learned separator (stem_separator {learned.version}, trained on the "
+                       "project's own renders; see README 'The learned separator').")
+            (logger.warning if OfflineMemory().first_warning(self._run_id) else logger.info)(message)
+            return separate_with_learned(mix, sample_rate, learned)
         message = (f"{self._missing}. Using the DSP fallback separator: stems are approximate "
                    "(see README 'Pretrained Demucs weights').")
         (logger.warning if OfflineMemory().first_warning(self._run_id) else logger.info)(message)
         return separate_with_fallback(mix, sample_rate)
 
-    def separate_file(self, source: Path, out_dir: Path, logger=log) -> Separation:
+    def separate_file(self, source: Path, out_dir: Path, logger=log, learned: Optional[LoadedSeparator] = None) -> Separation:
         """Stems of an audio file written to `out_dir/<stem>.flac` window by window (see separation.streaming)."""
         if self.chunk_seconds <= 2 * self.crossfade_seconds:
             raise ValueError("chunk_seconds must be more than twice crossfade_seconds")
@@ -128,7 +148,7 @@ class SeparatorResource(dg.ConfigurableResource):
         def separate_window(window: np.ndarray, sample_rate: int) -> Separation:
             quiet = REPEAT_LOG if announced else logger  # say which separator once, not once per window
             announced.append(True)
-            return self.separate(window, sample_rate, logger=quiet)
+            return self.separate(window, sample_rate, logger=quiet, learned=learned)
 
         def progress(done: float) -> None:
             if done < 1.0:

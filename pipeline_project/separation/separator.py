@@ -29,7 +29,7 @@ FALLBACK_NAME = "dsp-fallback (hpss + band and mid/side masks)"
 @dataclass
 class Separation:
     stems: dict[str, np.ndarray]  # stem -> (2, frames) float32 at the input sample rate
-    separator: str  # "demucs" or FALLBACK_NAME
+    separator: str  # "demucs", "learned" (separation.learned) or FALLBACK_NAME
     model_name: str | None = None
     weights_source: str | None = None
     weights_sha256: str | None = None

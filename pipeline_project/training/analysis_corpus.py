@@ -208,14 +208,16 @@ def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
     return path.name
 
 
-def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], workers: int = 0, log=print) -> list[Path]:
-    """Render every plan not yet in `folder`; the paths of all of them, in plan order."""
+def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], workers: int = 0, log=print,
+          write=None) -> list[Path]:
+    """Render every plan not yet in `folder`; the paths of all of them, in plan order. `write((plan, catalog,
+    folder))` makes one file (a module-level function; default: this corpus's features and targets)."""
     from pipeline_project.parallel import map_in_processes
 
     folder.mkdir(parents=True, exist_ok=True)
     missing = [p for p in plans if not (folder / f"{p.digest()}.npz").exists()]
     log(f"{len(plans)} renders planned, {len(missing)} to make in {folder}")
-    for done, _ in enumerate(map_in_processes(_write, [(p, catalog, folder) for p in missing], workers), start=1):
+    for done, _ in enumerate(map_in_processes(write or _write, [(p, catalog, folder) for p in missing], workers), start=1):
         if done % 20 == 0 or done == len(missing):
             log(f"  {done}/{len(missing)} rendered")
     return [folder / f"{p.digest()}.npz" for p in plans]
