@@ -120,7 +120,7 @@ def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storag
     keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][:ACCURACY_EXAMPLES]
     separations, analyses, used = [], [], None
     models = mlflow.analysis_models(log=context.log.info) if keys else None  # the analysers songs get
-    learned = mlflow.stem_separator(log=context.log.info) if keys and separator.wants_learned() else None  # and separator
+    learned = mlflow.stem_separator(log=context.log.info) if keys and separator.wants_learned(context.log) else None  # and separator
     for key in keys:
         labels = storage.read_json(rendered / key / "labels.json")
         references = {name: read_audio(rendered / key / "stems" / f"{name}.flac")[0] for name in STEM_NAMES}

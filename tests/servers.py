@@ -37,7 +37,13 @@ def serving(command: list[str], port: int, what: str, timeout: float = 90.0, env
         yield
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            # Seen once in a full CI run: an http.server child outlived SIGTERM by 30 s (cause not found: its
+            # mask and handlers were clean when checked in isolation). SIGKILL cannot be ignored or blocked.
+            server.kill()
+            server.wait(timeout=30)
 
 
 def _postgres_bin(name: str) -> str:

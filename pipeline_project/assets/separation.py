@@ -27,7 +27,7 @@ def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, sepa
     learned separator (the `stem_separator` champion in MLflow), else by the DSP fallback; in windows of about two
     minutes so memory stays flat for long songs. The metadata and stems.json say which separator, which weights
     (sha256) and which model version made them."""
-    learned = mlflow.stem_separator(log=context.log.info) if separator.wants_learned() else None
+    learned = mlflow.stem_separator(log=context.log.info) if separator.wants_learned(context.log) else None
     return for_each_song(context, lambda key: separate_one_song(context, storage, separator, key, learned))
 
 

@@ -114,11 +114,12 @@ class SeparatorResource(dg.ConfigurableResource):
             self._missing = f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face or torch hub cache; {reason}"
         return loaded
 
-    def wants_learned(self) -> bool:
-        """Whether the learned separator would be used: no Demucs weights, and learned separation not switched off."""
+    def wants_learned(self, logger=log) -> bool:
+        """Whether the learned separator would be used: no Demucs weights (looked up, or downloaded, with progress
+        in `logger`), and learned separation not switched off."""
         if self.learned not in ("auto", "never"):
             raise ValueError(f"separator learned must be 'auto' or 'never', not {self.learned!r}")
-        return self.learned == "auto" and self.model() is None
+        return self.learned == "auto" and self.model(logger) is None
 
     def separate(self, mix: np.ndarray, sample_rate: int, logger=log, learned: Optional[LoadedSeparator] = None) -> Separation:
         """Stems of a (channels, frames) mix: Demucs where it has weights, else `learned` (the learned separator
@@ -129,7 +130,7 @@ class SeparatorResource(dg.ConfigurableResource):
             device = pick_device(self.device)
             logger.info(f"separating with Demucs {loaded.name} from {loaded.source} on {device}")
             return separate_with_demucs(mix, sample_rate, loaded, device, self.shifts, self.overlap, self.segment)
-        if learned is not None and self.wants_learned():
+        if learned is not None and self.wants_learned(logger):
             message = (f"{self._missing}. Using the learned separator (stem_separator {learned.version}, trained on the "
                        "project's own renders; see README 'The learned separator').")
             (logger.warning if OfflineMemory().first_warning(self._run_id) else logger.info)(message)

@@ -9,11 +9,14 @@ How it separates a stereo mix:
 4. each mask times both channels' spectra, inverse STFT.
 
 `MaskNetwork` has two paths whose logits add up:
-- local: small convolutions along time and along frequency at every bin: the cue harmonic/percussive
-  separation uses (a steady partial is a horizontal line, a hit a vertical one), at full resolution;
-- context: each frame's spectrum projected to `width` features, a two-layer bidirectional GRU over the frames
-  around it, then a per-bin logit for every stem, and a per-frame weighting of the local features (so the
-  context decides how the local cues are read: a hit in a bar with drums, a consonant in one without).
+- local: fixed cues at every bin, at full resolution: how far the bin stands out of the nine frames around it
+  (a hit stands out along time), of the nine bins around it (a partial stands out along frequency), and how far
+  it is panned (side over mid); the cue harmonic/percussive separation and the fallback's centre mask use;
+- context: each frame's spectrum projected to `width` features, dilated convolutions at half the frame rate
+  hearing about three seconds on either side, then a per-bin logit for every stem and a per-frame weighting of
+  the local cues (so the context decides how the cues are read: a hit in a bar with drums, a consonant in one
+  without). Convolutions rather than a recurrent layer: a GRU's backward pass took most of a training step on
+  two cores.
 The network is exported to ONNX and run with onnxruntime, as the learned analysers are.
 """
 
@@ -75,10 +78,10 @@ def network(width: int = 256):
             """(batch, 2, BINS, frames) log magnitudes -> (batch, 4, BINS, frames) masks summing to one."""
             batch, _, bins, frames = x.shape
             mid, side = x[:, :1], x[:, 1:]
-            steady = mid - functional.avg_pool2d(mid, (1, 9), 1, (0, 4), count_include_pad=False)
-            sharp = mid - functional.avg_pool2d(mid, (9, 1), 1, (4, 0), count_include_pad=False)
+            hit_like = mid - functional.avg_pool2d(mid, (1, 9), 1, (0, 4), count_include_pad=False)  # out of its frames
+            partial_like = mid - functional.avg_pool2d(mid, (9, 1), 1, (4, 0), count_include_pad=False)  # out of its bins
             # (batch, cues, bins, frames), scaled and bounded so no cue can saturate the softmax on its own
-            local = torch.tanh(0.2 * torch.cat([steady, sharp, side - mid], 1))
+            local = torch.tanh(0.2 * torch.cat([hit_like, partial_like, side - mid], 1))
             projected = self.project(x.permute(0, 3, 1, 2).reshape(batch, frames, 2 * bins))
             # The context runs at half the frame rate (its job is seconds of context, the cues keep the detail).
             heard = functional.avg_pool1d(projected.transpose(1, 2), 2, 2, ceil_mode=True)
