@@ -22,6 +22,7 @@ import numpy as np
 from pipeline_project.locks import exclusive
 from pipeline_project.separation import learned
 from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
+from pipeline_project.training.train_separator import mean_sdr
 
 FAMILY = "stem_separator"
 CARD = "separator_card.json"
@@ -63,8 +64,7 @@ def register_separator(registry: Registry, experiment: str, path: Path, tags: di
     example = example_features()
     prediction = onnx_masks(network, example)
     ours, dsp = card["validation_sdr"], card["dsp_validation_sdr"]
-    score = float(np.mean([table["mean"] for table in ours.values()]))
-    baseline = float(np.mean([table["mean"] for table in dsp.values()]))
+    score, baseline = mean_sdr(ours), mean_sdr(dsp)
     if not card.get("promoted"):
         baseline = max(baseline, score) + minimum_gain  # the gate then keeps it a challenger
     metrics = {f"validation_{condition}_{stem}_sdr": value for condition, table in ours.items() for stem, value in table.items()}
