@@ -16,7 +16,7 @@ from pipeline_project.assets.training import review_queue
 from pipeline_project.audio.io import SUPPORTED_EXTENSIONS, read_audio
 from pipeline_project.datasets.anonymize import QUASI_IDENTIFIERS, smallest_group
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
-from pipeline_project.datasets.snapshots import read_snapshot
+from pipeline_project.datasets.snapshots import latest_manifest, pending_manifest, publish, read_snapshot
 from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
 from pipeline_project.datasets.validation import validate_table
 from pipeline_project.resources import DatasetsResource, MlflowResource, SeparatorResource, StorageResource
@@ -32,20 +32,25 @@ EXEMPTIONS = {"synthetic_examples": SYNTHETIC_EXEMPTIONS,
 
 
 def private_catalog(storage: StorageResource) -> set[str]:
-    """Titles, artists, albums and file names of every song the pipeline has seen, quarantined ones and every
-    file in the drop folder (duplicates included) too."""
+    """Titles, artists, albums, file and folder names of every song the pipeline has seen, quarantined ones and
+    every file in the drop folder (duplicates included) too."""
     dropped = [PurePosixPath(p) for p in storage.list_files(storage.incoming)]
-    songs = [{"file_names": [p.name for p in dropped if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")]}]
+    songs = [{"file_names": [p.as_posix() for p in dropped if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")]}]
     song_root = storage.fetch(storage.lake / "songs", pattern="song.json")
     if song_root.is_dir():
         for record in song_root.glob("*/song.json"):
             songs.append(json.loads(record.read_text()))
-    songs.append({"file_names": [PurePosixPath(p).name for p in storage.list_files(storage.quarantine) if not p.endswith(".reason.txt")]})
+    songs.append({"file_names": [p for p in storage.list_files(storage.quarantine) if not p.endswith(".reason.txt")]})
     return catalog_terms(songs)
 
 
-def _read(storage: StorageResource, name: str) -> pd.DataFrame:
-    return read_snapshot(storage.fetch(storage.dataset_dir(name)))
+def _checked_snapshot(storage: StorageResource, name: str) -> tuple[pd.DataFrame, str]:
+    """The table of the dataset's snapshot under check (the pending one, else the published one) and its id."""
+    folder = storage.fetch(storage.dataset_dir(name))
+    manifest = pending_manifest(folder) or latest_manifest(folder)
+    if manifest is None:
+        raise FileNotFoundError(f"{name}: no snapshot yet (materialize the dataset first)")
+    return read_snapshot(folder, manifest["snapshot_id"]), manifest["snapshot_id"]
 
 
 def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
@@ -54,9 +59,11 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=asset_def, name="privacy_audit", blocking=True,
                     description="Fails (and blocks everything downstream) if any string value holds a title, artist, "
                                 "album or file name of the private catalog, a path or URL, if a column holds event times, "
-                                "or if the quasi-identifiers are not k-anonymous; reports k.")
-    def privacy_audit(storage: StorageResource, datasets: DatasetsResource) -> dg.AssetCheckResult:
-        table = _read(storage, name)
+                                "or if the quasi-identifiers are not k-anonymous; reports k. Publishes the snapshot "
+                                "(makes it the one consumers read) only when it passes.")
+    def privacy_audit(context: dg.AssetCheckExecutionContext, storage: StorageResource,
+                      datasets: DatasetsResource) -> dg.AssetCheckResult:
+        table, snapshot_id = _checked_snapshot(storage, name)
         exempt = EXEMPTIONS.get(name, {})
         findings = [str(f) for f in audit_table(table, private_catalog(storage), **exempt)]
         k = {}
@@ -65,11 +72,19 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
             if len(table) and k["k"] < datasets.k_anonymity:
                 findings.append(f"k-anonymity: the rarest combination of {', '.join(QUASI_IDENTIFIERS)} has {k['k']} rows, "
                                 f"fewer than k = {datasets.k_anonymity}")
+        if findings:
+            context.log.error(f"{name}: privacy_audit failed on snapshot {snapshot_id}, which stays unpublished "
+                              f"({len(findings)} findings; first: {'; '.join(findings[:3])})")
+        else:
+            folder = storage.dataset_dir(name)
+            publish(folder, snapshot_id)
+            storage.publish(folder)
         return dg.AssetCheckResult(
             passed=not findings,
             severity=dg.AssetCheckSeverity.ERROR,
+            description=f"{name}: {len(findings)} privacy findings, snapshot {snapshot_id} not published" if findings else None,
             metadata={"findings": len(findings), "details": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings[:50]) or "none"),
-                      "rows_scanned": len(table), **k},
+                      "rows_scanned": len(table), "snapshot_id": snapshot_id, "published": not findings, **k},
         )
 
     return privacy_audit
@@ -83,7 +98,7 @@ def _validation_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinitio
                                 "ids or rows, at least 2 examples of every class; 3-sigma outliers and near duplicates "
                                 "are reported.")
     def validation(storage: StorageResource) -> dg.AssetCheckResult:
-        table = _read(storage, name)
+        table, _ = _checked_snapshot(storage, name)
         result = validate_table(name, table)
         return dg.AssetCheckResult(passed=not result["problems"], severity=dg.AssetCheckSeverity.WARN,
                                    metadata={"problems": "; ".join(result["problems"]) or "none", "rows": len(table),

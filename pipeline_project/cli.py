@@ -30,6 +30,18 @@ def _never_materialized(instance, asset_keys) -> bool:
 
 
 def _failure_reason(result) -> str:
+    """Why an in-process run failed, in one line: the failed blocking checks by dataset, check and first findings
+    (Dagster's own message only counts them), else the first step failure's message."""
+    failed_checks = []
+    for event in result.all_events:
+        evaluation = event.event_specific_data if event.event_type_value == "ASSET_CHECK_EVALUATION" else None
+        if evaluation is not None and not evaluation.passed and evaluation.severity.value == "ERROR":
+            details = evaluation.metadata.get("details")
+            first = str(details.value).replace("\n", " ")[:200] if details is not None else ""
+            failed_checks.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} failed"
+                                 + (f" ({first})" if first else ""))
+    if failed_checks:
+        return "; ".join(failed_checks)
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
             error = event.step_failure_data.error

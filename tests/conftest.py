@@ -53,3 +53,13 @@ def sine_stereo() -> tuple[np.ndarray, int]:
     t = np.arange(rate * 3) / rate
     tone = 0.3 * np.sin(2 * np.pi * 440 * t)
     return np.stack([tone, tone]).astype(np.float32), rate
+
+
+def with_privacy_checks(*assets):
+    """`assets` and the blocking privacy checks of those that are datasets: a dataset's snapshot is published
+    (becomes what consumers read) only by its check, as in every run the UI, sensors and CLI start."""
+    from pipeline_project.checks import privacy_checks
+
+    keys = {key for asset in assets for key in asset.keys}
+    return [*assets, *(c for c in privacy_checks if {k.asset_key for k in c.check_keys} <= keys)]
+

@@ -98,3 +98,7 @@ def test_find_song_files_trusts_a_matching_hint_only(tmp_path, sine_stereo):
     assert [p.name for p in find_song_files(tmp_path, key_a, "b.mp3")] == ["a.mp3"]  # wrong hint: full scan
     assert [p.name for p in find_song_files(tmp_path, key_a, "../outside.mp3")] == ["a.mp3"]
     assert find_song_files(tmp_path, "0" * 16, "a.mp3") == []
+    # Every duplicate is found with the hinted file (the privacy audit needs all their names).
+    (tmp_path / "Artist Folder").mkdir()
+    shutil.copy(tmp_path / "a.mp3", tmp_path / "Artist Folder" / "copy of a.mp3")
+    assert [p.name for p in find_song_files(tmp_path, key_a, "a.mp3")] == ["a.mp3", "copy of a.mp3"]

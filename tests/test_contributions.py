@@ -8,6 +8,7 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import with_privacy_checks
 
 from pipeline_project import cli
 from pipeline_project.assets.datasets import contributed_hits, contribution_stats
@@ -106,7 +107,7 @@ def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]})
         assert len(contributions_sensor(context).run_requests) == 1
-        result = dg.materialize([contributed_hits, contribution_stats], resources=resources, instance=instance)
+        result = dg.materialize(with_privacy_checks(contributed_hits, contribution_stats), resources=resources, instance=instance)
         assert result.success
         reports = {r["file"]: r for r in (json.loads(p.read_text()) for p in (data_root / "contributions" / "reports").glob("*.json"))}
         assert reports["00_alice.json"]["accepted"] and reports["01_bob.json"]["accepted"]
@@ -125,7 +126,7 @@ def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and
 
         alice = submission_id(good_a)
         assert cli.main(["contributions", "--data-root", str(data_root), "delete", alice]) == 0
-        assert dg.materialize([contributed_hits], resources=resources, instance=instance).success
+        assert dg.materialize(with_privacy_checks(contributed_hits), resources=resources, instance=instance).success
         manifest = latest_manifest(data_root / "datasets" / "contributed_hits")
         assert manifest["removed_contributions"] == [alice] and manifest["added_contributions"] == []
         assert alice not in manifest["sources"]["contributions"]
@@ -136,7 +137,7 @@ def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and
         for change in ("first", "same pool", "bob deleted"):
             if change == "bob deleted":
                 assert cli.main(["contributions", "--data-root", str(data_root), "delete", submission_id(good_b)]) == 0
-                assert dg.materialize([contributed_hits], resources=resources, instance=instance).success
+                assert dg.materialize(with_privacy_checks(contributed_hits), resources=resources, instance=instance).success
             result = dg.materialize([drum_hit_classifier], resources=resources, instance=instance)
             trained.append(result.asset_materializations_for_node("drum_hit_classifier")[0].metadata["trained"].value)
         assert trained == [True, False, True]

@@ -29,6 +29,16 @@ def test_audit_catches_titles_artists_file_names_paths_and_timings():
     assert {f.kind for f in findings} == {"catalog", "path", "timing"}
 
 
+def test_catalog_terms_match_whole_words_only():
+    """A song titled "City" is found as a word, never inside "velocity" (the audit's 88 false findings)."""
+    terms = catalog_terms([{"title": "City", "file_names": ["Some Artist/Night Album/01 city.flac"]}])
+    assert {"city", "some artist", "night album", "01 city", "01 city.flac"} <= terms
+    clean = pd.DataFrame({"feature": ["velocity", "onset_velocity_mean", "electricity"], "genre": ["rock", "pop", "jazz"]})
+    assert audit_table(clean, terms) == []
+    leaks = pd.DataFrame({"a": ["City lights"], "b": ["city_01"], "c": ["by some artist"], "d": ["NIGHT ALBUM (live)"]})
+    assert {f.column for f in audit_table(leaks, terms)} == {"a", "b", "c", "d"}
+
+
 def test_keyed_hashes_need_the_secret(tmp_path):
     secret = load_or_create_secret(tmp_path / "key")
     assert load_or_create_secret(tmp_path / "key") == secret

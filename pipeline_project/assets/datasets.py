@@ -32,13 +32,14 @@ REFRESH_WHEN_UPSTREAM_CHANGES = (
 def snapshot(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource, name: str,
              table: pd.DataFrame, sources: dict, preview: pd.DataFrame | None = None, partition_by: str | None = None,
              notes: dict | None = None, **extra) -> dg.MaterializeResult:
-    """Write the table as the dataset's next snapshot; its id is the asset's data version."""
+    """Write the table as the dataset's next snapshot; its id is the asset's data version. It is written pending:
+    consumers see it once its blocking privacy check has passed and published it (`checks.privacy_checks`)."""
     code_version = context.assets_def.code_versions_by_key[context.asset_key] or ""
     folder = storage.fetch(storage.dataset_dir(name))
     written = write_snapshot(table, folder, name, code_version=code_version, sources=sources,
-                             partition_by=partition_by, keep=datasets.snapshots_to_keep, notes=notes)
+                             partition_by=partition_by, keep=datasets.snapshots_to_keep, notes=notes, publish=False)
     storage.publish(folder)
-    context.log.info(f"{name}: {written.rows} rows, snapshot {written.snapshot_id}")
+    context.log.info(f"{name}: {written.rows} rows, snapshot {written.snapshot_id} (published once its privacy audit passes)")
     return dataset_result(written, table if preview is None else preview, location=storage.location(written.path), **extra)
 
 

@@ -21,6 +21,14 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     return for_each_song(context, lambda key: decode_one_song(context, storage, key))
 
 
+def _relative_name(path, incoming) -> str:
+    """The file's path under the drop folder (artist and album folders are private too), or its name."""
+    for base in (incoming, incoming.resolve()):
+        if base in path.parents:
+            return path.relative_to(base).as_posix()
+    return path.name
+
+
 def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource, key: str) -> dict:
     hint = source_file_hint(context, key)
     files = find_song_files(storage.fetch_incoming(hint), key, hint)
@@ -49,7 +57,7 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
     write_audio(song_dir / "audio.flac", decoded.samples, decoded.sample_rate)
     record = {
         "partition_key": key,
-        "file_names": [path.name for path in files],
+        "file_names": [_relative_name(path, storage.incoming) for path in files],  # folders too: the audit needs them
         "source_format": decoded.source_format,
         "source_sample_rate": decoded.source_sample_rate,
         "source_channels": decoded.source_channels,

@@ -42,13 +42,30 @@ def find_song_files(incoming: Path, key: str, hint: str | None = None) -> list[P
     """The files in the drop folder whose content hash is `key`.
 
     `hint` (a path relative to the drop folder, e.g. from the run that the sensor requested) is checked first,
-    so a run hashes one file instead of the whole collection; the full scan is the fallback.
+    so a run hashes only the files of its size (every duplicate has it) instead of the whole collection; the full
+    scan is the fallback. Every duplicate's name matters: the privacy audit looks for all of them in the datasets.
     """
     if hint:
         candidate = (incoming / hint).resolve()
         if incoming.resolve() in candidate.parents and is_song_file(candidate) and file_key(candidate) == key:
-            return [candidate]
+            size = candidate.stat().st_size
+            same_size = [p for p in song_files(incoming) if p.resolve() != candidate and _size(p) == size]
+            return [candidate, *(p for p in same_size if _key_or_none(p) == key)]
     return scan_incoming(incoming).get(key, [])
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return -1
+
+
+def _key_or_none(path: Path) -> str | None:
+    try:
+        return file_key(path)
+    except OSError:
+        return None
 
 
 def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:

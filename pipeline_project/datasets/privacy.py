@@ -1,7 +1,8 @@
 """The privacy audit: does a table hold anything that could identify a song, a person or a file?
 
 A finding is raised for any string (or binary) value that contains a catalog term (title, artist, album,
-file name), that looks like a path or URL, and for any column whose name says it holds event times.
+file name, folder name) as whole words, that looks like a path or URL, and for any column whose name says it holds
+event times. Whole words: a song titled "City" is found in "City lights" and "city_01", never in "velocity".
 """
 
 from __future__ import annotations
@@ -33,16 +34,26 @@ class Finding:
 
 
 def catalog_terms(songs: list[dict]) -> set[str]:
-    """Terms that must never appear in a dataset: tags and file names (with and without extension)."""
+    """Terms that must never appear in a dataset: tags, and file names with and without extension together with
+    the folders they sit in (a drop folder laid out as artist/album/track names the artist and the album)."""
     terms: set[str] = set()
     for song in songs:
         for field in ("title", "artist", "album"):
             if song.get(field):
                 terms.add(str(song[field]))
         for name in song.get("file_names", []):
-            terms.add(name)
-            terms.add(PurePath(name).stem)
+            path = PurePath(name)
+            terms.update({path.name, path.stem, *path.parent.parts} - {".", "/"})
     return {t.strip().casefold() for t in terms if len(t.strip()) >= MIN_TERM_LENGTH}
+
+
+def term_matcher(terms: set[str]) -> re.Pattern | None:
+    """One pattern finding any of `terms` (casefolded) as whole words: not preceded or followed by a letter or
+    digit. Longest first, so the finding names the longest term that matched."""
+    if not terms:
+        return None
+    alternatives = "|".join(re.escape(t) for t in sorted(terms, key=lambda t: (-len(t), t)))
+    return re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
 
 
 def _text_values(series: pd.Series) -> list[str]:
@@ -76,6 +87,7 @@ def audit_table(table: pd.DataFrame, terms: set[str], references: dict[str, re.P
     are binary columns of packed numbers (column -> bytes per number): they are not text, so they must be
     bytes of a whole number of values, and nothing else."""
     references, arrays = references or {}, arrays or {}
+    matcher = term_matcher(terms)
     findings: list[Finding] = []
     for column in table.columns:
         if TIMING_COLUMN.search(column) and column not in free_text:
@@ -102,7 +114,6 @@ def audit_table(table: pd.DataFrame, terms: set[str], references: dict[str, re.P
             if path_problem:
                 findings.append(Finding(column, "path", f"path- or URL-like value {value[:60]!r}"))
                 continue
-            leaked = next((t for t in terms if t in folded), None)
-            if leaked:
+            if matcher is not None and matcher.search(folded):
                 findings.append(Finding(column, "catalog", f"value {value[:60]!r} contains a private catalog term"))
     return findings

@@ -5,11 +5,17 @@ Layout of a dataset folder:
     <dataset>/snapshots/<snapshot id>/part-00000.parquet   (under <column>=<value>/ when partitioned)
     <dataset>/snapshots/<snapshot id>/manifest.json        schema, rows, sha256 of every file, partitions, sources
     <dataset>/latest.json                                  {"snapshot_id": ...}, replaced atomically
+    <dataset>/pending.json                                 a snapshot written but not yet published
 
 The snapshot id is a hash of the schema and of every file's sha256, so the same table always gets the same
 id (and the same files), and it is the dataset version that training records. A snapshot is built in a
 temporary folder and renamed into place whole: a killed run leaves no half-written snapshot, and one that
-exists is never rewritten. The oldest snapshots beyond `keep` are deleted, never the one `latest` names.
+exists is never rewritten. The oldest snapshots beyond `keep` are deleted, never the one `latest` or `pending`
+names.
+
+A snapshot written with `publish=False` is only `pending`: consumers (who read `latest`) do not see it until
+`publish` moves `latest` to it. The datasets are written that way, and published by their blocking privacy
+check when it passes, so a snapshot that fails the check never becomes the one consumers read.
 
 Large tables are cut into part files of `ROWS_PER_FILE` rows, written and hashed on all cores at once. The
 cut depends on the row count only, never on the machine, so the files and the id stay reproducible.
@@ -39,6 +45,7 @@ SNAPSHOTS = "snapshots"
 BUILDING_PREFIX = ".building-"
 ABANDONED_AFTER_SECONDS = 24 * 3600
 LATEST = "latest.json"
+PENDING = "pending.json"
 MANIFEST = "manifest.json"
 ROWS_PER_FILE = 250_000
 
@@ -103,8 +110,9 @@ def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dic
 
 def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, code_version: str = "",
                    sources: dict | None = None, partition_by: str | None = None, keep: int = 5,
-                   notes: dict | None = None) -> Snapshot:
-    """Write `table` as a snapshot of dataset `name` under `root` and point `latest` at it.
+                   notes: dict | None = None, publish: bool = True) -> Snapshot:
+    """Write `table` as a snapshot of dataset `name` under `root` and point `latest` at it (`pending` instead,
+    when not `publish`: see `publish`).
 
     `sources` says what the snapshot was made from (partitions, upstream versions, contributions);
     `notes` adds anything else to the manifest (what changed since the previous snapshot, k-anonymity).
@@ -149,7 +157,9 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
     except BaseException:
         shutil.rmtree(building, ignore_errors=True)
         raise
-    write_text_atomic(root / LATEST, json.dumps({"snapshot_id": snapshot_id}))
+    write_text_atomic(root / (LATEST if publish else PENDING), json.dumps({"snapshot_id": snapshot_id}))
+    if publish:
+        (root / PENDING).unlink(missing_ok=True)
     prune(root, keep)
     return Snapshot(name, snapshot_id, final, json.loads((final / MANIFEST).read_text()))
 
@@ -162,15 +172,26 @@ def _rows_per_partition(files: dict[str, dict]) -> dict[str, int]:
     return rows
 
 
-def prune(root: str | os.PathLike, keep: int) -> list[str]:
-    """Delete the oldest snapshots beyond `keep` (never the latest); returns the deleted ids."""
+def publish(root: str | os.PathLike, snapshot_id: str) -> None:
+    """Make a written snapshot the one consumers read: `latest` names it, and it is no longer pending."""
     root = Path(root)
-    latest = latest_manifest(root)
+    if not (root / SNAPSHOTS / snapshot_id / MANIFEST).is_file():
+        raise FileNotFoundError(f"{root}: no snapshot {snapshot_id} to publish")
+    write_text_atomic(root / LATEST, json.dumps({"snapshot_id": snapshot_id}))
+    pending = pending_manifest(root)
+    if pending is not None and pending["snapshot_id"] == snapshot_id:
+        (root / PENDING).unlink(missing_ok=True)
+
+
+def prune(root: str | os.PathLike, keep: int) -> list[str]:
+    """Delete the oldest snapshots beyond `keep` (never the latest or the pending one); returns the deleted ids."""
+    root = Path(root)
+    kept = {m["snapshot_id"] for m in (latest_manifest(root), pending_manifest(root)) if m}
     manifests = sorted((json.loads(m.read_text()) for m in (root / SNAPSHOTS).glob(f"*/{MANIFEST}")),
                        key=lambda m: m["created_at"], reverse=True)
     deleted = []
     for manifest in manifests[max(1, keep):]:
-        if latest and manifest["snapshot_id"] == latest["snapshot_id"]:
+        if manifest["snapshot_id"] in kept:
             continue
         shutil.rmtree(root / SNAPSHOTS / manifest["snapshot_id"], ignore_errors=True)
         deleted.append(manifest["snapshot_id"])
@@ -202,11 +223,20 @@ def _abandoned(building: Path) -> bool:
 
 
 def latest_manifest(root: str | os.PathLike) -> dict | None:
-    pointer = Path(root) / LATEST
+    """The manifest of the published snapshot, the one consumers read; None before the first."""
+    return _manifest_named_by(Path(root) / LATEST)
+
+
+def pending_manifest(root: str | os.PathLike) -> dict | None:
+    """The manifest of the snapshot written but not yet published, if any."""
+    return _manifest_named_by(Path(root) / PENDING)
+
+
+def _manifest_named_by(pointer: Path) -> dict | None:
     if not pointer.exists():
         return None
     snapshot_id = json.loads(pointer.read_text())["snapshot_id"]
-    return json.loads((Path(root) / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
+    return json.loads((pointer.parent / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
 
 
 def read_snapshot(root: str | os.PathLike, snapshot_id: str | None = None) -> pd.DataFrame:
