@@ -63,3 +63,26 @@ def with_privacy_checks(*assets):
     keys = {key for asset in assets for key in asset.keys}
     return [*assets, *(c for c in privacy_checks if {k.asset_key for k in c.check_keys} <= keys)]
 
+
+def rendered_hits(seed: int, styles=("rock", "disco", "funk")):
+    """drum_hits rows of grooves rendered with the bundled SoundFont's standard kit."""
+    import pandas as pd
+
+    from pipeline_project.datasets.tables import drum_hits_table
+    from pipeline_project.synthesis.examples import ExampleSpec, groove_sources, render_example
+    from pipeline_project.synthesis.instruments import DRUM_BANK, Voice
+    from pipeline_project.synthesis.render import available_soundfonts
+
+    catalog = {"TimGM6mb.sf2": available_soundfonts()["TimGM6mb.sf2"]}
+    sources = {s.locator: s for s in groove_sources()}
+    rng = np.random.default_rng(seed)
+    tables = []
+    for style in styles:
+        spec = ExampleSpec(f"ex-c{seed}{style}", sources[style], style, "I-IV-V-I", "A:minor", 16.0,
+                           float(rng.integers(90, 130)), int(rng.integers(0, 2**31)))
+        voices = {"drums": Voice("TimGM6mb.sf2", DRUM_BANK, 0, "drum_kit"), "bass": Voice("TimGM6mb.sf2", 0, 33, "bass")}
+        example = render_example(spec, catalog, voices=voices)
+        drums = example.audio.stems["drums"].mean(axis=0)
+        tables.append(drum_hits_table([(example.labels(), drums, example.audio.sample_rate)], b"c" * 32))
+    return pd.concat(tables, ignore_index=True)
+

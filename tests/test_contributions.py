@@ -5,39 +5,16 @@ import json
 import math
 
 import dagster as dg
-import numpy as np
-import pandas as pd
 import pytest
-from conftest import with_privacy_checks
+from conftest import rendered_hits, with_privacy_checks
 
 from pipeline_project import cli
 from pipeline_project.assets.datasets import contributed_hits, contribution_stats
 from pipeline_project.datasets.contributions import export_submission, submission_id
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.assets.training import drum_hit_classifier
-from pipeline_project.datasets.tables import drum_hits_table
 from pipeline_project.definitions import default_resources
 from pipeline_project.sensors import contributions_sensor
-from pipeline_project.synthesis.examples import ExampleSpec, groove_sources, render_example
-from pipeline_project.synthesis.instruments import DRUM_BANK, Voice
-from pipeline_project.synthesis.render import available_soundfonts
-
-SECRET = b"c" * 32
-
-
-def rendered_hits(seed: int, styles=("rock", "disco", "funk")) -> pd.DataFrame:
-    """drum_hits rows of grooves rendered with the bundled SoundFont's standard kit."""
-    catalog = {"TimGM6mb.sf2": available_soundfonts()["TimGM6mb.sf2"]}
-    sources = {s.locator: s for s in groove_sources()}
-    rng = np.random.default_rng(seed)
-    tables = []
-    for style in styles:
-        spec = ExampleSpec(f"ex-c{seed}{style}", sources[style], style, "I-IV-V-I", "A:minor", 16.0,
-                           float(rng.integers(90, 130)), int(rng.integers(0, 2**31)))
-        voices = {"drums": Voice("TimGM6mb.sf2", DRUM_BANK, 0, "drum_kit"), "bass": Voice("TimGM6mb.sf2", 0, 33, "bass")}
-        example = render_example(spec, catalog, voices=voices)
-        tables.append(drum_hits_table([(example.labels(), example.audio.stems["drums"].mean(axis=0), example.audio.sample_rate)], SECRET))
-    return pd.concat(tables, ignore_index=True)
 
 
 def bad_submissions(good: dict) -> dict[str, tuple[str | bytes | dict, str]]:
@@ -68,6 +45,20 @@ def bad_submissions(good: dict) -> dict[str, tuple[str | bytes | dict, str]]:
         "19_scaled.json": (variant(features=scaled), "rescaled"),
         "20_empty.json": (variant(features=[], metadata=meta | {"sample_count": 0, "open_count": 0}), "non-empty"),
         "21_huge.json": (json.dumps(good) + " " * 50_000_000, "over the"),
+        # What an attacker or a careless tool sends (the audit's findings): none may crash or pass the review.
+        "22_deep.json": ("[" * 100_000 + "]" * 100_000, "nested"),
+        "23_huge_number.json": (variant(features=[{**rows[0], "BodyE": 10**400}, *rows[1:]]), "characters"),
+        "24_scaled_x3.json": (variant(features=[{**{k: v * 3 for k, v in r.items() if k != "OpenHH"}, "OpenHH": r["OpenHH"]}
+                                                for r in rows]), "SustainMs outside"),
+        "25_true_labels.json": (variant(features=[{**r, "OpenHH": bool(r["OpenHH"])} for r in rows]), "not true/false"),
+        "26_text_labels.json": (variant(features=[{**r, "OpenHH": str(r["OpenHH"])} for r in rows]), "not true/false"),
+        "27_text_numbers.json": (variant(features=[{**r, "BodyE": str(r["BodyE"])} for r in rows]), "not numbers"),
+        "28_one_feature_edited.json": (variant(features=[{**r, "BodyE": r["BodyE"] * 3} for r in rows]), "geometric mean"),
+        "29_same_name.json": ('{"version": "1.0"', "not valid JSON"),
+        "29_same_name.txt": ("not json either", "not valid JSON"),
+        # First in the queue, before any submission is in the pool: judged against the local hits all the same.
+        "000_flipped_first.json": (variant(features=flipped, metadata=meta | {"open_count": len(rows) - meta["open_count"]}),
+                                   "flipped labels"),
     }
 
 
@@ -99,29 +90,42 @@ def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and
     good_a, _ = export_submission(hits["alice"], "hihat", "rock")
     good_b, _ = export_submission(hits["bob"], "hihat", "funk")
     (incoming / "00_alice.json").write_text(json.dumps(good_a))
-    (incoming / "01_bob.json").write_text(json.dumps(good_b))
+    # Fields the format does not define (a path, markup) are dropped from what is kept.
+    (incoming / "01_bob.json").write_text(json.dumps({**good_b, "comment": "<b>/home/bob/hats</b>",
+                                                      "features": [{**r, "source": "/home/bob/x.wav"} for r in good_b["features"]]}))
     expected = bad_submissions(good_a)
     for name, (content, _) in expected.items():
         (incoming / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    # A link is judged as a link: its target (here a stand-in for the anonymization key) is never read.
+    secret = data_root / "outside-secret.txt"
+    secret.write_text("TOPSECRETKEYMATERIAL")
+    (incoming / "40_link.json").symlink_to(secret)
+    expected["40_link.json"] = (None, "symbolic link")
 
     with dg.instance_for_test() as instance:
         context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]})
         assert len(contributions_sensor(context).run_requests) == 1
         result = dg.materialize(with_privacy_checks(contributed_hits, contribution_stats), resources=resources, instance=instance)
         assert result.success
-        reports = {r["file"]: r for r in (json.loads(p.read_text()) for p in (data_root / "contributions" / "reports").glob("*.json"))}
+        report_files = list((data_root / "contributions" / "reports").glob("*.json"))
+        assert not any("TOPSECRET" in p.read_text() for p in report_files)
+        reports = {r["file"]: r for r in (json.loads(p.read_text()) for p in report_files)}
+        assert len(reports) == len(report_files) == len(expected) + 2  # 29_same_name.json and .txt: one report each
         assert reports["00_alice.json"]["accepted"] and reports["01_bob.json"]["accepted"]
         assert 0 < reports["00_alice.json"]["quality"]["score"] <= 1
         for name, (_, phrase) in expected.items():
             assert not reports[name]["accepted"], name
             assert any(phrase in reason for reason in reports[name]["reasons"]), (name, reports[name]["reasons"])
         assert not list(incoming.iterdir())
-        assert len(list((data_root / "contributions" / "rejected").iterdir())) == 12
+        assert len(list((data_root / "contributions" / "rejected").iterdir())) == len(expected)
+        assert (data_root / "contributions" / "rejected" / "40_link.json").is_symlink() and secret.read_text().startswith("TOP")
+        kept_bob = json.loads((data_root / "contributions" / "accepted" / f"{submission_id(good_b)}.json").read_text())
+        assert kept_bob == good_b  # canonical: the unknown fields are gone
         pool = read_snapshot(data_root / "datasets" / "contributed_hits")
         assert len(pool) == len(good_a["features"]) + len(good_b["features"])
         assert pool.groupby("group_id")["split"].nunique().max() == 1
         stats = json.loads((data_root / "contributions" / "stats.json").read_text())
-        assert stats["contributions"] == {"accepted": 2, "rejected": 12, "deleted": 0}
+        assert stats["contributions"] == {"accepted": 2, "rejected": len(expected), "deleted": 0}
         assert stats["samples_per_genre"] == {"funk": len(good_b["features"]), "rock": len(good_a["features"])}
 
         alice = submission_id(good_a)

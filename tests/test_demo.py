@@ -1,6 +1,8 @@
 import json
 from collections import Counter
 
+from conftest import rendered_hits
+
 from pipeline_project.audio.io import decode_song
 from pipeline_project.datasets.contributions import reference_from, validate_submission
 from pipeline_project.synthesis.demo import DEMO_SONGS, MIN_SONG_SECONDS, write_demo_contribution, write_demo_songs
@@ -24,7 +26,10 @@ def test_demo_songs_are_tagged_mp3s_with_ground_truth(tmp_path):
     assert not any(truth in p.parents for p in incoming.iterdir())
 
     submission = write_demo_contribution(truth, tmp_path / "contributions" / "incoming", log=lambda message: None)
-    verdict = validate_submission(submission, reference_from(None, []))
+    verdict, _ = validate_submission(submission, reference_from(None, []))
+    assert not verdict.accepted and "nothing to check it against" in verdict.reasons[0]  # no local hits: not judged
+    verdict, kept = validate_submission(submission, reference_from(rendered_hits(1), []))
     assert verdict.accepted, verdict.reasons
+    assert kept == json.loads(submission.read_text())
     features = json.loads(submission.read_text())["features"]
     assert len({tuple(sorted(row.items())) for row in features}) == len(features)  # each distinct hit once

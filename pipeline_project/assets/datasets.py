@@ -9,7 +9,7 @@ from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
 from pipeline_project.audio.io import read_audio, write_text_atomic
-from pipeline_project.datasets.contributions import reference_from, validate_submission
+from pipeline_project.datasets.contributions import Verdict, reference_from, validate_submission
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
     concert_pairs_table,
@@ -162,8 +162,10 @@ def _local_hits(storage: StorageResource) -> pd.DataFrame | None:
 
 
 def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -> list[dict]:
-    """Validate every file in `contributions/incoming/`: accepted ones move to `accepted/<id>.json`, the rest
-    to `rejected/`, and each gets `reports/<file name>.json` with its id and reasons. Returns the reports."""
+    """Validate every file in `contributions/incoming/`: accepted ones are kept in canonical form as
+    `accepted/<id>.json`, the rest move to `rejected/` as they came, and each gets a report
+    (`reports/<file name>.report.json`) with its id and reasons. A file that cannot even be reviewed is rejected
+    like any other, so one bad file never holds the queue or the training downstream. Returns the reports."""
     incoming = storage.contributions / "incoming"
     if not incoming.is_dir():
         return []
@@ -171,23 +173,48 @@ def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -
     local = _local_hits(storage)
     reference = reference_from(local, list(accepted.values()))
     reports = []
-    for path in sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")):
-        verdict = validate_submission(path, reference, datasets.contribution_max_bytes)
-        name = verdict.submission_id
-        destination = storage.contributions / ("accepted" if verdict.accepted else "rejected")
-        destination.mkdir(parents=True, exist_ok=True)
-        report = verdict.report(path.name)
-        write_text_atomic(storage.contributions / "reports" / f"{path.stem}.json", json.dumps(report, indent=1))
-        os.replace(path, destination / (f"{name}.json" if verdict.accepted else path.name))
-        if verdict.accepted:
-            submission = json.loads((destination / f"{name}.json").read_text())
+    with os.scandir(incoming) as entries:  # scandir does not follow links: a link is judged, never its target
+        names = sorted(entry.name for entry in entries if not entry.name.startswith(".") and
+                       (entry.is_symlink() or entry.is_file(follow_symlinks=False)))
+    for file_name in names:
+        path = incoming / file_name
+        try:
+            verdict, submission = validate_submission(path, reference, datasets.contribution_max_bytes)
+        except Exception as exc:  # noqa: BLE001 - a file that breaks the review must not break the queue
+            log.exception(f"contribution {file_name}: the review itself failed")
+            verdict, submission = Verdict("", False, [f"could not be reviewed ({type(exc).__name__}); kept in rejected/"]), None
+        report = verdict.report(file_name)
+        write_text_atomic(_report_path(storage.contributions / "reports", file_name), json.dumps(report, indent=1))
+        if submission is not None:
+            name = verdict.submission_id
+            write_text_atomic(storage.contributions / "accepted" / f"{name}.json", json.dumps(submission))
+            path.unlink()
             accepted[name] = submission
             reference = reference_from(local, list(accepted.values()))
-            log.info(f"contribution {path.name}: accepted as {name} (quality {verdict.quality.get('score')})")
+            log.info(f"contribution {file_name}: accepted as {name} (quality {verdict.quality.get('score')})")
         else:
-            log.warning(f"contribution {path.name}: rejected: {'; '.join(verdict.reasons)}")
+            rejected = storage.contributions / "rejected"
+            rejected.mkdir(parents=True, exist_ok=True)
+            os.replace(path, _free_name(rejected / file_name))  # a link moves as a link
+            log.warning(f"contribution {file_name}: rejected: {'; '.join(verdict.reasons)}")
         reports.append(report)
     return reports
+
+
+def _report_path(folder, file_name: str):
+    """`<file name>.report.json`, the whole name, so `x.json` and `x.txt` get a report each; a later file of
+    the same name gets a numbered one instead of replacing the first."""
+    return _free_name(folder / f"{file_name}.report.json")
+
+
+def _free_name(path):
+    """`path`, or `path` numbered (`x.2.json`, `x.3.json` ...) when that name is taken."""
+    candidate, number = path, 1
+    while os.path.lexists(candidate):
+        number += 1
+        stem, dot, suffix = path.name.rpartition(".")
+        candidate = path.with_name(f"{stem}.{number}.{suffix}" if dot else f"{path.name}.{number}")
+    return candidate
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hits])
@@ -218,8 +245,9 @@ def contributed_hits(context: dg.AssetExecutionContext, storage: StorageResource
 def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Contributions accepted, rejected and deleted, samples per instrument and genre, and class balance."""
     folder = storage.fetch(storage.contributions)
-    counts = {state: len(list((folder / state).glob("*.json"))) if (folder / state).is_dir() else 0
-              for state in ("accepted", "rejected", "deleted")}
+    # Rejected files keep the name they came with (any extension, links too); accepted and deleted are <id>.json.
+    counts = {state: len([p for p in (folder / state).glob(pattern) if not p.name.startswith(".")]) if (folder / state).is_dir() else 0
+              for state, pattern in (("accepted", "*.json"), ("rejected", "*"), ("deleted", "*.json"))}
     table = read_snapshot(storage.fetch(storage.dataset_dir("contributed_hits")))
     by_instrument = table.groupby("instrument").size().to_dict() if len(table) else {}
     by_genre = table.groupby("genre").size().to_dict() if len(table) else {}

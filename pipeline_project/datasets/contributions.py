@@ -10,6 +10,12 @@ A submission is accepted into the training pool only if it is well formed, in ra
 classes, consistent with its own metadata, new, and plausible against a reference (the local `drum_hits`
 hi-hats plus everything accepted so far): not scaled, not mostly outliers, and not labelled against what
 the reference predicts (flipped labels). Every decision comes with its reasons.
+
+Files come from strangers, so they are read defensively before anything else looks at them: a regular file (never
+a symbolic link), at most `max_bytes`, UTF-8, nested at most `MAX_DEPTH` levels, numbers of at most
+`MAX_NUMBER_CHARS` characters and finite, every field of its declared type (a label is the integer 0 or 1, not
+`true` or `"1"`). What is accepted is kept in canonical form: fields the format does not define are dropped.
+Without a reference (no local hi-hats of both kinds) nothing can be judged, so nothing is accepted.
 """
 
 from __future__ import annotations
@@ -17,18 +23,33 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from pipeline_project.analysis.drum_hits import MAX_WINDOW_S
+
 FORMAT_VERSION = "1.0"
 FEATURES = ("BodyE", "SizzleE", "GeoMean", "SustainMs")
 LABEL = "OpenHH"
 INSTRUMENTS = {"hihat": ("closed_hihat", "open_hihat")}  # instrument -> (label 0, label 1) in drum_hits
-# Physical ranges: energies of a normalized hit and a sustain below two seconds.
-RANGES = {"BodyE": (0.0, 20_000.0), "SizzleE": (0.0, 20_000.0), "GeoMean": (0.0, 20_000.0), "SustainMs": (0.0, 2_000.0)}
+# Ranges of the features as `analysis.drum_hits` measures them: energies of a normalized hit, and a sustain
+# measured inside the hit's window (at most MAX_WINDOW_S), so a longer one was not measured, it was made up.
+RANGES = {"BodyE": (0.0, 20_000.0), "SizzleE": (0.0, 20_000.0), "GeoMean": (0.0, 20_000.0),
+          "SustainMs": (0.0, MAX_WINDOW_S * 1000.0)}
+# GeoMean is the geometric mean of BodyE and SizzleE; exported values are rounded to 0.1 (ROUNDING is half
+# that), hence the tolerances.
+GEOMEAN_TOLERANCE = 0.02
+ROUNDING = 0.05
+MAX_INCONSISTENT_SHARE = 0.05
+MAX_DEPTH = 4  # the format nests three levels: {"features": [{...}]}
+MAX_NUMBER_CHARS = 32  # longer is no measurement (10**400 would overflow every float downstream)
+METADATA_FIELDS = ("tempo", "genre", "sample_count", "open_count")
 TEMPO_RANGE = (30, 300)
 ALLOWED_GENRES = ("pop", "rock", "funk", "disco", "jazz", "blues", "folk", "ballad", "classical", "electronic",
                   "hip-hop", "metal", "latin", "reggae", "world", "other")
@@ -79,46 +100,139 @@ class Reference:
         return {label: logs[labels == label].mean(axis=0) for label in (0, 1) if (labels == label).any()}
 
 
+class UnreadableSubmission(ValueError):
+    """The file cannot be taken as a submission at all; the message says why without quoting its content."""
+
+
+def read_submission_file(path: Path, max_bytes: int) -> dict:
+    """The JSON value of a regular file at `path`, read within the limits in the module docstring. Symbolic links
+    are refused, not followed (a link could point at any file this process can read: the anonymization key)."""
+    try:
+        handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except OSError as exc:
+        raise UnreadableSubmission("a symbolic link, not a file: links are not followed" if path.is_symlink()
+                                   else f"cannot be opened ({exc.strerror})") from None
+    with os.fdopen(handle, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+            raise UnreadableSubmission("not a regular file")
+        data = stream.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        size = path.stat().st_size
+        raise UnreadableSubmission(f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; not read")
+    return parse_submission(data)
+
+
+def _bounded_number(text: str) -> float | int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise UnreadableSubmission(f"a number written with {len(text)} characters; at most {MAX_NUMBER_CHARS} are allowed")
+    value = float(text) if any(c in text for c in ".eE") else int(text)
+    if not math.isfinite(value):
+        raise UnreadableSubmission("a number too large for a float")
+    return value
+
+
+def _refuse_constant(name: str):
+    raise UnreadableSubmission(f"{name} is not a number the format allows")
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep arrays and objects nest, brackets inside strings not counted."""
+    bare = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text).encode()
+    codes = np.frombuffer(bare, dtype=np.uint8)
+    steps = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+def parse_submission(data: bytes) -> dict:
+    """The JSON value in `data`, or UnreadableSubmission: not UTF-8, nested too deep, a number out of bounds,
+    not JSON. Messages give positions, never content."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnreadableSubmission(f"not UTF-8 text (an invalid byte at offset {exc.start})") from None
+    depth = _nesting_depth(text)
+    if depth > MAX_DEPTH:
+        raise UnreadableSubmission(f"nested {depth} levels deep; the format needs {MAX_DEPTH - 1}")
+    try:
+        return json.loads(text, parse_int=_bounded_number, parse_float=_bounded_number, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise UnreadableSubmission(f"not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
+    except RecursionError:
+        raise UnreadableSubmission("nested too deeply") from None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _structure_problems(submission) -> list[str]:
     if not isinstance(submission, dict):
         return ["the file must hold one JSON object"]
     problems = []
     if submission.get("version") != FORMAT_VERSION:
-        problems.append(f"version must be {FORMAT_VERSION!r}, got {submission.get('version')!r}")
-    if submission.get("instrument") not in INSTRUMENTS:
-        problems.append(f"instrument must be one of {sorted(INSTRUMENTS)}, got {submission.get('instrument')!r}")
+        problems.append(f"version must be {FORMAT_VERSION!r}, got {_shown(submission.get('version'))}")
+    if not isinstance(submission.get("instrument"), str) or submission["instrument"] not in INSTRUMENTS:
+        problems.append(f"instrument must be one of {sorted(INSTRUMENTS)}, got {_shown(submission.get('instrument'))}")
     features = submission.get("features")
     if not isinstance(features, list) or not features:
         problems.append("features must be a non-empty list")
     elif not all(isinstance(row, dict) for row in features):
         problems.append("every feature row must be an object")
     else:
-        missing_labels = sum(1 for row in features if row.get(LABEL) not in (0, 1))
-        if missing_labels:
-            problems.append(f"{missing_labels} feature rows have no {LABEL} label of 0 or 1")
+        bad_labels = sum(1 for row in features if type(row.get(LABEL)) is not int or row[LABEL] not in (0, 1))
+        if bad_labels:
+            problems.append(f"{bad_labels} feature rows have no {LABEL} label of 0 or 1 (an integer, not true/false or text)")
         missing = sorted({name for row in features for name in FEATURES if name not in row})
         if missing:
             problems.append(f"feature rows lack {', '.join(missing)}")
-    if not isinstance(submission.get("metadata"), dict):
+        not_numbers = sum(1 for row in features if any(name in row and not _is_number(row[name]) for name in FEATURES))
+        if not_numbers:
+            problems.append(f"{not_numbers} feature rows hold values that are not numbers (text, true/false or null)")
+    metadata = submission.get("metadata")
+    if not isinstance(metadata, dict):
         problems.append("metadata must be an object")
+    else:
+        wrong = [name for name, ok in (("tempo", _is_number), ("genre", lambda v: isinstance(v, str)),
+                                       ("sample_count", lambda v: type(v) is int), ("open_count", lambda v: type(v) is int))
+                 if not ok(metadata.get(name))]
+        if wrong:
+            problems.append(f"metadata fields of the wrong type or missing: {', '.join(wrong)} (tempo a number, genre "
+                            "text, the counts integers)")
     return problems
 
 
-def validate_submission(path: Path, reference: Reference, max_bytes: int = 1_000_000) -> Verdict:
-    """The verdict on one submission file; never raises for bad content."""
-    size = path.stat().st_size
-    if size > max_bytes:
-        return Verdict("", False, [f"file is {size / 1e6:.1f} MB, over the {max_bytes / 1e6:.1f} MB limit; not read"])
+def _shown(value) -> str:
+    """A value quoted in a reason: short, and only if it is a plain scalar."""
+    return repr(value)[:40] if isinstance(value, (str, int, float, type(None))) else type(value).__name__
+
+
+def canonical(submission: dict) -> dict:
+    """The submission with only the fields the format defines, in its own order: what is kept when accepted."""
+    return {"version": submission["version"], "instrument": submission["instrument"],
+            "features": [{name: row[name] for name in (*FEATURES, LABEL)} for row in submission["features"]],
+            "metadata": {name: submission["metadata"][name] for name in METADATA_FIELDS}}
+
+
+def validate_submission(path: Path, reference: Reference, max_bytes: int = 1_000_000) -> tuple[Verdict, dict | None]:
+    """The verdict on one submission file, and the canonical submission when it is accepted; never raises for bad
+    content."""
     try:
-        submission = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return Verdict("", False, [f"not valid JSON: {exc}"])
+        submission = read_submission_file(path, max_bytes)
+    except UnreadableSubmission as exc:
+        return Verdict("", False, [str(exc)]), None
     problems = _structure_problems(submission)
-    sid = submission_id(submission) if isinstance(submission, dict) else ""
     if problems:
-        return Verdict(sid, False, problems)
+        return Verdict("", False, problems), None
+    submission = canonical(submission)
+    verdict = judge(submission, reference)
+    return verdict, submission if verdict.accepted else None
+
+
+def judge(submission: dict, reference: Reference) -> Verdict:
+    """The verdict on a well-formed canonical submission."""
+    sid = submission_id(submission)
     table = pd.DataFrame(submission["features"])
-    values = table[list(FEATURES)].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
+    values = table[list(FEATURES)].to_numpy(dtype=float)
     reasons = []
     if not np.isfinite(values).all():
         reasons.append(f"{int((~np.isfinite(values)).any(axis=1).sum())} rows hold NaN, infinity or non-numbers")
@@ -137,17 +251,31 @@ def validate_submission(path: Path, reference: Reference, max_bytes: int = 1_000
     metadata = submission["metadata"]
     tempo = metadata.get("tempo")
     if not isinstance(tempo, (int, float)) or not TEMPO_RANGE[0] <= tempo <= TEMPO_RANGE[1]:
-        reasons.append(f"metadata.tempo must be a number in {list(TEMPO_RANGE)}, got {tempo!r}")
+        reasons.append(f"metadata.tempo must be a number in {list(TEMPO_RANGE)}, got {_shown(tempo)}")
     if metadata.get("genre") not in ALLOWED_GENRES:
-        reasons.append(f"metadata.genre {metadata.get('genre')!r} is not one of {', '.join(ALLOWED_GENRES)}")
+        reasons.append(f"metadata.genre {_shown(metadata.get('genre'))} is not one of {', '.join(ALLOWED_GENRES)}")
     if metadata.get("sample_count") != len(table):
-        reasons.append(f"metadata.sample_count is {metadata.get('sample_count')!r} but there are {len(table)} rows")
+        reasons.append(f"metadata.sample_count is {metadata.get('sample_count')} but there are {len(table)} rows")
     if metadata.get("open_count") != int(labels.sum()):
-        reasons.append(f"metadata.open_count is {metadata.get('open_count')!r} but {int(labels.sum())} rows have {LABEL}=1")
+        reasons.append(f"metadata.open_count is {metadata.get('open_count')} but {int(labels.sum())} rows have {LABEL}=1")
+    # Each value may be rounded by up to ROUNDING: GeoMean must lie between what the rounded energies allow.
+    body, sizzle, geo = (table[name].to_numpy() for name in ("BodyE", "SizzleE", "GeoMean"))
+    lowest = np.sqrt(np.clip(body - ROUNDING, 0, None) * np.clip(sizzle - ROUNDING, 0, None))
+    highest = np.sqrt((body + ROUNDING) * (sizzle + ROUNDING))
+    inconsistent = float(((geo < lowest * (1 - GEOMEAN_TOLERANCE) - ROUNDING)
+                          | (geo > highest * (1 + GEOMEAN_TOLERANCE) + ROUNDING)).mean())
+    if inconsistent > MAX_INCONSISTENT_SHARE:
+        reasons.append(f"GeoMean is not the geometric mean of BodyE and SizzleE in {inconsistent:.0%} of the rows "
+                       "(features edited or rescaled one by one?)")
     if sid in reference.known_ids:
         reasons.append(f"duplicate of submission {sid}, already in the pool")
     quality = {}
-    if len(reference.rows):
+    reference_counts = reference.rows[LABEL].value_counts() if len(reference.rows) else pd.Series(dtype=int)
+    if min(reference_counts.get(0, 0), reference_counts.get(1, 0)) < MIN_PER_CLASS:
+        reasons.append(f"nothing to check it against: the local drum hits hold fewer than {MIN_PER_CLASS} closed and "
+                       f"{MIN_PER_CLASS} open hi-hats, so scaled or flipped data could not be told from honest data "
+                       "(process songs with hi-hats first, then submit again)")
+    else:
         reasons += _plausibility(table, labels, reference)
         quality = quality_score(table, labels, reference)
     summary = {"instrument": submission["instrument"], "samples": len(table), "open": int(labels.sum()),
