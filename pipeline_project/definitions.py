@@ -55,7 +55,8 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     """Resources from the environment, with defaults that work offline on one machine:
     PIPELINE_DATA_ROOT (default `data/`; a folder, or an object-store URL such as `s3://bucket/prefix` mirrored
-    in PIPELINE_MIRROR_DIR), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
+    in PIPELINE_MIRROR_DIR), PIPELINE_SECRET_DIR (where the anonymization key is kept, default
+    `~/.config/pipeline_project/keys`), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
     model folder), PIPELINE_DEMUCS_WEIGHTS (auto, never or always: downloading pretrained weights on first
     use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_LEARNED_SEPARATOR
     (auto: without Demucs weights, the learned separator; never: the DSP fallback), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
@@ -63,9 +64,10 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     PIPELINE_K_ANONYMITY (default 5)."""
     chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
     if is_remote_url(chosen):
-        storage = StorageResource(data_root=chosen, mirror_dir=os.environ.get("PIPELINE_MIRROR_DIR") or None)
+        storage = StorageResource(data_root=chosen, mirror_dir=os.environ.get("PIPELINE_MIRROR_DIR") or None,
+                                  secret_dir=os.environ.get("PIPELINE_SECRET_DIR") or None)
     else:
-        storage = StorageResource(data_root=str(Path(chosen).resolve()))
+        storage = StorageResource(data_root=str(Path(chosen).resolve()), secret_dir=os.environ.get("PIPELINE_SECRET_DIR") or None)
     return {
         "storage": storage,
         "separator": SeparatorResource(

@@ -31,6 +31,14 @@ def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: fl
     return path
 
 
+def pytest_configure(config):
+    """Anonymization keys live in the user's config folder: tests (and the processes they start) keep theirs in a
+    folder of their own, never in the home folder of whoever runs them."""
+    import tempfile
+
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="pipeline-test-config-")
+
+
 @pytest.fixture
 def data_root(tmp_path: Path) -> Path:
     root = tmp_path / "data"

@@ -82,7 +82,9 @@ def test_export_shows_a_review_before_writing_and_round_trips(hits, tmp_path, ca
     assert submission_id(json.loads(out.read_text())) == submission_id(submission)
 
 
-def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and_deletion_removes_rows(hits, data_root, dagster_home):
+def test_the_sensor_reviews_submissions_rejects_each_bad_one_with_its_reason_and_deletion_removes_rows(hits, data_root, dagster_home,
+                                                                                                     monkeypatch):
+    monkeypatch.setenv("PIPELINE_ANON_SECRET", "c" * 32)  # the key the seeded drum_hits were made with
     resources = default_resources(str(data_root))
     write_snapshot(hits["local"], data_root / "datasets" / "drum_hits", "drum_hits")
     incoming = data_root / "contributions" / "incoming"

@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 
 from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, load_or_create_secret, round_tempo
 from pipeline_project.datasets.snapshots import SNAPSHOTS, latest_manifest, read_snapshot, verify_snapshot, write_snapshot
@@ -139,3 +140,28 @@ def test_k_anonymity_drops_the_mode_before_the_genre():
     anonymous, report = k_anonymize(table, 5)
     assert report["level"] == 4 and report["suppressed_rows"] == 0 and report["k_achieved"] == 5
     assert set(anonymous["genre"]) == {"rock", "funk", "disco"} and set(anonymous["key_mode"]) == {"*"}
+
+
+def test_the_key_lives_outside_the_data_root_and_an_old_one_is_moved_out(tmp_path, monkeypatch):
+    from pipeline_project.resources.storage import MissingKeyError, StorageResource
+
+    monkeypatch.delenv("PIPELINE_ANON_SECRET", raising=False)
+    storage = StorageResource(data_root=str(tmp_path / "data"), secret_dir=str(tmp_path / "keys"))
+    secret = storage.anonymization_secret()
+    assert storage.secret_path.parent == tmp_path / "keys" and storage.secret_path.read_text().encode() == secret
+    assert oct(storage.secret_path.stat().st_mode)[-3:] == "600" and not (tmp_path / "data").exists()
+    assert storage.anonymization_secret() == secret
+
+    # A data root an older version kept its key in: the key moves out, with its value.
+    legacy = StorageResource(data_root=str(tmp_path / "old"), secret_dir=str(tmp_path / "keys"))
+    (tmp_path / "old" / ".secrets").mkdir(parents=True)
+    (tmp_path / "old" / ".secrets" / "anonymization.key").write_text("f" * 64)
+    assert legacy.anonymization_secret() == b"f" * 64 and not (tmp_path / "old" / ".secrets").exists()
+    assert oct(legacy.secret_path.stat().st_mode)[-3:] == "600"
+
+    # Datasets made with a key this machine lacks: an error saying where the key goes, not a new key.
+    moved = StorageResource(data_root=str(tmp_path / "data"), secret_dir=str(tmp_path / "other-keys"))
+    write_snapshot(pd.DataFrame({"a": [1]}), tmp_path / "data" / "datasets" / "song_features", "song_features")
+    with pytest.raises(MissingKeyError, match=str(moved.secret_path)):
+        moved.anonymization_secret()
+    assert not moved.secret_path.exists()

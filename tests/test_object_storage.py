@@ -83,6 +83,7 @@ def test_the_chain_runs_with_its_data_root_in_the_object_store(s3_run):
             assert files.get(f"lake/songs/{key}/{name}", 0) > 0, (key, name)
     assert {"rendered", "augmented", "features"} <= {p.split("/")[2] for p in files if p.startswith("lake/synthetic/")}
     assert not [path for path in files if is_temporary(path)]
+    assert not [path for path in files if ".secrets" in path or path.endswith(".key")]  # the key never enters the store
 
 
 def test_a_bad_file_is_quarantined_in_the_store_and_leaves_the_drop_folder(s3_run):

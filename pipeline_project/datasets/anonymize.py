@@ -25,10 +25,15 @@ def load_or_create_secret(path: str | os.PathLike) -> bytes:
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(handle, "w") as out:
-            out.write(secrets.token_hex(32))
+        write_private(path, secrets.token_hex(32))
     return path.read_text().strip().encode()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Create `path` readable by its owner only (0600) holding `text`; an existing file is never replaced."""
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
 
 
 def keyed_hash(secret: bytes, value: str, length: int = 16) -> str:

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipeline_project.datasets.anonymize import load_or_create_secret
+from pipeline_project.datasets.anonymize import SECRET_ENV, load_or_create_secret, write_private
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
+
+
+log = logging.getLogger(__name__)
+
+
+class MissingKeyError(RuntimeError):
+    """Datasets exist but the key they were made with is not on this machine."""
 
 
 class StorageResource(dg.ConfigurableResource):
@@ -22,10 +32,14 @@ class StorageResource(dg.ConfigurableResource):
     folder both do nothing.
     mirror_dir: where a remote data root is mirrored on this machine (default
     `~/.cache/pipeline_project/mirror/<hash of the URL>`; `default_resources` takes $PIPELINE_MIRROR_DIR).
+    secret_dir: where the anonymization key of this data root is kept, outside the data root so it is never in
+    a bucket or a copied data folder (default `$XDG_CONFIG_HOME/pipeline_project/keys`, i.e.
+    `~/.config/pipeline_project/keys`; `default_resources` takes $PIPELINE_SECRET_DIR).
     """
 
     data_root: str
     mirror_dir: str | None = None
+    secret_dir: str | None = None
     _mirror: ObjectStoreMirror | None = PrivateAttr(default=None)
 
     @property
@@ -120,7 +134,11 @@ class StorageResource(dg.ConfigurableResource):
 
     @property
     def secret_path(self) -> Path:
-        return self.root / ".secrets" / "anonymization.key"
+        """This data root's key: one file per data root (named by a hash of its URL or absolute path), mode 0600."""
+        folder = Path(self.secret_dir) if self.secret_dir else Path(
+            os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pipeline_project" / "keys"
+        identity = self.data_root.rstrip("/") if self.is_remote else str(Path(self.data_root).resolve())
+        return folder / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.key"
 
     def song_dir(self, partition_key: str) -> Path:
         return self.lake / "songs" / partition_key
@@ -152,8 +170,30 @@ class StorageResource(dg.ConfigurableResource):
         return self.incoming
 
     def anonymization_secret(self) -> bytes:
-        """The key behind every exported id ($PIPELINE_ANON_SECRET, else made once under the data root)."""
-        self.fetch(self.secret_path.parent)
-        secret = load_or_create_secret(self.secret_path)
-        self.publish(self.secret_path.parent)
-        return secret
+        """The key behind every exported id: $PIPELINE_ANON_SECRET, else `secret_path`, made once. A key an older
+        version kept inside the data root (`.secrets/`) is moved out, and deleted from an object store. Datasets
+        made with a key this machine does not have are an error, not a reason to make a new key (every id
+        would change): the message says where to put the key."""
+        if os.environ.get(SECRET_ENV):
+            return load_or_create_secret(self.secret_path)
+        path = self.secret_path
+        if not path.exists():
+            legacy = self.root / ".secrets" / "anonymization.key"
+            self.fetch(legacy.parent)
+            if legacy.is_file():
+                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                write_private(path, legacy.read_text().strip())
+                shutil.rmtree(legacy.parent)
+                self.publish(legacy.parent)  # removes the store's copy
+                log.warning(f"moved the anonymization key out of the data root to {path}")
+            elif self._has_datasets():
+                raise MissingKeyError(
+                    f"the datasets under {self.location(self.datasets)} were made with an anonymization key this machine "
+                    f"does not have: copy the key file from the machine that made them to {path} (or set "
+                    f"{SECRET_ENV}); to start over with a new key instead, delete those datasets")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return load_or_create_secret(path)
+
+    def _has_datasets(self) -> bool:
+        datasets = self.fetch(self.datasets, pattern="latest.json")
+        return any(datasets.glob("*/latest.json")) if datasets.is_dir() else False
