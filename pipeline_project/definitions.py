@@ -60,7 +60,8 @@ def default_resources(data_root: str | os.PathLike | None = None) -> dict:
     model folder), PIPELINE_DEMUCS_WEIGHTS (auto, never or always: downloading pretrained weights on first
     use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_LEARNED_SEPARATOR
     (auto: without Demucs weights, the learned separator; never: the DSP fallback), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
-    MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
+    MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_MLFLOW_RECORD_MACHINE (1: keep MLflow's
+    user name, script path and git branch and remote on runs), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
     PIPELINE_K_ANONYMITY (default 5)."""
     chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
     if is_remote_url(chosen):
@@ -92,9 +93,11 @@ def mlflow_resource(storage: StorageResource) -> MlflowResource:
     which then decides where artifacts go itself. With an object-store data root the artifacts go to
     `<data root>/mlflow/artifacts` in the store and the SQLite file stays in this machine's mirror: runs on
     several machines need MLFLOW_TRACKING_URI to name a shared server."""
+    record_machine = os.environ.get("PIPELINE_MLFLOW_RECORD_MACHINE", "0") == "1"
     if os.environ.get("MLFLOW_TRACKING_URI"):
-        return MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
-    return MlflowResource(tracking_uri=sqlite_tracking_uri(storage.mlflow), artifact_root=storage.location(storage.mlflow / "artifacts"))
+        return MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"], record_machine=record_machine)
+    return MlflowResource(tracking_uri=sqlite_tracking_uri(storage.mlflow), artifact_root=storage.location(storage.mlflow / "artifacts"),
+                          record_machine=record_machine)
 
 
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,

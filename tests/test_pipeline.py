@@ -356,3 +356,39 @@ def test_accuracy_checks_score_separation_and_analysis_of_rendered_examples(pipe
     assert separation["mean_improvement_db"].value > 0  # the fallback must still beat the mixture as an estimate
     assert 0.0 <= analysis["beat_f"].value <= 1.0 and 0.0 <= analysis["chord_majmin"].value <= 1.0
     assert analysis["examples"].value == 4
+
+
+def test_models_and_runs_carry_no_machine_paths_or_user_name(pipeline_run):
+    """What MLflow keeps of a run (tags, params, logged models, every artifact byte) names no path of this machine
+    (the data root, the repository, the home folder) and not the user; the store's own artifact locations aside."""
+    import getpass
+    from pathlib import Path
+
+    import mlflow
+
+    from pipeline_project.definitions import PROJECT_ROOT
+
+    data_root = pipeline_run["data_root"]
+    needles = {str(data_root), str(PROJECT_ROOT), str(Path.home()), f"/{getpass.getuser()}/", f'"{getpass.getuser()}"'}
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{data_root / 'mlflow' / 'mlflow.db'}")
+    runs = [run for experiment in client.search_experiments() for run in client.search_runs([experiment.experiment_id])]
+    assert runs
+    for run in runs:
+        text = json.dumps({"tags": run.data.tags, "params": run.data.params})
+        assert not [n for n in needles if n in text], (run.info.run_id, text)
+        if run.outputs and run.outputs.model_outputs:
+            for output in run.outputs.model_outputs:
+                logged = client.get_logged_model(output.model_id)
+                text = json.dumps({"tags": logged.tags, "params": logged.params})
+                assert not [n for n in needles if n in text], (output.model_id, text)
+    leaking = []
+    for path in (data_root / "mlflow" / "artifacts").rglob("*"):
+        content = path.read_bytes() if path.is_file() else b""
+        if path.name == "MLmodel":  # its artifact_path is where this store keeps the model, written by MLflow
+            content = b"\n".join(line for line in content.splitlines() if not line.startswith(b"artifact_path:"))
+        if any(n.encode() in content for n in needles):
+            leaking.append(str(path))
+    assert not leaking
+    # Every file name of a duplicated song is a private term of the audit.
+    records = [json.loads(p.read_text()) for p in (data_root / "lake" / "songs").glob("*/song.json")]
+    assert ["lilac switchyard (copy).mp3", "lilac_switchyard.mp3"] in [sorted(r["file_names"]) for r in records]

@@ -19,21 +19,24 @@ class MlflowResource(dg.ConfigurableResource):
     tracking_uri: e.g. `sqlite:///.../data/mlflow/mlflow.db` (default) or `http://host:5000`.
     artifact_root: folder for artifacts of new experiments (default: `artifacts/` beside the SQLite file).
     experiment: experiment that training runs are logged to.
+    record_machine: keep what MLflow records about the machine on runs and logged models (user name, script
+    path, git branch and remote); off by default, so models can be shared.
     """
 
     tracking_uri: str
     artifact_root: Optional[str] = None
     experiment: str = "pipeline_project"
+    record_machine: bool = False
 
     def registry(self) -> Registry:
         if self.tracking_uri.startswith("sqlite:///"):
             # MLflow creates and migrates a SQLite store on first connect; two processes doing it at once (song
             # runs on parallel workers) fail the loser's migration. One at a time; later connects find it done.
             with exclusive(Path(self.tracking_uri[len("sqlite:///"):]).parent / ".connect.lock"):
-                registry = Registry(self.tracking_uri, self.artifact_root)
+                registry = Registry(self.tracking_uri, self.artifact_root, self.record_machine)
                 registry.client.search_registered_models(max_results=1)  # the registry's tables, made here too
                 return registry
-        return Registry(self.tracking_uri, self.artifact_root)
+        return Registry(self.tracking_uri, self.artifact_root, self.record_machine)
 
     def model_cache(self) -> Path:
         """Local folder for downloaded champion networks (versions never change, so each is fetched once):

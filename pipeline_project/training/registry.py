@@ -15,7 +15,7 @@ import json
 import math
 import os
 import tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,8 +113,39 @@ def reload_checks(flavor: str, predict: Callable, input_example, trained_predict
     return run
 
 
+# MLflow records on every run and logged model who ran it and from where: the user name, the script's absolute
+# path, the git branch and remote. A model meant to be shared carries none of that unless the user opts in
+# (`record_machine`): the source is named neutrally and the git branch and remote are left out (the commit stays:
+# it names code, not a machine).
+NEUTRAL_SOURCE = {"mlflow.user": "pipeline_project", "mlflow.source.name": "pipeline_project"}
+MACHINE_TAGS = ("mlflow.source.git.branch", "mlflow.source.git.repoURL")
+
+
+@contextmanager
+def _exports_without_source_locations():
+    """While MLflow saves a PyTorch model as `model.pt2`, leave out each node's stack trace: torch.export records
+    one per operation, with absolute paths of this machine's source files and packages. MLflow exports and
+    saves in one call, so its `torch.export.save` is wrapped for the call; the graph itself is unchanged."""
+    import torch
+
+    save = torch.export.save
+
+    def save_without_stack_traces(program, *args, **kwargs):
+        for module in program.graph_module.modules():
+            if isinstance(module, torch.fx.GraphModule):
+                for node in module.graph.nodes:
+                    node.meta.pop("stack_trace", None)
+        return save(program, *args, **kwargs)
+
+    torch.export.save = save_without_stack_traces
+    try:
+        yield
+    finally:
+        torch.export.save = save
+
+
 class Registry:
-    def __init__(self, tracking_uri: str, artifact_root: str | None = None):
+    def __init__(self, tracking_uri: str, artifact_root: str | None = None, record_machine: bool = False):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         # Downloads happen inside runs whose logs a user reads; a progress bar per file only clutters them.
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -122,6 +153,7 @@ class Registry:
 
         self.tracking_uri = tracking_uri
         self.artifact_root = artifact_root
+        self.record_machine = record_machine
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
     @contextmanager
@@ -220,7 +252,9 @@ class Registry:
             champion_score = float(score_champion(self.load_version(model_name, champion.version)))
         semver = next_semver([v.tags["semver"] for v in self.versions(model_name) if "semver" in v.tags], major, new_data)
 
-        with self._fluent_api_on_this_store(), mlflow.start_run(experiment_id=experiment_id, tags=tags) as run:
+        neutral = {} if self.record_machine else NEUTRAL_SOURCE
+        with self._fluent_api_on_this_store(), mlflow.start_run(experiment_id=experiment_id, tags={**neutral, **tags}) as run:
+            self._forget_machine(run.data.tags, lambda key: self.client.delete_tag(run.info.run_id, key))
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             for name, content in (json_artifacts or {}).items():
@@ -235,7 +269,7 @@ class Registry:
                 import sklearn
 
                 info = mlflow.sklearn.log_model(
-                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name, tags=neutral or None,
                     pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
                     skops_trusted_types=TRUSTED_SKOPS_TYPES)
             elif flavor == "onnx":
@@ -243,17 +277,20 @@ class Registry:
                 import onnx
 
                 info = mlflow.onnx.log_model(
-                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name, tags=neutral or None,
                     pip_requirements=[f"onnx=={onnx.__version__}"], save_as_external_data=False,
                     onnx_execution_providers=["CPUExecutionProvider"])
             else:
                 import mlflow.pytorch
                 import torch
 
-                info = mlflow.pytorch.log_model(
-                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
-                    pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                with nullcontext() if self.record_machine else _exports_without_source_locations():
+                    info = mlflow.pytorch.log_model(
+                        model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
+                        tags=neutral or None, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
             version = str(info.registered_model_version)
+            logged = self.client.get_logged_model(info.model_id)
+            self._forget_machine(logged.tags, lambda key: self.client.delete_logged_model_tag(info.model_id, key))
             with tempfile.TemporaryDirectory() as tmp:
                 model_dir = self.model_files(model_name, version, tmp)
                 card = {
@@ -284,6 +321,12 @@ class Registry:
             self.client.set_registered_model_alias(model_name, CHALLENGER, version)
         return RegistrationResult(run.info.run_id, experiment_id, model_name, version, semver, score, champion_score,
                                   promoted, CHAMPION if promoted else CHALLENGER, reason, card)
+
+    def _forget_machine(self, tags: dict, delete: Callable[[str], None]) -> None:
+        if not self.record_machine:
+            for key in MACHINE_TAGS:
+                if key in tags:
+                    delete(key)
 
     def rollback(self, model_name: str) -> tuple[str, str]:
         """Move `champion` back to the version that held it before the current one; returns (from, to)."""

@@ -76,7 +76,34 @@ def export_onnx(model, path: str | Path, n_mels: int) -> Path:
     program = torch.onnx.export(model, (example,), input_names=["logmel"], output_names=["embedding"],
                                 dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
     program.save(str(path))
+    strip_source_locations(path)
     return path
+
+
+def strip_source_locations(path: str | Path) -> None:
+    """Remove what the dynamo exporter records about where each node came from (stack traces with absolute
+    paths of this machine's source and packages, the user's home among them): a model meant to be shared
+    carries no machine's paths. The computation is unchanged."""
+    import onnx
+
+    model = onnx.load(str(path))
+
+    def clean(graph) -> None:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attribute in node.attribute:
+                if attribute.g is not None and attribute.HasField("g"):
+                    clean(attribute.g)
+                for subgraph in attribute.graphs:
+                    clean(subgraph)
+
+    clean(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    onnx.save(model, str(path))
 
 
 def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np.ndarray) -> Path:
