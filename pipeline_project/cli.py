@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -53,6 +54,16 @@ def _failure_reason(result) -> str:
     return "failed"
 
 
+def _quarantined(result) -> bool:
+    """Whether the run failed because its song's file was bad and was put in quarantine: the expected way for a
+    song to fail, which does not make `run` fail."""
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.user_failure_data:
+            if "quarantined_as" in (event.step_failure_data.user_failure_data.metadata or {}):
+                return True
+    return False
+
+
 def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int) -> list[list[str]]:
     """The pending songs in runs: songs with no stage done yet that sit next to each other in the partitions'
     `order` share a run, up to `size` of them (a run covers a contiguous range of partitions); any other
@@ -72,6 +83,87 @@ def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int
 
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+
+
+class _FirstLine(logging.Formatter):
+    """A record as one line: no stack trace, no continuation lines (those go to the run's log file)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        meta = getattr(record, "dagster_meta", None) or {}
+        message = str(meta.get("orig_message") or record.getMessage()).strip().splitlines()
+        step = f"{meta['step_key']}: " if meta.get("step_key") else ""
+        return f"[pipeline]     {record.levelname.lower()}: {step}{message[0] if message else ''}"
+
+
+class _WithErrors(logging.Formatter):
+    """A record with everything: Dagster's failure events with their error's whole chain of stack traces."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
+        error = getattr(getattr(event, "event_specific_data", None), "error", None) if event is not None else None
+        return f"{text}\n{error.to_string()}" if error is not None else text
+
+
+class _WarningsOnly(logging.Filter):
+    """Warnings from the pipeline's code and libraries. Errors are left to `run`'s own lines (one per failed song,
+    with the file and the reason, and the summary), and Dagster's events to the log file and the UI: on the
+    terminal they would repeat those lines with stack traces."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
+        return event is None and record.levelno < logging.ERROR
+
+
+@contextmanager
+def run_log(folder: Path):
+    """For the block, send this process's log records (Python's and, through `run_logger`, Dagster's) to a new
+    log file in `folder` with every detail and stack trace, and only warnings to the terminal, one line each;
+    yields the file's path. The loggers are put back as they were afterwards."""
+    from datetime import datetime, timezone
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"run-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(_WithErrors("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    to_terminal = logging.StreamHandler(sys.stderr)
+    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setFormatter(_FirstLine())
+    to_terminal.addFilter(_WarningsOnly())
+    os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's records then come here too
+    # Harmless in a uv-made environment (it has no pip), and said once per model logged.
+    quieter = {"mlflow.utils.environment": logging.ERROR}
+    chosen = {"": logging.INFO, "pipeline_project.run": logging.DEBUG}
+    saved = {name: (logging.getLogger(name).handlers, logging.getLogger(name).level, logging.getLogger(name).propagate)
+             for name in (*chosen, *quieter)}
+    for name, level in chosen.items():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.level = [to_file, to_terminal], level
+    logging.getLogger("pipeline_project.run").propagate = False
+    for name, level in quieter.items():
+        logging.getLogger(name).setLevel(level)
+    logging.captureWarnings(True)
+    try:
+        yield path
+    finally:
+        logging.captureWarnings(False)
+        for name, (handlers, level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers, logger.level, logger.propagate = handlers, level, propagate
+        to_file.close()
+
+
+def run_logger():
+    """A Dagster logger (as `console`) writing to the handlers of `start_run_log`."""
+    import dagster as dg
+
+    @dg.logger({"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+               description="The run's log file, and one line per warning or error on the terminal")
+    def console(init_context):
+        logger = logging.getLogger("pipeline_project.run")
+        return logger
+
+    return console
 
 
 def _execute_in_child(defs, jobs: list[tuple[str, list | None]]) -> None:
@@ -108,10 +200,16 @@ def _start_in_background(defs, jobs: list[tuple[str, list | None]]):
 def run(data_root: str | None = None, songs_only: bool = False) -> int:
     """Process every song not yet done, then (unless `songs_only`) render, rebuild the datasets and retrain.
     A song that an earlier run left half-done (killed, or failed at one stage) resumes at the first stage it
-    lacks: finished stages are never redone."""
+    lacks: finished stages are never redone. The terminal gets one line per song and a summary; everything
+    else, with every stack trace, goes to a log file under `$DAGSTER_HOME/logs/` that the summary names."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    with run_log(Path(os.environ["DAGSTER_HOME"]) / "logs") as log_file:
+        return _run(data_root, songs_only, log_file)
+
+
+def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     import dagster as dg
 
     from pipeline_project.assets.partitions import (
@@ -129,7 +227,7 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     started = time.perf_counter()
     resources = default_resources(data_root)
     storage = resources["storage"]
-    defs = build_definitions(resources)
+    defs = build_definitions(resources, loggers={"console": run_logger()})
     instance = dg.DagsterInstance.get()
 
     found = scan_incoming(storage.fetch(storage.incoming))
@@ -199,12 +297,15 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
             if result.success:
                 processed.append(name)
             else:
-                failed.append((name, _failure_reason(result)))
-                _say(f"    failed: {failed[-1][1]}")
+                failed.append((name, _failure_reason(result), _quarantined(result)))
+                _say(f"    {'quarantined' if failed[-1][2] else 'failed'}: {failed[-1][1]}")
+    # A bad file put in quarantine is the pipeline doing its job; any other failure is the pipeline's and fails the run.
+    songs_ok = all(quarantined for _, _, quarantined in failed)
 
     if songs_only:
-        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest, trained=False)
-        return 0
+        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest,
+                 trained=False, log_file=log_file)
+        return _exit_code(songs_ok, True, failed)
 
     downstream_ok = True
     if synthesis is not None:
@@ -230,8 +331,18 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
         _say("no new songs: datasets and models are up to date")
 
     _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest,
-             checks=checks_summary(instance, defs))
-    return 0 if downstream_ok else 1
+             checks=checks_summary(instance, defs), log_file=log_file)
+    return _exit_code(songs_ok, downstream_ok, failed)
+
+
+def _exit_code(songs_ok: bool, downstream_ok: bool, failed: list[tuple[str, str, bool]]) -> int:
+    """0 when nothing failed but quarantined files; else 1, saying what failed."""
+    if songs_ok and downstream_ok:
+        return 0
+    what = [f"songs that were not bad files ({', '.join(name for name, _, q in failed if not q)})"] if not songs_ok else []
+    what += [] if downstream_ok else ["the datasets, synthesis or training (see above)"]
+    _say(f"exit status 1: {' and '.join(what)} failed")
+    return 1
 
 
 def checks_summary(instance, defs) -> list[str]:
@@ -253,11 +364,11 @@ def checks_summary(instance, defs) -> list[str]:
 
 
 def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest, checks: list[str] | None = None,
-             trained: bool = True) -> None:
+             trained: bool = True, log_file: Path | None = None) -> None:
     print("\n=== pipeline_project summary ===")
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
-    for name, reason in failed:
-        print(f"songs failed:            {name}: {reason}")
+    for name, reason, quarantined in failed:
+        print(f"{'songs quarantined:' if quarantined else 'songs failed:':<26}{name}: {reason}")
     storage.fetch(storage.lake / "songs", pattern="theory.json")
     print(f"analysis:                 {_analysers(mlflow_resource)}")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
@@ -273,6 +384,8 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
         for failure in checks[1:]:
             print(f"  failed: {failure}")
     print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+    if log_file is not None:
+        print(f"full log, with every stack trace: {log_file}")
 
 
 def _analysers(mlflow_resource) -> str:
@@ -377,9 +490,9 @@ def main(argv: list[str] | None = None) -> int:
     delete = actions.add_parser("delete", help="remove an accepted submission from the pool by its id")
     delete.add_argument("submission_id")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
     if args.command == "run":
         return run(args.data_root, songs_only=args.songs_only)
+    logging.basicConfig(level=logging.WARNING)
     if args.command == "contributions" and args.action == "export":
         return export_contribution(args.data_root, args.instrument, args.genre, args.out, args.yes)
     if args.command == "contributions" and args.action == "delete":

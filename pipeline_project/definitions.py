@@ -135,9 +135,12 @@ def default_executor() -> dg.ExecutorDefinition:
 
 
 def build_definitions(resources: dict | None = None,
-                      automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS) -> dg.Definitions:
-    """The code location; `automation_interval_seconds` is how often the automation sensor evaluates."""
+                      automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS,
+                      loggers: dict | None = None) -> dg.Definitions:
+    """The code location; `automation_interval_seconds` is how often the automation sensor evaluates; `loggers`
+    replace Dagster's console logger (the CLI's run log)."""
     return dg.Definitions(
+        loggers=loggers,
         assets=ALL_ASSETS,
         executor=default_executor(),
         asset_checks=ALL_CHECKS,
