@@ -14,7 +14,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,13 +85,35 @@ def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int
 
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+PID_TAG = "pipeline_project/pid"
+# What an interrupted `run` must clean up after: its background process and the storage it works on.
+_background_children: list = []
+_current_storage: list = []
+_current_instance: list = []
+
+
+def _pool_waited_for(record: logging.LogRecord) -> str | None:
+    """The pool a step waits for, when the record is Dagster's 'step blocked by limit for pool' event."""
+    event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
+    metadata = getattr(getattr(event, "event_specific_data", None), "metadata", None) or {}
+    return str(metadata["pool"].value) if event is not None and "pool" in metadata else None
 
 
 class _FirstLine(logging.Formatter):
-    """A record as one line: no stack trace, no continuation lines (those go to the run's log file)."""
+    """A record as one line: no stack trace, no continuation lines (those go to the run's log file). A step
+    waiting for a pool slot says since when and which run holds the slot."""
+
+    def __init__(self):
+        super().__init__()
+        self.waiting_since: dict[tuple[str, str], float] = {}
 
     def format(self, record: logging.LogRecord) -> str:
         meta = getattr(record, "dagster_meta", None) or {}
+        pool = _pool_waited_for(record)
+        if pool is not None:
+            since = self.waiting_since.setdefault((meta.get("run_id", ""), meta.get("step_key", "")), record.created)
+            return (f"[pipeline]     waiting: {meta.get('step_key')} waits for a free slot of pool '{pool}' "
+                    f"since {time.strftime('%H:%M:%S', time.localtime(since))}{_slot_holders(pool)}")
         message = str(meta.get("orig_message") or record.getMessage()).strip().splitlines()
         step = f"{meta['step_key']}: " if meta.get("step_key") else ""
         return f"[pipeline]     {record.levelname.lower()}: {step}{message[0] if message else ''}"
@@ -106,13 +130,28 @@ class _WithErrors(logging.Formatter):
 
 
 class _WarningsOnly(logging.Filter):
-    """Warnings from the pipeline's code and libraries. Errors are left to `run`'s own lines (one per failed song,
-    with the file and the reason, and the summary), and Dagster's events to the log file and the UI: on the
-    terminal they would repeat those lines with stack traces."""
+    """Warnings from the pipeline's code and libraries, and a step waiting for a pool slot. Errors are left to
+    `run`'s own lines (one per failed song, with the file and the reason, and the summary), and Dagster's other
+    events to the log file and the UI: on the terminal they would repeat those lines with stack traces."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if _pool_waited_for(record) is not None:
+            return True
         event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
-        return event is None and record.levelno < logging.ERROR
+        return event is None and logging.WARNING <= record.levelno < logging.ERROR
+
+
+def _slot_holders(pool: str) -> str:
+    """', held by run <id> (job)' for the runs holding the pool's slots, as far as the instance tells."""
+    try:
+        import dagster as dg
+
+        instance = dg.DagsterInstance.get()
+        holders = {slot.run_id for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots}
+        runs = [instance.get_run_by_id(run_id) for run_id in sorted(holders)]
+        return "".join(f", held by run {run.run_id[:8]} ({run.job_name}, {run.status.value.lower()})" for run in runs if run)
+    except Exception:  # noqa: BLE001 - the line is a courtesy; it must never break the run
+        return ""
 
 
 @contextmanager
@@ -127,7 +166,7 @@ def run_log(folder: Path):
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(_WithErrors("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_terminal = logging.StreamHandler(sys.stderr)
-    to_terminal.setLevel(logging.WARNING)
+    to_terminal.setLevel(logging.DEBUG)  # the pool-wait events are DEBUG; _WarningsOnly lets nothing else under WARNING
     to_terminal.setFormatter(_FirstLine())
     to_terminal.addFilter(_WarningsOnly())
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's records then come here too
@@ -143,6 +182,13 @@ def run_log(folder: Path):
     for name, level in quieter.items():
         logging.getLogger(name).setLevel(level)
     logging.captureWarnings(True)
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning
+
+    # Dagster's notes that a parameter the project uses is in beta are for its developers, not for a person running songs.
+    warnings.filterwarnings("ignore", category=BetaWarning)
+    warnings.filterwarnings("ignore", category=PreviewWarning)
     try:
         yield path
     finally:
@@ -166,14 +212,22 @@ def run_logger():
     return console
 
 
+def run_tags() -> dict[str, str]:
+    """Tags of a run this process starts: its host (see `recovery`) and pid, so an interrupted `run` finds its own."""
+    from pipeline_project.recovery import run_tags as host_tags
+
+    return {**host_tags(), PID_TAG: str(os.getpid())}
+
+
 def _execute_in_child(defs, jobs: list[tuple[str, list | None]]) -> None:
     """Runs `jobs` ((job name, asset keys or None for all) in turn) on this process's own instance, then exits:
     0 when every run succeeded."""
     import dagster as dg
 
+    signal.set_wakeup_fd(-1)  # the parent's signal watcher reads that pipe; the parent stops this process itself
     instance = dg.DagsterInstance.get()
     for job_name, selection in jobs:
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False,
+        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, tags=run_tags(),
                                                                    asset_selection=selection, run_config=QUIET_LOGS)
         if not result.success:
             _say(f"{job_name} failed: {_failure_reason(result)}")
@@ -194,6 +248,7 @@ def _start_in_background(defs, jobs: list[tuple[str, list | None]]):
         return None
     child = multiprocessing.get_context("fork").Process(target=_execute_in_child, args=(defs, jobs), name="background")
     child.start()
+    _background_children.append(child)
     return child
 
 
@@ -205,8 +260,117 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    with run_log(Path(os.environ["DAGSTER_HOME"]) / "logs") as log_file:
-        return _run(data_root, songs_only, log_file)
+    with run_log(Path(os.environ["DAGSTER_HOME"]) / "logs") as log_file, stop_on_signals(log_file):
+        try:
+            return _run(data_root, songs_only, log_file)
+        except KeyboardInterrupt:
+            return _stopped(_stop.get("signal") or signal.SIGINT, log_file)
+
+
+# Set when SIGTERM or SIGINT arrived: `run` stops after the run in progress (see `stop_on_signals`).
+_stop: dict = {}
+_cleanup = threading.Lock()
+_handled = threading.Event()
+STOP_GRACE_S = 1.0  # for the main thread to stop by itself before the watcher interrupts it
+STOP_LIMIT_S = 8.0  # after which the watcher cleans up and ends the process itself
+
+
+def _check_stop() -> None:
+    """Between runs: stop if a signal arrived while Dagster held it back."""
+    if _stop.get("signal"):
+        raise KeyboardInterrupt
+
+
+def _interrupt_main_thread() -> None:
+    """Raise KeyboardInterrupt in the main thread at its next Python instruction, whatever signal handler Dagster
+    has installed there (a step waiting for a pool slot loops without ever looking at the signals it held back)."""
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.main_thread().ident), ctypes.py_object(KeyboardInterrupt))
+
+
+@contextmanager
+def stop_on_signals(log_file: Path):
+    """SIGTERM stops `run` the way Ctrl-C (SIGINT) does, at any point, within seconds. Outside a Dagster run either
+    raises a KeyboardInterrupt at once. Inside one, Dagster holds signals back until its next checkpoint, and a
+    step waiting for a pool slot has none: so every signal is also seen by a watcher thread (through the
+    interpreter's wakeup file descriptor, whichever handler is installed). If the main thread has not begun to
+    stop within STOP_GRACE_S, the watcher raises KeyboardInterrupt in it; if it still has not within
+    STOP_LIMIT_S (stuck in native code), the watcher cleans up (`_stopped`) and ends the process itself."""
+    def interrupt(signum, frame):
+        _stop["signal"] = signum
+        raise KeyboardInterrupt
+
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+
+    def watch() -> None:
+        while True:
+            try:
+                data = os.read(read_end, 1)
+            except OSError:
+                return
+            if not data:
+                return
+            if data[0] not in (signal.SIGTERM, signal.SIGINT):
+                continue
+            _stop.setdefault("signal", data[0])
+            if not _handled.wait(STOP_GRACE_S):
+                _interrupt_main_thread()
+            if not _handled.wait(STOP_LIMIT_S - STOP_GRACE_S) and _cleanup.acquire(blocking=False):
+                code = _stopped(_stop["signal"], log_file, locked=True)
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+            return
+
+    previous = {signum: signal.signal(signum, interrupt) for signum in (signal.SIGTERM, signal.SIGINT)}
+    previous_wakeup = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=watch, name="signal-watcher", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        os.close(write_end)
+        watcher.join(1)
+        os.close(read_end)
+        _stop.clear()
+        _handled.clear()
+
+
+def _stopped(signum: int, log_file: Path, locked: bool = False) -> int:
+    """After SIGINT or SIGTERM: the background process stopped, this process's runs marked canceled and their
+    pool slots freed, the half-written files of the songs they covered deleted (finished stages stay; the next
+    `run` resumes after them). Runs once, in the main thread or the signal watcher, whichever comes first."""
+    _handled.set()
+    if not locked and not _cleanup.acquire(blocking=False):
+        time.sleep(3600)  # the watcher is cleaning up and ends the process
+    import dagster as dg
+
+    from pipeline_project.recovery import partition_keys, remove_half_written
+
+    for child in _background_children:
+        child.terminate()
+        child.join(3)
+        if child.is_alive():  # inside a Dagster run SIGTERM only sets a flag
+            child.kill()
+            child.join()
+    instance = _current_instance[0] if _current_instance else dg.DagsterInstance.get()
+    ours = {str(os.getpid()), *(str(child.pid) for child in _background_children)}
+    active = [dg.DagsterRunStatus.STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.CANCELING]
+    for run in instance.get_runs(filters=dg.RunsFilter(statuses=active)):
+        if run.tags.get(PID_TAG) not in ours:
+            continue
+        instance.report_run_canceled(run, message=f"stopped by {signal.Signals(signum).name}")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        if _current_storage:
+            remove_half_written([_current_storage[0].song_dir(key) for key in partition_keys(instance, run)])
+    _say(f"stopped by {signal.Signals(signum).name}: finished stages are kept, nothing half-written is left; "
+         f"`run` again goes on where this one stopped (log: {log_file})")
+    return 128 + int(signum)
 
 
 def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
@@ -222,13 +386,18 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
+    from pipeline_project.recovery import recover_dead_runs
     from pipeline_project.synthesis.demo import write_demo_contribution, write_demo_songs
 
     started = time.perf_counter()
     resources = default_resources(data_root)
     storage = resources["storage"]
+    _current_storage[:] = [storage]
     defs = build_definitions(resources, loggers={"console": run_logger()})
     instance = dg.DagsterInstance.get()
+    _current_instance[:] = [instance]
+    # Before anything is launched: a run killed earlier must not hold a pool slot (or look alive) for ever.
+    recover_dead_runs(instance, storage.song_dir, say=_say)
 
     found = scan_incoming(storage.fetch(storage.incoming))
     if not found:
@@ -278,7 +447,8 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             _say(f"[{position + 1}-{position + len(batch)}/{len(pending)}] {len(batch)} new songs in one run "
                  f"({found[batch[0]][0].name} ... {found[batch[-1]][0].name})")
             result = song_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
-                                                 tags=batch_tags({key: source(key) for key in batch}))
+                                                 tags=batch_tags({key: source(key) for key in batch}) | run_tags())
+            _check_stop()
             if result.success:
                 processed += [found[key][0].name for key in batch]
                 position += len(batch)
@@ -293,7 +463,8 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
                  + (f": resuming at {', '.join(s.to_user_string() for s in missing[key])}" if resumed else ""))
             result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
                                                  asset_selection=missing[key] if resumed else None,
-                                                 tags={SOURCE_FILE_TAG: source(key)})
+                                                 tags={SOURCE_FILE_TAG: source(key), **run_tags()})
+            _check_stop()
             if result.success:
                 processed.append(name)
             else:
@@ -315,15 +486,18 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             _say(f"the synthetic examples or their datasets failed (exit code {synthesis.exitcode}): see the runs in the UI")
     elif _never_materialized(instance, synthesis_keys):
         _say("rendering synthetic examples with FluidSynth and augmenting them")
-        result = defs.resolve_job_def("synthesis_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS)
+        result = defs.resolve_job_def("synthesis_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
+                                                                          tags=run_tags())
+        _check_stop()
         downstream_ok &= result.success
 
     final_keys = [dg.AssetKey(k) for k in ("song_features", "synthetic_examples", "drum_hits", "drum_hit_classifier")]
     if downstream_ok and (processed or _never_materialized(instance, final_keys)):
         _say("building datasets (with privacy checks) and training")
         # After the background runs, only what depends on the songs is left to build.
-        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(
+        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(tags=run_tags(),
             instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=song_dependent)
+        _check_stop()
         downstream_ok &= result.success
         if not result.success:
             _say(f"datasets/training failed: {_failure_reason(result)}")

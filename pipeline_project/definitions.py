@@ -43,6 +43,7 @@ from pipeline_project.sensors import (
     AUTOMATION_INTERVAL_SECONDS,
     automation_sensor,
     contributions_sensor,
+    dead_runs_sensor,
     new_songs_sensor,
     split_failed_batches,
 )
@@ -145,7 +146,8 @@ def build_definitions(resources: dict | None = None,
         executor=default_executor(),
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
-        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, automation_sensor(automation_interval_seconds)],
+        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, dead_runs_sensor,
+                 automation_sensor(automation_interval_seconds)],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(),
     )

@@ -15,6 +15,7 @@ from pipeline_project.assets.partitions import (
 )
 from pipeline_project.audio.ingest import scan_incoming
 from pipeline_project.jobs import contributions_job, song_pipeline_job
+from pipeline_project.recovery import recover_dead_runs
 from pipeline_project.resources import StorageResource
 
 
@@ -66,6 +67,14 @@ def split_failed_batches(context: dg.RunFailureSensorContext):
                                           tags={SOURCE_FILE_TAG: files[key]} if key in files else {}))
     context.log.info(f"batch run {run.run_id} failed: {len(requests)} of its {len(keys)} songs go on one to a run")
     return requests
+
+
+@dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)
+def dead_runs_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SkipReason:
+    """Finds runs whose process died (killed, out of memory) but which still look STARTED and hold pool slots:
+    marks them failed, frees their slots and deletes what they left half-written (see `recovery`)."""
+    recovered = recover_dead_runs(context.instance, storage.song_dir, say=context.log.warning)
+    return dg.SkipReason(f"recovered {len(recovered)} dead runs: {', '.join(recovered)}" if recovered else "no dead runs")
 
 
 @dg.sensor(job=contributions_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
