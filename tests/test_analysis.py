@@ -216,3 +216,24 @@ def test_short_term_loudness_and_loudness_range_follow_a_level_step():
     assert short_term[0] == pytest.approx(integrated_loudness(steady, rate), abs=0.05)
     assert loudness_range(short_term) < 0.1
     assert loudness_range(short_term_loudness(stepped, rate)) == pytest.approx(10.0, abs=0.6)
+
+
+@pytest.mark.parametrize("path", ["dsp", "learned"])
+def test_no_beat_and_no_chord_but_n_inside_digital_silence(rendered_chorale, path):
+    """Twenty seconds of digital silence between two halves of a song (a gap between tracks): trackers carry
+    their pulse and last chord on through it; the analysis must not."""
+    from pipeline_project.analysis import learned
+
+    _, audio = rendered_chorale
+    rate, cut, gap = audio.sample_rate, 12 * audio.sample_rate, 20.0
+    stems = {name: np.concatenate([stem[:, :cut], np.zeros((stem.shape[0], int(gap * rate)), stem.dtype), stem[:, cut:cut + 12 * rate]], axis=1)
+             for name, stem in audio.stems.items()}
+    result = analyze(stems, rate, models=learned.load() if path == "learned" else None)
+    start, end = 12.0, 12.0 + gap
+    assert result["silences"] and result["silences"][0][0] == pytest.approx(start, abs=0.1)
+    assert result["silences"][0][1] == pytest.approx(end, abs=0.1)
+    assert not [t for t in result["beat_times"] if start + 0.1 < t < end - 0.1]
+    assert len([t for t in result["beat_times"] if t > end]) > 10  # the pulse is found again after the gap
+    times = np.array([c["time"] for c in result["chords"]])
+    for moment in np.arange(start + 0.1, end - 0.1, 0.25):
+        assert result["chords"][int(np.searchsorted(times, moment, side="right")) - 1]["chord"] == "N", moment

@@ -332,6 +332,12 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
         evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
         meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
         downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
+    # No beat inside digital silence: trackers carry their pulse on through it.
+    silences = silent_spans(full)
+    if silences:
+        kept = outside(beat_times, silences)
+        beat_times, beat_frames = np.asarray(beat_times)[kept], np.asarray(beat_frames)[kept]
+        downbeat_times = np.asarray(downbeat_times)[outside(downbeat_times, silences)]
 
     if "chord_recognizer" in used:
         chords = [{k: v for k, v in c.items() if k != "time"} for c in learned.decode_chords(act, duration, settings, beat_times)["chords"]]
@@ -383,11 +389,51 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
         "key_tonic": tonic,
         "key_mode": mode,
         "key_confidence": round(key_confidence, 4),
-        "chords": [{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)],
+        "chords": with_silence([{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)], silences),
+        "silences": [list(span) for span in silences],
         **song_loudness(mix, sample_rate),
         "sections": sections,
         **extra,
     }
+
+
+# Digital silence (a gap between tracks, a hidden track's lead-in) is where no beat can be and no chord sounds:
+# stretches at least this long and this quiet.
+MIN_SILENCE_S = 1.0
+SILENCE_DBFS = -70.0
+
+
+def silent_spans(mono: np.ndarray, rate: int = ANALYSIS_RATE, hop: int = HOP) -> list[tuple[float, float]]:
+    """(start, end) seconds of every stretch of at least MIN_SILENCE_S whose level stays under SILENCE_DBFS."""
+    import librosa
+
+    level = 20 * np.log10(librosa.feature.rms(y=mono, frame_length=2 * hop, hop_length=hop)[0] + 1e-12)
+    quiet = np.concatenate([[False], level < SILENCE_DBFS, [False]])
+    edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
+    spans = []
+    for first, last in zip(edges[::2], edges[1::2]):
+        # A frame is centred on its hop: the span runs from the first quiet frame's centre to the last one's.
+        start, end = first * hop / rate, min(len(mono) / rate, (last - 1) * hop / rate + hop / rate)
+        if end - start >= MIN_SILENCE_S:
+            spans.append((round(start, 4), round(end, 4)))
+    return spans
+
+
+def outside(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+    """Mask of `times` that lie in none of `spans`."""
+    times = np.asarray(times, dtype=float)
+    keep = np.ones(len(times), dtype=bool)
+    for start, end in spans:
+        keep &= ~((times >= start) & (times < end))
+    return keep
+
+
+def with_silence(chords: list[dict], spans: list[tuple[float, float]]) -> list[dict]:
+    """Timed chords (each lasting until the next) with none inside a silent span and an N at its start, so no chord
+    runs on into the silence; the first beat after it starts the next chord."""
+    kept = [c for c in chords if outside([c["time"]], spans)[0]]
+    silences = [{"time": start, "chord": "N", "confidence": 1.0, "bass": None} for start, _ in spans]
+    return sorted(kept + silences, key=lambda c: c["time"])
 
 
 def _dsp_beats(pulse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
