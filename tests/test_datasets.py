@@ -96,20 +96,23 @@ def test_song_features_keeps_its_schema_with_no_songs(tmp_path):
     assert report["suppressed_rows"] == 0
 
 
-def test_k_anonymity_coarsens_then_suppresses_rare_rows():
-    from pipeline_project.datasets.anonymize import k_anonymize, smallest_group
+def test_microaggregation_makes_every_row_identical_to_k_minus_1_others_within_its_genre():
+    from pipeline_project.datasets.anonymize import microaggregate, smallest_group
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"tempo_bpm": rng.choice(np.arange(80, 140, 5), 60), "key_tonic": rng.choice(["C", "G", "D"], 60),
-                          "key_mode": rng.choice(["major", "minor"], 60), "duration_bucket": rng.choice(["1-2m", "2-4m"], 60),
-                          "genre": rng.choice(["rock", "pop"], 60), "value": np.arange(60)})
-    assert smallest_group(table) < 5
-    anonymous, report = k_anonymize(table, 5)
-    assert smallest_group(anonymous) >= 5 and report["k_achieved"] >= 5 and report["level"] >= 1
-    assert len(anonymous) + report["suppressed_rows"] == 60 and report["suppressed_rows"] <= 6
-    assert set(anonymous["tempo_bpm"] % 10) == {0}
-    few, few_report = k_anonymize(table.head(3), 5)
+    table = pd.DataFrame({"song_id": [f"s{i}" for i in range(33)], "genre": ["rock"] * 17 + ["funk"] * 13 + ["jazz"] * 3,
+                          "key_mode": rng.choice(["major", "minor"], 33), "tempo_bpm": rng.uniform(70, 160, 33),
+                          "loudness": rng.normal(-12, 3, 33), "entropy": rng.uniform(0, 3, 33)})
+    released, report = microaggregate(table, 5, ["tempo_bpm", "loudness", "entropy"], ["genre", "key_mode"], stratum="genre")
+    columns = ["genre", "key_mode", "tempo_bpm", "loudness", "entropy"]
+    assert len(released) == 33 and smallest_group(released, columns) >= 5 and report["k_achieved"] >= 5
+    assert set(released["genre"]) <= {"rock", "funk", "*"} and (released["genre"] == "rock").sum() >= 10  # jazz: too few alone
+    # Nothing left to match on: a row recomputed from the song lies nearest its own group, of 5 identical rows or more.
+    assert released.drop(columns="song_id").drop_duplicates().shape[0] <= 33 // 5
+    few, few_report = microaggregate(table.head(3), 5, ["tempo_bpm"], ["genre"])
     assert few.empty and few_report["suppressed_rows"] == 3
+    same, _ = microaggregate(table, 1, ["tempo_bpm"], ["genre"])
+    assert same.equals(table)
 
 
 def test_no_group_spans_two_splits_in_the_pair_and_contribution_tables():
@@ -127,19 +130,6 @@ def test_no_group_spans_two_splits_in_the_pair_and_contribution_tables():
                     "metadata": {"tempo": 120, "genre": "rock"}} for i in range(9)]
     pool = contributions_table(submissions, b"secret")
     assert len(pool) == 36 and pool.groupby("group_id")["split"].nunique().max() == 1
-
-
-def test_k_anonymity_drops_the_mode_before_the_genre():
-    from pipeline_project.datasets.anonymize import k_anonymize
-
-    # Five songs per genre with the same coarse tempo and length, but their modes mixed: the genre (the genre
-    # classifier's label) survives, the mode goes.
-    table = pd.DataFrame({"tempo_bpm": [100, 105, 110, 100, 105] * 3, "key_tonic": ["C", "G", "D", "F", "A"] * 3,
-                          "key_mode": ["major", "minor", "major", "minor", "major"] * 3,
-                          "duration_bucket": ["<30s"] * 15, "genre": ["rock"] * 5 + ["funk"] * 5 + ["disco"] * 5})
-    anonymous, report = k_anonymize(table, 5)
-    assert report["level"] == 4 and report["suppressed_rows"] == 0 and report["k_achieved"] == 5
-    assert set(anonymous["genre"]) == {"rock", "funk", "disco"} and set(anonymous["key_mode"]) == {"*"}
 
 
 def test_the_key_lives_outside_the_data_root_and_an_old_one_is_moved_out(tmp_path, monkeypatch):

@@ -62,13 +62,13 @@ def dataset_result(written: Snapshot, table: pd.DataFrame, location: str | None 
     )
 
 
-@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="2", deps=[song_theory],
+@dg.asset(group_name="datasets", kinds={"parquet"}, code_version="3", deps=[song_theory],
           automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES)
 @retry_transient_failures
 def song_features(context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource) -> dg.MaterializeResult:
-    """One anonymized row per analysed song: tempo (5 BPM steps), key, genre tag (from a fixed list), loudness,
-    harmony and rhythm statistics; split by song; k-anonymous over tempo, key, duration bucket and genre
-    (rarer rows coarsened, then suppressed)."""
+    """One anonymized row per analysed song: tempo, key, genre tag (from a fixed list), loudness, harmony and
+    rhythm statistics, each row identical to at least k - 1 others of its genre on every released column
+    (microaggregation), split by song, in an order drawn from the secret."""
     storage.fetch(storage.lake / "songs", pattern="*.json")
     songs, keys = [], storage.song_keys_with("theory.json")
     for key in keys:
@@ -76,10 +76,18 @@ def song_features(context: dg.AssetExecutionContext, storage: StorageResource, d
         songs.append({"key": key, **{name: storage.read_json(song_dir / f"{name}.json") for name in ("song", "stems", "analysis", "theory")}})
     table, report = song_features_table(songs, storage.anonymization_secret(), datasets.k_anonymity)
     if report["suppressed_rows"]:
-        context.log.warning(f"song_features: {report['suppressed_rows']} of {len(songs)} songs suppressed to reach "
-                            f"k = {datasets.k_anonymity} (coarsening level {report['level']})")
-    return snapshot(context, storage, datasets, "song_features", table, {"songs": len(keys)}, notes={"k_anonymity": report},
-                    k_anonymity=dg.MetadataValue.json(report))
+        context.log.warning(f"song_features: fewer songs than k = {datasets.k_anonymity}: none can be released yet")
+    # The manifest says how many songs only roughly: an exact count would tell who added which song when.
+    return snapshot(context, storage, datasets, "song_features", table, {"songs": size_range(len(keys))},
+                    notes={"k_anonymity": report}, k_anonymity=dg.MetadataValue.json(report))
+
+
+def size_range(count: int) -> str:
+    """A count as the power-of-two range it falls in ("16-31"), for manifests that must not state it exactly."""
+    if count == 0:
+        return "0"
+    low = 1 << (count.bit_length() - 1)
+    return f"{low}-{2 * low - 1}"
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="3", deps=[rendered_examples, augmented_examples],

@@ -83,53 +83,101 @@ def splits_of(groups, secret: bytes):
     """The split of every row of a pandas Series of group ids (see `assign_splits`)."""
     return groups.map(assign_splits(list(groups), secret)).astype(str)
 
-QUASI_IDENTIFIERS = ("tempo_bpm", "key_tonic", "key_mode", "duration_bucket", "genre")
-COARSE_DURATIONS = {"<30s": "<1m", "30s-1m": "<1m", "1-2m": "1-4m", "2-4m": "1-4m", "4-8m": ">4m", ">8m": ">4m"}
-# Rows that may be suppressed at one coarsening level before the next, coarser level is tried.
-SUPPRESSION_BUDGET = 0.10
-GENERALIZATION_LEVELS = 6
+def microaggregate(table, k: int, numeric: list[str], categorical: list[str], stratum: str | None = None,
+                   precision: dict[str, int] | None = None):
+    """(table, report): every row made identical, on every released column, to at least k - 1 others, so that
+    nobody who recomputes a row from their own copy of a song can tell it from k - 1 others (a linkage attack
+    succeeds on at most 1 / k of the rows, however many columns are matched).
+
+    Rows are grouped by MDAV (maximum distance to average vector: repeatedly, the row farthest from the centre
+    with its k - 1 nearest neighbours, then the row farthest from that one with its neighbours) on the z-scored
+    `numeric` columns, within each value of `stratum` that has k rows or more (the genre, which a classifier
+    learns); the rows of rarer values are grouped together. Each numeric value is replaced by its group's mean
+    (rounded to `precision` decimals, per column), each categorical value by the group's common value, or "*"
+    where the group's rows differ. A table of fewer than k rows cannot be released at all: it comes back empty."""
+    import numpy as np
+
+    precision = precision or {}
+    report = {"method": "microaggregation (MDAV)", "k_required": k, "stratum": stratum,
+              "aggregated_columns": list(numeric), "generalized_columns": list(categorical)}
+    if table.empty or k <= 1:
+        return table, report | {"k_achieved": 1 if len(table) else 0, "suppressed_rows": 0}
+    if len(table) < k:
+        return table.iloc[0:0], report | {"k_achieved": 0, "suppressed_rows": len(table)}
+    values = table[numeric].to_numpy(dtype=float)
+    scaled = (values - values.mean(axis=0)) / np.maximum(values.std(axis=0), 1e-9)
+    if stratum is None:
+        strata = [np.arange(len(table))]
+    else:
+        counts = table[stratum].value_counts()
+        common = table[stratum].isin(counts[counts >= k].index).to_numpy()
+        strata = [np.flatnonzero((table[stratum] == value).to_numpy()) for value in sorted(counts[counts >= k].index)]
+        rare = np.flatnonzero(~common)
+        if len(rare):
+            strata.append(rare)  # grouped together; under k rows, each joins its nearest group below
+    groups: list[list[int]] = []
+    orphans: list[int] = []
+    for members in strata:
+        if len(members) < k:
+            orphans += list(members)
+            continue
+        groups += _mdav(scaled, list(members), k)
+    if orphans:  # too few for a group of their own: together they join the one group nearest to them
+        centre = scaled[orphans].mean(axis=0)
+        nearest = min(range(len(groups)), key=lambda g: np.linalg.norm(scaled[groups[g]].mean(axis=0) - centre))
+        groups[nearest] += orphans
+    released = table.copy()
+    for column in numeric:
+        released[column] = released[column].astype(float)
+    for members in groups:
+        index = table.index[members]
+        for column in numeric:
+            released.loc[index, column] = round(float(table.loc[index, column].astype(float).mean()), precision.get(column, 4))
+        for column in categorical:
+            distinct = table.loc[index, column].astype(str).unique()
+            released.loc[index, column] = distinct[0] if len(distinct) == 1 else "*"
+    return released, report | {"k_achieved": min(len(g) for g in groups), "suppressed_rows": 0}
 
 
-def _generalize(table, level: int):
-    """Level 0 leaves the quasi-identifiers as they are; each level coarsens one more of them."""
-    table = table.copy()
-    if level >= 1:
-        table["tempo_bpm"] = (table["tempo_bpm"] // 10 * 10).astype("int64")
-    if level >= 2:
-        table["tempo_bpm"] = (table["tempo_bpm"] // 20 * 20).astype("int64")
-        table["duration_bucket"] = table["duration_bucket"].map(COARSE_DURATIONS).fillna("*")
-    if level >= 3:
-        table["key_tonic"] = "*"
-    # The mode goes before the genre: the genre is the genre classifier's label, the mode one feature among many.
-    if level >= 4:
-        table["key_mode"] = "*"
-    if level >= 5:
-        table["genre"] = "*"
-    return table
+def _mdav(scaled, members: list[int], k: int) -> list[list[int]]:
+    """MDAV groups (lists of row indices) of `members`, each of k to 2k - 1 rows."""
+    import numpy as np
+
+    remaining, groups = list(members), []
+
+    def take_around(row: int) -> list[int]:
+        order = sorted(remaining, key=lambda other: (np.linalg.norm(scaled[other] - scaled[row]), other))
+        group = order[:k]
+        for member in group:
+            remaining.remove(member)
+        return group
+
+    def farthest_from(point) -> int:
+        return max(remaining, key=lambda row: (np.linalg.norm(scaled[row] - point), -row))
+
+    while len(remaining) >= 3 * k:
+        centre = scaled[remaining].mean(axis=0)
+        first = farthest_from(centre)
+        groups.append(take_around(first))
+        second = farthest_from(scaled[first])
+        groups.append(take_around(second))
+    if len(remaining) >= 2 * k:
+        groups.append(take_around(farthest_from(scaled[remaining].mean(axis=0))))
+    if remaining:
+        groups.append(list(remaining))
+    return groups
 
 
-def smallest_group(table, quasi_identifiers=QUASI_IDENTIFIERS) -> int:
-    """The table's k: the size of its rarest combination of quasi-identifiers (0 for an empty table)."""
+def keyed_order(ids, secret: bytes):
+    """Positions that sort rows by a keyed hash of their id: an order nobody without the secret can relate to
+    anything (not the content hash, not the row count)."""
+    import numpy as np
+
+    return np.argsort([keyed_hash(secret, f"order:{value}") for value in ids], kind="stable")
+
+
+def smallest_group(table, quasi_identifiers) -> int:
+    """The table's k: the size of its rarest combination of `quasi_identifiers` (0 for an empty table)."""
     if table.empty:
         return 0
     return int(table.groupby(list(quasi_identifiers), dropna=False).size().min())
-
-
-def k_anonymize(table, k: int, quasi_identifiers=QUASI_IDENTIFIERS):
-    """(table, report): the quasi-identifiers coarsened level by level (tempo to 10 then 20 BPM, duration to
-    three buckets, key to its mode, mode dropped, genre dropped) until at most 10 % of the rows sit in
-    combinations rarer than `k`; those rows are suppressed. The report says the level, the rows suppressed and
-    the k reached."""
-    columns = list(quasi_identifiers)
-    if table.empty or k <= 1:
-        return table, {"k_required": k, "k_achieved": smallest_group(table, columns), "level": 0, "suppressed_rows": 0}
-    for level in range(GENERALIZATION_LEVELS):
-        coarse = _generalize(table, level)
-        sizes = coarse.groupby(columns, dropna=False)[columns[0]].transform("size")
-        rare = sizes < k
-        if rare.mean() <= SUPPRESSION_BUDGET or level == GENERALIZATION_LEVELS - 1:
-            kept = coarse[~rare].reset_index(drop=True)
-            return kept, {"k_required": k, "k_achieved": smallest_group(kept, columns), "level": level,
-                          "suppressed_rows": int(rare.sum())}
-    raise AssertionError("unreachable")
-

@@ -18,8 +18,9 @@ from pipeline_project.datasets.anonymize import (
     SPLIT_FRACTIONS,
     assign_splits,
     duration_bucket,
-    k_anonymize,
     keyed_hash,
+    keyed_order,
+    microaggregate,
     round_tempo,
     splits_of,
 )
@@ -43,8 +44,9 @@ def genre_label(tag: str | None) -> str:
 
 
 def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[pd.DataFrame, dict]:
-    """One row per song and the k-anonymity report (see `anonymize.k_anonymize`). `songs` items hold the
-    lake records: key, song, stems, analysis, theory. Split 70/15/15 by song."""
+    """One row per song and the k-anonymity report (see `anonymize.microaggregate`: within each genre, every row
+    identical to k - 1 others on all released columns). `songs` items hold the lake records: key, song, stems,
+    analysis, theory. Split 70/15/15 by song, and rows in an order, both drawn from the secret."""
     rows = []
     for record in songs:
         analysis, theory = record["analysis"], record["theory"]
@@ -78,9 +80,19 @@ def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[p
             "separator": record["stems"]["separator"] if record["stems"]["separator"] in ("demucs", "learned") else "dsp-fallback",
         })
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
-    table, report = k_anonymize(table, k)
+    table, report = microaggregate(table, k, list(SONG_FEATURE_NUMERIC), list(SONG_FEATURE_CATEGORICAL), stratum="genre",
+                                   precision=SONG_FEATURE_PRECISION)
+    table["tempo_bpm"] = table["tempo_bpm"].map(round_tempo).astype("int64")
     table["split"] = splits_of(table["song_id"], secret)
-    return table.sample(frac=1.0, random_state=0).reset_index(drop=True), report
+    return table.iloc[keyed_order(table["song_id"], secret)].reset_index(drop=True), report
+
+
+# What leaves about a song besides its keyed id and split: every one of these is made k-anonymous by
+# `anonymize.microaggregate` (a row is identical to k - 1 others on all of them).
+SONG_FEATURE_CATEGORICAL = ("genre", "key_tonic", "key_mode", "duration_bucket", "separator")
+SONG_FEATURE_NUMERIC = tuple(c for c in SONG_FEATURE_COLUMNS if c not in ("song_id", "split", *SONG_FEATURE_CATEGORICAL))
+SONG_FEATURE_PRECISION = {"tempo_bpm": 0, "loudness_lufs": 1, "loudness_range_lu": 1, "chord_vocabulary": 1, "beats_per_bar": 1,
+                          **{f"cadences_{kind}": 1 for kind in CADENCE_TYPES}}
 
 
 SYNTHETIC_REFERENCE = re.compile(r"(rendered|augmented|features)/ex-[0-9a-f]{12}(-a\d+)?(/[a-z_]+\.(flac|npy)|/stems|\.npy)")
@@ -140,7 +152,8 @@ def synthetic_examples_table(entries: list[dict], secret: bytes) -> pd.DataFrame
     table = pd.DataFrame(rows)
     if len(table):
         table.insert(2, "split", splits_of(table["source_id"], secret))
-    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+        table = table.iloc[keyed_order(table["example_id"], secret)]
+    return table.reset_index(drop=True)
 
 
 def drum_hits_table(examples: list[tuple[dict, np.ndarray, int]], secret: bytes) -> pd.DataFrame:
@@ -217,7 +230,7 @@ def concert_pairs_table(pairs: list[dict], secret: bytes) -> pd.DataFrame:
     table = pd.DataFrame(rows, columns=["pair_id", "track_id", "snr_db", "noise_kind", "rt60_s", "n_mels", "frames",
                                         "clean_logmel", "degraded_logmel"])
     table.insert(2, "split", splits_of(table["track_id"], secret))
-    return table.sample(frac=1.0, random_state=0).reset_index(drop=True)
+    return table.iloc[keyed_order(table["pair_id"], secret)].reset_index(drop=True)
 
 
 CONTRIBUTION_COLUMNS = ("sample_id", "group_id", "split", "instrument", "genre", "tempo_bpm", "BodyE", "SizzleE",
@@ -240,4 +253,4 @@ def contributions_table(submissions: list[dict], secret: bytes) -> pd.DataFrame:
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=[c for c in CONTRIBUTION_COLUMNS if c != "split"])
     table.insert(2, "split", splits_of(table["group_id"], secret))
-    return table[list(CONTRIBUTION_COLUMNS)].sample(frac=1.0, random_state=0).reset_index(drop=True)
+    return table[list(CONTRIBUTION_COLUMNS)].iloc[keyed_order(table["sample_id"], secret)].reset_index(drop=True)

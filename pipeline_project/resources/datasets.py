@@ -7,8 +7,8 @@ import dagster as dg
 
 class DatasetsResource(dg.ConfigurableResource):
     """snapshots_to_keep: snapshots kept per dataset (older ones are deleted; the latest never is).
-    k_anonymity: every combination of the quasi-identifiers (tempo, key, duration bucket, genre) in
-    `song_features` must be shared by at least this many rows; rarer rows are coarsened, then suppressed.
+    k_anonymity: every released row of `song_features` is identical to at least k - 1 others on every column but
+    its keyed id and split (microaggregation within genre; see `datasets.anonymize.microaggregate`).
     contribution_max_bytes: larger submission files are rejected unread.
     """
 

@@ -1,6 +1,6 @@
 """The genre classifier: a song's analysis and theory statistics (`song_features`) in, its genre out. The
 labels are weak: the genre tags users gave their files, folded onto a fixed list; songs tagged "other" or
-untagged do not train it."""
+untagged do not train it, nor those whose genre the release generalized away."""
 
 from __future__ import annotations
 
@@ -38,8 +38,11 @@ class GenreEvaluation:
         return flat
 
 
+GENERALIZED = "*"  # a genre the release hid because the song's group mixed genres (datasets.anonymize)
+
+
 def labelled(table: pd.DataFrame) -> pd.DataFrame:
-    return table[table[LABEL_COLUMN].astype(str) != UNLABELLED]
+    return table[~table[LABEL_COLUMN].astype(str).isin([UNLABELLED, GENERALIZED])]
 
 
 def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
