@@ -200,7 +200,7 @@ def run_log(folder: Path):
 
 
 def run_logger():
-    """A Dagster logger (as `console`) writing to the handlers of `start_run_log`."""
+    """A Dagster logger (as `console`) writing to the handlers of `run_log`."""
     import dagster as dg
 
     @dg.logger({"log_level": dg.Field(str, is_required=False, default_value="INFO")},
@@ -297,6 +297,10 @@ def stop_on_signals(log_file: Path):
     interpreter's wakeup file descriptor, whichever handler is installed). If the main thread has not begun to
     stop within STOP_GRACE_S, the watcher raises KeyboardInterrupt in it; if it still has not within
     STOP_LIMIT_S (stuck in native code), the watcher cleans up (`_stopped`) and ends the process itself."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set signal handlers
+        yield
+        return
+
     def interrupt(signum, frame):
         _stop["signal"] = signum
         raise KeyboardInterrupt
@@ -331,6 +335,7 @@ def stop_on_signals(log_file: Path):
     try:
         yield
     finally:
+        _handled.set()  # `run` is over: a watcher woken by a late signal must not interrupt what follows
         signal.set_wakeup_fd(previous_wakeup)
         for signum, handler in previous.items():
             signal.signal(signum, handler)
