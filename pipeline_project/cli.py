@@ -130,15 +130,29 @@ class _WithErrors(logging.Formatter):
 
 
 class _WarningsOnly(logging.Filter):
-    """Warnings from the pipeline's code and libraries, and a step waiting for a pool slot. Errors are left to
-    `run`'s own lines (one per failed song, with the file and the reason, and the summary), and Dagster's other
-    events to the log file and the UI: on the terminal they would repeat those lines with stack traces."""
+    """Warnings from the pipeline's code and libraries, each once per `run` (every song is a run of its own, and
+    one missing model warns in each), and a step waiting for a pool slot. Errors are left to `run`'s own lines
+    (one per failed song, with the file and the reason, and the summary), Dagster's other events and libraries'
+    deprecation notices to the log file and the UI: on the terminal they would repeat those lines with stack
+    traces, or speak to developers."""
+
+    def __init__(self):
+        super().__init__()
+        self.shown: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if _pool_waited_for(record) is not None:
             return True
         event = (getattr(record, "dagster_meta", None) or {}).get("dagster_event")
-        return event is None and logging.WARNING <= record.levelno < logging.ERROR
+        if event is not None or not logging.WARNING <= record.levelno < logging.ERROR:
+            return False
+        message = str((getattr(record, "dagster_meta", None) or {}).get("orig_message") or record.getMessage())
+        if record.name == "py.warnings" and ("DeprecationWarning" in message or "FutureWarning" in message):
+            return False
+        if message in self.shown:
+            return False
+        self.shown.add(message)
+        return True
 
 
 def _slot_holders(pool: str) -> str:
@@ -171,7 +185,8 @@ def run_log(folder: Path):
     to_terminal.addFilter(_WarningsOnly())
     os.environ.setdefault("MLFLOW_CONFIGURE_LOGGING", "false")  # MLflow's records then come here too
     # Harmless in a uv-made environment (it has no pip), and said once per model logged.
-    quieter = {"mlflow.utils.environment": logging.ERROR}
+    # The ONNX exporter's notes that torchvision's operators are not registered (the project has none).
+    quieter = {"mlflow.utils.environment": logging.ERROR, "torch.onnx._internal.exporter._registration": logging.ERROR}
     chosen = {"": logging.INFO, "pipeline_project.run": logging.DEBUG}
     saved = {name: (logging.getLogger(name).handlers, logging.getLogger(name).level, logging.getLogger(name).propagate)
              for name in (*chosen, *quieter)}
