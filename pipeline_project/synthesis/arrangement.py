@@ -264,7 +264,10 @@ def from_corpus(name: str, max_ql: float | None = None, number: int | None = Non
     from pipeline_project.synthesis.corpus_split import require_not_reserved
 
     path = Path(str(corpus.getWork(require_not_reserved(name))))
-    score = corpus.parse(name, number=number) if number is not None else corpus.parse(name)
+    # From the source file, never music21's pickle cache: music21 rereads a pickle right after writing it, and
+    # render workers parsing the same piece at once read each other's half-written file (a truncated zlib
+    # stream; a demo run lost an example to it). A chorale parses in about 60 ms.
+    score = corpus.parse(name, number=number, forceSource=True) if number is not None else corpus.parse(name, forceSource=True)
     label = f"{name}#{number}" if number is not None else name
     kern = path.read_text(errors="replace") if path.suffix == ".krn" else ""
     return from_score(score, label, f"music21 corpus: {label}", "public domain (music21 corpus)", max_ql, kern)
