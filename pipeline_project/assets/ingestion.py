@@ -33,6 +33,16 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
     hint = source_file_hint(context, key)
     files = find_song_files(storage.fetch_incoming(hint), key, hint)
     if not files:
+        quarantined = scan_incoming(storage.fetch(storage.quarantine)).get(key, [])
+        if quarantined:  # an earlier run (a batch this song was in) already put the file aside: say why, again
+            reason_file = quarantined[0].with_name(quarantined[0].name + ".reason.txt")
+            reason = next((line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines()
+                           if line.startswith("reason:")), "see its reason file") if reason_file.exists() else "see the quarantine folder"
+            raise dg.Failure(
+                description=f"{quarantined[0].name}: {reason} (already quarantined as {quarantined[0]})",
+                metadata={"file": quarantined[0].name, "reason": reason, "quarantined_as": str(quarantined[0]), "partition": key},
+                allow_retries=False,
+            )
         raise dg.Failure(
             description=f"no file in {storage.location(storage.incoming)} has content hash {key}: it was removed or "
                         f"quarantined (see {storage.location(storage.quarantine)})",
