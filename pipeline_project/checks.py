@@ -13,17 +13,16 @@ from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
 from pipeline_project.assets.synthesis import rendered_examples
 from pipeline_project.assets.training import review_queue
+from pipeline_project.audio.ingest import REASON_SUFFIX
 from pipeline_project.audio.io import SUPPORTED_EXTENSIONS, read_audio
 from pipeline_project.datasets.anonymize import smallest_group
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.datasets.snapshots import latest_manifest, pending_manifest, publish, read_snapshot
-from pipeline_project.datasets.tables import SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
+from pipeline_project.datasets.tables import K_ANONYMOUS_TABLES, SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
 from pipeline_project.datasets.validation import validate_table
 from pipeline_project.resources import DatasetsResource, MlflowResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
-# Datasets whose rows must be k-anonymous on every column but these (a keyed id and a split drawn from the secret).
-K_ANONYMOUS = {"song_features": ("song_id", "split")}
 DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, review_queue)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
 # references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
@@ -42,7 +41,7 @@ def private_catalog(storage: StorageResource) -> set[str]:
     if song_root.is_dir():
         for record in song_root.glob("*/song.json"):
             songs.append(json.loads(record.read_text()))
-    songs.append({"file_names": [p for p in storage.list_files(storage.quarantine) if not p.endswith(".reason.txt")]})
+    songs.append({"file_names": [p for p in storage.list_files(storage.quarantine) if not p.endswith(REASON_SUFFIX)]})
     return catalog_terms(songs)
 
 
@@ -69,8 +68,8 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
         exempt = EXEMPTIONS.get(name, {})
         findings = [str(f) for f in audit_table(table, private_catalog(storage), **exempt)]
         k = {}
-        if name in K_ANONYMOUS:  # every released value but the keyed id and the split is a quasi-identifier
-            released = [c for c in table.columns if c not in K_ANONYMOUS[name]]
+        if name in K_ANONYMOUS_TABLES:  # every released value but the keyed id and the split is a quasi-identifier
+            released = [c for c in table.columns if c not in K_ANONYMOUS_TABLES[name]]
             k = {"k": smallest_group(table, released), "k_required": datasets.k_anonymity}
             if len(table) and k["k"] < datasets.k_anonymity:
                 findings.append(f"k-anonymity: the rarest combination of all {len(released)} released columns has {k['k']} "

@@ -431,7 +431,7 @@ def outside(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
 def with_silence(chords: list[dict], spans: list[tuple[float, float]]) -> list[dict]:
     """Timed chords (each lasting until the next) with none inside a silent span and an N at its start, so no chord
     runs on into the silence; the first beat after it starts the next chord."""
-    kept = [c for c in chords if outside([c["time"]], spans)[0]]
+    kept = [c for c, keep in zip(chords, outside([c["time"] for c in chords], spans)) if keep]
     silences = [{"time": start, "chord": "N", "confidence": 1.0, "bass": None} for start, _ in spans]
     return sorted(kept + silences, key=lambda c: c["time"])
 

@@ -5,7 +5,7 @@ import dagster as dg
 
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
-from pipeline_project.audio.ingest import find_song_files, quarantine_file, scan_incoming
+from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
 from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
 from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
@@ -35,9 +35,7 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
     if not files:
         quarantined = scan_incoming(storage.fetch(storage.quarantine)).get(key, [])
         if quarantined:  # an earlier run (a batch this song was in) already put the file aside: say why, again
-            reason_file = quarantined[0].with_name(quarantined[0].name + ".reason.txt")
-            reason = next((line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines()
-                           if line.startswith("reason:")), "see its reason file") if reason_file.exists() else "see the quarantine folder"
+            reason = quarantine_reason(quarantined[0])
             raise dg.Failure(
                 description=f"{quarantined[0].name}: {reason} (already quarantined as {quarantined[0]})",
                 metadata={"file": quarantined[0].name, "reason": reason, "quarantined_as": str(quarantined[0]), "partition": key},

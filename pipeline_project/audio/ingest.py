@@ -68,6 +68,9 @@ def _key_or_none(path: Path) -> str | None:
         return None
 
 
+REASON_SUFFIX = ".reason.txt"
+
+
 def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
     """Move a rejected file into the quarantine folder with `<name>.reason.txt` beside it; returns the new path."""
     quarantine.mkdir(parents=True, exist_ok=True)
@@ -76,6 +79,15 @@ def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         target = quarantine / f"{path.stem}.{stamp}{path.suffix}"
     shutil.move(str(path), target)
-    write_text_atomic(target.with_name(target.name + ".reason.txt"),
+    write_text_atomic(target.with_name(target.name + REASON_SUFFIX),
                       f"file: {path.name}\nreason: {reason}\nquarantined_at: {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
     return target
+
+
+def quarantine_reason(quarantined: Path) -> str:
+    """Why `quarantine_file` put this file aside, from its reason file."""
+    reason_file = quarantined.with_name(quarantined.name + REASON_SUFFIX)
+    if not reason_file.exists():
+        return "see the quarantine folder"
+    return next((line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines()
+                 if line.startswith("reason:")), "see its reason file")

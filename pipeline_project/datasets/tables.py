@@ -87,6 +87,9 @@ def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[p
     return table.iloc[keyed_order(table["song_id"], secret)].reset_index(drop=True), report
 
 
+# Tables released k-anonymous by microaggregation, with the columns that stay per row (a keyed id, a split drawn
+# from the secret): every other column is a quasi-identifier, and identical rows are the design.
+K_ANONYMOUS_TABLES = {"song_features": ("song_id", "split")}
 # What leaves about a song besides its keyed id and split: every one of these is made k-anonymous by
 # `anonymize.microaggregate` (a row is identical to k - 1 others on all of them).
 SONG_FEATURE_CATEGORICAL = ("genre", "key_tonic", "key_mode", "duration_bucket", "separator")

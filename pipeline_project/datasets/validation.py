@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES
-from pipeline_project.datasets.tables import CONTRIBUTION_COLUMNS, SONG_FEATURE_COLUMNS
+from pipeline_project.datasets.tables import CONTRIBUTION_COLUMNS, K_ANONYMOUS_TABLES, SONG_FEATURE_COLUMNS
 
 # Columns every snapshot of a dataset must have, and the ranges its numeric features must stay in.
 EXPECTED_COLUMNS = {
@@ -29,8 +29,6 @@ LABEL_COLUMNS = ("label", "OpenHH")
 # whatever hits the champion is unsure of, for a person to label.
 NOT_TRAINING_SETS = ("review_queue",)
 ID_SUFFIX = "_id"
-# Datasets released k-anonymous by microaggregation: groups of identical rows are the design, not a defect.
-IDENTICAL_ROWS_BY_DESIGN = ("song_features",)
 OUTLIER_SIGMA = 3.0
 
 
@@ -102,6 +100,6 @@ def validate_table(name: str, table: pd.DataFrame) -> dict:
             count = int((np.abs(column_values - column_values.mean()) > OUTLIER_SIGMA * spread).sum())
             if count:
                 outliers[column] = count
-    if exact and name not in IDENTICAL_ROWS_BY_DESIGN:
+    if exact and name not in K_ANONYMOUS_TABLES:  # groups of identical rows are its k-anonymity
         problems.append(f"{exact} exact duplicate rows")
     return {"problems": problems, "outliers": outliers, "exact_duplicates": exact, "near_duplicates": max(0, near)}

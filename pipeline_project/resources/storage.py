@@ -177,11 +177,11 @@ class StorageResource(dg.ConfigurableResource):
         if os.environ.get(SECRET_ENV):
             return load_or_create_secret(self.secret_path)
         path = self.secret_path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
             legacy = self.root / ".secrets" / "anonymization.key"
             self.fetch(legacy.parent)
             if legacy.is_file():
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 write_private(path, legacy.read_text().strip())
                 shutil.rmtree(legacy.parent)
                 self.publish(legacy.parent)  # removes the store's copy
@@ -191,7 +191,6 @@ class StorageResource(dg.ConfigurableResource):
                     f"the datasets under {self.location(self.datasets)} were made with an anonymization key this machine "
                     f"does not have: copy the key file from the machine that made them to {path} (or set "
                     f"{SECRET_ENV}); to start over with a new key instead, delete those datasets")
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         return load_or_create_secret(path)
 
     def _has_datasets(self) -> bool:

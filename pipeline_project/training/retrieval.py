@@ -88,21 +88,17 @@ def strip_source_locations(path: str | Path) -> None:
 
     model = onnx.load(str(path))
 
-    def clean(graph) -> None:
-        for node in graph.node:
+    def clean(nodes) -> None:
+        for node in nodes:
             del node.metadata_props[:]
             node.doc_string = ""
             for attribute in node.attribute:
-                if attribute.g is not None and attribute.HasField("g"):
-                    clean(attribute.g)
-                for subgraph in attribute.graphs:
-                    clean(subgraph)
+                for subgraph in ([attribute.g] if attribute.HasField("g") else []) + list(attribute.graphs):
+                    clean(subgraph.node)
 
-    clean(model.graph)
+    clean(model.graph.node)
     for function in model.functions:
-        for node in function.node:
-            del node.metadata_props[:]
-            node.doc_string = ""
+        clean(function.node)
     onnx.save(model, str(path))
 
 
