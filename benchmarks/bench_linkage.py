@@ -48,8 +48,6 @@ def main() -> None:
 
 
 def render_collection(incoming: Path, count: int) -> None:
-    import soundfile as sf
-
     from pipeline_project.audio.io import decode_song, write_mp3
     from pipeline_project.synthesis.grooves import groove_only
     from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
@@ -66,8 +64,7 @@ def render_collection(incoming: Path, count: int) -> None:
         audio = render(performance)
         write_mp3(incoming / f"song_{index:03d}.mp3", audio.mix, audio.sample_rate, {"genre": genre, "title": f"Song {index}"})
     for index in range(min(3, count)):
-        decoded = decode_song(incoming / f"song_{index:03d}.mp3")
-        sf.write(incoming / f"song_{index:03d}.flac", decoded.samples.T, decoded.sample_rate)
+        decode_song(incoming / f"song_{index:03d}.mp3", incoming / f"song_{index:03d}.flac")
 
 
 def report(data_root: Path, ks: list[int]) -> None:

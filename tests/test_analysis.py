@@ -192,12 +192,13 @@ def test_sections_find_a_change_and_a_return():
 
 def test_analysis_has_sections_and_a_plot_and_a_chord_table(rendered_chorale):
     from pipeline_project.analysis.plots import analysis_plot
+    from pipeline_project.analysis.streaming import StemArrays, waveform_peaks
     from pipeline_project.analysis.theory import chord_timeline_markdown
 
     _, audio = rendered_chorale
     result = analyze(audio.stems, audio.sample_rate)
     assert result["sections"] and result["sections"][-1]["end"] == pytest.approx(result["duration_s"], abs=0.01)
-    png = analysis_plot(audio.mix, audio.sample_rate, result)
+    png = analysis_plot(waveform_peaks(StemArrays(audio.stems, audio.sample_rate)), result["duration_s"], result)
     assert png.startswith(b"\x89PNG") and len(png) < 200_000
     table = chord_timeline_markdown(result, analyze_theory(result))
     assert table.startswith("| time | chord | Roman numeral |") and table.count("\n") >= 4
@@ -237,3 +238,61 @@ def test_no_beat_and_no_chord_but_n_inside_digital_silence(rendered_chorale, pat
     times = np.array([c["time"] for c in result["chords"]])
     for moment in np.arange(start + 0.1, end - 0.1, 0.25):
         assert result["chords"][int(np.searchsorted(times, moment, side="right")) - 1]["chord"] == "N", moment
+
+
+@pytest.mark.parametrize("path", ["dsp", "learned"])
+def test_analysis_in_windows_from_stem_files_agrees_with_the_whole_song_at_once(rendered_chorale, tmp_path, monkeypatch, path):
+    """Long songs are analysed a window at a time from the stem files (memory stays flat); windows of 10 s
+    here, against the whole song in memory: the beat network sees all the context it needs, loudness is
+    metered across windows exactly, and the rest agrees where it matters."""
+    import mir_eval
+    import soundfile as sf
+
+    from pipeline_project.analysis import learned, streaming
+
+    _, audio = rendered_chorale
+    models = learned.load() if path == "learned" else None
+    whole = analyze(audio.stems, audio.sample_rate, models=models)
+    for name, stem in audio.stems.items():
+        sf.write(tmp_path / f"{name}.flac", stem.T, audio.sample_rate, subtype="PCM_24")
+    monkeypatch.setattr(streaming, "WINDOW", 2 * streaming.ALIGN)
+    assert whole["duration_s"] > 3 * 2 * streaming.ALIGN / streaming.ANALYSIS_RATE  # at least four windows
+    with streaming.StemFiles(tmp_path, tuple(audio.stems)) as stems:
+        windowed = analyze(stems, models=models)
+
+    assert windowed["duration_s"] == whole["duration_s"]
+    assert windowed["loudness_lufs"] == pytest.approx(whole["loudness_lufs"], abs=0.01)
+    assert np.allclose(windowed["short_term_lufs"], whole["short_term_lufs"], atol=0.11)
+    assert (windowed["key_tonic"], windowed["key_mode"]) == (whole["key_tonic"], whole["key_mode"])
+    assert windowed["tempo_bpm"] == pytest.approx(whole["tempo_bpm"], rel=0.02)
+    if path == "learned":  # the same activations, so the same beats
+        assert np.allclose(windowed["beat_times"], whole["beat_times"], atol=0.011)
+    else:  # band weights and noise floors are measured per window
+        assert mir_eval.beat.f_measure(np.array(whole["beat_times"]), np.array(windowed["beat_times"])) > 0.9
+    same = [a["chord"] == b["chord"] for a, b in zip(whole["chords"], windowed["chords"])]
+    assert len(windowed["chords"]) == len(whole["chords"]) and np.mean(same) > 0.9
+
+
+def test_loudness_metered_block_by_block_equals_the_whole_at_once():
+    from pipeline_project.audio.loudness import KWeightedSteps, integrated_loudness, integrated_loudness_of_steps
+
+    rate = 44_100
+    audio = (np.random.default_rng(3).standard_normal((2, rate * 7)) * 0.1).astype(np.float32)
+    audio[:, rate * 3: rate * 4] *= 0.01
+    meter = KWeightedSteps(rate, 2)
+    for start in range(0, audio.shape[1], 12_345):  # blocks that split the 100 ms steps anywhere
+        meter.push(audio[:, start: start + 12_345])
+    assert len(meter.energies()) == 70
+    assert integrated_loudness_of_steps(meter.energies()) == pytest.approx(integrated_loudness(audio, rate), abs=1e-9)
+
+
+def test_novelty_from_the_band_of_the_self_similarity_matrix_equals_the_whole_matrix():
+    from pipeline_project.analysis import sections
+
+    features = np.random.default_rng(4).standard_normal((25, 300))
+    normed = features / (np.linalg.norm(features, axis=0, keepdims=True) + 1e-9)
+    similarity = np.pad(normed.T @ normed, sections.KERNEL_BEATS, mode="edge")
+    kernel = sections._checkerboard(sections.KERNEL_BEATS)
+    size = 2 * sections.KERNEL_BEATS
+    expected = np.clip([np.sum(kernel * similarity[i: i + size, i: i + size]) for i in range(300)], 0.0, None)
+    assert np.allclose(sections.novelty(features), expected)

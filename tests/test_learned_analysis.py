@@ -96,6 +96,25 @@ def test_beat_decoder_keeps_slow_tempi_slow_and_finds_the_metre():
     assert path.tolist() == [0, 0, 0, 1, 1]
 
 
+def test_beat_decoder_in_checkpointed_stretches_finds_the_same_path_as_in_one():
+    """The decoder keeps back-pointers for one stretch of frames at a time (memory flat for any length) and
+    recomputes them from saved scores: the path is exactly the one a single pass finds."""
+    fps = frames.BEAT_FPS
+    rng = np.random.default_rng(7)
+    t = np.arange(4000) / fps
+    activation = np.clip(0.05 + 0.85 * (((t * 1.9) % 1.0) < 0.012) + rng.uniform(0, 0.25, len(t)), 1e-6, 1 - 1e-6)
+    periods = decoding.tempo_periods(fps)
+    ratio = periods[None, :] / periods[:, None]
+    transition = -decoding.TEMPO_CHANGE_LAMBDA * np.abs(ratio - 1.0)
+    transition -= np.log(np.exp(transition).sum(axis=1, keepdims=True))
+    evidence = (np.log(activation) - np.log(0.3), np.log(1 - activation) - np.log(0.7), periods,
+                decoding.tempo_prior(periods, fps, None), transition)
+    one_pass = decoding._viterbi_beats(*evidence, checkpoint=len(activation))
+    assert one_pass.sum() > 60
+    for checkpoint in (1, 37, 1000):
+        assert np.array_equal(decoding._viterbi_beats(*evidence, checkpoint=checkpoint), one_pass)
+
+
 def test_beats_through_a_final_ring_out_are_trimmed_and_the_first_beat_kept():
     fps, period = frames.BEAT_FPS, 50
     activation = np.full(1200, 0.01)

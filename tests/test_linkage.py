@@ -7,7 +7,6 @@ import json
 import dagster as dg
 import numpy as np
 import pytest
-import soundfile as sf
 from conftest import render_groove_song, with_privacy_checks
 
 from pipeline_project import cli
@@ -38,8 +37,7 @@ def collection(tmp_path_factory):
                            tempo=float(rng.integers(80, 150)), key=key,
                            tags={"title": f"Song number {index}", "artist": f"Band {index % 7}", "genre": genre})
     for index in (0, 1, 2):  # the same recordings again, as FLAC: another file, another partition, the same music
-        decoded = decode_song(data_root / "incoming" / f"track_{index:02d}.mp3")
-        sf.write(data_root / "incoming" / f"track_{index:02d}_lossless.flac", decoded.samples.T, decoded.sample_rate)
+        decode_song(data_root / "incoming" / f"track_{index:02d}.mp3", data_root / "incoming" / f"track_{index:02d}_lossless.flac")
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(home))
     patch.delenv("PIPELINE_K_ANONYMITY", raising=False)

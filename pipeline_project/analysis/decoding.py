@@ -41,35 +41,29 @@ def tempo_prior(periods: np.ndarray, fps: float, histogram_bpm: np.ndarray | Non
     return np.log(mass / mass.sum())
 
 
+# The beat decoder keeps its back-pointers for this many frames at a time (4.7 MB at 128 periods) and the
+# scores of every state at the start of each such stretch; the stretches' back-pointers are recomputed from
+# those, last to first, while the path is retraced. Exact, at twice the forward work, and memory no longer
+# grows with the song (a whole hour's back-pointers would be 180 MB).
+BEAT_CHECKPOINT_FRAMES = 10_000
+
+
 @lru_cache(maxsize=1)
-def _compiled_beat_kernel():
-    """The beat Viterbi compiled by numba (cached on disk; compiled with librosa's kernels after install)."""
+def _compiled_beat_kernels():
+    """The beat Viterbi's forward pass and retrace, compiled by numba (cached on disk; compiled with librosa's
+    kernels after install)."""
     from numba import njit
 
-    return njit(cache=True, nogil=True)(_viterbi_beats_kernel)
+    return njit(cache=True, nogil=True)(_beat_forward), njit(cache=True, nogil=True)(_beat_retrace)
 
 
-def _viterbi_beats_kernel(log_beat, log_other, periods, log_prior, log_transition):
-    """Frames at which the best state path starts a beat. States are laid out period by period, position 0
-    (the beat) first. Back-pointers are kept only for the beat states' period changes and the path is
-    retraced through them, since within a period the position just advances."""
-    frames = log_beat.shape[0]
+def _beat_forward(log_beat, log_other, periods, offsets, log_transition, score, start, stop, back, keep):
+    """Advance `score` (one value per state, in place) through frames start .. stop - 1. States are laid out
+    period by period, position 0 (the beat) first. With `keep`, back[t - start, j] is the period the beat
+    state of period j at frame t came from (within a period the position just advances)."""
     n_periods = periods.shape[0]
-    offsets = np.zeros(n_periods + 1, dtype=np.int64)
-    for i in range(n_periods):
-        offsets[i + 1] = offsets[i] + periods[i]
-    n_states = offsets[n_periods]
-    region = np.zeros(n_states, dtype=np.bool_)
-    for i in range(n_periods):
-        region[offsets[i]] = True
-    score = np.empty(n_states)
-    for i in range(n_periods):
-        for k in range(periods[i]):
-            score[offsets[i] + k] = log_prior[i] - np.log(periods[i])
-    # back[t, j]: the period the beat state of period j at frame t came from
-    back = np.zeros((frames, n_periods), dtype=np.int32)
-    new = np.empty(n_states)
-    for t in range(frames):
+    new = np.empty_like(score)
+    for t in range(start, stop):
         if t > 0:
             for j in range(n_periods):
                 best, arg = -np.inf, 0
@@ -78,33 +72,54 @@ def _viterbi_beats_kernel(log_beat, log_other, periods, log_prior, log_transitio
                     if value > best:
                         best, arg = value, i
                 new[offsets[j]] = best
-                back[t, j] = arg
+                if keep:
+                    back[t - start, j] = arg
                 for k in range(1, periods[j]):
                     new[offsets[j] + k] = score[offsets[j] + k - 1]
-            score, new = new, score
-        for s in range(n_states):
-            score[s] += log_beat[t] if region[s] else log_other[t]
-    # Retrace: find the final state, walk back through positions, jumping periods at beats.
-    best, state = -np.inf, 0
-    for s in range(n_states):
-        if score[s] > best:
-            best, state = score[s], s
-    period = 0
-    for i in range(n_periods):
-        if offsets[i] <= state < offsets[i + 1]:
-            period = i
-    position = state - offsets[period]
-    beats = np.zeros(frames, dtype=np.bool_)
-    t = frames - 1
-    while t >= 0:
+            score[:] = new
+        for j in range(n_periods):
+            score[offsets[j]] += log_beat[t]
+            for k in range(1, periods[j]):
+                score[offsets[j] + k] += log_other[t]
+
+
+def _beat_retrace(periods, back, start, period, position, beats):
+    """Walk the path back from (period, position) at the last frame of the stretch that starts at `start`,
+    marking beats; returns the (period, position) at the frame before the stretch."""
+    t = start + back.shape[0] - 1
+    while t >= start:
         if position == 0:
             beats[t] = True
             if t > 0:
-                period = back[t, period]
+                period = back[t - start, period]
                 position = periods[period] - 1
         else:
             position -= 1
         t -= 1
+    return period, position
+
+
+def _viterbi_beats(log_beat: np.ndarray, log_other: np.ndarray, periods: np.ndarray, log_prior: np.ndarray,
+                   log_transition: np.ndarray, checkpoint: int = BEAT_CHECKPOINT_FRAMES) -> np.ndarray:
+    """Frames at which the best state path starts a beat (a boolean per frame)."""
+    forward, retrace = _compiled_beat_kernels()
+    frames = len(log_beat)
+    offsets = np.concatenate([[0], np.cumsum(periods)]).astype(np.int64)
+    score = np.concatenate([np.full(p, prior - np.log(p)) for p, prior in zip(periods, log_prior)])
+    unused = np.zeros((1, len(periods)), dtype=np.int32)
+    stretches = [(first, min(frames, first + checkpoint)) for first in range(0, frames, checkpoint)]
+    saved = []
+    for start, stop in stretches:  # forward: keep only the scores where each stretch starts
+        saved.append(score.copy())
+        forward(log_beat, log_other, periods, offsets, log_transition, score, start, stop, unused, False)
+    state = int(np.argmax(score))
+    period = int(np.searchsorted(offsets, state, side="right") - 1)
+    position = state - int(offsets[period])
+    beats = np.zeros(frames, dtype=np.bool_)
+    for (start, stop), score in zip(reversed(stretches), reversed(saved)):  # backward, a stretch at a time
+        back = np.zeros((stop - start, len(periods)), dtype=np.int32)
+        forward(log_beat, log_other, periods, offsets, log_transition, score, start, stop, back, True)
+        period, position = retrace(periods, back, start, period, position, beats)
     return beats
 
 
@@ -127,7 +142,7 @@ def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray |
     peak = np.maximum(activation, np.maximum(np.roll(activation, 1), np.roll(activation, -1)))
     log_beat = np.log(peak) - np.log(activation_prior)
     log_other = np.log(1 - activation) - np.log(1 - activation_prior)
-    beats = _compiled_beat_kernel()(log_beat, log_other, periods, tempo_prior(periods, fps, histogram_bpm), log_transition)
+    beats = _viterbi_beats(log_beat, log_other, periods, tempo_prior(periods, fps, histogram_bpm), log_transition)
     return np.flatnonzero(beats).astype(np.float64) / fps
 
 

@@ -18,9 +18,9 @@ import numpy as np
 from pipeline_project.analysis.rhythm import beat_positions
 from pipeline_project.analysis.sections import find_sections
 from pipeline_project.audio.loudness import (
-    integrated_loudness,
+    integrated_loudness_of_steps,
     loudness_range,
-    short_term_loudness,
+    short_term_loudness_of_steps,
 )
 from pipeline_project.pitches import PITCH_NAMES
 
@@ -38,7 +38,6 @@ BASS_ROOT_BONUS = 0.05  # likewise, for the triads built on the beat's bass note
 NO_CHORD_ENERGY = 1e-3
 METER_CANDIDATES = (2, 3, 4)
 LONGER_BAR_MARGIN = 1.25  # a bar of 4 must show 25 % more downbeat contrast than a bar of 2 to be chosen
-AUDIBLE_STEM_DB = -30.0
 BASS_PROMINENCE = 1.5  # the bass note's chroma must be 1.5x the next pitch class's
 METER_SOFTMAX_TEMPERATURE = 0.25
 PULSE_BANDS = 64
@@ -46,15 +45,6 @@ PULSE_FFT = 2048
 NOISE_FLOOR_PERCENTILE = 20  # a band's noise floor: the level it stays above 80 % of the time
 PULSE_PERIODS_S = (0.4, 2.0)  # beat and bar periods a band's flux is searched for (30-150 BPM beats)
 BAND_WEIGHT_POWER = 4  # sharpens the band weights so that the few bands with a clear pulse dominate
-
-
-def _mono(stereo: np.ndarray, sample_rate: int) -> np.ndarray:
-    import librosa
-
-    mono = stereo.mean(axis=0) if stereo.ndim == 2 else stereo
-    if sample_rate != ANALYSIS_RATE:
-        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=ANALYSIS_RATE, res_type="soxr_hq")
-    return mono.astype(np.float32)
 
 
 def pulse_envelope(mono: np.ndarray) -> np.ndarray:
@@ -259,18 +249,14 @@ def bass_per_beat(bass_chroma: np.ndarray, beat_frames: np.ndarray) -> list[str 
     return notes
 
 
-def song_loudness(mix: np.ndarray, sample_rate: int) -> dict:
-    """Integrated loudness and loudness range, and short-term loudness every second; -70 LUFS (the BS.1770
-    absolute gate) stands for silence."""
-    integrated = integrated_loudness(mix, sample_rate)
-    short_term = short_term_loudness(mix, sample_rate)
+def song_loudness(steps: np.ndarray) -> dict:
+    """Integrated loudness and loudness range, and short-term loudness every second, from the mix's K-weighted
+    100 ms energies (`audio.loudness.KWeightedSteps`); -70 LUFS (the BS.1770 absolute gate) stands for silence."""
+    integrated = integrated_loudness_of_steps(steps)
+    short_term = short_term_loudness_of_steps(steps)
     return {"loudness_lufs": round(integrated, 2) if np.isfinite(integrated) else -70.0,
             "loudness_range_lu": round(loudness_range(short_term), 2),
             "short_term_lufs": [round(float(max(v, -70.0)), 1) for v in short_term]}
-
-
-def _audible(stem: np.ndarray, mix: np.ndarray) -> bool:
-    return float(np.mean(stem.astype(np.float64) ** 2)) > float(np.mean(mix.astype(np.float64) ** 2)) * 10 ** (AUDIBLE_STEM_DB / 10)
 
 
 def is_compound(onset_phases: np.ndarray, beats_per_bar: int) -> bool:
@@ -282,8 +268,12 @@ def is_compound(onset_phases: np.ndarray, beats_per_bar: int) -> bool:
     return bool(thirds > 3 * halves and thirds > 0.25)
 
 
-def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: frozenset[str] | None = None) -> dict:
+def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[str] | None = None) -> dict:
     """Analysis of one song from its stems; every estimate comes with a confidence.
+
+    `stems`: {stem: (channels, frames) array} at `sample_rate`, or any `analysis.streaming.StemSource` (such as
+    `StemFiles`, the stems on disk), which is read a window at a time so memory stays flat however long the
+    song (see `analysis.streaming`).
 
     With `models` (an `analysis.learned.ModelSet`), the networks in `use` (default: the set's promoted ones)
     run on the mix: the beat tracker gives beats, downbeats, metre and tempo; the chord recognizer chords with
@@ -294,25 +284,22 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
     import librosa
 
     from pipeline_project.analysis import learned
+    from pipeline_project.analysis.streaming import StemArrays, song_frames
 
+    source = stems if hasattr(stems, "read") else StemArrays(dict(stems), sample_rate)
     use = (models.promoted if use is None else use) if models is not None else frozenset()
-    mix = np.sum([stems[name] for name in stems], axis=0)
-    duration = mix.shape[1] / sample_rate
-    # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
-    # onset envelope, most of all in reverberant rooms.
-    has_drums = _audible(stems["drums"], mix)
-    pulse = _mono(stems["drums"] if has_drums else mix, sample_rate)
-    rhythm = _mono(stems["drums"] + stems["bass"], sample_rate)
-    harmony = _mono(stems["other"] + stems["vocals"], sample_rate)
-    full = _mono(mix, sample_rate)
+    used = tuple(name for name in learned.MODEL_NAMES if name in use)
+    song = song_frames(source, models, used, dsp_rhythm="beat_tracker" not in used,
+                       cqt_chroma=not {"chord_recognizer", "key_tracker"} <= set(used),  # STFT chroma is enough for sections
+                       bass_chroma="chord_recognizer" not in used)
+    duration = song.duration
 
-    onset_envelope = librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP)
+    onset_envelope = song.onset_envelope
     onset_frames = librosa.onset.onset_detect(onset_envelope=onset_envelope, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_times = librosa.frames_to_time(onset_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     onset_strengths = onset_envelope[onset_frames] / (onset_envelope.max() + 1e-9)
-    used = tuple(name for name in learned.MODEL_NAMES if name in use)
+    act = song.activations
     if used:
-        act = learned.activations(models, full, used)
         settings = learned.DecoderSettings.of(models)
 
     if "beat_tracker" in used:
@@ -324,16 +311,16 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
                  "time_signature": f"{bar * 3}/8" if is_compound(beat_positions(onset_times, beat_times)[1], bar) else f"{bar}/4"}
         tempo, tempo_confidence = found["tempo_bpm"], found["tempo_confidence"]
     else:
-        beat_times, beat_frames, tempo, tempo_confidence = _dsp_beats(pulse)
+        # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
+        # onset envelope, most of all in reverberant rooms.
+        beat_times, beat_frames, tempo, tempo_confidence = _dsp_beats(song.pulse_strength)
         # Downbeat evidence per beat: metric accents make the pitched parts louder on the one, and the kick
         # drum lands there.
-        loudness = librosa.feature.rms(y=harmony, hop_length=HOP)[0]
-        kick = librosa.onset.onset_strength(y=pulse, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16)
-        evidence = np.vstack([_around(loudness, beat_frames, 1), _around(kick, beat_frames, 2)])
+        evidence = np.vstack([_around(song.harmony_rms, beat_frames, 1), _around(song.kick, beat_frames, 2)])
         meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
         downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
     # No beat inside digital silence: trackers carry their pulse on through it.
-    silences = silent_spans(full)
+    silences = silent_spans(song.level_db, duration)
     if silences:
         kept = outside(beat_times, silences)
         beat_times, beat_frames = np.asarray(beat_times)[kept], np.asarray(beat_frames)[kept]
@@ -341,14 +328,10 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
 
     if "chord_recognizer" in used:
         chords = [{k: v for k, v in c.items() if k != "time"} for c in learned.decode_chords(act, duration, settings, beat_times)["chords"]]
-    if "chord_recognizer" in used and "key_tracker" in used:
-        chroma = librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)  # for the sections
-    else:
-        chroma = librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
+    chroma = song.chroma
     if "chord_recognizer" not in used:
         similarity, energy = chord_similarities(chroma, beat_frames)
-        bass_chroma = librosa.feature.chroma_cqt(y=_mono(stems["bass"], sample_rate), sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5)
-        bass_notes = bass_per_beat(bass_chroma, beat_frames)
+        bass_notes = bass_per_beat(song.bass_chroma, beat_frames)
         root_prior = bass_root_prior(bass_notes)
         first_pass = label_chords(similarity, energy, root_prior)
     if "key_tracker" in used:
@@ -368,17 +351,17 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
              "models": {name: models.versions[name] for name in used}}
     curve, stability = tempo_curve(beat_times, downbeat_times)
 
-    timbre = librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:]
+    timbre = song.timbre
     per_beat = librosa.util.sync(np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean)
-    sections = find_sections(per_beat, [0.0, *beat_times], mix.shape[1] / sample_rate)
+    sections = find_sections(per_beat, [0.0, *beat_times], duration)
 
     return {
-        "duration_s": round(mix.shape[1] / sample_rate, 3),
+        "duration_s": round(duration, 3),
         "tempo_bpm": round(tempo, 2),
         "tempo_confidence": round(tempo_confidence, 4),
         "tempo_curve": curve,
         "tempo_stability": round(stability, 4),
-        "pulse_source": "drums" if has_drums else "mix",
+        "pulse_source": "drums" if song.has_drums else "mix",
         "beat_times": [round(float(t), 4) for t in beat_times],
         "downbeat_times": [round(float(t), 4) for t in downbeat_times],
         "time_signature": meter["time_signature"],
@@ -391,7 +374,7 @@ def analyze(stems: dict[str, np.ndarray], sample_rate: int, models=None, use: fr
         "key_confidence": round(key_confidence, 4),
         "chords": with_silence([{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)], silences),
         "silences": [list(span) for span in silences],
-        **song_loudness(mix, sample_rate),
+        **song_loudness(song.loudness_steps),
         "sections": sections,
         **extra,
     }
@@ -403,17 +386,15 @@ MIN_SILENCE_S = 1.0
 SILENCE_DBFS = -70.0
 
 
-def silent_spans(mono: np.ndarray, rate: int = ANALYSIS_RATE, hop: int = HOP) -> list[tuple[float, float]]:
-    """(start, end) seconds of every stretch of at least MIN_SILENCE_S whose level stays under SILENCE_DBFS."""
-    import librosa
-
-    level = 20 * np.log10(librosa.feature.rms(y=mono, frame_length=2 * hop, hop_length=hop)[0] + 1e-12)
-    quiet = np.concatenate([[False], level < SILENCE_DBFS, [False]])
+def silent_spans(level_db: np.ndarray, duration: float, rate: int = ANALYSIS_RATE, hop: int = HOP) -> list[tuple[float, float]]:
+    """(start, end) seconds of every stretch of at least MIN_SILENCE_S whose level (dB per frame of `hop`
+    samples, centred) stays under SILENCE_DBFS."""
+    quiet = np.concatenate([[False], level_db < SILENCE_DBFS, [False]])
     edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
     spans = []
     for first, last in zip(edges[::2], edges[1::2]):
         # A frame is centred on its hop: the span runs from the first quiet frame's centre to the last one's.
-        start, end = first * hop / rate, min(len(mono) / rate, (last - 1) * hop / rate + hop / rate)
+        start, end = first * hop / rate, min(duration, (last - 1) * hop / rate + hop / rate)
         if end - start >= MIN_SILENCE_S:
             spans.append((round(start, 4), round(end, 4)))
     return spans
@@ -436,13 +417,36 @@ def with_silence(chords: list[dict], spans: list[tuple[float, float]]) -> list[d
     return sorted(kept + silences, key=lambda c: c["time"])
 
 
-def _dsp_beats(pulse: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
-    """(beat times, beat frames, tempo, tempo confidence) from the noise-robust pulse envelope."""
+TEMPOGRAM_FRAMES = 344  # librosa's tempo estimate: 8 s of autocorrelation at HOP
+TEMPOGRAM_CHUNK = 10_000  # frames of the tempogram made at a time (about 4 minutes, 28 MB)
+
+
+def song_tempo(pulse_strength: np.ndarray) -> float:
+    """librosa's global tempo estimate (the mean tempogram weighted by its log-normal prior around 120 BPM),
+    with the tempogram averaged a chunk of frames at a time: a whole song's tempogram is 2.7 MB a second."""
     import librosa
 
-    pulse_strength = pulse_envelope(pulse)
-    tempo, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_strength, sr=ANALYSIS_RATE, hop_length=HOP)
-    tempo = float(np.atleast_1d(tempo)[0])
+    half = TEMPOGRAM_FRAMES // 2 + 1
+    frames = len(pulse_strength)
+    total = np.zeros(TEMPOGRAM_FRAMES)
+    for first in range(0, frames, TEMPOGRAM_CHUNK):
+        last = min(frames, first + TEMPOGRAM_CHUNK)
+        start, stop = max(0, first - half), min(frames, last + half)
+        tempogram = librosa.feature.tempogram(onset_envelope=pulse_strength[start:stop], sr=ANALYSIS_RATE, hop_length=HOP,
+                                              win_length=TEMPOGRAM_FRAMES)
+        total += tempogram[:, first - start: last - start].sum(axis=1)
+    mean = (total / max(1, frames))[:, None]
+    return float(np.atleast_1d(librosa.feature.tempo(tg=mean, sr=ANALYSIS_RATE, hop_length=HOP, aggregate=None)).ravel()[0])
+
+
+def _dsp_beats(pulse_strength: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
+    """(beat times, beat frames, tempo, tempo confidence) from the noise-robust pulse envelope (`pulse_envelope`)."""
+    import librosa
+
+    if not pulse_strength.any():
+        return np.zeros(0), np.zeros(0, dtype=int), 0.0, 0.0
+    tempo = song_tempo(pulse_strength)
+    _, beat_frames = librosa.beat.beat_track(onset_envelope=pulse_strength, sr=ANALYSIS_RATE, hop_length=HOP, bpm=tempo)
     beat_times = librosa.frames_to_time(beat_frames, sr=ANALYSIS_RATE, hop_length=HOP)
     # Pulse clarity: how much of the onset energy sits on the tracked beats.
     on_beat = pulse_strength[beat_frames].mean() if len(beat_frames) else 0.0

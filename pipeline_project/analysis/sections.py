@@ -20,15 +20,23 @@ def _checkerboard(half: int) -> np.ndarray:
     return np.outer(sign * gauss, sign * gauss)
 
 
+NOVELTY_CHUNK_BEATS = 4096  # beats whose neighbourhoods are compared at a time (about 36 MB)
+
+
 def novelty(features: np.ndarray) -> np.ndarray:
-    """Foote novelty per beat of (dims, beats) features."""
+    """Foote novelty per beat of (dims, beats) features. The kernel sees only the self-similarity of beats
+    within its half-width of each other, so only that band of the matrix is computed (the edge beats repeated
+    past either end): a whole song's matrix would grow with the square of its length."""
     normed = features / (np.linalg.norm(features, axis=0, keepdims=True) + 1e-9)
-    similarity = normed.T @ normed
-    beats = similarity.shape[0]
+    beats = normed.shape[1]
     half = min(KERNEL_BEATS, max(1, beats // 4))
     kernel = _checkerboard(half)
-    padded = np.pad(similarity, half, mode="edge")
-    curve = np.array([np.sum(kernel * padded[i: i + 2 * half, i: i + 2 * half]) for i in range(beats)])
+    curve = np.empty(beats)
+    for first in range(0, beats, NOVELTY_CHUNK_BEATS):
+        centres = np.arange(first, min(beats, first + NOVELTY_CHUNK_BEATS))
+        around = np.clip(centres[:, None] + np.arange(-half, half)[None, :], 0, beats - 1)  # (chunk, 2 half)
+        vectors = normed.T[around]  # (chunk, 2 half, dims)
+        curve[centres] = np.einsum("cad,cbd,ab->c", vectors, vectors, kernel, optimize=True)
     return np.clip(curve, 0.0, None)
 
 

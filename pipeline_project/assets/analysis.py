@@ -7,11 +7,12 @@ import dagster as dg
 from pipeline_project.analysis import learned
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.analysis.plots import analysis_plot
+from pipeline_project.analysis.streaming import StemFiles, waveform_peaks
 from pipeline_project.analysis.theory import analyze_theory, chord_timeline_markdown
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
-from pipeline_project.audio.io import read_audio, write_bytes_atomic, write_text_atomic
+from pipeline_project.audio.io import write_bytes_atomic, write_text_atomic
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
@@ -35,14 +36,13 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
     song_dir = storage.song_dir(key)
     storage.fetch(song_dir / "stems")
     storage.fetch(song_dir, pattern="*.json")
-    stems = {}
-    for name in STEM_NAMES:
-        stems[name], sample_rate = read_audio(song_dir / "stems" / f"{name}.flac")
-    started = time.perf_counter()
-    result = analyze(stems, sample_rate, models)
-    seconds = time.perf_counter() - started
+    with StemFiles(song_dir / "stems", STEM_NAMES) as stems:  # read a window at a time: memory stays flat
+        started = time.perf_counter()
+        result = analyze(stems, models=models)
+        seconds = time.perf_counter() - started
+        peaks = waveform_peaks(stems)
     write_text_atomic(song_dir / "analysis.json", json.dumps(result, indent=1))
-    png = analysis_plot(sum(stems.values()), sample_rate, result)
+    png = analysis_plot(peaks, result["duration_s"], result)
     write_bytes_atomic(song_dir / "analysis.png", png)
     storage.publish(song_dir)
     separator = storage.read_json(song_dir / "stems.json")

@@ -6,7 +6,7 @@ import dagster as dg
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
-from pipeline_project.audio.io import decode_song, write_audio, write_text_atomic
+from pipeline_project.audio.io import decode_song, write_text_atomic
 from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
 
@@ -47,9 +47,10 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
             allow_retries=False,
         )
     source = files[0]
+    song_dir = storage.song_dir(key)
     started = time.perf_counter()
     try:
-        decoded = decode_song(source)
+        decoded = decode_song(source, song_dir / "audio.flac")
     except BadAudioError as exc:
         duplicates = scan_incoming(storage.incoming).get(key, files)  # every copy of bad content goes
         moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in duplicates]
@@ -61,8 +62,6 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
             allow_retries=False,
         ) from exc
 
-    song_dir = storage.song_dir(key)
-    write_audio(song_dir / "audio.flac", decoded.samples, decoded.sample_rate)
     record = {
         "partition_key": key,
         "file_names": [_relative_name(path, storage.incoming) for path in files],  # folders too: the audit needs them

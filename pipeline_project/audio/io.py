@@ -6,6 +6,7 @@ promises and decodes only what is really there; comparing the two is how truncat
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -39,9 +40,16 @@ def is_song_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in SUPPORTED_EXTENSIONS and not path.name.startswith(".")
 
 
+# Songs are decoded, checked, resampled and written this many seconds at a time: memory follows the block, not
+# the song, whatever its length.
+DECODE_BLOCK_S = 30.0
+
+
 @dataclass
 class DecodedAudio:
-    samples: np.ndarray  # float32, shape (channels, frames), at CANONICAL_SAMPLE_RATE
+    """What decoding found; the audio itself went to the destination file (stereo, CANONICAL_SAMPLE_RATE)."""
+
+    frames: int  # at CANONICAL_SAMPLE_RATE
     sample_rate: int
     source_sample_rate: int
     source_channels: int
@@ -50,51 +58,85 @@ class DecodedAudio:
 
     @property
     def duration_s(self) -> float:
-        return self.samples.shape[1] / self.sample_rate
+        return self.frames / self.sample_rate
 
 
-def decode_song(path: str | os.PathLike) -> DecodedAudio:
-    """Decode a song to stereo float32 at 44.1 kHz, or raise BadAudioError saying why it is unusable."""
+def decode_song(path: str | os.PathLike, destination: str | os.PathLike) -> DecodedAudio:
+    """Decode a song block by block to `destination` (stereo 24-bit FLAC at 44.1 kHz, written atomically), or
+    raise BadAudioError saying why it is unusable; nothing is left at `destination` then."""
     path = Path(path)
     if not path.exists():
         raise BadAudioError(path, "file does not exist")
     if path.stat().st_size == 0:
         raise BadAudioError(path, "empty file (0 bytes)")
     try:
-        info = sf.info(str(path))
-        data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        reader = sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile raises several types; all mean "not audio we can read"
         raise BadAudioError(path, f"not decodable as audio: not a supported audio format, or corrupt ({type(exc).__name__})") from exc
-    decoded_frames = data.shape[0]
-    if decoded_frames == 0:
-        raise BadAudioError(path, "contains no audio frames")
-    if info.frames > 0 and decoded_frames < info.frames * (1 - TRUNCATION_TOLERANCE):
-        raise BadAudioError(
-            path,
-            f"truncated: header promises {info.frames / source_rate:.1f} s but only "
-            f"{decoded_frames / source_rate:.1f} s could be decoded",
+    folder = Path(destination).parent
+    made_folder = not folder.exists()
+    try:
+        with reader:
+            return _decode_blocks(path, reader, destination)
+    except BadAudioError:
+        if made_folder:  # a bad file leaves no empty folder behind (the partial file is gone already)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _decode_blocks(path: Path, reader: sf.SoundFile, destination: str | os.PathLike) -> DecodedAudio:
+    with atomic_path(destination) as tmp:
+        source_rate, promised = reader.samplerate, reader.frames
+        resampler = None
+        if source_rate != CANONICAL_SAMPLE_RATE:
+            import soxr  # librosa's "soxr_hq", streamed: the filter state carries across blocks
+
+            resampler = soxr.ResampleStream(source_rate, CANONICAL_SAMPLE_RATE, 2, dtype="float32", quality="HQ")
+        decoded = written = 0
+        peak = 0.0
+        with sf.SoundFile(str(tmp), "w", CANONICAL_SAMPLE_RATE, 2, subtype="PCM_24", format="FLAC") as out:
+            while True:
+                try:
+                    block = reader.read(max(1, int(DECODE_BLOCK_S * source_rate)), dtype="float32", always_2d=True)
+                except Exception as exc:
+                    raise BadAudioError(path, f"not decodable as audio: corrupt after {decoded / source_rate:.1f} s "
+                                              f"({type(exc).__name__})") from exc
+                last = len(block) == 0
+                if not last:
+                    if not np.isfinite(block).all():
+                        raise BadAudioError(path, "decoded samples contain NaN or infinity")
+                    decoded += len(block)
+                    peak = max(peak, float(np.max(np.abs(block))))
+                stereo = to_stereo(block.T).T if not last else np.zeros((0, 2), dtype=np.float32)
+                if resampler is not None:
+                    stereo = resampler.resample_chunk(np.ascontiguousarray(stereo), last=last)
+                if len(stereo):
+                    out.write(np.clip(stereo, -1.0, 1.0))
+                    written += len(stereo)
+                if last:
+                    break
+        if decoded == 0:
+            raise BadAudioError(path, "contains no audio frames")
+        if promised > 0 and decoded < promised * (1 - TRUNCATION_TOLERANCE):
+            raise BadAudioError(
+                path,
+                f"truncated: header promises {promised / source_rate:.1f} s but only "
+                f"{decoded / source_rate:.1f} s could be decoded",
+            )
+        duration = decoded / source_rate
+        if duration < MIN_DURATION_S:
+            raise BadAudioError(path, f"too short: {duration:.2f} s (minimum {MIN_DURATION_S} s)")
+        if peak < SILENCE_PEAK:
+            raise BadAudioError(path, "silent: peak level below -60 dBFS")
+        return DecodedAudio(
+            frames=written,
+            sample_rate=CANONICAL_SAMPLE_RATE,
+            source_sample_rate=int(source_rate),
+            source_channels=int(reader.channels),
+            source_format=reader.format,
+            tags=read_tags(path),
         )
-    duration = decoded_frames / source_rate
-    if duration < MIN_DURATION_S:
-        raise BadAudioError(path, f"too short: {duration:.2f} s (minimum {MIN_DURATION_S} s)")
-    if not np.isfinite(data).all():
-        raise BadAudioError(path, "decoded samples contain NaN or infinity")
-    if float(np.max(np.abs(data))) < SILENCE_PEAK:
-        raise BadAudioError(path, "silent: peak level below -60 dBFS")
-
-    samples = to_stereo(data.T)
-    if source_rate != CANONICAL_SAMPLE_RATE:
-        import librosa
-
-        samples = librosa.resample(samples, orig_sr=source_rate, target_sr=CANONICAL_SAMPLE_RATE, res_type="soxr_hq")
-    return DecodedAudio(
-        samples=np.ascontiguousarray(samples, dtype=np.float32),
-        sample_rate=CANONICAL_SAMPLE_RATE,
-        source_sample_rate=int(source_rate),
-        source_channels=int(info.channels),
-        source_format=info.format,
-        tags=read_tags(path),
-    )
 
 
 def to_stereo(samples: np.ndarray) -> np.ndarray:

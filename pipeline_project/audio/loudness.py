@@ -27,17 +27,41 @@ def _k_weighting(sample_rate: int) -> np.ndarray:
     return np.array([biquad("high_shelf", 1500.0, 1 / np.sqrt(2), 4.0), biquad("high_pass", 38.0, 0.5)])
 
 
-def _weighted_steps(audio: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mean-square K-weighted energy, summed over channels, of consecutive 100 ms steps: every BS.1770 and
-    EBU R128 measurement is a mean over a run of these (400 ms momentary blocks, 3 s short-term windows)."""
-    from scipy.signal import sosfilt
+class KWeightedSteps:
+    """Mean-square K-weighted energy, summed over channels, of consecutive 100 ms steps, fed block by block: every
+    BS.1770 and EBU R128 measurement is a mean over a run of these (400 ms momentary blocks, 3 s short-term
+    windows). The filter state and the samples of an unfinished step carry over from one block to the next, so
+    any split of the audio into blocks gives the same steps as the whole at once."""
 
-    weighted = sosfilt(_k_weighting(sample_rate).astype(np.float32), np.atleast_2d(np.asarray(audio, dtype=np.float32)), axis=-1)
-    step = int(0.1 * sample_rate)
-    steps = weighted.shape[-1] // step
-    per_step = np.einsum("cij,cij->ci", *(weighted[:, : steps * step].reshape(weighted.shape[0], steps, step),) * 2,
-                         dtype=np.float64)
-    return per_step.sum(axis=0) / step
+    def __init__(self, sample_rate: int, channels: int):
+        self.sos = _k_weighting(sample_rate).astype(np.float32)
+        self.step = int(0.1 * sample_rate)
+        self.state = np.zeros((self.sos.shape[0], channels, 2), dtype=np.float32)  # silence before the first sample
+        self.pending = np.zeros((channels, 0), dtype=np.float32)
+        self.steps: list[np.ndarray] = []
+
+    def push(self, audio: np.ndarray) -> None:
+        """Add the next (channels, frames) block."""
+        from scipy.signal import sosfilt
+
+        weighted, self.state = sosfilt(self.sos, np.atleast_2d(np.asarray(audio, dtype=np.float32)), axis=-1, zi=self.state)
+        weighted = np.concatenate([self.pending, weighted.astype(np.float32)], axis=1) if self.pending.shape[1] else weighted
+        whole = weighted.shape[-1] // self.step
+        if whole:
+            blocks = weighted[:, : whole * self.step].reshape(weighted.shape[0], whole, self.step)
+            self.steps.append(np.einsum("cij,cij->ci", blocks, blocks, dtype=np.float64).sum(axis=0) / self.step)
+        self.pending = weighted[:, whole * self.step:]
+
+    def energies(self) -> np.ndarray:
+        """Every finished step's energy (a final unfinished step is left out, as BS.1770's gating blocks do)."""
+        return np.concatenate(self.steps) if self.steps else np.zeros(0)
+
+
+def _weighted_steps(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    audio = np.atleast_2d(audio)
+    meter = KWeightedSteps(sample_rate, audio.shape[0])
+    meter.push(audio)
+    return meter.energies()
 
 
 def _windows(steps: np.ndarray, length: int, hop: int) -> np.ndarray:
@@ -58,7 +82,12 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
     """Integrated loudness in LUFS of (channels, frames) audio after ITU-R BS.1770-4: K-weighting, 400 ms
     blocks with 75 % overlap, an absolute gate at -70 LUFS and a relative gate 10 LU below. Vectorized,
     so measuring every stem costs little next to rendering it."""
-    energy = _windows(_weighted_steps(audio, sample_rate), 4, 1)
+    return integrated_loudness_of_steps(_weighted_steps(audio, sample_rate))
+
+
+def integrated_loudness_of_steps(steps: np.ndarray) -> float:
+    """`integrated_loudness` from `KWeightedSteps.energies()`."""
+    energy = _windows(steps, 4, 1)
     gated = energy[_lufs(energy) > -70.0]
     if not gated.size:
         return float("-inf")
@@ -68,7 +97,12 @@ def integrated_loudness(audio: np.ndarray, sample_rate: int) -> float:
 
 def short_term_loudness(audio: np.ndarray, sample_rate: int, hop_s: float = 1.0) -> np.ndarray:
     """EBU R128 short-term loudness (3 s windows) in LUFS every `hop_s` seconds; -inf where silent."""
-    return _lufs(_windows(_weighted_steps(audio, sample_rate), 30, max(1, round(hop_s * 10))))
+    return short_term_loudness_of_steps(_weighted_steps(audio, sample_rate), hop_s)
+
+
+def short_term_loudness_of_steps(steps: np.ndarray, hop_s: float = 1.0) -> np.ndarray:
+    """`short_term_loudness` from `KWeightedSteps.energies()`."""
+    return _lufs(_windows(steps, 30, max(1, round(hop_s * 10))))
 
 
 def loudness_range(short_term: np.ndarray) -> float:

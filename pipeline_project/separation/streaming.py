@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 import soundfile as sf
 
+from pipeline_project.memory import return_freed_memory
 from pipeline_project.separation.separator import STEM_NAMES, Separation
 
 # Each seam between windows computes its crossfade twice and may round up to one more Demucs segment, so
@@ -27,18 +28,6 @@ from pipeline_project.separation.separator import STEM_NAMES, Separation
 DEFAULT_CHUNK_S = 120.0
 DEFAULT_CROSSFADE_S = 1.0
 PARTIAL_SUFFIX = ".partial"
-
-
-def _return_freed_memory() -> None:
-    """Hand memory freed by the last window back to the system. glibc keeps freed blocks of a few megabytes
-    in its heap, where the next window's differently sized blocks fragment them: without this, resident
-    memory creeps up window after window on long songs."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        pass
 
 
 def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separate: Callable[[np.ndarray, int], Separation],
@@ -81,7 +70,7 @@ def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separat
                 writers[name].write(np.clip(stems[name][:, head:keep], -1.0, 1.0).T)
             tail = None if last else {name: stems[name][:, keep:].copy() for name in STEM_NAMES}
             del separation, stems, window
-            _return_freed_memory()
+            return_freed_memory()
             if progress:
                 progress(end / total)
             start = end if last else end - fade
