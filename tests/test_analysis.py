@@ -296,3 +296,15 @@ def test_novelty_from_the_band_of_the_self_similarity_matrix_equals_the_whole_ma
     size = 2 * sections.KERNEL_BEATS
     expected = np.clip([np.sum(kernel * similarity[i: i + size, i: i + size]) for i in range(300)], 0.0, None)
     assert np.allclose(sections.novelty(features), expected)
+
+
+def test_the_plot_of_a_three_hour_song_leaves_out_what_would_cover_it():
+    from pipeline_project.analysis.plots import analysis_plot
+
+    duration = 3 * 3600.0
+    beats = np.arange(0.5, duration, 0.5).tolist()
+    sections = [{"start": float(s), "end": float(s + 6), "label": "AB"[i % 2], "confidence": 1.0}
+                for i, s in enumerate(np.arange(0, duration, 6))]
+    analysis = {"tempo_bpm": 120.0, "key_tonic": "C", "key_mode": "major", "beat_times": beats, "sections": sections}
+    png = analysis_plot(np.abs(np.sin(np.arange(2000))), duration, analysis)
+    assert png.startswith(b"\x89PNG") and len(png) < 200_000
