@@ -630,7 +630,7 @@ def _storage(data_root: str | None):
 
 def export_contribution(data_root: str | None, instrument: str, genre: str, out: str, assume_yes: bool) -> int:
     """Write a submission file from the local drum_hits, after showing what it holds."""
-    from pipeline_project.audio.io import write_text_atomic
+    from pipeline_project.files import write_text_atomic
     from pipeline_project.datasets.contributions import export_submission
     from pipeline_project.datasets.snapshots import read_snapshot
 

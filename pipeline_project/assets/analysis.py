@@ -12,7 +12,7 @@ from pipeline_project.analysis.theory import analyze_theory, chord_timeline_mark
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
-from pipeline_project.audio.io import write_bytes_atomic, write_text_atomic
+from pipeline_project.files import write_bytes_atomic, write_text_atomic
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 

@@ -8,7 +8,8 @@ import pandas as pd
 from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
-from pipeline_project.audio.io import read_audio, write_text_atomic
+from pipeline_project.audio.io import read_audio
+from pipeline_project.files import write_text_atomic
 from pipeline_project.datasets.contributions import Verdict, reference_from, validate_submission
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (

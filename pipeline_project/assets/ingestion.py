@@ -6,7 +6,8 @@ import dagster as dg
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
-from pipeline_project.audio.io import decode_song, write_text_atomic
+from pipeline_project.audio.io import decode_song
+from pipeline_project.files import write_text_atomic
 from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
 

@@ -7,7 +7,7 @@ import soundfile as sf
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
-from pipeline_project.audio.io import write_text_atomic
+from pipeline_project.files import write_text_atomic
 from pipeline_project.resources import MlflowResource, SeparatorResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 

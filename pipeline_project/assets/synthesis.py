@@ -8,7 +8,7 @@ from pydantic import Field
 from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings
-from pipeline_project.audio.io import write_text_atomic
+from pipeline_project.files import write_text_atomic
 from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS
 from pipeline_project.augmentation.corpus import AugmentationJob, augment_example, load_noise_pool, write_listening_sample
 from pipeline_project.parallel import map_in_processes

@@ -48,9 +48,3 @@ def random_windows(duration_s: float, seed: int, count: int, min_s: float = 1.0,
         start = float(rng.uniform(0.0, max(0.0, duration_s - length)))
         windows.append((round(start, 4), round(length, 4)))
     return windows
-
-
-def window_frames(windows: list[tuple[float, float]], settings: LogMelSettings) -> list[tuple[int, int]]:
-    """The same windows as spectrogram frame ranges [first, last)."""
-    per_second = settings.sample_rate / settings.hop_length
-    return [(int(round(start * per_second)), int(round((start + length) * per_second))) for start, length in windows]

@@ -6,7 +6,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-from pipeline_project.audio.io import content_hash, is_song_file, write_text_atomic
+from pipeline_project.audio.io import content_hash, is_song_file
+from pipeline_project.files import write_text_atomic
 
 # Re-hashing unchanged files on every sensor tick would read the whole collection; a file's key is cached
 # by (path, size, mtime) for the life of the process.

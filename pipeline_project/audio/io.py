@@ -7,9 +7,7 @@ promises and decodes only what is really there; comparing the two is how truncat
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from pipeline_project.errors import BadAudioError
+from pipeline_project.files import atomic_path, sha256_of
 
 SUPPORTED_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg")
 CANONICAL_SAMPLE_RATE = 44_100
@@ -29,11 +28,7 @@ SHORT_HASH_LENGTH = 16
 
 def content_hash(path: str | os.PathLike, length: int = SHORT_HASH_LENGTH) -> str:
     """Short sha256 of a file's bytes: the same content under any name gives the same key."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:length]
+    return sha256_of(path)[:length]
 
 
 def is_song_file(path: Path) -> bool:
@@ -204,36 +199,3 @@ def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:
     """Read a lossless file written by write_audio as (channels, frames) float32."""
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
     return np.ascontiguousarray(data.T), int(rate)
-
-
-class atomic_path:
-    """Context manager giving a temporary path beside `path`, renamed onto it only on success."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
-        os.close(handle)
-        self.tmp = Path(name)
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self.tmp, 0o666 & ~umask)  # mkstemp creates 0600; finished files get the usual mode
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
-
-
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-
-
-def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
-from pipeline_project.audio.io import atomic_path, read_audio, write_audio, write_mp3, write_text_atomic
+from pipeline_project.audio.io import read_audio, write_audio, write_mp3
+from pipeline_project.files import atomic_path, write_text_atomic
 from pipeline_project.augmentation.chains import NoisePool, apply_chain, sample_chain
 from pipeline_project.synthesis.performance import stretch_labels
 

@@ -88,12 +88,6 @@ def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     return ir.astype(np.float32)
 
 
-def measured_rt60(ir: np.ndarray, sample_rate: int) -> float:
-    import pyroomacoustics as pra
-
-    return float(pra.experimental.measure_rt60(ir.mean(axis=0), fs=sample_rate, decay_db=30))
-
-
 SHORT_IR_TAPS = 32_768  # responses up to 0.74 s (small rooms, studios) are convolved exactly
 TAIL_DECIMATION = 4  # longer ones: everything after the direct sound at a quarter of the rate
 

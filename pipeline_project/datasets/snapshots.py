@@ -39,7 +39,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline_project.audio.io import write_text_atomic
+from pipeline_project.files import sha256_of, write_text_atomic
 
 SNAPSHOTS = "snapshots"
 BUILDING_PREFIX = ".building-"
@@ -66,14 +66,6 @@ class Snapshot:
         return [tuple(c) for c in self.manifest["columns"]]
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _part_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
@@ -81,7 +73,7 @@ def _part_name(index: int) -> str:
 def _write_part(table: pa.Table, path: Path, options: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, **options)
-    return {"rows": table.num_rows, "sha256": _sha256(path), "bytes": path.stat().st_size}
+    return {"rows": table.num_rows, "sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
 def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dict[str, dict]:
@@ -264,4 +256,4 @@ def verify_snapshot(root: str | os.PathLike, snapshot_id: str) -> list[str]:
     folder = Path(root) / SNAPSHOTS / snapshot_id
     manifest = json.loads((folder / MANIFEST).read_text())
     return [relative for relative, entry in manifest["files"].items()
-            if not (folder / relative).exists() or _sha256(folder / relative) != entry["sha256"]]
+            if not (folder / relative).exists() or sha256_of(folder / relative) != entry["sha256"]]

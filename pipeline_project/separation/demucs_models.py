@@ -17,6 +17,7 @@ from pathlib import Path
 
 import yaml
 
+from pipeline_project.files import update_digest
 from pipeline_project.separation.demucs_download import Remote, WeightsDownloadError, fetch_weights, torch_hub_checkpoints
 
 log = logging.getLogger(__name__)
@@ -35,9 +36,7 @@ def files_sha256(paths: list[Path]) -> str:
     digest = hashlib.sha256()
     for path in sorted(paths, key=lambda p: p.name):
         digest.update(path.name.encode())
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        update_digest(digest, path)
     return digest.hexdigest()
 
 

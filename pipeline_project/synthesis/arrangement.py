@@ -33,7 +33,6 @@ ARTICULATION_KEYS = {
     "open_hihat": 46, "half_open_hihat": 46, "crash": 49, "ride": 51, "ride_bell": 53, "tom": 47,
 }
 HELPER_ARTICULATIONS = {"choke": 42, "flam_grace": 38}
-HIT_CLASSES = tuple(ARTICULATION_KEYS)
 # Articulation of a plain GM drum key, for MIDI files that carry no articulation of their own.
 DRUM_CLASSES = {36: "kick", 35: "kick", 38: "snare", 40: "snare", 42: "closed_hihat", 44: "pedal_hihat",
                 46: "open_hihat", 49: "crash", 57: "crash", 51: "ride", 59: "ride", 53: "ride_bell",

@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline_project.audio.io import read_audio, write_audio, write_mp3, write_text_atomic
+from pipeline_project.audio.io import read_audio, write_audio, write_mp3
+from pipeline_project.files import write_text_atomic
 from pipeline_project.parallel import map_in_processes
 
 # Long enough for sections and a dozen bars of beats; short enough that fifteen songs render and run in

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_project.audio.io import content_hash, write_audio, write_text_atomic
+from pipeline_project.audio.io import content_hash, write_audio
+from pipeline_project.files import write_text_atomic
 from pipeline_project.synthesis.arrangement import Arrangement, from_corpus, from_file
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, groove_only, meter_of, with_rhythm_section
 from pipeline_project.synthesis.instruments import Voice, choose_voices

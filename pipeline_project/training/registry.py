@@ -9,7 +9,6 @@ MLflow keeps itself), and a `model_card.json` in its run with the sha256 of ever
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import math
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
+
+from pipeline_project.files import sha256_of
 
 CHAMPION, CHALLENGER = "champion", "challenger"
 MODEL_CARD = "model_card.json"
@@ -46,14 +47,6 @@ class RegistrationResult:
 
 def sqlite_tracking_uri(store_dir: str | os.PathLike) -> str:
     return f"sqlite:///{Path(store_dir).resolve() / 'mlflow.db'}"
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def file_checksums(folder: str | os.PathLike) -> dict[str, str]:

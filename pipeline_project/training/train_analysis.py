@@ -16,7 +16,6 @@ Reserved pieces are never planned (`synthesis.corpus_split`); the test split is 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from pipeline_project.analysis import frames
 from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode
+from pipeline_project.files import sha256_of
 from pipeline_project.parallel import available_cores, map_in_processes
 from pipeline_project.training import analysis_corpus, analysis_models
 from pipeline_project.training.analysis_registry import MINIMUM_GAIN
@@ -124,7 +124,7 @@ def train_in_process(job: tuple) -> tuple[str, tuple]:
 
 
 def file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    return sha256_of(path)[:12]
 
 
 def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, renders_per_piece: int = 2,

@@ -19,7 +19,6 @@ The test split is left to `benchmarks/bench_separation_quality.py`; reserved pie
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_project.files import sha256_of
 from pipeline_project.separation import learned
 from pipeline_project.separation.separator import STEM_NAMES, separate_with_fallback
 from pipeline_project.training import analysis_corpus, separator_corpus
@@ -241,7 +241,7 @@ def train_separator(out: Path = SHIPPED_MODELS, corpus: Path = DEFAULT_CORPUS, s
     out.mkdir(parents=True, exist_ok=True)
     path = out / learned.SHIPPED_SEPARATOR.name
     export_onnx(network, path)
-    version = f"{seed}-{hashlib.sha256(path.read_bytes()).hexdigest()[:12]}"
+    version = f"{seed}-{sha256_of(path)[:12]}"
     loaded = learned.load_separator(path)
     conditions = [p.condition for p in plans["validation"]]
     tables = {"learned": validation_sdr(loaded, examples["validation"], conditions),
