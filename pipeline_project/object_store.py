@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from pipeline_project.datasets.snapshots import BUILDING_PREFIX, LATEST
+from pipeline_project.files import atomic_path
 from pipeline_project.separation.streaming import PARTIAL_SUFFIX
 
 
@@ -115,15 +115,9 @@ class ObjectStoreMirror:
             self._known.add(key)
             local = self._local(key)
             if not self._same(local, size, modified):
-                local.parent.mkdir(parents=True, exist_ok=True)
-                handle, temporary = tempfile.mkstemp(prefix=f".{local.name}.", suffix=".tmp", dir=local.parent)
-                os.close(handle)
-                try:
-                    self.fs.get_file(self._remote_path(key), temporary)
+                with atomic_path(local) as temporary:
+                    self.fs.get_file(self._remote_path(key), str(temporary))
                     os.utime(temporary, (modified, modified))
-                    os.replace(temporary, local)
-                finally:
-                    Path(temporary).unlink(missing_ok=True)
                 downloaded += 1
         return downloaded
 

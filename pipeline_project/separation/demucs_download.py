@@ -26,6 +26,8 @@ from pathlib import Path
 
 import yaml
 
+from pipeline_project.files import write_text_atomic
+
 DEMUCS_REMOTE_URL = "https://dl.fbaipublicfiles.com/demucs/"  # demucs.pretrained.ROOT_URL
 WEIGHTS_SETTINGS = ("auto", "never", "always")
 TIMEOUT_S = 3.0  # per connect and per read: the whole offline fallback stays under 5 s
@@ -158,10 +160,7 @@ class OfflineMemory:
         return record["reason"] if time.time() - record["at"] < self.retry_after_s else None
 
     def remember(self, attempt: str, reason: str) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        temporary = self._record(attempt).with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"attempt": attempt, "at": time.time(), "reason": reason}))
-        os.replace(temporary, self._record(attempt))
+        write_text_atomic(self._record(attempt), json.dumps({"attempt": attempt, "at": time.time(), "reason": reason}))
 
     def first_warning(self, run_id: str | None) -> bool:
         """True the first time a run (or, without a run id, this process) asks."""

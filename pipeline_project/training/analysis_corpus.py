@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_project.analysis import frames
+from pipeline_project.files import atomic_path, write_text_atomic
 from pipeline_project.synthesis.corpus_split import pieces_in, soundfont_split
 
 CONDITIONS = {"clean": (), "room": ("room",), "reverb_noise": ("room", "noise"), "concert": ("concert",)}
@@ -61,10 +62,7 @@ def time_signatures(pieces: list[str], cache: Path | None = None, workers: int =
     missing = [p for p in pieces if p not in known]
     known.update(zip(missing, map_in_processes(_time_signature, missing, workers)))
     if cache and missing:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache.with_suffix(".tmp")
-        temporary.write_text(json.dumps(known, indent=0, sort_keys=True))
-        temporary.replace(cache)
+        write_text_atomic(cache, json.dumps(known, indent=0, sort_keys=True))
     return known
 
 
@@ -201,10 +199,9 @@ def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
             "time_signature": labels["time_signature"], "duration": duration,
             "beats": labels["beats"], "downbeats": labels["downbeats"], "chords": labels["chords"],
             "local_keys": frames.local_keys(labels)}
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez_compressed(temporary, beat_features=beat_in, harmony_features=harmony_in,
-                        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **wanted)
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        np.savez_compressed(temporary, beat_features=beat_in, harmony_features=harmony_in,
+                            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **wanted)
     return path.name
 
 

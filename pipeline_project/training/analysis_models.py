@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from pipeline_project.analysis import frames
+from pipeline_project.files import atomic_path, write_text_atomic
 
 BEAT_EXCERPT = 1000  # 10 s of beat frames
 HARMONY_EXCERPT = 220  # 20 s of harmony frames
@@ -206,11 +207,10 @@ def export_onnx(network: nn.Module, kind: str, path: Path) -> None:
     bins = frames.MEL_BANDS if kind == "beat" else frames.HARMONY_BINS
     example = torch.zeros(1, 400 if kind == "beat" else 64, bins)
     outputs = ["beat_downbeat"] if kind == "beat" else ["chord", "bass", "key"]
-    temporary = path.with_suffix(".tmp.onnx")
-    torch.onnx.export(network, (example,), str(temporary), input_names=["features"], output_names=outputs,
-                      dynamic_axes={"features": {1: "frames"}, **{o: {1: "frames"} for o in outputs}},
-                      opset_version=17, dynamo=False)
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        torch.onnx.export(network, (example,), str(temporary), input_names=["features"], output_names=outputs,
+                          dynamic_axes={"features": {1: "frames"}, **{o: {1: "frames"} for o in outputs}},
+                          opset_version=17, dynamo=False)
 
 
 def tempo_histogram(metas: list[dict]) -> list[int]:
@@ -229,6 +229,4 @@ def tempo_histogram(metas: list[dict]) -> list[int]:
 
 
 def write_card(path: Path, card: dict) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(card, indent=1) + "\n")
-    temporary.replace(path)
+    write_text_atomic(path, json.dumps(card, indent=1) + "\n")

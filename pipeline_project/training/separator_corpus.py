@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline_project.files import atomic_path
 from pipeline_project.separation.separator import STEM_NAMES
 from pipeline_project.training import analysis_corpus
 from pipeline_project.training.analysis_corpus import RenderPlan, apply_condition, heard_stems, render_stems
@@ -38,10 +39,9 @@ def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
     frames = min(mix.shape[1], int(MAX_SECONDS * rate))
     stems = np.stack([heard[name][:, :frames].mean(axis=0) for name in STEM_NAMES])
     meta = {"plan": asdict(plan), "sample_rate": rate}
-    temporary = path.with_suffix(".tmp.npz")
-    np.savez(temporary, mix=mix[:, :frames].astype(np.float16), stems=stems.astype(np.float16),
-             meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        np.savez(temporary, mix=mix[:, :frames].astype(np.float16), stems=stems.astype(np.float16),
+                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
     return path.name
 
 

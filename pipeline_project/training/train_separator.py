@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_project.files import sha256_of
+from pipeline_project.files import atomic_path, sha256_of, write_text_atomic
 from pipeline_project.separation import learned
 from pipeline_project.separation.separator import STEM_NAMES, separate_with_fallback
 from pipeline_project.training import analysis_corpus, separator_corpus
@@ -151,11 +151,10 @@ def export_onnx(network, path: Path) -> None:
     """ONNX with a dynamic frame axis, written atomically."""
     import torch
 
-    temporary = path.with_suffix(".tmp.onnx")
     example = torch.zeros(1, 2, learned.BINS, 64)
-    torch.onnx.export(network, (example,), str(temporary), input_names=["log_magnitudes"], output_names=["masks"],
-                      dynamic_axes={"log_magnitudes": {3: "frames"}, "masks": {3: "frames"}}, opset_version=17, dynamo=False)
-    temporary.replace(path)
+    with atomic_path(path) as temporary:
+        torch.onnx.export(network, (example,), str(temporary), input_names=["log_magnitudes"], output_names=["masks"],
+                          dynamic_axes={"log_magnitudes": {3: "frames"}, "masks": {3: "frames"}}, opset_version=17, dynamo=False)
 
 
 def stem_sdr(reference: np.ndarray, estimate: np.ndarray) -> float | None:
@@ -261,9 +260,7 @@ def train_separator(out: Path = SHIPPED_MODELS, corpus: Path = DEFAULT_CORPUS, s
             "promotion_rule": "used instead of the DSP fallback when its mean SDR over the stems is higher and no stem's "
                               "SDR is lower in any condition, on the validation renders",
             "reserved_pieces": "never used (synthesis.corpus_split)"}
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(card, indent=1) + "\n")
-    temporary.replace(path.with_suffix(".json"))
+    write_text_atomic(path.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
     return path, paths["validation"], conditions
 
