@@ -168,7 +168,8 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
             """The window's own frames of `values` (frames on the last axis, hop `hop`)."""
             first = (core_start - start) // hop
             count = (grids_total[hop] if last else core_stop // hop) - core_start // hop
-            parts.setdefault(name, []).append(values[..., first: first + count])
+            # A copy, not a view: a view would keep the whole window's array, context and all, alive.
+            parts.setdefault(name, []).append(np.array(values[..., first: first + count], dtype=np.float32))
 
         # Loudness and the drums' audibility from the window's own source samples, at the source rate.
         own = slice(core_start * rate // ANALYSIS_RATE - source_start,
