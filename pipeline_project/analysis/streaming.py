@@ -24,11 +24,10 @@ from typing import Protocol
 import numpy as np
 
 from pipeline_project.analysis import frames as grids
+from pipeline_project.analysis.mir import ANALYSIS_RATE, HOP, pulse_envelope
 from pipeline_project.audio.loudness import KWeightedSteps
 from pipeline_project.memory import return_freed_memory
 
-ANALYSIS_RATE = 22_050
-HOP = 512
 # Every window starts on a frame of each grid (hops of 512, 220 and 2048 samples): 112,640 samples, 5.1 s.
 ALIGN = 112_640
 WINDOW = 12 * ALIGN  # 61.3 s
@@ -144,7 +143,6 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
     import librosa
 
     from pipeline_project.analysis import learned
-    from pipeline_project.analysis.mir import pulse_envelope
 
     window, context = WINDOW, CONTEXT
     if window % ALIGN or context % ALIGN:
