@@ -35,7 +35,7 @@ from types import SimpleNamespace
 
 import soundfile as sf
 
-from pipeline_project.assets.partitions import SONGS_PER_RUN
+from pipeline_project.settings import Settings
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
@@ -158,7 +158,7 @@ def main() -> None:
     quarter = max(1, songs // 4)
     first, last = peak_between(samples, 0, quarter), peak_between(samples, songs - quarter, songs)
     mib = 1 << 20
-    print(f"\n{songs} songs of {mean_length:.1f} s on average in {runs} Dagster runs (up to {SONGS_PER_RUN} songs a run), "
+    print(f"\n{songs} songs of {mean_length:.1f} s on average in {runs} Dagster runs (up to {Settings.from_environment().songs_per_run} songs a run), "
           f"instance: {args.instance_yaml or 'SQLite (default)'}")
     print(f"{'':<34}{'total s':>10}{'per song ms':>14}")
     print(f"{'bare compute (peer)':<34}{bare:>10.1f}{1000 * compute:>14.0f}")

@@ -66,24 +66,6 @@ def _quarantined(result) -> bool:
     return False
 
 
-def song_batches(order: list[str], fresh: set[str], pending: set[str], size: int) -> list[list[str]]:
-    """The pending songs in runs: songs with no stage done yet that sit next to each other in the partitions'
-    `order` share a run, up to `size` of them (a run covers a contiguous range of partitions); any other
-    pending song, one begun earlier, gets a run of its own that resumes it."""
-    batches: list[list[str]] = []
-    current: list[str] = []
-    for key in order:
-        if key in fresh and len(current) < size:
-            current.append(key)
-            continue
-        if current:
-            batches.append(current)
-        current = [key] if key in fresh else []
-        if key in pending and key not in fresh:
-            batches.append([key])
-    return batches + ([current] if current else [])
-
-
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
 PID_TAG = "pipeline_project/pid"
 # What an interrupted `run` must clean up after: its background process and the storage it works on.
@@ -273,7 +255,9 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     lacks: finished stages are never redone. The terminal gets one line per song and a summary; everything
     else, with every stack trace, goes to a log file under `$DAGSTER_HOME/logs/` that the summary names."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    from pipeline_project.settings import apply_library_defaults
+
+    apply_library_defaults()
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     with run_log(Path(os.environ["DAGSTER_HOME"]) / "logs") as log_file, stop_on_signals(log_file):
         try:
@@ -396,24 +380,21 @@ def _stopped(signum: int, log_file: Path, locked: bool = False) -> int:
 def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     import dagster as dg
 
-    from pipeline_project.assets.partitions import (
-        SOURCE_FILE_TAG,
-        batch_tags,
-        songs_partitions,
-        songs_per_run,
-        stages_lacking,
-    )
+    from pipeline_project.assets.partitions import materialized_stages, plan_tags, songs_in_flight, songs_partitions, stage_keys
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
+    from pipeline_project.planning import PER_SONG_STAGES, plan_new_songs, plan_pending, plan_split, stages_lacking
     from pipeline_project.recovery import recover_dead_runs
+    from pipeline_project.settings import Settings
     from pipeline_project.synthesis.demo import write_demo_contribution, write_demo_songs
 
     started = time.perf_counter()
-    resources = default_resources(data_root)
+    settings = Settings.from_environment(data_root=data_root)
+    resources = default_resources(settings=settings)
     storage = resources["storage"]
     _current_storage[:] = [storage]
-    defs = build_definitions(resources, loggers={"console": run_logger()})
+    defs = build_definitions(resources, loggers={"console": run_logger()}, settings=settings)
     instance = dg.DagsterInstance.get()
     _current_instance[:] = [instance]
     # Before anything is launched: a run killed earlier must not hold a pool slot (or look alive) for ever.
@@ -427,20 +408,23 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         write_demo_contribution(storage.ground_truth / "demo", storage.contributions / "incoming", log=_say)
         storage.publish(storage.incoming, storage.ground_truth, storage.contributions)
         found = scan_incoming(storage.incoming)
+    files = {key: str(paths[0].relative_to(storage.incoming)) for key, paths in found.items()}
 
-    known = set(instance.get_dynamic_partitions(songs_partitions.name))
-    new_keys = sorted(set(found) - known)
+    new_keys, _ = plan_new_songs(files, instance.get_dynamic_partitions(songs_partitions.name), settings.songs_per_run)
     if new_keys:
         instance.add_dynamic_partitions(songs_partitions.name, new_keys)
         _say(f"added {len(new_keys)} song partitions")
     song_job = defs.resolve_job_def("song_pipeline_job")
-    stages = sorted(song_job.asset_layer.selected_asset_keys)
-    missing = stages_lacking(instance, found, stages)
-    pending = sorted(key for key in found if missing[key])
-    _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, {len(found) - len(pending)} already done")
-
-    def source(key: str) -> str:
-        return str(found[key][0].relative_to(storage.incoming))
+    stages = stage_keys()
+    lacking = stages_lacking(found, materialized_stages(instance))
+    runs, elsewhere = plan_pending(instance.get_dynamic_partitions(songs_partitions.name), files, lacking,
+                                   settings.songs_per_run, songs_in_flight(instance))
+    pending = [key for run in runs for key in run.keys]
+    _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, "
+         f"{len(found) - len(pending) - len(elsewhere)} already done"
+         + (f", {len(elsewhere)} being processed by runs the daemon started" if elsewhere else ""))
+    for key, run_id in elsewhere.items():
+        _say(f"    {found[key][0].name} (partition {key}): left to run {run_id[:8]}, which is working on it")
 
     # The synthetic examples do not depend on the songs: on a first run they, and the datasets and models made
     # from them alone, are built in a process of their own while this one works through the songs.
@@ -460,36 +444,47 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             _say("rendering synthetic examples, then building their datasets and training their models, beside the songs")
 
     processed, failed, position = [], [], 0
-    fresh = {key for key in pending if len(missing[key]) == len(stages)}
-    order = instance.get_dynamic_partitions(songs_partitions.name)
-    for batch in song_batches(order, fresh, set(pending), songs_per_run(len(fresh))):
-        if len(batch) > 1:
-            _say(f"[{position + 1}-{position + len(batch)}/{len(pending)}] {len(batch)} new songs in one run "
-                 f"({found[batch[0]][0].name} ... {found[batch[-1]][0].name})")
-            result = song_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
-                                                 tags=batch_tags({key: source(key) for key in batch}) | run_tags())
-            _check_stop()
-            if result.success:
-                processed += [found[key][0].name for key in batch]
-                position += len(batch)
-                continue
-            _say(f"    the batch stopped ({_failure_reason(result)}): its songs go on one to a run")
-            missing.update(stages_lacking(instance, batch, stages))
-        for key in batch:
-            position += 1
-            name = found[key][0].name
-            resumed = len(missing[key]) < len(stages)
-            _say(f"[{position}/{len(pending)}] {name} (partition {key})"
-                 + (f": resuming at {', '.join(s.to_user_string() for s in missing[key])}" if resumed else ""))
-            result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
-                                                 asset_selection=missing[key] if resumed else None,
-                                                 tags={SOURCE_FILE_TAG: source(key), **run_tags()})
-            _check_stop()
-            if result.success:
-                processed.append(name)
-            else:
-                failed.append((name, _failure_reason(result), _quarantined(result)))
-                _say(f"    {'quarantined' if failed[-1][2] else 'failed'}: {failed[-1][1]}")
+
+    def run_one(plan) -> None:
+        """One song's run: a new song's, or a begun one's (resumed at the first stage it lacks)."""
+        nonlocal position
+        position += 1
+        key = plan.keys[0]
+        name = found[key][0].name
+        resumed = plan.stages is not None and len(plan.stages) < len(PER_SONG_STAGES)
+        _say(f"[{position}/{len(pending)}] {name} (partition {key})" + (f": resuming at {', '.join(plan.stages)}" if resumed else ""))
+        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
+                                             asset_selection=stage_keys(plan.stages) if plan.stages else None,
+                                             tags=plan_tags(plan) | run_tags())
+        _check_stop()
+        if result.success:
+            processed.append(name)
+        else:
+            failed.append((name, _failure_reason(result), _quarantined(result)))
+            _say(f"    {'quarantined' if failed[-1][2] else 'failed'}: {failed[-1][1]}")
+
+    for plan in runs:
+        if not plan.is_batch:
+            run_one(plan)
+            continue
+        _say(f"[{position + 1}-{position + len(plan.keys)}/{len(pending)}] {len(plan.keys)} new songs in one run "
+             f"({found[plan.keys[0]][0].name} ... {found[plan.keys[-1]][0].name})")
+        result = song_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
+                                             tags=plan_tags(plan) | run_tags())
+        _check_stop()
+        if result.success:
+            processed += [found[key][0].name for key in plan.keys]
+            position += len(plan.keys)
+            continue
+        _say(f"    the batch stopped ({_failure_reason(result)}): its songs go on one to a run")
+        done = materialized_stages(instance)
+        for key in plan.keys:
+            split = plan_split(result.run_id, [key], stages_lacking([key], done), files)
+            if split:
+                run_one(split[0])
+            else:  # the song finished every stage before the batch stopped
+                position += 1
+                processed.append(found[key][0].name)
     # A bad file put in quarantine is the pipeline doing its job; any other failure is the pipeline's and fails the run.
     songs_ok = all(quarantined for _, _, quarantined in failed)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import dagster as dg
 
@@ -36,8 +35,15 @@ from pipeline_project.jobs import (
     synthesis_job,
     training_job,
 )
-from pipeline_project.object_store import is_remote_url
-from pipeline_project.resources import DatasetsResource, MlflowResource, RendererResource, SeparatorResource, StorageResource
+from pipeline_project.assets.partitions import song_batches_policy
+from pipeline_project.resources import (
+    DatasetsResource,
+    MlflowResource,
+    RendererResource,
+    SeparatorResource,
+    SongRunsResource,
+    StorageResource,
+)
 from pipeline_project.schedules import weekly_retraining_schedule
 from pipeline_project.sensors import (
     AUTOMATION_INTERVAL_SECONDS,
@@ -48,108 +54,92 @@ from pipeline_project.sensors import (
     split_failed_batches,
 )
 from pipeline_project.separation.demucs_download import DEMUCS_REMOTE_URL
+from pipeline_project.settings import SECRET_ENV, Settings, apply_library_defaults
 from pipeline_project.training.registry import sqlite_tracking_uri
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-
-
-def default_resources(data_root: str | os.PathLike | None = None) -> dict:
-    """Resources from the environment, with defaults that work offline on one machine:
-    PIPELINE_DATA_ROOT (default `data/`; a folder, or an object-store URL such as `s3://bucket/prefix` mirrored
-    in PIPELINE_MIRROR_DIR), PIPELINE_SECRET_DIR (where the anonymization key is kept, default
-    `~/.config/pipeline_project/keys`), PIPELINE_DEMUCS_MODEL (default `htdemucs`), PIPELINE_DEMUCS_MODEL_DIR (local
-    model folder), PIPELINE_DEMUCS_WEIGHTS (auto, never or always: downloading pretrained weights on first
-    use), PIPELINE_DEMUCS_WEIGHTS_URL (demucs's remote), PIPELINE_DEMUCS_DEVICE (auto), PIPELINE_LEARNED_SEPARATOR
-    (auto: without Demucs weights, the learned separator; never: the DSP fallback), PIPELINE_SOUNDFONT_DIR (default `<data root>/soundfonts`),
-    MLFLOW_TRACKING_URI (default SQLite in `<data root>/mlflow`), PIPELINE_MLFLOW_RECORD_MACHINE (1: keep MLflow's
-    user name, script path and git branch and remote on runs), PIPELINE_SNAPSHOTS_TO_KEEP (default 5) and
-    PIPELINE_K_ANONYMITY (default 5)."""
-    chosen = str(data_root or os.environ.get("PIPELINE_DATA_ROOT") or PROJECT_ROOT / "data")
-    if is_remote_url(chosen):
-        storage = StorageResource(data_root=chosen, mirror_dir=os.environ.get("PIPELINE_MIRROR_DIR") or None,
-                                  secret_dir=os.environ.get("PIPELINE_SECRET_DIR") or None)
-    else:
-        storage = StorageResource(data_root=str(Path(chosen).resolve()), secret_dir=os.environ.get("PIPELINE_SECRET_DIR") or None)
+def default_resources(data_root: str | os.PathLike | None = None, settings: Settings | None = None) -> dict:
+    """The resources, from `settings` (by default read from the environment, with `data_root` overriding
+    PIPELINE_DATA_ROOT; see `settings.Settings` and the README's settings table). The defaults work offline on
+    one machine."""
+    settings = settings or Settings.from_environment(data_root=data_root)
+    secret = dg.EnvVar(SECRET_ENV) if settings.anon_secret_set else None
+    storage = StorageResource(data_root=settings.data_root, mirror_dir=settings.mirror_dir, secret_dir=settings.secret_dir,
+                              anon_secret=secret)
     return {
         "storage": storage,
         "separator": SeparatorResource(
-            model_name=os.environ.get("PIPELINE_DEMUCS_MODEL", "htdemucs"),
-            model_dir=os.environ.get("PIPELINE_DEMUCS_MODEL_DIR") or None,
-            weights=os.environ.get("PIPELINE_DEMUCS_WEIGHTS", "auto"),
-            weights_url=os.environ.get("PIPELINE_DEMUCS_WEIGHTS_URL") or DEMUCS_REMOTE_URL,
-            learned=os.environ.get("PIPELINE_LEARNED_SEPARATOR", "auto"),
-            device=os.environ.get("PIPELINE_DEMUCS_DEVICE", "auto"),
+            model_name=settings.demucs_model,
+            model_dir=settings.demucs_model_dir,
+            weights=settings.demucs_weights,
+            weights_url=settings.demucs_weights_url or DEMUCS_REMOTE_URL,
+            learned=settings.learned_separator,
+            device=settings.demucs_device,
         ),
-        "renderer": RendererResource(soundfont_dir=os.environ.get("PIPELINE_SOUNDFONT_DIR") or str(storage.soundfonts)),
-        "datasets": DatasetsResource(
-            snapshots_to_keep=int(os.environ.get("PIPELINE_SNAPSHOTS_TO_KEEP", "5")),
-            k_anonymity=int(os.environ.get("PIPELINE_K_ANONYMITY", "5")),
-        ),
-        "mlflow": mlflow_resource(storage),
+        "renderer": RendererResource(soundfont_dir=settings.soundfont_dir or str(storage.soundfonts)),
+        "datasets": DatasetsResource(snapshots_to_keep=settings.snapshots_to_keep, k_anonymity=settings.k_anonymity),
+        "mlflow": mlflow_resource(storage, settings),
+        "song_runs": SongRunsResource(songs_per_run=settings.songs_per_run),
     }
 
 
-def mlflow_resource(storage: StorageResource) -> MlflowResource:
+def mlflow_resource(storage: StorageResource, settings: Settings) -> MlflowResource:
     """SQLite in `<data root>/mlflow` with artifacts beside it, or the server or store of MLFLOW_TRACKING_URI,
     which then decides where artifacts go itself. With an object-store data root the artifacts go to
     `<data root>/mlflow/artifacts` in the store and the SQLite file stays in this machine's mirror: runs on
     several machines need MLFLOW_TRACKING_URI to name a shared server."""
-    record_machine = os.environ.get("PIPELINE_MLFLOW_RECORD_MACHINE", "0") == "1"
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return MlflowResource(tracking_uri=os.environ["MLFLOW_TRACKING_URI"], record_machine=record_machine)
+    if settings.mlflow_tracking_uri:
+        return MlflowResource(tracking_uri=settings.mlflow_tracking_uri, record_machine=settings.mlflow_record_machine)
     return MlflowResource(tracking_uri=sqlite_tracking_uri(storage.mlflow), artifact_root=storage.location(storage.mlflow / "artifacts"),
-                          record_machine=record_machine)
+                          record_machine=settings.mlflow_record_machine)
 
 
+PER_SONG_ASSETS = [song_audio, song_stems, song_analysis, song_theory]
 ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
               song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
               drum_hit_classifier, genre_classifier_model, song_embedding, analysis_models, stem_separator, review_queue]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
-EXECUTORS = ("multiprocess", "celery", "k8s")
-
-
-def default_executor() -> dg.ExecutorDefinition:
+def executor_for(settings: Settings) -> dg.ExecutorDefinition:
     """PIPELINE_EXECUTOR: `multiprocess` (default: the steps of a run in processes on this machine), `celery`
     (steps sent through the broker at PIPELINE_CELERY_BROKER, default `redis://localhost:6379/0`, to Celery
     workers on any machine that shares the data root and the Dagster instance; see deploy/celery/) or `k8s`
     (one Kubernetes pod per step, sized by the assets' `dagster-k8s/config` tags; see deploy/kubernetes/).
     The assets are the same whichever runs them."""
-    name = os.environ.get("PIPELINE_EXECUTOR", "multiprocess")
-    if name == "multiprocess":
-        return dg.multiprocess_executor
-    if name == "celery":
+    if settings.executor == "celery":
         try:
             from dagster_celery import celery_executor
         except ImportError as error:
             raise RuntimeError("PIPELINE_EXECUTOR=celery needs the cluster extra: pip install -e '.[cluster]'") from error
-        broker = os.environ.get("PIPELINE_CELERY_BROKER", "redis://localhost:6379/0")
-        return celery_executor.configured({"broker": broker, "backend": broker}, name="celery")
-    if name == "k8s":
+        return celery_executor.configured({"broker": settings.celery_broker, "backend": settings.celery_broker}, name="celery")
+    if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor
         except ImportError as error:
             raise RuntimeError("PIPELINE_EXECUTOR=k8s needs the cluster extra: pip install -e '.[cluster]'") from error
         return k8s_job_executor
-    raise ValueError(f"PIPELINE_EXECUTOR={name!r} is not one of {', '.join(EXECUTORS)}")
+    return dg.multiprocess_executor
 
 
 def build_definitions(resources: dict | None = None,
                       automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS,
-                      loggers: dict | None = None) -> dg.Definitions:
-    """The code location; `automation_interval_seconds` is how often the automation sensor evaluates; `loggers`
-    replace Dagster's console logger (the CLI's run log)."""
+                      loggers: dict | None = None, settings: Settings | None = None) -> dg.Definitions:
+    """The code location, from `settings` (read from the environment by default) and the `resources` made from
+    them (`default_resources(settings=...)` by default); `automation_interval_seconds` is how often the
+    automation sensor evaluates; `loggers` replace Dagster's console logger (the CLI's run log)."""
+    settings = settings or Settings.from_environment()
+    apply_library_defaults()
+    batches = song_batches_policy(settings.songs_per_run)
     return dg.Definitions(
         loggers=loggers,
-        assets=ALL_ASSETS,
-        executor=default_executor(),
+        assets=[asset.with_attributes(backfill_policy=batches) if asset in PER_SONG_ASSETS else asset for asset in ALL_ASSETS],
+        executor=executor_for(settings),
         asset_checks=ALL_CHECKS,
         jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
         sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, dead_runs_sensor,
                  automation_sensor(automation_interval_seconds)],
         schedules=[weekly_retraining_schedule],
-        resources=resources or default_resources(),
+        resources=resources or default_resources(settings=settings),
     )
 
 

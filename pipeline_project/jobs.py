@@ -2,12 +2,13 @@ import dagster as dg
 
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
+from pipeline_project.planning import PER_SONG_STAGES
 from pipeline_project.resources import MlflowResource
 
-# Per-song work, one run per song partition.
+# Per-song work: the per-song stages of one song partition, or of a batch of them.
 song_pipeline_job = dg.define_asset_job(
     "song_pipeline_job",
-    selection=dg.AssetSelection.groups("ingestion", "separation", "analysis"),
+    selection=dg.AssetSelection.assets(*PER_SONG_STAGES),
     partitions_def=songs_partitions,
     description="Decode, separate and analyse one song partition.",
 )

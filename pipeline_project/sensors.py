@@ -3,44 +3,35 @@ import json
 import dagster as dg
 
 from pipeline_project.assets.partitions import (
-    PER_SONG_STAGES,
     RANGE_END_TAG,
     RANGE_START_TAG,
-    SOURCE_FILE_TAG,
     SOURCE_FILES_TAG,
-    batch_tags,
+    materialized_stages,
+    run_request,
     songs_partitions,
-    songs_per_run,
-    stages_lacking,
+    stage_keys,
 )
 from pipeline_project.audio.ingest import scan_incoming
 from pipeline_project.jobs import contributions_job, song_pipeline_job
+from pipeline_project.planning import keys_in_range, plan_new_songs, plan_split, stages_lacking
 from pipeline_project.recovery import recover_dead_runs
-from pipeline_project.resources import StorageResource
+from pipeline_project.resources import SongRunsResource, StorageResource
 
 
 @dg.sensor(job=song_pipeline_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
-def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
+def new_songs_sensor(context: dg.SensorEvaluationContext, storage: StorageResource,
+                     song_runs: SongRunsResource) -> dg.SensorResult:
     """Adds a `songs` partition for every new content hash in the drop folder and requests its run.
     The same content under two names is one partition."""
-    known = set(context.instance.get_dynamic_partitions(songs_partitions.name))
     found = scan_incoming(storage.fetch(storage.incoming))
-    new_keys = sorted(set(found) - known)
+    files = {key: str(paths[0].relative_to(storage.incoming)) for key, paths in found.items()}
+    new_keys, runs = plan_new_songs(files, context.instance.get_dynamic_partitions(songs_partitions.name),
+                                    song_runs.songs_per_run)
     if not new_keys:
         return dg.SensorResult(skip_reason=f"no new songs in {storage.incoming} ({len(found)} known)")
     context.log.info(f"{len(new_keys)} new songs: {', '.join(found[k][0].name for k in new_keys)}")
-    # The new partitions are added in this order, after every known one, so each batch is a contiguous range.
-    size = songs_per_run(len(new_keys))
-    batches = [new_keys[i:i + size] for i in range(0, len(new_keys), size)]
-    run_requests = []
-    for batch in batches:
-        tags = batch_tags({key: str(found[key][0].relative_to(storage.incoming)) for key in batch})
-        if len(batch) == 1:
-            run_requests.append(dg.RunRequest(partition_key=batch[0], run_key=batch[0], tags=tags))
-        else:
-            run_requests.append(dg.RunRequest(run_key=f"{batch[0]}..{batch[-1]}", tags=tags))
     return dg.SensorResult(
-        run_requests=run_requests,
+        run_requests=[run_request(run) for run in runs],
         dynamic_partitions_requests=[songs_partitions.build_add_request(new_keys)],
     )
 
@@ -53,20 +44,15 @@ def split_failed_batches(context: dg.RunFailureSensorContext):
     own file and reason, and the others finish."""
     run = context.dagster_run
     start, end = run.tags.get(RANGE_START_TAG), run.tags.get(RANGE_END_TAG)
-    if not start or not end or not (run.asset_selection or set()) <= {dg.AssetKey(s) for s in PER_SONG_STAGES}:
+    if not start or not end or not (run.asset_selection or set()) <= set(stage_keys()):
         return dg.SkipReason(f"run {run.run_id} covered one song or other assets: nothing to split")
-    order = context.instance.get_dynamic_partitions(songs_partitions.name)
-    if start not in order or end not in order:
+    keys = keys_in_range(context.instance.get_dynamic_partitions(songs_partitions.name), start, end)
+    if keys is None:
         return dg.SkipReason(f"run {run.run_id}: its songs are no longer partitions")
-    keys = order[order.index(start):order.index(end) + 1]
-    files = json.loads(run.tags.get(SOURCE_FILES_TAG, "{}"))
-    requests = []
-    for key, lacking in stages_lacking(context.instance, keys, [dg.AssetKey(s) for s in PER_SONG_STAGES]).items():
-        if lacking:
-            requests.append(dg.RunRequest(partition_key=key, run_key=f"{run.run_id}:{key}", asset_selection=lacking,
-                                          tags={SOURCE_FILE_TAG: files[key]} if key in files else {}))
-    context.log.info(f"batch run {run.run_id} failed: {len(requests)} of its {len(keys)} songs go on one to a run")
-    return requests
+    runs = plan_split(run.run_id, keys, stages_lacking(keys, materialized_stages(context.instance)),
+                      json.loads(run.tags.get(SOURCE_FILES_TAG, "{}")))
+    context.log.info(f"batch run {run.run_id} failed: {len(runs)} of its {len(keys)} songs go on one to a run")
+    return [run_request(plan) for plan in runs]
 
 
 @dg.sensor(minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.RUNNING)

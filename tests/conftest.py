@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_project.assets.partitions import PER_SONG_STAGES
+from pipeline_project.planning import PER_SONG_STAGES
 from pipeline_project.audio.io import write_mp3
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform

@@ -6,20 +6,16 @@ import pytest
 from conftest import PER_SONG_ASSETS, render_groove_song
 
 from pipeline_project import cli
-from pipeline_project.assets import partitions
-from pipeline_project.assets.partitions import batch_tags, songs_partitions
+from pipeline_project.assets.partitions import file_tags, songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
-from pipeline_project.cli import song_batches
 from pipeline_project.definitions import build_definitions, default_resources
+from pipeline_project.planning import NEW_SONGS, SongRun, batch_run_key
+from pipeline_project.resources import SongRunsResource
 from pipeline_project.sensors import new_songs_sensor, split_failed_batches
 
 
-def test_fresh_neighbours_share_runs_and_begun_songs_run_alone():
-    order = list("abcdefghij")
-    fresh = set("abcdfghij")
-    assert song_batches(order, fresh, fresh | {"e"}, 3) == [["a", "b", "c"], ["d"], ["e"], ["f", "g", "h"], ["i", "j"]]
-    assert song_batches(order, set("ab"), set("abz"), 1) == [["a"], ["b"]]
-    assert song_batches(order, set("ac"), set("ac"), 5) == [["a"], ["c"]], "b lies between them: a range would cover it"
+def batch_tags(files: dict[str, str]) -> dict[str, str]:
+    return file_tags(SongRun(tuple(files), batch_run_key(files), NEW_SONGS, files))
 
 
 @pytest.fixture
@@ -89,10 +85,12 @@ def test_a_bad_song_stops_its_batch_and_then_fails_alone_while_the_others_finish
 
 def test_a_large_drop_is_batched_by_the_sensor_and_by_run(drop, dagster_home, monkeypatch, capsys):
     data_root, files = drop
-    monkeypatch.setattr(partitions, "SONGS_PER_RUN", 2)
+    monkeypatch.setenv("PIPELINE_SONGS_PER_RUN", "2")
     resources = default_resources(str(data_root))
+    assert resources["song_runs"].songs_per_run == 2
     with dg.instance_for_test() as instance:
-        result = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]}))
+        result = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={
+            "storage": resources["storage"], "song_runs": SongRunsResource(songs_per_run=2)}))
         ranges = [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
                   for r in result.run_requests]
         new_keys = result.dynamic_partitions_requests[0].partition_keys

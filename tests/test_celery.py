@@ -18,7 +18,8 @@ from servers import redis_server
 
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
-from pipeline_project.definitions import build_definitions, default_executor
+from pipeline_project.definitions import build_definitions, executor_for
+from pipeline_project.settings import Settings
 
 PROJECT = Path(__file__).resolve().parents[1]
 WORKERS = ("worker-a", "worker-b")
@@ -100,7 +101,7 @@ def test_song_partitions_run_on_two_celery_workers_through_redis(data_root, dags
 def test_the_executor_follows_pipeline_executor_and_separation_asks_kubernetes_for_a_gpu(monkeypatch):
     for name, expected in (("multiprocess", "multi_or_in_process_executor"), ("celery", "celery"), ("k8s", "k8s")):
         monkeypatch.setenv("PIPELINE_EXECUTOR", name)
-        assert default_executor().name in {expected, name}
+        assert executor_for(Settings.from_environment()).name in {expected, name}
     monkeypatch.setenv("PIPELINE_EXECUTOR", "k8s")
     job = build_definitions().resolve_job_def("song_pipeline_job")
     (stems,) = [node for node in job.graph.node_defs if node.name == "song_stems"]
@@ -108,4 +109,4 @@ def test_the_executor_follows_pipeline_executor_and_separation_asks_kubernetes_f
     assert resources["limits"]["nvidia.com/gpu"] == "1"
     monkeypatch.setenv("PIPELINE_EXECUTOR", "spark")
     with pytest.raises(ValueError, match="not one of multiprocess, celery, k8s"):
-        default_executor()
+        Settings.from_environment()

@@ -1,5 +1,6 @@
 """The automation as users run it: a real `dagster-daemon` on a temporary instance, with the project's code
-location in its own code server, sees a dataset grow past 10 % and launches the retraining run itself."""
+location in its own code server, sees a dataset grow past 10 % and launches the retraining run itself; and
+`run` beside the daemon leaves the songs the daemon's runs work on to them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ import time
 from pathlib import Path
 
 import dagster as dg
+from conftest import render_groove_song
 
+from pipeline_project import cli
 from pipeline_project.assets.training import DRUM_MODEL_NAME
 from pipeline_project.definitions import defs
 
@@ -45,15 +48,33 @@ def _stop(daemon: subprocess.Popen) -> None:
         pass
 
 
-def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path):
+def _new_instance(tmp_path: Path, location: str) -> tuple[dg.DagsterInstance, Path]:
+    """A new instance in `tmp_path` and a workspace serving the tests' code location file `location`; returns the
+    instance and the data root."""
     home, data_root = tmp_path / "dagster_home", tmp_path / "data"
     home.mkdir()
-    (data_root / "incoming").mkdir(parents=True)
+    (data_root / "incoming").mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (tmp_path / "workspace.yaml").write_text(
-        f"load_from:\n  - python_file:\n      relative_path: {TESTS / 'daemon_location.py'}\n"
+        f"load_from:\n  - python_file:\n      relative_path: {TESTS / location}\n"
         f"      working_directory: {TESTS.parent}\n")
-    instance = dg.DagsterInstance.from_config(str(home))
+    return dg.DagsterInstance.from_config(str(home)), data_root
+
+
+def _start_daemon(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+    """The daemon on the instance and workspace `_new_instance` made; returns it and its log."""
+    home, data_root = tmp_path / "dagster_home", tmp_path / "data"
+    environment = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_ROOT": str(data_root)}
+    environment.pop("MLFLOW_TRACKING_URI", None)
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as output:
+        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
+                                  cwd=tmp_path, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    return daemon, log
+
+
+def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path):
+    instance, _ = _new_instance(tmp_path, "daemon_location.py")
 
     # Everything the automation sensor watches is already materialized (so nothing is "missing"), and the drum-hit
     # classifier's champion was trained on a 100-row drum_hits.
@@ -62,13 +83,7 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path)
     for key in watched:
         metadata = {"rows": 100, "champion_dataset_rows": 100}
         instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
-
-    environment = {**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_DATA_ROOT": str(data_root)}
-    environment.pop("MLFLOW_TRACKING_URI", None)
-    log = tmp_path / "daemon.log"
-    with open(log, "wb") as output:
-        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-                                  cwd=tmp_path, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+    daemon, log = _start_daemon(tmp_path)
     try:
         model = dg.AssetKey(DRUM_MODEL_NAME)
         # The sensor's first evaluation only sets its baseline: nothing counts as updated before it.
@@ -84,3 +99,27 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path)
         assert runs[0].tags.get("dagster/from_automation_condition") == "true"
     finally:
         _stop(daemon)
+
+
+def test_run_beside_the_daemon_never_starts_a_song_the_daemon_is_working_on(tmp_path, monkeypatch, capsys):
+    incoming = tmp_path / "data" / "incoming"
+    for seed, name in enumerate(("one.mp3", "two.mp3")):
+        render_groove_song(incoming / name, "rock", bars=2, tempo=110 + 10 * seed, seed=40 + seed)
+    instance, data_root = _new_instance(tmp_path, "daemon_songs_location.py")
+    daemon, log = _start_daemon(tmp_path)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    try:
+        # The daemon's sensor sees the two songs first and requests a run for each.
+        runs = _wait_for("the sensor's runs", lambda: len(instance.get_runs()) == 2 and instance.get_runs(), daemon, log)
+        assert {run.tags.get("dagster/sensor_name") for run in runs} == {"new_songs_sensor"}
+        assert cli.run(str(data_root), songs_only=True) == 0
+        said = capsys.readouterr().out
+        assert "2 being processed by runs the daemon started" in said and "songs processed this run: 0" in said
+        finished = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
+        _wait_for("the daemon's runs to finish", lambda: all(run.status in finished for run in instance.get_runs()),
+                  daemon, log, timeout=300)
+    finally:
+        _stop(daemon)
+    runs = instance.get_runs()
+    assert len(runs) == 2 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+    assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(instance.get_dynamic_partitions("songs"))

@@ -274,14 +274,15 @@ def test_sensor_adds_partitions_and_requests_runs_for_new_songs(data_root):
     render_groove_song(data_root / "incoming" / "two.mp3", seed=12)
     resources = default_resources(str(data_root))
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]})
+        context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"], "song_runs": resources["song_runs"]})
         result = new_songs_sensor(context)
         keys = sorted(r.partition_key for r in result.run_requests)
         assert len(keys) == 2
         assert {r.tags["pipeline_project/source_file"] for r in result.run_requests} <= {"one.mp3", "one again.mp3", "two.mp3"}
         assert sorted(result.dynamic_partitions_requests[0].partition_keys) == keys
         instance.add_dynamic_partitions(songs_partitions.name, keys)
-        again = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"]}))
+        again = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={
+            "storage": resources["storage"], "song_runs": resources["song_runs"]}))
         assert not again.run_requests
 
 
@@ -366,7 +367,7 @@ def test_models_and_runs_carry_no_machine_paths_or_user_name(pipeline_run):
 
     import mlflow
 
-    from pipeline_project.definitions import PROJECT_ROOT
+    from pipeline_project.settings import PROJECT_ROOT
 
     data_root = pipeline_run["data_root"]
     needles = {str(data_root), str(PROJECT_ROOT), str(Path.home()), f"/{getpass.getuser()}/", f'"{getpass.getuser()}"'}

@@ -14,7 +14,7 @@ from pathlib import Path
 import dagster as dg
 from conftest import render_groove_song
 
-from pipeline_project.definitions import PROJECT_ROOT
+from pipeline_project.settings import PROJECT_ROOT
 
 POOL = "separation"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from conftest import render_groove_song
 
-from pipeline_project.definitions import PROJECT_ROOT
+from pipeline_project.settings import PROJECT_ROOT
 
 TRACE_MARKERS = ("Traceback (most recent call last)", 'File "', "Stack Trace:")
 

@@ -9,7 +9,7 @@ from pipeline_project.analysis.mir import analyze
 from pipeline_project.analysis.plots import analysis_plot
 from pipeline_project.analysis.streaming import StemFiles, waveform_peaks
 from pipeline_project.analysis.theory import analyze_theory, chord_timeline_markdown
-from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
+from pipeline_project.assets.partitions import for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.files import write_bytes_atomic, write_text_atomic
@@ -17,8 +17,7 @@ from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.separation.separator import STEM_NAMES
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="4", deps=[song_stems],
-          backfill_policy=SONG_BATCHES)
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="4", deps=[song_stems])
 @retry_transient_failures
 def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowResource) -> dg.MaterializeResult:
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode with the local key of
@@ -71,8 +70,7 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
     }
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="4", deps=[song_analysis],
-          backfill_policy=SONG_BATCHES)
+@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="4", deps=[song_analysis])
 @retry_transient_failures
 def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named

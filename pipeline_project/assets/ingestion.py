@@ -3,7 +3,7 @@ import time
 
 import dagster as dg
 
-from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions, source_file_hint
+from pipeline_project.assets.partitions import for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
 from pipeline_project.audio.io import decode_song
@@ -12,8 +12,7 @@ from pipeline_project.errors import BadAudioError
 from pipeline_project.resources import StorageResource
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1",
-          backfill_policy=SONG_BATCHES)
+@dg.asset(partitions_def=songs_partitions, group_name="ingestion", kinds={"python", "audio"}, code_version="1")
 @retry_transient_failures
 def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Decodes the song file with this content hash, reads its tags and stores canonical audio

@@ -1,50 +1,89 @@
 """The `songs` partitions, and how one run covers one song or a batch of them.
 
 A few new songs get a run each: the best isolation, and runs in parallel. A backfill (from the UI, or more
-than `SONGS_PER_RUN` new songs at once for the sensor or `run`) covers up to `SONGS_PER_RUN` songs a run,
-which keeps Dagster's fixed cost per run (its events and instance writes) small beside the songs' own compute. Within a batch each stage processes the songs in turn;
-a song that fails stops the batch at that stage, and the batch's songs are then run one to a run (see
-`sensors.split_failed_batches` and the CLI), so the failure ends up on its own partition and no other song
-is held back.
+than `songs_per_run` new songs at once for the sensor or `run`) covers up to `songs_per_run` songs a run (a
+setting, 25 by default), which keeps Dagster's fixed cost per run (its events and instance writes) small beside
+the songs' own compute. Within a batch each stage processes the songs in turn; a song that fails stops the batch
+at that stage, and the batch's songs are then run one to a run, so the failure ends up on its own partition and
+no other song is held back. Which runs to start is `planning`'s to say; this module turns its plans into
+Dagster's run requests and tags.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 
 import dagster as dg
 
 from pipeline_project.assets.metadata import markdown_table
+from pipeline_project.planning import PER_SONG_STAGES, SongRun
 
 # One partition per song, keyed by a short content hash of its file (see audio.io.content_hash).
 songs_partitions = dg.DynamicPartitionsDefinition(name="songs")
-
-# The per-song stages, in pipeline order.
-PER_SONG_STAGES = ("song_audio", "song_stems", "song_analysis", "song_theory")
 
 # Run tags naming the songs' files (relative to the drop folder), so a run need not hash the whole folder:
 # the file of a one-song run, or {partition key: file} for a batch.
 SOURCE_FILE_TAG = "pipeline_project/source_file"
 SOURCE_FILES_TAG = "pipeline_project/source_files"
-# Dagster's tags for a run over a range of partitions.
+# Dagster's tags for a run over a range of partitions, and for the sensor and run key a run was requested under.
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
-
-SONGS_PER_RUN = int(os.environ.get("PIPELINE_SONGS_PER_RUN", "25"))
+SENSOR_NAME_TAG, RUN_KEY_TAG = "dagster/sensor_name", "dagster/run_key"
+# Runs that are materializing their songs, and runs that will once a daemon starts them: `run` leaves their
+# songs to them (waiting ones only while a daemon is alive, i.e. its heartbeat is recent).
+RUNNING_STATUSES = (dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED)
+WAITING_STATUSES = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED)
+DAEMON_HEARTBEAT_S = 120
 PROGRESS_EVERY = 5
-SONG_BATCHES = dg.BackfillPolicy.multi_run(max_partitions_per_run=SONGS_PER_RUN)
 
 
-def songs_per_run(new_songs: int) -> int:
-    """Songs per run for a drop of `new_songs`: one each for a few, batches for a backfill."""
-    return SONGS_PER_RUN if new_songs > SONGS_PER_RUN else 1
+def song_batches_policy(songs_per_run: int) -> dg.BackfillPolicy:
+    """How a backfill from the UI splits the per-song assets' partitions into runs (see `settings.songs_per_run`)."""
+    return dg.BackfillPolicy.multi_run(max_partitions_per_run=songs_per_run)
 
 
-def stages_lacking(instance, keys, stages: list[dg.AssetKey]) -> dict[str, list[dg.AssetKey]]:
-    """For each song partition in `keys`, the `stages` (in the order given) it has no materialization of."""
-    done = {stage: set(instance.get_materialized_partitions(stage)) for stage in stages}
-    return {key: [stage for stage in stages if key not in done[stage]] for key in keys}
+def stage_keys(stages=PER_SONG_STAGES) -> list[dg.AssetKey]:
+    return [dg.AssetKey(stage) for stage in stages]
+
+
+def materialized_stages(instance, stages=PER_SONG_STAGES) -> dict[str, set[str]]:
+    """{stage: the song partitions it has materialized}."""
+    return {stage: set(instance.get_materialized_partitions(dg.AssetKey(stage))) for stage in stages}
+
+
+def songs_in_flight(instance) -> dict[str, str]:
+    """{song partition: run id} for every song a running per-song run covers, or a queued one while a daemon
+    is alive to start it (a run queued from the UI with no daemon left would otherwise hold its songs for ever)."""
+    import time
+
+    from pipeline_project.recovery import partition_keys
+
+    heartbeats = instance.get_daemon_heartbeats().values()
+    daemon_alive = any(time.time() - beat.timestamp < DAEMON_HEARTBEAT_S for beat in heartbeats)
+    statuses = [*RUNNING_STATUSES, *(WAITING_STATUSES if daemon_alive else ())]
+    runs = instance.get_runs(filters=dg.RunsFilter(job_name="song_pipeline_job", statuses=statuses))
+    return {key: run.run_id for run in runs for key in partition_keys(instance, run)}
+
+
+def file_tags(plan: SongRun) -> dict[str, str]:
+    """Tags naming a planned run's files: the file of one song, or {key: file} and the partition range of a batch."""
+    if plan.is_batch:
+        return {RANGE_START_TAG: plan.keys[0], RANGE_END_TAG: plan.keys[-1],
+                SOURCE_FILES_TAG: json.dumps(dict(plan.files), separators=(",", ":"))}
+    return {SOURCE_FILE_TAG: plan.files[plan.keys[0]]} if plan.keys[0] in plan.files else {}
+
+
+def plan_tags(plan: SongRun) -> dict[str, str]:
+    """Tags of a planned run that `run` starts itself: its files, and the run key under the name of the sensor it
+    stands for. The daemon creates no run for a request whose key a run of that sensor already carries, so
+    the sensor cannot start a song again that `run` has started."""
+    return {**file_tags(plan), SENSOR_NAME_TAG: plan.sensor, RUN_KEY_TAG: plan.run_key}
+
+
+def run_request(plan: SongRun) -> dg.RunRequest:
+    """A planned run as a sensor's request (the daemon adds the sensor's name and the run key as tags)."""
+    return dg.RunRequest(partition_key=None if plan.is_batch else plan.keys[0], run_key=plan.run_key,
+                         asset_selection=stage_keys(plan.stages) if plan.stages else None, tags=file_tags(plan))
 
 
 def source_file_hint(context, key: str) -> str | None:
@@ -52,15 +91,6 @@ def source_file_hint(context, key: str) -> str | None:
     if SOURCE_FILES_TAG in tags:
         return json.loads(tags[SOURCE_FILES_TAG]).get(key)
     return tags.get(SOURCE_FILE_TAG) if len(context.partition_keys) == 1 else None
-
-
-def batch_tags(files: dict[str, str]) -> dict[str, str]:
-    """Run tags for songs {partition key: file relative to the drop folder}, one song or a batch; a batch
-    covers the keys from first to last in the partitions' order."""
-    keys = list(files)
-    if len(keys) == 1:
-        return {SOURCE_FILE_TAG: files[keys[0]]}
-    return {RANGE_START_TAG: keys[0], RANGE_END_TAG: keys[-1], SOURCE_FILES_TAG: json.dumps(files, separators=(",", ":"))}
 
 
 def for_each_song(context, process: Callable[[str], dict]) -> dg.MaterializeResult:

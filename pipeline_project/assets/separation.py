@@ -5,7 +5,7 @@ import dagster as dg
 import soundfile as sf
 
 from pipeline_project.assets.ingestion import song_audio
-from pipeline_project.assets.partitions import SONG_BATCHES, for_each_song, songs_partitions
+from pipeline_project.assets.partitions import for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.files import write_text_atomic
 from pipeline_project.resources import MlflowResource, SeparatorResource, StorageResource
@@ -19,7 +19,7 @@ SEPARATION_POD_RESOURCES = {"dagster-k8s/config": {"container_config": {"resourc
 
 
 @dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="3",
-          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES, backfill_policy=SONG_BATCHES)
+          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES)
 @retry_transient_failures
 def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource,
                mlflow: MlflowResource) -> dg.MaterializeResult:

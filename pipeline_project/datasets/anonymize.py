@@ -12,16 +12,12 @@ import os
 import secrets
 from pathlib import Path
 
-SECRET_ENV = "PIPELINE_ANON_SECRET"
 SPLIT_FRACTIONS = (("train", 0.70), ("validation", 0.15), ("test", 0.15))
 DURATION_BUCKETS = ((30, "<30s"), (60, "30s-1m"), (120, "1-2m"), (240, "2-4m"), (480, "4-8m"))
 
 
 def load_or_create_secret(path: str | os.PathLike) -> bytes:
-    """The anonymization key: $PIPELINE_ANON_SECRET if set, else a random key kept in `path` (created once)."""
-    from_env = os.environ.get(SECRET_ENV)
-    if from_env:
-        return from_env.encode()
+    """The anonymization key kept in `path`: a random one, created the first time."""
     path = Path(path)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 
 import dagster as dg
 from pydantic import PrivateAttr
 
-from pipeline_project.datasets.anonymize import SECRET_ENV, load_or_create_secret, write_private
+from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
 
@@ -35,11 +34,14 @@ class StorageResource(dg.ConfigurableResource):
     secret_dir: where the anonymization key of this data root is kept, outside the data root so it is never in
     a bucket or a copied data folder (default `$XDG_CONFIG_HOME/pipeline_project/keys`, i.e.
     `~/.config/pipeline_project/keys`; `default_resources` takes $PIPELINE_SECRET_DIR).
+    anon_secret: the anonymization key itself, which then replaces the file in `secret_dir`
+    (`default_resources` passes $PIPELINE_ANON_SECRET as a `dg.EnvVar`: read when a run starts, never shown).
     """
 
     data_root: str
     mirror_dir: str | None = None
     secret_dir: str | None = None
+    anon_secret: str | None = None
     _mirror: ObjectStoreMirror | None = PrivateAttr(default=None)
 
     @property
@@ -135,8 +137,7 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def secret_path(self) -> Path:
         """This data root's key: one file per data root (named by a hash of its URL or absolute path), mode 0600."""
-        folder = Path(self.secret_dir) if self.secret_dir else Path(
-            os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pipeline_project" / "keys"
+        folder = Path(self.secret_dir) if self.secret_dir else Path.home() / ".config" / "pipeline_project" / "keys"
         identity = self.data_root.rstrip("/") if self.is_remote else str(Path(self.data_root).resolve())
         return folder / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.key"
 
@@ -170,12 +171,12 @@ class StorageResource(dg.ConfigurableResource):
         return self.incoming
 
     def anonymization_secret(self) -> bytes:
-        """The key behind every exported id: $PIPELINE_ANON_SECRET, else `secret_path`, made once. A key an older
+        """The key behind every exported id: `anon_secret`, else `secret_path`, made once. A key an older
         version kept inside the data root (`.secrets/`) is moved out, and deleted from an object store. Datasets
         made with a key this machine does not have are an error, not a reason to make a new key (every id
         would change): the message says where to put the key."""
-        if os.environ.get(SECRET_ENV):
-            return load_or_create_secret(self.secret_path)
+        if self.anon_secret:
+            return self.anon_secret.encode()
         path = self.secret_path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not path.exists():
@@ -190,7 +191,7 @@ class StorageResource(dg.ConfigurableResource):
                 raise MissingKeyError(
                     f"the datasets under {self.location(self.datasets)} were made with an anonymization key this machine "
                     f"does not have: copy the key file from the machine that made them to {path} (or set "
-                    f"{SECRET_ENV}); to start over with a new key instead, delete those datasets")
+                    f"PIPELINE_ANON_SECRET); to start over with a new key instead, delete those datasets")
         return load_or_create_secret(path)
 
     def _has_datasets(self) -> bool:

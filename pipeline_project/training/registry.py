@@ -139,9 +139,6 @@ def _exports_without_source_locations():
 
 class Registry:
     def __init__(self, tracking_uri: str, artifact_root: str | None = None, record_machine: bool = False):
-        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-        # Downloads happen inside runs whose logs a user reads; a progress bar per file only clutters them.
-        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
         import mlflow
 
         self.tracking_uri = tracking_uri
@@ -152,26 +149,18 @@ class Registry:
     @contextmanager
     def _fluent_api_on_this_store(self):
         """Point MLflow's module-level API (runs, `models:/` loads) at this store for the block, then put back
-        what was there. `mlflow.set_tracking_uri` also exports MLFLOW_TRACKING_URI to the environment; left
-        there, it would leak into every later resource in this process and pass for a user's setting."""
+        what was there, through MLflow's public API only: `set_tracking_uri(None)` also takes back the
+        MLFLOW_TRACKING_URI it exported, which would otherwise pass for a user's setting in every later resource
+        of this process. Versions are registered through this store's own client (`register`), so MLflow's
+        global registry URI is never needed."""
         import mlflow
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
 
-        saved_env = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
-        saved_tracking, saved_registry = tracking_utils._tracking_uri, registry_utils._registry_uri
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
         mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
         try:
             yield
         finally:
-            mlflow.set_tracking_uri(saved_tracking)
-            registry_utils._registry_uri = saved_registry
-            for key, value in saved_env.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+            mlflow.set_tracking_uri(previous)
 
     def experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
