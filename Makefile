@@ -24,7 +24,7 @@ SYNC := $(UV) sync --frozen --inexact --quiet
 # imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-dev run test test-servers test-slow ui validate lock clean-data bench-setup soundfonts train-analysis train-separator
+.PHONY: setup setup-dev run test test-servers test-slow lint format ui validate lock clean-data bench-setup soundfonts train-analysis train-separator
 
 $(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
@@ -57,17 +57,32 @@ run: setup
 test-servers:
 	@scripts/ensure_system_packages.sh --servers
 
-test: setup-dev test-servers
+# Lint and format check, the code location loaded by Dagster's `dg` (as the UI would), then the tests.
+test: setup-dev test-servers lint validate
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-slow: setup-dev test-servers
 	$(BIN)/python -m pytest -m slow -q
 
+# ruff's settings are in pyproject.toml ([tool.ruff]); `make format` rewrites what `make lint` finds unformatted.
+LINTED := pipeline_project tests benchmarks
+lint: setup-dev
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check --quiet $(LINTED)
+
+format: setup-dev
+	$(BIN)/ruff check --fix $(LINTED)
+	$(BIN)/ruff format $(LINTED)
+
+# Dagster's `dg` command line, on the project's environment ([tool.dg] in pyproject.toml names the code location).
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 validate: setup
-	$(BIN)/dagster definitions validate -w workspace.yaml
+	@mkdir -p $(DAGSTER_HOME)
+	$(DG) check defs
+	$(DG) list defs > /dev/null
 
 ui: setup
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(DG) dev --host 127.0.0.1 --port 3000
 
 # Re-resolves every dependency set (runtime and every extra) into uv.lock. Run it after editing the
 # dependencies in pyproject.toml; `make lock UPGRADE=1` also moves every package to its newest allowed release.

@@ -55,7 +55,9 @@ def octave_error(estimate_bpm: float, reference_bpm: float) -> float:
 
 def numeral_agreement(result: dict, labels: dict) -> float:
     """Share of beats whose Roman numeral (degree and quality, in the local key) matches the score's."""
-    truth_keys = [{"start": s, "end": e, "tonic": k.split(":")[0], "mode": k.split(":")[1]} for s, e, k in local_keys(labels)]
+    truth_keys = [
+        {"start": s, "end": e, "tonic": k.split(":")[0], "mode": k.split(":")[1]} for s, e, k in local_keys(labels)
+    ]
     song_tonic, song_mode = labels["key"].split(":")
     spans = result.get("local_keys") or []
     matches = []
@@ -120,13 +122,21 @@ def main() -> None:
                     no_drums[system, condition].append(row)
                 line.append(f"{system} {row['beat_f']:.2f}/{row['chord_majmin']:.2f}/{result['tempo_bpm']:.0f}")
             if args.verbose:
-                print(f"{plan.piece:<34} {plan.groove or 'no drums':<12} {condition:<12} tempo {tempo:5.1f} | " + " ".join(line), flush=True)
+                print(
+                    f"{plan.piece:<34} {plan.groove or 'no drums':<12} {condition:<12} tempo {tempo:5.1f} | "
+                    + " ".join(line),
+                    flush=True,
+                )
 
     fonts = sorted({f for p in plans for f in p.soundfonts})
-    print(f"\n{len(plans)} held-out pieces ({sum(p.groove is None for p in plans)} without drums) x {len(args.conditions)} conditions, "
-          f"{audio_seconds / 60:.1f} min of audio; SoundFonts: {', '.join(fonts)}; separator: {separator_name}")
+    print(
+        f"\n{len(plans)} held-out pieces ({sum(p.groove is None for p in plans)} without drums) x {len(args.conditions)} conditions, "
+        f"{audio_seconds / 60:.1f} min of audio; SoundFonts: {', '.join(fonts)}; separator: {separator_name}"
+    )
     if models is not None:
-        print(f"learned analysers: {models.versions}; promoted (the 'shipped' column uses them): {sorted(models.promoted)}")
+        print(
+            f"learned analysers: {models.versions}; promoted (the 'shipped' column uses them): {sorted(models.promoted)}"
+        )
     names = list(systems)
     print(f"{'metric':<14}{'condition':<14}" + "".join(f"{s:>10}" for s in names) + f"{'target':>9}")
     for metric in METRICS:
@@ -137,15 +147,28 @@ def main() -> None:
                 chosen = args.conditions if condition == "all" else [condition]
                 rows = {s: [r for c in chosen for r in scores[s, c]] for s in names}
             means = {s: float(np.mean([r[metric] for r in rows[s] if metric in r] or [np.nan])) for s in names}
-            line = f"{metric:<14}{condition:<14}" + "".join(f"{means[s]:>10.3f}" if np.isfinite(means[s]) else f"{'-':>10}" for s in names)
+            line = f"{metric:<14}{condition:<14}" + "".join(
+                f"{means[s]:>10.3f}" if np.isfinite(means[s]) else f"{'-':>10}" for s in names
+            )
             if condition == "all" and metric in TARGETS:
                 line += f"{TARGETS[metric]:>9.2f}"
             print(line)
-    print(f"{'x real time':<28}" + "".join(f"{seconds[s] / audio_seconds:>10.3f}" for s in names) + "   (separation excluded)")
+    print(
+        f"{'x real time':<28}"
+        + "".join(f"{seconds[s] / audio_seconds:>10.3f}" for s in names)
+        + "   (separation excluded)"
+    )
     if "essentia" in systems and "learned" in systems:
-        margins = {metric: min(np.mean([r[metric] for r in scores["learned", c]]) - np.mean([r[metric] for r in scores["essentia", c]])
-                               for c in args.conditions) for metric in ("beat_f", "chord_majmin")}
-        print(f"worst margin over Essentia: beat F {margins['beat_f']:+.3f}, chord majmin {margins['chord_majmin']:+.3f}")
+        margins = {
+            metric: min(
+                np.mean([r[metric] for r in scores["learned", c]]) - np.mean([r[metric] for r in scores["essentia", c]])
+                for c in args.conditions
+            )
+            for metric in ("beat_f", "chord_majmin")
+        }
+        print(
+            f"worst margin over Essentia: beat F {margins['beat_f']:+.3f}, chord majmin {margins['chord_majmin']:+.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,14 @@ from pipeline_project.synthesis.grooves import with_rhythm_section
 from pipeline_project.synthesis.performance import perform, sample_humanization
 from pipeline_project.synthesis.render import available_soundfonts, render
 
-PIECES = ("bach/bwv1.6", "bach/bwv8.6", "bach/bwv13.6", "bach/bwv16.6", "bach/bwv20.11", "bach/bwv24.6")  # none reserved
+PIECES = (
+    "bach/bwv1.6",
+    "bach/bwv8.6",
+    "bach/bwv13.6",
+    "bach/bwv16.6",
+    "bach/bwv20.11",
+    "bach/bwv24.6",
+)  # none reserved
 TARGET = 0.05
 
 
@@ -41,8 +48,12 @@ def song(seconds: float) -> tuple[dict[str, np.ndarray], int]:
     while total < seconds:
         name = PIECES[index % len(PIECES)]
         rng = np.random.default_rng(index)
-        performance = perform(with_rhythm_section(from_corpus(name), "rock", seed=index), float(rng.integers(90, 126)),
-                              seed=index, humanization=sample_humanization(rng))
+        performance = perform(
+            with_rhythm_section(from_corpus(name), "rock", seed=index),
+            float(rng.integers(90, 126)),
+            seed=index,
+            humanization=sample_humanization(rng),
+        )
         audio = render(performance, catalog)
         parts.append(audio.stems)
         total += audio.mix.shape[1] / audio.sample_rate

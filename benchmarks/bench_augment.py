@@ -73,20 +73,27 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ir_path, noise_path = Path(tmp) / "arena_ir.wav", Path(tmp) / "crowd.wav"
         soundfile.write(ir_path, ir.mean(axis=0), RATE, subtype="FLOAT")
-        soundfile.write(noise_path, _texture(steps["noise"], audio.shape, RATE, pool).mean(axis=0).astype(np.float32), RATE,
-                        subtype="FLOAT")
+        soundfile.write(
+            noise_path,
+            _texture(steps["noise"], audio.shape, RATE, pool).mean(axis=0).astype(np.float32),
+            RATE,
+            subtype="FLOAT",
+        )
         eq = steps["eq"]
         (f1, g1, q1), (f2, g2, q2) = eq["peaks"]
         snr = steps["noise"]["snr_db"]
-        peer = am.Compose([
-            am.ApplyImpulseResponse(ir_path, p=1.0),
-            am.AddBackgroundNoise(noise_path, min_snr_db=snr, max_snr_db=snr, p=1.0),
-            am.HighPassFilter(eq["highpass_hz"], eq["highpass_hz"], 12, 12, p=1.0),
-            am.PeakingFilter(f1, f1, g1, g1, q1, q1, p=1.0),
-            am.PeakingFilter(f2, f2, g2, g2, q2, q2, p=1.0),
-            am.LowPassFilter(eq["lowpass_hz"], eq["lowpass_hz"], 12, 12, p=1.0),
-            am.Limiter(-1.0, -1.0, 0.001, 0.001, 0.1, 0.1, threshold_mode="absolute", p=1.0),
-        ])
+        peer = am.Compose(
+            [
+                am.ApplyImpulseResponse(ir_path, p=1.0),
+                am.AddBackgroundNoise(noise_path, min_snr_db=snr, max_snr_db=snr, p=1.0),
+                am.HighPassFilter(eq["highpass_hz"], eq["highpass_hz"], 12, 12, p=1.0),
+                am.PeakingFilter(f1, f1, g1, g1, q1, q1, p=1.0),
+                am.PeakingFilter(f2, f2, g2, g2, q2, q2, p=1.0),
+                am.LowPassFilter(eq["lowpass_hz"], eq["lowpass_hz"], 12, 12, p=1.0),
+                am.Limiter(-1.0, -1.0, 0.001, 0.001, 0.1, 0.1, threshold_mode="absolute", p=1.0),
+            ]
+        )
+
         def run_peer():  # AddBackgroundNoise takes mono only: each channel goes through the chain
             return np.stack([peer(samples=np.ascontiguousarray(channel), sample_rate=RATE) for channel in audio])
 
@@ -100,7 +107,9 @@ def main() -> None:
     print(f"{'audiomentations':<16} {theirs:>8.3f} {seconds / theirs:>22.0f}")
     ratio = theirs / ours
     verdict = "PASS" if ratio >= 2 and seconds / ours >= 150 else "FAIL"
-    print(f"speed ratio project / audiomentations: {ratio:.2f}x (targets >= 2x and >= 150x real time per core): {verdict}")
+    print(
+        f"speed ratio project / audiomentations: {ratio:.2f}x (targets >= 2x and >= 150x real time per core): {verdict}"
+    )
 
 
 if __name__ == "__main__":

@@ -51,8 +51,13 @@ def write_songs(incoming: Path, count: int, seconds: float) -> None:
     for index, style in enumerate(STYLES):
         tempo = 100 + 8 * index
         bars = max(1, round(seconds * tempo / 240))
-        grooves.append(render(perform(groove_only(style, bars, index + 1, key="C:major"), tempo, seed=index,
-                                      humanization=STEADY_TEMPO)))
+        grooves.append(
+            render(
+                perform(
+                    groove_only(style, bars, index + 1, key="C:major"), tempo, seed=index, humanization=STEADY_TEMPO
+                )
+            )
+        )
     for index in range(count):
         audio = grooves[index % len(grooves)]
         gain = 0.9 - 0.5 * index / max(1, count)  # a distinct gain per copy: a distinct content hash
@@ -70,14 +75,18 @@ def bare_compute(data_root: Path) -> float:
 
     resources = default_resources(str(data_root))
     log = logging.getLogger("bench_backfill")
-    bodies = [(asset.op.compute_fn.decorated_fn, sorted(k for k in asset.required_resource_keys if k in resources))
-              for asset in (song_audio, song_stems, song_analysis, song_theory)]
+    bodies = [
+        (asset.op.compute_fn.decorated_fn, sorted(k for k in asset.required_resource_keys if k in resources))
+        for asset in (song_audio, song_stems, song_analysis, song_theory)
+    ]
     found = scan_incoming(data_root / "incoming")
     started = time.perf_counter()
     for key in sorted(found):
         # The source file's name, as the CLI and the sensor tag their runs, so no pass rescans the folder.
         tags = {SOURCE_FILE_TAG: found[key][0].name}
-        context = SimpleNamespace(partition_key=key, partition_keys=[key], log=log, run=SimpleNamespace(tags=tags), retry_number=0)
+        context = SimpleNamespace(
+            partition_key=key, partition_keys=[key], log=log, run=SimpleNamespace(tags=tags), retry_number=0
+        )
         for body, needed in bodies:
             body(context, **{name: resources[name] for name in needed})
     return time.perf_counter() - started
@@ -96,7 +105,9 @@ def pipeline_run(data_root: Path, home: Path, instance_yaml: str | None) -> tupl
     from pipeline_project import cli
 
     home.mkdir(parents=True)
-    (home / "dagster.yaml").write_text(Path(instance_yaml).read_text() if instance_yaml else "telemetry:\n  enabled: false\n")
+    (home / "dagster.yaml").write_text(
+        Path(instance_yaml).read_text() if instance_yaml else "telemetry:\n  enabled: false\n"
+    )
     os.environ["DAGSTER_HOME"] = str(home)
     songs = data_root / "lake" / "songs"
     samples: list[tuple[int, int]] = []
@@ -158,17 +169,23 @@ def main() -> None:
     quarter = max(1, songs // 4)
     first, last = peak_between(samples, 0, quarter), peak_between(samples, songs - quarter, songs)
     mib = 1 << 20
-    print(f"\n{songs} songs of {mean_length:.1f} s on average in {runs} Dagster runs (up to {Settings.from_environment().songs_per_run} songs a run), "
-          f"instance: {args.instance_yaml or 'SQLite (default)'}")
+    print(
+        f"\n{songs} songs of {mean_length:.1f} s on average in {runs} Dagster runs (up to {Settings.from_environment().songs_per_run} songs a run), "
+        f"instance: {args.instance_yaml or 'SQLite (default)'}"
+    )
     print(f"{'':<34}{'total s':>10}{'per song ms':>14}")
     print(f"{'bare compute (peer)':<34}{bare:>10.1f}{1000 * compute:>14.0f}")
     print(f"{'pipeline (Dagster runs)':<34}{wall:>10.1f}{1000 * wall / songs:>14.0f}")
     print(f"{'orchestration overhead':<34}{wall - bare:>10.1f}{1000 * overhead:>14.0f}")
     ratio = overhead / compute
-    print(f"overhead / compute: {ratio:.2f} (target <= {OVERHEAD_TARGET:.2f}): {'PASS' if ratio <= OVERHEAD_TARGET else 'FAIL'}")
+    print(
+        f"overhead / compute: {ratio:.2f} (target <= {OVERHEAD_TARGET:.2f}): {'PASS' if ratio <= OVERHEAD_TARGET else 'FAIL'}"
+    )
     growth = last / first if first else float("nan")
-    print(f"worker peak RSS: first quarter {first / mib:.0f} MiB, last quarter {last / mib:.0f} MiB, "
-          f"ratio {growth:.2f} (target <= {MEMORY_TARGET:.2f}): {'PASS' if growth <= MEMORY_TARGET else 'FAIL'}")
+    print(
+        f"worker peak RSS: first quarter {first / mib:.0f} MiB, last quarter {last / mib:.0f} MiB, "
+        f"ratio {growth:.2f} (target <= {MEMORY_TARGET:.2f}): {'PASS' if growth <= MEMORY_TARGET else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,17 @@ def private_hits(rows: int) -> pd.DataFrame:
 def catalog() -> set[str]:
     rng = np.random.default_rng(1)
     words = ["amber", "copper", "velvet", "harbor", "lantern", "orchid", "quartz", "meadow", "ember", "willow"]
-    return catalog_terms([{"title": f"{rng.choice(words)} {rng.choice(words)} {i}", "artist": f"The {rng.choice(words).title()}s {i}",
-                           "album": f"{rng.choice(words)} sessions {i}", "file_names": [f"track_{i:04d}.mp3"]} for i in range(1000)])
+    return catalog_terms(
+        [
+            {
+                "title": f"{rng.choice(words)} {rng.choice(words)} {i}",
+                "artist": f"The {rng.choice(words).title()}s {i}",
+                "album": f"{rng.choice(words)} sessions {i}",
+                "file_names": [f"track_{i:04d}.mp3"],
+            }
+            for i in range(1000)
+        ]
+    )
 
 
 def main() -> None:
@@ -84,12 +93,18 @@ def main() -> None:
             last = (written, findings, validation)
     written, findings, validation = last
     best_ours, best_raw = min(ours), min(raw)
-    print(f"{args.rows:,} drum hits, {len(FEATURE_NAMES)} features, {len(terms):,} catalog terms, best of {args.repeats}")
+    print(
+        f"{args.rows:,} drum hits, {len(FEATURE_NAMES)} features, {len(terms):,} catalog terms, best of {args.repeats}"
+    )
     print(f"{'path':<52}{'seconds':>9}{'rows/s':>14}")
-    print(f"{'project: anonymize + snapshot + privacy + validation':<52}{best_ours:>9.2f}{args.rows / best_ours:>14,.0f}")
+    print(
+        f"{'project: anonymize + snapshot + privacy + validation':<52}{best_ours:>9.2f}{args.rows / best_ours:>14,.0f}"
+    )
     print(f"{'pyarrow write_table of the same table':<52}{best_raw:>9.2f}{args.rows / best_raw:>14,.0f}")
-    print(f"snapshot {written.snapshot_id}: {written.rows:,} rows; privacy findings {len(findings)}; "
-          f"validation problems: {'; '.join(validation['problems']) or 'none'}")
+    print(
+        f"snapshot {written.snapshot_id}: {written.rows:,} rows; privacy findings {len(findings)}; "
+        f"validation problems: {'; '.join(validation['problems']) or 'none'}"
+    )
     ratio = best_raw / best_ours
     print(f"speed ratio project / pyarrow: {ratio:.2f}x (target >= {TARGET}x): {'PASS' if ratio >= TARGET else 'FAIL'}")
 

@@ -59,10 +59,16 @@ def render_collection(incoming: Path, count: int) -> None:
     for index in range(count):
         genre = list(styles)[index % len(styles)]
         key = f"{rng.choice(['C', 'D', 'E', 'F', 'G', 'A', 'B'])}:{rng.choice(['major', 'minor'])}"
-        performance = perform(groove_only(styles[genre], 4, index, key=key), float(rng.integers(75, 155)), seed=index,
-                              humanization=STEADY_TEMPO)
+        performance = perform(
+            groove_only(styles[genre], 4, index, key=key),
+            float(rng.integers(75, 155)),
+            seed=index,
+            humanization=STEADY_TEMPO,
+        )
         audio = render(performance)
-        write_mp3(incoming / f"song_{index:03d}.mp3", audio.mix, audio.sample_rate, {"genre": genre, "title": f"Song {index}"})
+        write_mp3(
+            incoming / f"song_{index:03d}.mp3", audio.mix, audio.sample_rate, {"genre": genre, "title": f"Song {index}"}
+        )
     for index in range(min(3, count)):
         decode_song(incoming / f"song_{index:03d}.mp3", incoming / f"song_{index:03d}.flac")
 
@@ -76,7 +82,14 @@ def report(data_root: Path, ks: list[int]) -> None:
     records = []
     for song in sorted((data_root / "lake" / "songs").iterdir()):
         if (song / "theory.json").exists():
-            records.append({"key": song.name, **{n: json.loads((song / f"{n}.json").read_text()) for n in ("song", "stems", "analysis", "theory")}})
+            records.append(
+                {
+                    "key": song.name,
+                    **{
+                        n: json.loads((song / f"{n}.json").read_text()) for n in ("song", "stems", "analysis", "theory")
+                    },
+                }
+            )
     secret, attacker = b"the collection's key", b"the attacker's own key"
     recomputed, _ = song_features_table(records, attacker, k=1)
     truth = {keyed_hash(attacker, f"song:{r['key']}"): keyed_hash(secret, f"song:{r['key']}") for r in records}
@@ -84,7 +97,9 @@ def report(data_root: Path, ks: list[int]) -> None:
     print(f"{'release':<26}{'rows':>6}{'linkage':>10}{'bound 1/k':>11}{'genre macro F1':>16}")
     for k in [1, *ks]:
         released, rep = song_features_table(records, secret, k=k)
-        rate = linkage_rate(released, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC))
+        rate = linkage_rate(
+            released, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC)
+        )
         name = "exact (k = 1)" if k == 1 else f"microaggregated, k = {k}"
         print(f"{name:<26}{len(released):>6}{rate:>10.3f}{1 / k:>11.3f}{_genre_f1(genre_classifier, released):>16}")
 

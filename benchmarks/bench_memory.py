@@ -71,23 +71,40 @@ def run_song(minutes: float, clip: np.ndarray, workdir: Path) -> dict:
     incoming = root / "data" / "incoming"
     incoming.mkdir(parents=True)
     write_long_mp3(incoming / f"long_{minutes:g}min.mp3", clip, minutes)
-    env = {**os.environ, "DAGSTER_HOME": str(root / "dagster"), "PIPELINE_DATA_ROOT": str(root / "data"),
-           "PIPELINE_SECRET_DIR": str(root / "secrets")}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(root / "dagster"),
+        "PIPELINE_DATA_ROOT": str(root / "data"),
+        "PIPELINE_SECRET_DIR": str(root / "secrets"),
+    }
     env.pop("MLFLOW_TRACKING_URI", None)  # MLflow in the fresh data root
     started = time.perf_counter()
     with open(root / "run.log", "w") as log:
-        process = subprocess.Popen([sys.executable, "-m", "pipeline_project", "run", "--songs-only"], cwd=PROJECT_ROOT,
-                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pipeline_project", "run", "--songs-only"],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         _, status, usage = os.wait4(process.pid, 0)
     seconds = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{minutes:g}-minute song: run failed, see {root / 'run.log'}:\n{(root / 'run.log').read_text()[-3000:]}")
+        raise SystemExit(
+            f"{minutes:g}-minute song: run failed, see {root / 'run.log'}:\n{(root / 'run.log').read_text()[-3000:]}"
+        )
     (analysis_path,) = (root / "data" / "lake" / "songs").glob("*/analysis.json")
     analysis = json.loads(analysis_path.read_text())
-    return {"minutes": minutes, "peak_mib": usage.ru_maxrss / 1024, "seconds": seconds,
-            "analysis_alone_mib": analysis_alone(analysis_path.parent / "stems"),
-            "beats": len(analysis["beat_times"]), "tempo_bpm": analysis["tempo_bpm"], "sections": len(analysis["sections"]),
-            "duration_s": analysis["duration_s"]}
+    return {
+        "minutes": minutes,
+        "peak_mib": usage.ru_maxrss / 1024,
+        "seconds": seconds,
+        "analysis_alone_mib": analysis_alone(analysis_path.parent / "stems"),
+        "beats": len(analysis["beat_times"]),
+        "tempo_bpm": analysis["tempo_bpm"],
+        "sections": len(analysis["sections"]),
+        "duration_s": analysis["duration_s"],
+    }
 
 
 ANALYSIS_ALONE = """
@@ -123,10 +140,13 @@ def main() -> None:
         for minutes in args.minutes:
             result = run_song(minutes, clip, workdir)
             results.append(result)
-            print(f"{minutes:5g} min: peak RSS {result['peak_mib']:7.0f} MiB (analysis alone {result['analysis_alone_mib']:.0f} MiB), "
-                  f"{result['seconds']:6.0f} s "
-                  f"({result['seconds'] / (minutes * 60):.3f}x real time); {result['beats']} beats at {result['tempo_bpm']:.1f} BPM, "
-                  f"{result['sections']} sections, {result['duration_s']:.0f} s analysed", flush=True)
+            print(
+                f"{minutes:5g} min: peak RSS {result['peak_mib']:7.0f} MiB (analysis alone {result['analysis_alone_mib']:.0f} MiB), "
+                f"{result['seconds']:6.0f} s "
+                f"({result['seconds'] / (minutes * 60):.3f}x real time); {result['beats']} beats at {result['tempo_bpm']:.1f} BPM, "
+                f"{result['sections']} sections, {result['duration_s']:.0f} s analysed",
+                flush=True,
+            )
     peaks = {r["minutes"]: r["peak_mib"] for r in results}
     print("analysis alone: " + ", ".join(f"{r['minutes']:g} min {r['analysis_alone_mib']:.0f} MiB" for r in results))
     if {10.0, 180.0} <= set(peaks):

@@ -40,7 +40,9 @@ def write_midi(performance, path: Path) -> None:
     by_part: dict[str, pretty_midi.Instrument] = {}
     for note in performance.notes:
         if note.part not in by_part:
-            by_part[note.part] = pretty_midi.Instrument(program=max(note.program, 0), is_drum=note.is_drum, name=note.part)
+            by_part[note.part] = pretty_midi.Instrument(
+                program=max(note.program, 0), is_drum=note.is_drum, name=note.part
+            )
         by_part[note.part].notes.append(pretty_midi.Note(note.velocity, note.pitch, note.onset, note.offset))
     midi.instruments = list(by_part.values())
     midi.write(str(path))
@@ -67,18 +69,44 @@ def render_with_project(path: Path, soundfont: Path, out: Path) -> float:
 
 
 def render_with_cli(path: Path, soundfont: Path, out: Path) -> None:
-    subprocess.run(["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", "44100", "-T", "wav",
-                    "-F", str(out), str(soundfont), str(path)], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-R",
+            "0",
+            "-C",
+            "0",
+            "-g",
+            "0.5",
+            "-r",
+            "44100",
+            "-T",
+            "wav",
+            "-F",
+            str(out),
+            str(soundfont),
+            str(path),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--soundfont", type=Path, default=None, help="default: FluidR3_GM when installed, else TimGM6mb")
+    parser.add_argument(
+        "--soundfont", type=Path, default=None, help="default: FluidR3_GM when installed, else TimGM6mb"
+    )
     args = parser.parse_args()
     if shutil.which("fluidsynth") is None:
-        raise SystemExit("the fluidsynth program is missing: run `make bench-setup` (Debian: apt-get install fluidsynth)")
+        raise SystemExit(
+            "the fluidsynth program is missing: run `make bench-setup` (Debian: apt-get install fluidsynth)"
+        )
     catalog = available_soundfonts()
     soundfont = args.soundfont or catalog.get("FluidR3_GM.sf2") or catalog["TimGM6mb.sf2"]
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,7 +124,9 @@ def main() -> None:
             for f in files:
                 render_with_cli(f, soundfont, folder / f"{f.stem}.cli.wav")
             best["fluidsynth CLI"] = min(best["fluidsynth CLI"], time.perf_counter() - started)
-    print(f"{len(files)} MIDI files, {audio_seconds:.1f} s of audio, SoundFont {soundfont.name}, best of {args.repeats}")
+    print(
+        f"{len(files)} MIDI files, {audio_seconds:.1f} s of audio, SoundFont {soundfont.name}, best of {args.repeats}"
+    )
     print(f"{'renderer':<16} {'seconds':>8} {'x real time':>12}")
     for name, seconds in best.items():
         print(f"{name:<16} {seconds:>8.2f} {audio_seconds / seconds:>12.1f}")

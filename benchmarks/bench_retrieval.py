@@ -58,29 +58,38 @@ def chorales(count: int, skip: int) -> list[str]:
     """Chorales of the music21 corpus that are neither reserved nor in the analysis test split (the accuracy
     benchmark's pieces)."""
     names = [n for n in corpus_chorales() if split_of(n) != "test"]
-    return names[skip: skip + count]
+    return names[skip : skip + count]
 
 
 def render_track(name: str, index: int, soundfonts: dict) -> tuple[np.ndarray, int]:
     rng = np.random.default_rng(1000 + index)
     score = from_corpus(name)
     meter = tuple(int(x) for x in score.time_signature.split("/"))
-    styles = [s for s, style in GROOVE_STYLES.items() if style["meter"] == meter] or \
-             [s for s, style in GROOVE_STYLES.items() if style["meter"] == (4, 4)]
+    styles = [s for s, style in GROOVE_STYLES.items() if style["meter"] == meter] or [
+        s for s, style in GROOVE_STYLES.items() if style["meter"] == (4, 4)
+    ]
     arrangement = with_rhythm_section(score, styles[index % len(styles)], seed=index)
     names = sorted(soundfonts)
-    performance = perform(arrangement, float(rng.integers(72, 132)), seed=index, humanization=sample_humanization(rng),
-                          soundfont=names[index % len(names)])
+    performance = perform(
+        arrangement,
+        float(rng.integers(72, 132)),
+        seed=index,
+        humanization=sample_humanization(rng),
+        soundfont=names[index % len(names)],
+    )
     rendered = render(performance, soundfonts)
     return rendered.mix, rendered.sample_rate
 
 
 def concert(audio: np.ndarray, rate: int, seed: int, pool: NoisePool, snr_db: float | None = None) -> np.ndarray:
-    return apply_chain(audio, rate, sample_chain(["concert"], seed=seed, pool_ids=pool.ids(), snr_db=snr_db), pool).audio
+    return apply_chain(
+        audio, rate, sample_chain(["concert"], seed=seed, pool_ids=pool.ids(), snr_db=snr_db), pool
+    ).audio
 
 
-def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool,
-                   variants: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def training_pairs(
+    tracks: list[tuple[np.ndarray, int]], pool: NoisePool, variants: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Clean and concert windows of the same moments, and the track of each pair."""
     clean_windows, degraded_windows, owners = [], [], []
     for index, (audio, rate) in enumerate(tracks):
@@ -89,8 +98,8 @@ def training_pairs(tracks: list[tuple[np.ndarray, int]], pool: NoisePool,
             degraded = log_mel(concert(audio, rate, seed=index * 100 + variant, pool=pool), rate, SETTINGS)
             frames = min(clean.shape[1], degraded.shape[1])
             for start in range(0, frames - PAIR_FRAMES + 1, PAIR_FRAMES // 4):
-                clean_windows.append(clean[:, start: start + PAIR_FRAMES])
-                degraded_windows.append(degraded[:, start: start + PAIR_FRAMES])
+                clean_windows.append(clean[:, start : start + PAIR_FRAMES])
+                degraded_windows.append(degraded[:, start : start + PAIR_FRAMES])
                 owners.append(index)
     return np.stack(clean_windows), np.stack(degraded_windows), np.array(owners)
 
@@ -104,7 +113,7 @@ def make_queries(tracks: dict[str, tuple[np.ndarray, int]], pool: NoisePool, per
             live = concert(audio, rate, seed=7000 + index * 10 + SNRS_DB.index(snr), pool=pool, snr_db=snr)
             length = int(QUERY_S * rate)
             for start in rng.integers(0, live.shape[1] - length, per_track):
-                queries[snr].append((track, live[:, start: start + length], rate))
+                queries[snr].append((track, live[:, start : start + length], rate))
     return queries
 
 
@@ -112,7 +121,9 @@ def query_windows(queries: list) -> np.ndarray:
     windows = []
     for _, audio, rate in queries:
         logmel = log_mel(audio, rate, SETTINGS)
-        windows.append(np.pad(logmel, ((0, 0), (0, max(0, WINDOW_FRAMES - logmel.shape[1]))), mode="edge")[:, :WINDOW_FRAMES])
+        windows.append(
+            np.pad(logmel, ((0, 0), (0, max(0, WINDOW_FRAMES - logmel.shape[1]))), mode="edge")[:, :WINDOW_FRAMES]
+        )
     return np.stack(windows)
 
 
@@ -132,7 +143,7 @@ def bit_error_rate(query: np.ndarray, reference: np.ndarray) -> float:
         length = min(m - q0, len(reference) - r0)
         if length < minimum:
             continue
-        errors = np.unpackbits((query[q0: q0 + length] ^ reference[r0: r0 + length]).view(np.uint8)).sum()
+        errors = np.unpackbits((query[q0 : q0 + length] ^ reference[r0 : r0 + length]).view(np.uint8)).sum()
         best = min(best, errors / (32 * length))
     return best
 
@@ -169,18 +180,25 @@ def main() -> None:
     started = time.perf_counter()
     names = chorales(args.train_tracks + args.catalog_tracks, skip=0)
     rendered = [render_track(name, index, soundfonts) for index, name in enumerate(names)]
-    train_tracks, catalog_tracks = rendered[: args.train_tracks], dict(zip(names[args.train_tracks:], rendered[args.train_tracks:]))
+    train_tracks, catalog_tracks = (
+        rendered[: args.train_tracks],
+        dict(zip(names[args.train_tracks :], rendered[args.train_tracks :])),
+    )
     # Crowds are made of other music: renders of the training chorales, never of the catalog's.
     pool = NoisePool({f"crowd-{i}": audio for i, (audio, _) in enumerate(train_tracks[:16])}, train_tracks[0][1])
-    print(f"rendered {len(rendered)} tracks ({sum(a.shape[1] / r for a, r in rendered) / 60:.1f} min) with "
-          f"{', '.join(sorted(soundfonts))} in {time.perf_counter() - started:.0f} s")
+    print(
+        f"rendered {len(rendered)} tracks ({sum(a.shape[1] / r for a, r in rendered) / 60:.1f} min) with "
+        f"{', '.join(sorted(soundfonts))} in {time.perf_counter() - started:.0f} s"
+    )
 
     started = time.perf_counter()
     clean, degraded, owners = training_pairs(train_tracks, pool, args.variants)
     settings = EmbeddingSettings(steps=args.steps, batch_size=args.batch_size)
     model, losses = train_embedding(clean, degraded, settings, tracks=owners)
-    print(f"trained on {len(clean)} pairs of two-second windows from {len(train_tracks)} tracks, {settings.steps} steps, "
-          f"loss {losses[0]} -> {losses[-1]}, {time.perf_counter() - started:.0f} s")
+    print(
+        f"trained on {len(clean)} pairs of two-second windows from {len(train_tracks)} tracks, {settings.steps} steps, "
+        f"loss {losses[0]} -> {losses[-1]}, {time.perf_counter() - started:.0f} s"
+    )
 
     catalog_logmels = {track: log_mel(audio, rate, SETTINGS) for track, (audio, rate) in catalog_tracks.items()}
     queries = make_queries(catalog_tracks, pool, args.queries)
@@ -210,22 +228,31 @@ def main() -> None:
                 results["chromaprint"][snr] = retrieval_scores(ranks)
         sizes = {"float": float_path.stat().st_size, "int8": int8_path.stat().st_size}
 
-    print(f"\ncatalog {len(catalog_tracks)} tracks, {args.queries} one-second concert queries per track and SNR; "
-          f"ONNX float {sizes['float'] / 1e3:.0f} kB, int8 {sizes['int8'] / 1e3:.0f} kB")
+    print(
+        f"\ncatalog {len(catalog_tracks)} tracks, {args.queries} one-second concert queries per track and SNR; "
+        f"ONNX float {sizes['float'] / 1e3:.0f} kB, int8 {sizes['int8'] / 1e3:.0f} kB"
+    )
     print(f"{'system':<14}" + "".join(f"{f'{snr:+d} dB':>21}" for snr in SNRS_DB))
     print(f"{'':<14}" + "".join(f"{'top1  top5   MRR':>21}" for _ in SNRS_DB))
     for name, per_snr in results.items():
-        print(f"{name:<14}" + "".join(f"{per_snr[s]['top1']:>9.2f}{per_snr[s]['top5']:>6.2f}{per_snr[s]['mrr']:>6.2f}" for s in SNRS_DB))
+        print(
+            f"{name:<14}"
+            + "".join(f"{per_snr[s]['top1']:>9.2f}{per_snr[s]['top5']:>6.2f}{per_snr[s]['mrr']:>6.2f}" for s in SNRS_DB)
+        )
     if has_fpcalc:
         print(f"fpcalc gave no fingerprint for {unprinted} of {sum(len(q) for q in queries.values())} queries")
     ours = results["embedding"]
     beats = all(ours[s]["top1"] >= results["chromaprint"][s]["top1"] for s in SNRS_DB) if has_fpcalc else None
-    print(f"top-1 at 0 dB: {ours[0]['top1']:.2f} (target >= {TOP1_TARGET}): {'PASS' if ours[0]['top1'] >= TOP1_TARGET else 'FAIL'}")
+    print(
+        f"top-1 at 0 dB: {ours[0]['top1']:.2f} (target >= {TOP1_TARGET}): {'PASS' if ours[0]['top1'] >= TOP1_TARGET else 'FAIL'}"
+    )
     if beats is not None:
         print(f"top-1 at least Chromaprint's at every SNR: {'PASS' if beats else 'FAIL'}")
     loss = ours[0]["top1"] - results["onnx int8"][0]["top1"]
-    print(f"int8 ONNX top-1 loss at 0 dB: {loss * 100:+.1f} points (target <= {INT8_MAX_LOSS * 100:.0f}): "
-          f"{'PASS' if loss <= INT8_MAX_LOSS + 1e-9 else 'FAIL'}")
+    print(
+        f"int8 ONNX top-1 loss at 0 dB: {loss * 100:+.1f} points (target <= {INT8_MAX_LOSS * 100:.0f}): "
+        f"{'PASS' if loss <= INT8_MAX_LOSS + 1e-9 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from fractions import Fraction
 import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +59,9 @@ def model_for(name: str) -> LoadedModel:
     sources = ["drums", "bass", "other", "vocals"]
     # The pretrained htdemucs runs 7.8 s segments (39/5 s, its training length), not the constructor's
     # default of 10 s: the stand-in must split songs the same way to cost the same.
-    model = HDemucs(channels=4, sources=sources) if name == "small" else HTDemucs(sources=sources, segment=Fraction(39, 5))
+    model = (
+        HDemucs(channels=4, sources=sources) if name == "small" else HTDemucs(sources=sources, segment=Fraction(39, 5))
+    )
     model.eval()
     return LoadedModel(model, f"{name} (random weights)", "none", "", [])
 
@@ -73,14 +75,22 @@ def raw_apply_model(audio: np.ndarray, loaded: LoadedModel) -> float:
     reference = wav.mean(0)
     mean, std = reference.mean(), reference.std() + 1e-8
     with torch.no_grad():
-        apply_model(loaded.model, ((wav - mean) / std)[None], device="cpu", shifts=0, split=True, overlap=0.25, progress=False)
+        apply_model(
+            loaded.model, ((wav - mean) / std)[None], device="cpu", shifts=0, split=True, overlap=0.25, progress=False
+        )
     return time.perf_counter() - started
 
 
 def asset_path(source: Path, out_dir: Path, loaded: LoadedModel) -> float:
     started = time.perf_counter()
     chunk = demucs_chunk_seconds(loaded, DEFAULT_CHUNK_S, DEFAULT_CROSSFADE_S, 0.25)
-    separate_file(source, out_dir, lambda window, rate: separate_with_demucs(window, rate, loaded, "cpu"), chunk, DEFAULT_CROSSFADE_S)
+    separate_file(
+        source,
+        out_dir,
+        lambda window, rate: separate_with_demucs(window, rate, loaded, "cpu"),
+        chunk,
+        DEFAULT_CROSSFADE_S,
+    )
     return time.perf_counter() - started
 
 
@@ -132,11 +142,15 @@ def main() -> None:
         return
     peaks = {}
     for seconds in (180.0, 1800.0):
-        output = subprocess.run([sys.executable, __file__, "--memory-child", str(seconds)], check=True, capture_output=True, text=True)
+        output = subprocess.run(
+            [sys.executable, __file__, "--memory-child", str(seconds)], check=True, capture_output=True, text=True
+        )
         peaks[seconds] = json.loads(output.stdout.strip().splitlines()[-1])["peak_mib"]
     growth = peaks[1800.0] / peaks[180.0]
-    print(f"peak memory: 3 min {peaks[180.0]:.0f} MiB, 30 min {peaks[1800.0]:.0f} MiB, ratio {growth:.2f} "
-          f"(target <= 1.10): {'PASS' if growth <= 1.10 else 'FAIL'}")
+    print(
+        f"peak memory: 3 min {peaks[180.0]:.0f} MiB, 30 min {peaks[1800.0]:.0f} MiB, ratio {growth:.2f} "
+        f"(target <= 1.10): {'PASS' if growth <= 1.10 else 'FAIL'}"
+    )
 
 
 if __name__ == "__main__":

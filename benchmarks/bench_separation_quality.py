@@ -45,7 +45,13 @@ from pipeline_project.resources import SeparatorResource
 from pipeline_project.separation import learned
 from pipeline_project.separation.separator import STEM_NAMES, separate_with_fallback
 from pipeline_project.synthesis.render import available_soundfonts
-from pipeline_project.training.analysis_corpus import CONDITIONS, apply_condition, heard_stems, plan_renders, render_stems
+from pipeline_project.training.analysis_corpus import (
+    CONDITIONS,
+    apply_condition,
+    heard_stems,
+    plan_renders,
+    render_stems,
+)
 
 
 def drum_hit_f1(drums: np.ndarray, sample_rate: int, labels: dict) -> float | None:
@@ -82,12 +88,16 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=8)
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS), choices=list(CONDITIONS))
     parser.add_argument("--demucs-model", default="htdemucs")
-    parser.add_argument("--separator", type=Path, default=learned.SHIPPED_SEPARATOR, help="the learned separator's ONNX file")
+    parser.add_argument(
+        "--separator", type=Path, default=learned.SHIPPED_SEPARATOR, help="the learned separator's ONNX file"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    separators = {"mixture": lambda mix, rate: {name: mix for name in STEM_NAMES},
-                  "dsp-fallback": lambda mix, rate: separate_with_fallback(mix, rate).stems}
+    separators = {
+        "mixture": lambda mix, rate: {name: mix for name in STEM_NAMES},
+        "dsp-fallback": lambda mix, rate: separate_with_fallback(mix, rate).stems,
+    }
     trained = learned.load_separator(args.separator)
     if trained is not None:
         separators["learned"] = lambda mix, rate: learned.separate_with_learned(mix, rate, trained).stems
@@ -97,8 +107,10 @@ def main() -> None:
     if demucs.model() is not None:
         separators["demucs"] = lambda mix, rate: demucs.separate(mix, rate).stems
     else:
-        print(f"no local weights for Demucs {args.demucs_model!r}: its column is left out "
-              "(see README 'Pretrained Demucs weights')")
+        print(
+            f"no local weights for Demucs {args.demucs_model!r}: its column is left out "
+            "(see README 'Pretrained Demucs weights')"
+        )
     catalog = available_soundfonts()
     plans = plan_renders("test", list(catalog), 1, args.seed, max_pieces=args.pieces, conditions=tuple(args.conditions))
     rows = {(s, c): [] for s in separators for c in args.conditions}
@@ -120,22 +132,37 @@ def main() -> None:
                 row |= {f"si_sdr_{stem}": si_sdr(references[stem], stems[stem]) for stem in STEM_NAMES}
                 row["drum_hit_f1"] = drum_hit_f1(stems["drums"], rate, labels) if name != "mixture" else None
                 analysis = analyze(stems, rate) if name != "mixture" else None
-                row["beat_f"] = (score_analysis(analysis, labels | {"tempo_bpm": tempo}, labels["duration"])["beat_f"]
-                                 if analysis else None)
+                row["beat_f"] = (
+                    score_analysis(analysis, labels | {"tempo_bpm": tempo}, labels["duration"])["beat_f"]
+                    if analysis
+                    else None
+                )
                 rows[name, condition].append(row)
-        print(f"{plan.piece:<34} {plan.groove or 'no drums':<12} "
-              + " ".join(f"{c}: dsp {np.nanmean([rows['dsp-fallback', c][-1][f'sdr_{s}'] for s in STEM_NAMES]):+.1f} dB"
-                         for c in args.conditions), flush=True)
+        print(
+            f"{plan.piece:<34} {plan.groove or 'no drums':<12} "
+            + " ".join(
+                f"{c}: dsp {np.nanmean([rows['dsp-fallback', c][-1][f'sdr_{s}'] for s in STEM_NAMES]):+.1f} dB"
+                for c in args.conditions
+            ),
+            flush=True,
+        )
 
     def mean(name: str, conditions: list[str], metric: str) -> float:
         values = [r[metric] for c in conditions for r in rows[name, c] if r[metric] is not None]
         return float(np.nanmean(values)) if values and np.isfinite(values).any() else float("nan")
 
     fonts = sorted({f for p in plans for f in p.soundfonts})
-    print(f"\n{len(plans)} held-out pieces ({sum(p.groove is not None for p in plans)} with drums) x {len(args.conditions)} "
-          f"conditions, {audio_seconds / 60:.1f} min of audio; SoundFonts: {', '.join(fonts)}")
+    print(
+        f"\n{len(plans)} held-out pieces ({sum(p.groove is not None for p in plans)} with drums) x {len(args.conditions)} "
+        f"conditions, {audio_seconds / 60:.1f} min of audio; SoundFonts: {', '.join(fonts)}"
+    )
     names = list(separators)
-    metrics = [f"sdr_{s}" for s in STEM_NAMES] + ["sdr_mean"] + [f"si_sdr_{s}" for s in STEM_NAMES] + ["drum_hit_f1", "beat_f"]
+    metrics = (
+        [f"sdr_{s}" for s in STEM_NAMES]
+        + ["sdr_mean"]
+        + [f"si_sdr_{s}" for s in STEM_NAMES]
+        + ["drum_hit_f1", "beat_f"]
+    )
     print(f"{'metric':<16}{'condition':<14}" + "".join(f"{n:>14}" for n in names))
     for metric in metrics:
         for condition in [*args.conditions, "all"]:
@@ -144,22 +171,35 @@ def main() -> None:
                 values = {n: float(np.nanmean([mean(n, chosen, f"sdr_{s}") for s in STEM_NAMES])) for n in names}
             else:
                 values = {n: mean(n, chosen, metric) for n in names}
-            print(f"{metric:<16}{condition:<14}" + "".join(f"{values[n]:>14.3f}" if np.isfinite(values[n]) else f"{'-':>14}"
-                                                           for n in names))
+            print(
+                f"{metric:<16}{condition:<14}"
+                + "".join(f"{values[n]:>14.3f}" if np.isfinite(values[n]) else f"{'-':>14}" for n in names)
+            )
     print(f"{'x real time':<30}" + "".join(f"{seconds[n] / audio_seconds:>14.3f}" for n in names))
     rivals = [n for n in names if n not in ("mixture", "dsp-fallback")]
     lines = []
     # The learned separator's line comes last: it is the one the acceptance reads (Demucs, where present, before it).
     for rival in sorted(rivals, key=lambda n: n == "learned"):
-        gains = {s: min(mean(rival, [c], f"sdr_{s}") - mean("dsp-fallback", [c], f"sdr_{s}") for c in args.conditions)
-                 for s in STEM_NAMES}
-        overall = float(np.nanmean([mean(rival, args.conditions, f"sdr_{s}") - mean("dsp-fallback", args.conditions, f"sdr_{s}")
-                                    for s in STEM_NAMES]))
+        gains = {
+            s: min(mean(rival, [c], f"sdr_{s}") - mean("dsp-fallback", [c], f"sdr_{s}") for c in args.conditions)
+            for s in STEM_NAMES
+        }
+        overall = float(
+            np.nanmean(
+                [
+                    mean(rival, args.conditions, f"sdr_{s}") - mean("dsp-fallback", args.conditions, f"sdr_{s}")
+                    for s in STEM_NAMES
+                ]
+            )
+        )
         worst = min(gains, key=gains.get)
         print(f"{rival} against the DSP fallback: worst stem, in its worst condition, {worst}")
         lines.append(f"mean SDR gain over the DSP fallback: {overall:+.2f} dB (worst stem {gains[worst]:+.2f} dB)")
     print(f"offline fallback after: {offline_fallback_seconds():.1f} s")
-    print("\n".join(lines) or "mean SDR gain over the DSP fallback: none measured (no learned separator or Demucs weights on this machine)")
+    print(
+        "\n".join(lines)
+        or "mean SDR gain over the DSP fallback: none measured (no learned separator or Demucs weights on this machine)"
+    )
 
 
 if __name__ == "__main__":

@@ -34,9 +34,13 @@ def librosa_defaults(mix: np.ndarray, rate: int) -> dict:
     scores = [np.corrcoef(profile, np.roll(p, t))[0, 1] for p in (KK_MAJOR, KK_MINOR) for t in range(12)]
     best = int(np.argmax(scores))
     times = librosa.frames_to_time(frames, sr=22050)
-    return {"tempo_bpm": float(np.atleast_1d(tempo)[0]), "beat_times": list(times),
-            "key_tonic": PITCH_NAMES[best % 12], "key_mode": "major" if best < 12 else "minor",
-            "chords": [{"time": t, **c} for t, c in zip(times, chords_per_beat(chroma, frames))]}
+    return {
+        "tempo_bpm": float(np.atleast_1d(tempo)[0]),
+        "beat_times": list(times),
+        "key_tonic": PITCH_NAMES[best % 12],
+        "key_mode": "major" if best < 12 else "minor",
+        "chords": [{"time": t, **c} for t, c in zip(times, chords_per_beat(chroma, frames))],
+    }
 
 
 def essentia_available() -> bool:
@@ -63,17 +67,30 @@ def essentia_extractors(mix: np.ndarray, rate: int) -> dict:
     key, scale, _ = es.KeyExtractor()(mono)
     window = es.Windowing(type="blackmanharris62")
     spectrum = es.Spectrum()
-    peaks = es.SpectralPeaks(orderBy="magnitude", magnitudeThreshold=1e-5, minFrequency=20, maxFrequency=3500, maxPeaks=60)
+    peaks = es.SpectralPeaks(
+        orderBy="magnitude", magnitudeThreshold=1e-5, minFrequency=20, maxFrequency=3500, maxPeaks=60
+    )
     hpcp = es.HPCP()
-    frames = [hpcp(*peaks(spectrum(window(frame))))
-              for frame in es.FrameGenerator(mono, frameSize=ESSENTIA_CHORD_FRAME, hopSize=ESSENTIA_CHORD_HOP, startFromZero=True)]
+    frames = [
+        hpcp(*peaks(spectrum(window(frame))))
+        for frame in es.FrameGenerator(
+            mono, frameSize=ESSENTIA_CHORD_FRAME, hopSize=ESSENTIA_CHORD_HOP, startFromZero=True
+        )
+    ]
     ticks = np.asarray(ticks, dtype=np.float32)
     if len(ticks) >= 2:
         chords, strengths = es.ChordsDetectionBeats(hopSize=ESSENTIA_CHORD_HOP, sampleRate=44_100)(
-            np.array(frames, dtype=np.float32), ticks)
+            np.array(frames, dtype=np.float32), ticks
+        )
     else:
         chords, strengths = [], []
-    return {"tempo_bpm": float(bpm), "beat_times": [float(t) for t in ticks],
-            "key_tonic": SHARP_TO_FLAT.get(key, key), "key_mode": scale,
-            "chords": [{"time": float(t), "chord": _essentia_chord(c), "confidence": float(s)}
-                       for t, c, s in zip(ticks, chords, strengths)]}
+    return {
+        "tempo_bpm": float(bpm),
+        "beat_times": [float(t) for t in ticks],
+        "key_tonic": SHARP_TO_FLAT.get(key, key),
+        "key_mode": scale,
+        "chords": [
+            {"time": float(t), "chord": _essentia_chord(c), "confidence": float(s)}
+            for t, c, s in zip(ticks, chords, strengths)
+        ],
+    }

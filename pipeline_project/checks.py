@@ -10,7 +10,13 @@ import pandas as pd
 
 from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
 from pipeline_project.analysis.mir import analyze
-from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
+from pipeline_project.assets.datasets import (
+    concert_pairs,
+    contributed_hits,
+    drum_hits,
+    song_features,
+    synthetic_examples,
+)
 from pipeline_project.assets.synthesis import rendered_examples
 from pipeline_project.assets.training import review_queue
 from pipeline_project.audio.ingest import REASON_SUFFIX
@@ -28,15 +34,23 @@ DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, c
 # references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
 SYNTHETIC_EXEMPTIONS = {"references": SYNTHETIC_REFERENCES, "free_text": SYNTHETIC_FREE_TEXT}
 # Concert pairs hold log-mel windows as packed float16 values.
-EXEMPTIONS = {"synthetic_examples": SYNTHETIC_EXEMPTIONS,
-              "concert_pairs": {"arrays": {"clean_logmel": 2, "degraded_logmel": 2}}}
+EXEMPTIONS = {
+    "synthetic_examples": SYNTHETIC_EXEMPTIONS,
+    "concert_pairs": {"arrays": {"clean_logmel": 2, "degraded_logmel": 2}},
+}
 
 
 def private_catalog(storage: StorageResource) -> set[str]:
     """Titles, artists, albums, file and folder names of every song the pipeline has seen, quarantined ones and
     every file in the drop folder (duplicates included) too."""
     dropped = [PurePosixPath(p) for p in storage.list_files(storage.incoming)]
-    songs = [{"file_names": [p.as_posix() for p in dropped if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")]}]
+    songs = [
+        {
+            "file_names": [
+                p.as_posix() for p in dropped if p.suffix.lower() in SUPPORTED_EXTENSIONS and not p.name.startswith(".")
+            ]
+        }
+    ]
     song_root = storage.fetch(storage.lake / "songs", pattern="song.json")
     if song_root.is_dir():
         for record in song_root.glob("*/song.json"):
@@ -57,13 +71,18 @@ def _checked_snapshot(storage: StorageResource, name: str) -> tuple[pd.DataFrame
 def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     name = asset_def.key.path[-1]
 
-    @dg.asset_check(asset=asset_def, name="privacy_audit", blocking=True,
-                    description="Fails (and blocks everything downstream) if any string value holds a title, artist, "
-                                "album or file name of the private catalog, a path or URL, if a column holds event times, "
-                                "or if the quasi-identifiers are not k-anonymous; reports k. Publishes the snapshot "
-                                "(makes it the one consumers read) only when it passes.")
-    def privacy_audit(context: dg.AssetCheckExecutionContext, storage: StorageResource,
-                      datasets: DatasetsResource) -> dg.AssetCheckResult:
+    @dg.asset_check(
+        asset=asset_def,
+        name="privacy_audit",
+        blocking=True,
+        description="Fails (and blocks everything downstream) if any string value holds a title, artist, "
+        "album or file name of the private catalog, a path or URL, if a column holds event times, "
+        "or if the quasi-identifiers are not k-anonymous; reports k. Publishes the snapshot "
+        "(makes it the one consumers read) only when it passes.",
+    )
+    def privacy_audit(
+        context: dg.AssetCheckExecutionContext, storage: StorageResource, datasets: DatasetsResource
+    ) -> dg.AssetCheckResult:
         table, snapshot_id = _checked_snapshot(storage, name)
         exempt = EXEMPTIONS.get(name, {})
         findings = [str(f) for f in audit_table(table, private_catalog(storage), **exempt)]
@@ -72,11 +91,15 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
             released = [c for c in table.columns if c not in K_ANONYMOUS_TABLES[name]]
             k = {"k": smallest_group(table, released), "k_required": datasets.k_anonymity}
             if len(table) and k["k"] < datasets.k_anonymity:
-                findings.append(f"k-anonymity: the rarest combination of all {len(released)} released columns has {k['k']} "
-                                f"rows, fewer than k = {datasets.k_anonymity}")
+                findings.append(
+                    f"k-anonymity: the rarest combination of all {len(released)} released columns has {k['k']} "
+                    f"rows, fewer than k = {datasets.k_anonymity}"
+                )
         if findings:
-            context.log.error(f"{name}: privacy_audit failed on snapshot {snapshot_id}, which stays unpublished "
-                              f"({len(findings)} findings; first: {'; '.join(findings[:3])})")
+            context.log.error(
+                f"{name}: privacy_audit failed on snapshot {snapshot_id}, which stays unpublished "
+                f"({len(findings)} findings; first: {'; '.join(findings[:3])})"
+            )
         else:
             folder = storage.dataset_dir(name)
             publish(folder, snapshot_id)
@@ -84,9 +107,17 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
         return dg.AssetCheckResult(
             passed=not findings,
             severity=dg.AssetCheckSeverity.ERROR,
-            description=f"{name}: {len(findings)} privacy findings, snapshot {snapshot_id} not published" if findings else None,
-            metadata={"findings": len(findings), "details": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings[:50]) or "none"),
-                      "rows_scanned": len(table), "snapshot_id": snapshot_id, "published": not findings, **k},
+            description=f"{name}: {len(findings)} privacy findings, snapshot {snapshot_id} not published"
+            if findings
+            else None,
+            metadata={
+                "findings": len(findings),
+                "details": dg.MetadataValue.md("\n".join(f"- {f}" for f in findings[:50]) or "none"),
+                "rows_scanned": len(table),
+                "snapshot_id": snapshot_id,
+                "published": not findings,
+                **k,
+            },
         )
 
     return privacy_audit
@@ -95,18 +126,27 @@ def _privacy_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
 def _validation_check(asset_def: dg.AssetsDefinition) -> dg.AssetChecksDefinition:
     name = asset_def.key.path[-1]
 
-    @dg.asset_check(asset=asset_def, name="validation",
-                    description="Schema, ranges per feature, no NaN or infinity outside optional columns, no duplicate "
-                                "ids or rows, at least 2 examples of every class; 3-sigma outliers and near duplicates "
-                                "are reported.")
+    @dg.asset_check(
+        asset=asset_def,
+        name="validation",
+        description="Schema, ranges per feature, no NaN or infinity outside optional columns, no duplicate "
+        "ids or rows, at least 2 examples of every class; 3-sigma outliers and near duplicates "
+        "are reported.",
+    )
     def validation(storage: StorageResource) -> dg.AssetCheckResult:
         table, _ = _checked_snapshot(storage, name)
         result = validate_table(name, table)
-        return dg.AssetCheckResult(passed=not result["problems"], severity=dg.AssetCheckSeverity.WARN,
-                                   metadata={"problems": "; ".join(result["problems"]) or "none", "rows": len(table),
-                                             "outliers_3_sigma": dg.MetadataValue.json(result["outliers"]),
-                                             "exact_duplicates": result["exact_duplicates"],
-                                             "near_duplicates": result["near_duplicates"]})
+        return dg.AssetCheckResult(
+            passed=not result["problems"],
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={
+                "problems": "; ".join(result["problems"]) or "none",
+                "rows": len(table),
+                "outliers_3_sigma": dg.MetadataValue.json(result["outliers"]),
+                "exact_duplicates": result["exact_duplicates"],
+                "near_duplicates": result["near_duplicates"],
+            },
+        )
 
     return validation
 
@@ -120,24 +160,38 @@ ACCURACY_EXAMPLES = 4  # rendered score excerpts scored on every materialization
 
 @dg.multi_asset_check(
     specs=[
-        dg.AssetCheckSpec("separation_sdr", asset=rendered_examples,
-                          description="SDR per stem of the separator in use on rendered mixes, beside the mixture "
-                                      "used as the estimate; passes when the separator beats that baseline on average."),
-        dg.AssetCheckSpec("analysis_accuracy", asset=rendered_examples,
-                          description="Beat F-measure, tempo, key weighted score, chord majmin and downbeat F-measure "
-                                      "(mir_eval), and time-signature accuracy, of the analysis of separated rendered "
-                                      f"mixes against their exact labels; passes at the targets {TARGETS}."),
+        dg.AssetCheckSpec(
+            "separation_sdr",
+            asset=rendered_examples,
+            description="SDR per stem of the separator in use on rendered mixes, beside the mixture "
+            "used as the estimate; passes when the separator beats that baseline on average.",
+        ),
+        dg.AssetCheckSpec(
+            "analysis_accuracy",
+            asset=rendered_examples,
+            description="Beat F-measure, tempo, key weighted score, chord majmin and downbeat F-measure "
+            "(mir_eval), and time-signature accuracy, of the analysis of separated rendered "
+            f"mixes against their exact labels; passes at the targets {TARGETS}.",
+        ),
     ],
 )
-def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storage: StorageResource,
-                                  separator: SeparatorResource, mlflow: MlflowResource):
+def accuracy_on_rendered_examples(
+    context: dg.AssetCheckExecutionContext,
+    storage: StorageResource,
+    separator: SeparatorResource,
+    mlflow: MlflowResource,
+):
     """Separation and analysis scored on the first rendered score excerpts, as a user's songs would be processed."""
     rendered = storage.fetch(storage.synthetic_dir() / "rendered")
     manifest = storage.read_json(rendered / "manifest.json")
-    keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][:ACCURACY_EXAMPLES]
+    keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][
+        :ACCURACY_EXAMPLES
+    ]
     separations, analyses, used = [], [], None
     models = mlflow.analysis_models(log=context.log.info) if keys else None  # the analysers songs get
-    learned = mlflow.stem_separator(log=context.log.info) if keys and separator.wants_learned(context.log) else None  # and separator
+    learned = (
+        mlflow.stem_separator(log=context.log.info) if keys and separator.wants_learned(context.log) else None
+    )  # and separator
     for key in keys:
         labels = storage.read_json(rendered / key / "labels.json")
         references = {name: read_audio(rendered / key / "stems" / f"{name}.flac")[0] for name in STEM_NAMES}
@@ -148,23 +202,44 @@ def accuracy_on_rendered_examples(context: dg.AssetCheckExecutionContext, storag
         analyses.append(score_analysis(analyze(separation.stems, sample_rate, models), labels, labels["duration"]))
     if not keys:
         for name in ("separation_sdr", "analysis_accuracy"):
-            yield dg.AssetCheckResult(check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"})
+            yield dg.AssetCheckResult(
+                check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"}
+            )
         return
-    per_stem = {stem: {field: round(float(np.nanmean([s[stem][field] for s in separations])), 2)
-                       for field in ("sdr_db", "mixture_sdr_db", "improvement_db")} for stem in STEM_NAMES}
+    per_stem = {
+        stem: {
+            field: round(float(np.nanmean([s[stem][field] for s in separations])), 2)
+            for field in ("sdr_db", "mixture_sdr_db", "improvement_db")
+        }
+        for stem in STEM_NAMES
+    }
     mean_improvement = float(np.nanmean([v["improvement_db"] for v in per_stem.values()]))
     yield dg.AssetCheckResult(
-        check_name="separation_sdr", passed=mean_improvement > 0, severity=dg.AssetCheckSeverity.WARN,
-        metadata={"separator": used, "examples": len(keys), "mean_improvement_db": round(mean_improvement, 2),
-                  "per_stem": dg.MetadataValue.md(pd.DataFrame(per_stem).T.to_markdown())})
+        check_name="separation_sdr",
+        passed=mean_improvement > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "separator": used,
+            "examples": len(keys),
+            "mean_improvement_db": round(mean_improvement, 2),
+            "per_stem": dg.MetadataValue.md(pd.DataFrame(per_stem).T.to_markdown()),
+        },
+    )
     metrics = dict.fromkeys(m for a in analyses for m in a)  # downbeat and metre scores only where labels have bars
     means = {metric: round(float(np.mean([a[metric] for a in analyses if metric in a])), 3) for metric in metrics}
     yield dg.AssetCheckResult(
-        check_name="analysis_accuracy", passed=all(means[m] >= t for m, t in TARGETS.items()), severity=dg.AssetCheckSeverity.WARN,
-        metadata={"separator": used, "examples": len(keys), **means,
-                  "analysis_models": dg.MetadataValue.json(models.versions if models else {}),
-                  "targets": dg.MetadataValue.json(TARGETS),
-                  "per_example": dg.MetadataValue.md(pd.DataFrame(analyses, index=keys).round(3).to_markdown())})
+        check_name="analysis_accuracy",
+        passed=all(means[m] >= t for m, t in TARGETS.items()),
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "separator": used,
+            "examples": len(keys),
+            **means,
+            "analysis_models": dg.MetadataValue.json(models.versions if models else {}),
+            "targets": dg.MetadataValue.json(TARGETS),
+            "per_example": dg.MetadataValue.md(pd.DataFrame(analyses, index=keys).round(3).to_markdown()),
+        },
+    )
 
 
 accuracy_checks = [accuracy_on_rendered_examples]

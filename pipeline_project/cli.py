@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from datetime import UTC
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +42,10 @@ def _failure_reason(result) -> str:
         if evaluation is not None and not evaluation.passed and evaluation.severity.value == "ERROR":
             details = evaluation.metadata.get("details")
             first = str(details.value).replace("\n", " ")[:200] if details is not None else ""
-            failed_checks.append(f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} failed"
-                                 + (f" ({first})" if first else ""))
+            failed_checks.append(
+                f"{evaluation.asset_key.to_user_string()} {evaluation.check_name} failed"
+                + (f" ({first})" if first else "")
+            )
     if failed_checks:
         return "; ".join(failed_checks)
     for event in result.all_events:
@@ -94,8 +97,10 @@ class _FirstLine(logging.Formatter):
         pool = _pool_waited_for(record)
         if pool is not None:
             since = self.waiting_since.setdefault((meta.get("run_id", ""), meta.get("step_key", "")), record.created)
-            return (f"[pipeline]     waiting: {meta.get('step_key')} waits for a free slot of pool '{pool}' "
-                    f"since {time.strftime('%H:%M:%S', time.localtime(since))}{_slot_holders(pool)}")
+            return (
+                f"[pipeline]     waiting: {meta.get('step_key')} waits for a free slot of pool '{pool}' "
+                f"since {time.strftime('%H:%M:%S', time.localtime(since))}{_slot_holders(pool)}"
+            )
         message = str(meta.get("orig_message") or record.getMessage()).strip().splitlines()
         step = f"{meta['step_key']}: " if meta.get("step_key") else ""
         return f"[pipeline]     {record.levelname.lower()}: {step}{message[0] if message else ''}"
@@ -145,7 +150,9 @@ def _slot_holders(pool: str) -> str:
         instance = dg.DagsterInstance.get()
         holders = {slot.run_id for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots}
         runs = [instance.get_run_by_id(run_id) for run_id in sorted(holders)]
-        return "".join(f", held by run {run.run_id[:8]} ({run.job_name}, {run.status.value.lower()})" for run in runs if run)
+        return "".join(
+            f", held by run {run.run_id[:8]} ({run.job_name}, {run.status.value.lower()})" for run in runs if run
+        )
     except Exception:  # noqa: BLE001 - the line is a courtesy; it must never break the run
         return ""
 
@@ -155,10 +162,10 @@ def run_log(folder: Path):
     """For the block, send this process's log records (Python's and, through `run_logger`, Dagster's) to a new
     log file in `folder` with every detail and stack trace, and only warnings to the terminal, one line each;
     yields the file's path. The loggers are put back as they were afterwards."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"run-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
+    path = folder / f"run-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}-{os.getpid()}.log"
     to_file = logging.FileHandler(path, encoding="utf-8")
     to_file.setFormatter(_WithErrors("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     to_terminal = logging.StreamHandler(sys.stderr)
@@ -170,8 +177,10 @@ def run_log(folder: Path):
     # The ONNX exporter's notes that torchvision's operators are not registered (the project has none).
     quieter = {"mlflow.utils.environment": logging.ERROR, "torch.onnx._internal.exporter._registration": logging.ERROR}
     chosen = {"": logging.INFO, "pipeline_project.run": logging.DEBUG}
-    saved = {name: (logging.getLogger(name).handlers, logging.getLogger(name).level, logging.getLogger(name).propagate)
-             for name in (*chosen, *quieter)}
+    saved = {
+        name: (logging.getLogger(name).handlers, logging.getLogger(name).level, logging.getLogger(name).propagate)
+        for name in (*chosen, *quieter)
+    }
     for name, level in chosen.items():
         logger = logging.getLogger(name)
         logger.handlers, logger.level = [to_file, to_terminal], level
@@ -200,8 +209,10 @@ def run_logger():
     """A Dagster logger (as `console`) writing to the handlers of `run_log`."""
     import dagster as dg
 
-    @dg.logger({"log_level": dg.Field(str, is_required=False, default_value="INFO")},
-               description="The run's log file, and one line per warning or error on the terminal")
+    @dg.logger(
+        {"log_level": dg.Field(str, is_required=False, default_value="INFO")},
+        description="The run's log file, and one line per warning or error on the terminal",
+    )
     def console(init_context):
         logger = logging.getLogger("pipeline_project.run")
         return logger
@@ -224,8 +235,9 @@ def _execute_in_child(defs, jobs: list[tuple[str, list | None]]) -> None:
     signal.set_wakeup_fd(-1)  # the parent's signal watcher reads that pipe; the parent stops this process itself
     instance = dg.DagsterInstance.get()
     for job_name, selection in jobs:
-        result = defs.resolve_job_def(job_name).execute_in_process(instance=instance, raise_on_error=False, tags=run_tags(),
-                                                                   asset_selection=selection, run_config=QUIET_LOGS)
+        result = defs.resolve_job_def(job_name).execute_in_process(
+            instance=instance, raise_on_error=False, tags=run_tags(), asset_selection=selection, run_config=QUIET_LOGS
+        )
         if not result.success:
             _say(f"{job_name} failed: {_failure_reason(result)}")
             break
@@ -285,7 +297,9 @@ def _interrupt_main_thread() -> None:
     has installed there (a step waiting for a pool slot loops without ever looking at the signals it held back)."""
     import ctypes
 
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(threading.main_thread().ident), ctypes.py_object(KeyboardInterrupt))
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(threading.main_thread().ident), ctypes.py_object(KeyboardInterrupt)
+    )
 
 
 @contextmanager
@@ -372,15 +386,23 @@ def _stopped(signum: int, log_file: Path, locked: bool = False) -> int:
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         if _current_storage:
             remove_half_written([_current_storage[0].song_dir(key) for key in partition_keys(instance, run)])
-    _say(f"stopped by {signal.Signals(signum).name}: finished stages are kept, nothing half-written is left; "
-         f"`run` again goes on where this one stopped (log: {log_file})")
+    _say(
+        f"stopped by {signal.Signals(signum).name}: finished stages are kept, nothing half-written is left; "
+        f"`run` again goes on where this one stopped (log: {log_file})"
+    )
     return 128 + int(signum)
 
 
 def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     import dagster as dg
 
-    from pipeline_project.assets.partitions import materialized_stages, plan_tags, songs_in_flight, songs_partitions, stage_keys
+    from pipeline_project.assets.partitions import (
+        materialized_stages,
+        plan_tags,
+        songs_in_flight,
+        songs_partitions,
+        stage_keys,
+    )
     from pipeline_project.audio.ingest import scan_incoming
     from pipeline_project.datasets.snapshots import latest_manifest
     from pipeline_project.definitions import build_definitions, default_resources
@@ -402,8 +424,10 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
 
     found = scan_incoming(storage.fetch(storage.incoming))
     if not found:
-        _say(f"{storage.location(storage.incoming)} holds no songs: writing the demo song set "
-             f"(ground truth in {storage.location(storage.ground_truth)})")
+        _say(
+            f"{storage.location(storage.incoming)} holds no songs: writing the demo song set "
+            f"(ground truth in {storage.location(storage.ground_truth)})"
+        )
         write_demo_songs(storage.incoming, storage.ground_truth / "demo", log=_say)
         write_demo_contribution(storage.ground_truth / "demo", storage.contributions / "incoming", log=_say)
         storage.publish(storage.incoming, storage.ground_truth, storage.contributions)
@@ -417,12 +441,19 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     song_job = defs.resolve_job_def("song_pipeline_job")
     stages = stage_keys()
     lacking = stages_lacking(found, materialized_stages(instance))
-    runs, elsewhere = plan_pending(instance.get_dynamic_partitions(songs_partitions.name), files, lacking,
-                                   settings.songs_per_run, songs_in_flight(instance))
+    runs, elsewhere = plan_pending(
+        instance.get_dynamic_partitions(songs_partitions.name),
+        files,
+        lacking,
+        settings.songs_per_run,
+        songs_in_flight(instance),
+    )
     pending = [key for run in runs for key in run.keys]
-    _say(f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, "
-         f"{len(found) - len(pending) - len(elsewhere)} already done"
-         + (f", {len(elsewhere)} being processed by runs the daemon started" if elsewhere else ""))
+    _say(
+        f"{len(found)} songs in {storage.location(storage.incoming)}: {len(pending)} to process, "
+        f"{len(found) - len(pending) - len(elsewhere)} already done"
+        + (f", {len(elsewhere)} being processed by runs the daemon started" if elsewhere else "")
+    )
     for key, run_id in elsewhere.items():
         _say(f"    {found[key][0].name} (partition {key}): left to run {run_id[:8]}, which is working on it")
 
@@ -441,7 +472,9 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         synthesis = _start_in_background(defs, [("synthesis_job", None), ("datasets_and_training_job", synthetic_only)])
         if synthesis is not None:
             song_dependent = sorted((downstream & from_songs).resolve(graph))
-            _say("rendering synthetic examples, then building their datasets and training their models, beside the songs")
+            _say(
+                "rendering synthetic examples, then building their datasets and training their models, beside the songs"
+            )
 
     processed, failed, position = [], [], 0
 
@@ -452,10 +485,18 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         key = plan.keys[0]
         name = found[key][0].name
         resumed = plan.stages is not None and len(plan.stages) < len(PER_SONG_STAGES)
-        _say(f"[{position}/{len(pending)}] {name} (partition {key})" + (f": resuming at {', '.join(plan.stages)}" if resumed else ""))
-        result = song_job.execute_in_process(instance=instance, partition_key=key, raise_on_error=False, run_config=QUIET_LOGS,
-                                             asset_selection=stage_keys(plan.stages) if plan.stages else None,
-                                             tags=plan_tags(plan) | run_tags())
+        _say(
+            f"[{position}/{len(pending)}] {name} (partition {key})"
+            + (f": resuming at {', '.join(plan.stages)}" if resumed else "")
+        )
+        result = song_job.execute_in_process(
+            instance=instance,
+            partition_key=key,
+            raise_on_error=False,
+            run_config=QUIET_LOGS,
+            asset_selection=stage_keys(plan.stages) if plan.stages else None,
+            tags=plan_tags(plan) | run_tags(),
+        )
         _check_stop()
         if result.success:
             processed.append(name)
@@ -467,10 +508,13 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         if not plan.is_batch:
             run_one(plan)
             continue
-        _say(f"[{position + 1}-{position + len(plan.keys)}/{len(pending)}] {len(plan.keys)} new songs in one run "
-             f"({found[plan.keys[0]][0].name} ... {found[plan.keys[-1]][0].name})")
-        result = song_job.execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
-                                             tags=plan_tags(plan) | run_tags())
+        _say(
+            f"[{position + 1}-{position + len(plan.keys)}/{len(pending)}] {len(plan.keys)} new songs in one run "
+            f"({found[plan.keys[0]][0].name} ... {found[plan.keys[-1]][0].name})"
+        )
+        result = song_job.execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_LOGS, tags=plan_tags(plan) | run_tags()
+        )
         _check_stop()
         if result.success:
             processed += [found[key][0].name for key in plan.keys]
@@ -489,8 +533,16 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     songs_ok = all(quarantined for _, _, quarantined in failed)
 
     if songs_only:
-        _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest,
-                 trained=False, log_file=log_file)
+        _summary(
+            storage,
+            resources["mlflow"],
+            processed,
+            failed,
+            time.perf_counter() - started,
+            latest_manifest,
+            trained=False,
+            log_file=log_file,
+        )
         return _exit_code(songs_ok, True, failed)
 
     downstream_ok = True
@@ -498,11 +550,14 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         synthesis.join()
         downstream_ok &= synthesis.exitcode == 0
         if synthesis.exitcode != 0:
-            _say(f"the synthetic examples or their datasets failed (exit code {synthesis.exitcode}): see the runs in the UI")
+            _say(
+                f"the synthetic examples or their datasets failed (exit code {synthesis.exitcode}): see the runs in the UI"
+            )
     elif _never_materialized(instance, synthesis_keys):
         _say("rendering synthetic examples with FluidSynth and augmenting them")
-        result = defs.resolve_job_def("synthesis_job").execute_in_process(instance=instance, raise_on_error=False, run_config=QUIET_LOGS,
-                                                                          tags=run_tags())
+        result = defs.resolve_job_def("synthesis_job").execute_in_process(
+            instance=instance, raise_on_error=False, run_config=QUIET_LOGS, tags=run_tags()
+        )
         _check_stop()
         downstream_ok &= result.success
 
@@ -510,8 +565,13 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     if downstream_ok and (processed or _never_materialized(instance, final_keys)):
         _say("building datasets (with privacy checks) and training")
         # After the background runs, only what depends on the songs is left to build.
-        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(tags=run_tags(),
-            instance=instance, raise_on_error=False, run_config=QUIET_LOGS, asset_selection=song_dependent)
+        result = defs.resolve_job_def("datasets_and_training_job").execute_in_process(
+            tags=run_tags(),
+            instance=instance,
+            raise_on_error=False,
+            run_config=QUIET_LOGS,
+            asset_selection=song_dependent,
+        )
         _check_stop()
         downstream_ok &= result.success
         if not result.success:
@@ -519,8 +579,16 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     elif downstream_ok:
         _say("no new songs: datasets and models are up to date")
 
-    _summary(storage, resources["mlflow"], processed, failed, time.perf_counter() - started, latest_manifest,
-             checks=checks_summary(instance, defs), log_file=log_file)
+    _summary(
+        storage,
+        resources["mlflow"],
+        processed,
+        failed,
+        time.perf_counter() - started,
+        latest_manifest,
+        checks=checks_summary(instance, defs),
+        log_file=log_file,
+    )
     return _exit_code(songs_ok, downstream_ok, failed)
 
 
@@ -528,7 +596,9 @@ def _exit_code(songs_ok: bool, downstream_ok: bool, failed: list[tuple[str, str,
     """0 when nothing failed but quarantined files; else 1, saying what failed."""
     if songs_ok and downstream_ok:
         return 0
-    what = [f"songs that were not bad files ({', '.join(name for name, _, q in failed if not q)})"] if not songs_ok else []
+    what = (
+        [f"songs that were not bad files ({', '.join(name for name, _, q in failed if not q)})"] if not songs_ok else []
+    )
     what += [] if downstream_ok else ["the datasets, synthesis or training (see above)"]
     _say(f"exit status 1: {' and '.join(what)} failed")
     return 1
@@ -546,14 +616,27 @@ def checks_summary(instance, defs) -> list[str]:
             passed += 1
         else:
             metadata = evaluation.metadata or {}
-            why = next((str(metadata[name].value) for name in ("problems", "details", "reason") if name in metadata), "")
-            failures.append(f"{key.to_user_string()} ({evaluation.severity.value.lower()}{': ' + why[:120] if why else ''})")
+            why = next(
+                (str(metadata[name].value) for name in ("problems", "details", "reason") if name in metadata), ""
+            )
+            failures.append(
+                f"{key.to_user_string()} ({evaluation.severity.value.lower()}{': ' + why[:120] if why else ''})"
+            )
     line = f"{passed} passed, {len(failures)} failed" + (f", {never} not run yet" if never else "")
     return [line, *failures]
 
 
-def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manifest, checks: list[str] | None = None,
-             trained: bool = True, log_file: Path | None = None) -> None:
+def _summary(
+    storage,
+    mlflow_resource,
+    processed,
+    failed,
+    seconds,
+    latest_manifest,
+    checks: list[str] | None = None,
+    trained: bool = True,
+    log_file: Path | None = None,
+) -> None:
     print("\n=== pipeline_project summary ===")
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason, quarantined in failed:
@@ -562,17 +645,28 @@ def _summary(storage, mlflow_resource, processed, failed, seconds, latest_manife
     print(f"analysis:                 {_analysers(mlflow_resource)}")
     print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
     print("datasets:")
-    for name in ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue"):
+    for name in (
+        "song_features",
+        "synthetic_examples",
+        "drum_hits",
+        "concert_pairs",
+        "contributed_hits",
+        "review_queue",
+    ):
         manifest = latest_manifest(storage.fetch(storage.dataset_dir(name), pattern="*.json"))
-        print(f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
-              + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)"))
+        print(
+            f"  {name:<20} {manifest['rows'] if manifest else 0:>6} rows"
+            + (f"  snapshot {manifest['snapshot_id']}" if manifest else "  (not built)")
+        )
     if trained:  # a songs-only run does not touch the models
         _models_summary(mlflow_resource)
     if checks:
         print(f"asset checks:             {checks[0]}")
         for failure in checks[1:]:
             print(f"  failed: {failure}")
-    print(f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s")
+    print(
+        f"outputs under {storage.location(storage.root)} (datasets/, mlflow/, lake/, quarantine/); took {seconds:.0f} s"
+    )
     if log_file is not None:
         print(f"full log, with every stack trace: {log_file}")
 
@@ -587,7 +681,9 @@ def _analysers(mlflow_resource) -> str:
         for name in learned.MODEL_NAMES:
             champion, versions = registry.champion_version(name), registry.versions(name)
             if champion is not None:
-                parts.append(f"{name} version {champion.version} ({champion.tags.get('analysis_version', '?')}, learned)")
+                parts.append(
+                    f"{name} version {champion.version} ({champion.tags.get('analysis_version', '?')}, learned)"
+                )
             elif versions:
                 parts.append(f"{name} DSP path (no version beat it: {versions[-1].tags.get('promotion', '?')})")
             else:
@@ -599,20 +695,25 @@ def _analysers(mlflow_resource) -> str:
 
 def _models_summary(mlflow_resource) -> None:
     try:
+        from pipeline_project.analysis.learned import MODEL_NAMES
         from pipeline_project.assets.training import (
             DRUM_MODEL_NAME,
             EMBEDDING_MODEL_NAME,
             GENRE_MODEL_NAME,
         )
 
-        from pipeline_project.analysis.learned import MODEL_NAMES
-
         registry = mlflow_resource.registry()
         print("models (versions registered, champion):")
         for name in (DRUM_MODEL_NAME, GENRE_MODEL_NAME, EMBEDDING_MODEL_NAME, *MODEL_NAMES):
             versions, champion = registry.versions(name), registry.champion_version(name)
-            print(f"  {name:<20} {len(versions):>6} versions" + (f"  champion = version {champion.version} "
-                                                             f"({champion.tags.get('semver', '?')})" if champion else "  no champion"))
+            print(
+                f"  {name:<20} {len(versions):>6} versions"
+                + (
+                    f"  champion = version {champion.version} ({champion.tags.get('semver', '?')})"
+                    if champion
+                    else "  no champion"
+                )
+            )
     except Exception as exc:  # a summary must not hide the run's own result
         print(f"models: unknown ({exc})")
 
@@ -625,13 +726,15 @@ def _storage(data_root: str | None):
 
 def export_contribution(data_root: str | None, instrument: str, genre: str, out: str, assume_yes: bool) -> int:
     """Write a submission file from the local drum_hits, after showing what it holds."""
-    from pipeline_project.files import write_text_atomic
     from pipeline_project.datasets.contributions import export_submission
     from pipeline_project.datasets.snapshots import read_snapshot
+    from pipeline_project.files import write_text_atomic
 
     storage = _storage(data_root)
     try:
-        submission, summary = export_submission(read_snapshot(storage.fetch(storage.dataset_dir("drum_hits"))), instrument, genre)
+        submission, summary = export_submission(
+            read_snapshot(storage.fetch(storage.dataset_dir("drum_hits"))), instrument, genre
+        )
     except (FileNotFoundError, ValueError) as exc:
         print(f"cannot export: {exc}", file=sys.stderr)
         return 1
@@ -656,8 +759,10 @@ def delete_contribution(data_root: str | None, submission_id: str) -> int:
     deleted.mkdir(parents=True, exist_ok=True)
     os.replace(accepted, deleted / accepted.name)
     storage.publish(deleted, accepted.parent)
-    print(f"submission {submission_id} removed from the pool; materialize contributed_hits (or wait for the next run) "
-          "for a snapshot without it")
+    print(
+        f"submission {submission_id} removed from the pool; materialize contributed_hits (or wait for the next run) "
+        "for a snapshot without it"
+    )
     return 0
 
 
@@ -666,8 +771,11 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     run_parser = sub.add_parser("run", help="process new songs, then rebuild datasets and retrain")
     run_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
-    run_parser.add_argument("--songs-only", action="store_true",
-                            help="only the per-song stages (decode, separate, analyse); leave datasets and models as they are")
+    run_parser.add_argument(
+        "--songs-only",
+        action="store_true",
+        help="only the per-song stages (decode, separate, analyse); leave datasets and models as they are",
+    )
     contributions = sub.add_parser("contributions", help="export or delete community contributions")
     contributions.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
     actions = contributions.add_subparsers(dest="action", required=True)

@@ -16,6 +16,7 @@ from pipeline_project.assets.datasets import (
     synthetic_examples,
 )
 from pipeline_project.assets.ingestion import song_audio
+from pipeline_project.assets.partitions import song_batches_policy
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
 from pipeline_project.assets.training import (
@@ -35,7 +36,6 @@ from pipeline_project.jobs import (
     synthesis_job,
     training_job,
 )
-from pipeline_project.assets.partitions import song_batches_policy
 from pipeline_project.resources import (
     DatasetsResource,
     MlflowResource,
@@ -57,14 +57,16 @@ from pipeline_project.separation.demucs_download import DEMUCS_REMOTE_URL
 from pipeline_project.settings import SECRET_ENV, Settings, apply_library_defaults
 from pipeline_project.training.registry import sqlite_tracking_uri
 
+
 def default_resources(data_root: str | os.PathLike | None = None, settings: Settings | None = None) -> dict:
     """The resources, from `settings` (by default read from the environment, with `data_root` overriding
     PIPELINE_DATA_ROOT; see `settings.Settings` and the README's settings table). The defaults work offline on
     one machine."""
     settings = settings or Settings.from_environment(data_root=data_root)
     secret = dg.EnvVar(SECRET_ENV) if settings.anon_secret_set else None
-    storage = StorageResource(data_root=settings.data_root, mirror_dir=settings.mirror_dir, secret_dir=settings.secret_dir,
-                              anon_secret=secret)
+    storage = StorageResource(
+        data_root=settings.data_root, mirror_dir=settings.mirror_dir, secret_dir=settings.secret_dir, anon_secret=secret
+    )
     return {
         "storage": storage,
         "separator": SeparatorResource(
@@ -89,14 +91,34 @@ def mlflow_resource(storage: StorageResource, settings: Settings) -> MlflowResou
     several machines need MLFLOW_TRACKING_URI to name a shared server."""
     if settings.mlflow_tracking_uri:
         return MlflowResource(tracking_uri=settings.mlflow_tracking_uri, record_machine=settings.mlflow_record_machine)
-    return MlflowResource(tracking_uri=sqlite_tracking_uri(storage.mlflow), artifact_root=storage.location(storage.mlflow / "artifacts"),
-                          record_machine=settings.mlflow_record_machine)
+    return MlflowResource(
+        tracking_uri=sqlite_tracking_uri(storage.mlflow),
+        artifact_root=storage.location(storage.mlflow / "artifacts"),
+        record_machine=settings.mlflow_record_machine,
+    )
 
 
 PER_SONG_ASSETS = [song_audio, song_stems, song_analysis, song_theory]
-ALL_ASSETS = [song_audio, song_stems, song_analysis, song_theory, rendered_examples, augmented_examples,
-              song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, contribution_stats,
-              drum_hit_classifier, genre_classifier_model, song_embedding, analysis_models, stem_separator, review_queue]
+ALL_ASSETS = [
+    song_audio,
+    song_stems,
+    song_analysis,
+    song_theory,
+    rendered_examples,
+    augmented_examples,
+    song_features,
+    synthetic_examples,
+    drum_hits,
+    concert_pairs,
+    contributed_hits,
+    contribution_stats,
+    drum_hit_classifier,
+    genre_classifier_model,
+    song_embedding,
+    analysis_models,
+    stem_separator,
+    review_queue,
+]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 
 
@@ -110,8 +132,12 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
         try:
             from dagster_celery import celery_executor
         except ImportError as error:
-            raise RuntimeError("PIPELINE_EXECUTOR=celery needs the cluster extra: pip install -e '.[cluster]'") from error
-        return celery_executor.configured({"broker": settings.celery_broker, "backend": settings.celery_broker}, name="celery")
+            raise RuntimeError(
+                "PIPELINE_EXECUTOR=celery needs the cluster extra: pip install -e '.[cluster]'"
+            ) from error
+        return celery_executor.configured(
+            {"broker": settings.celery_broker, "backend": settings.celery_broker}, name="celery"
+        )
     if settings.executor == "k8s":
         try:
             from dagster_k8s import k8s_job_executor
@@ -121,9 +147,12 @@ def executor_for(settings: Settings) -> dg.ExecutorDefinition:
     return dg.multiprocess_executor
 
 
-def build_definitions(resources: dict | None = None,
-                      automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS,
-                      loggers: dict | None = None, settings: Settings | None = None) -> dg.Definitions:
+def build_definitions(
+    resources: dict | None = None,
+    automation_interval_seconds: int = AUTOMATION_INTERVAL_SECONDS,
+    loggers: dict | None = None,
+    settings: Settings | None = None,
+) -> dg.Definitions:
     """The code location, from `settings` (read from the environment by default) and the `resources` made from
     them (`default_resources(settings=...)` by default); `automation_interval_seconds` is how often the
     automation sensor evaluates; `loggers` replace Dagster's console logger (the CLI's run log)."""
@@ -132,12 +161,27 @@ def build_definitions(resources: dict | None = None,
     batches = song_batches_policy(settings.songs_per_run)
     return dg.Definitions(
         loggers=loggers,
-        assets=[asset.with_attributes(backfill_policy=batches) if asset in PER_SONG_ASSETS else asset for asset in ALL_ASSETS],
+        assets=[
+            asset.with_attributes(backfill_policy=batches) if asset in PER_SONG_ASSETS else asset
+            for asset in ALL_ASSETS
+        ],
         executor=executor_for(settings),
         asset_checks=ALL_CHECKS,
-        jobs=[song_pipeline_job, synthesis_job, datasets_and_training_job, training_job, contributions_job, rollback_job],
-        sensors=[new_songs_sensor, split_failed_batches, contributions_sensor, dead_runs_sensor,
-                 automation_sensor(automation_interval_seconds)],
+        jobs=[
+            song_pipeline_job,
+            synthesis_job,
+            datasets_and_training_job,
+            training_job,
+            contributions_job,
+            rollback_job,
+        ],
+        sensors=[
+            new_songs_sensor,
+            split_failed_batches,
+            contributions_sensor,
+            dead_runs_sensor,
+            automation_sensor(automation_interval_seconds),
+        ],
         schedules=[weekly_retraining_schedule],
         resources=resources or default_resources(settings=settings),
     )

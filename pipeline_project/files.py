@@ -32,7 +32,9 @@ class atomic_path:
 
     def __enter__(self) -> Path:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent)
+        handle, name = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=f".tmp{self.path.suffix}", dir=self.path.parent
+        )
         os.close(handle)
         self.tmp = Path(name)
         return self.tmp

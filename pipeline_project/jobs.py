@@ -14,23 +14,27 @@ song_pipeline_job = dg.define_asset_job(
 )
 
 synthesis_job = dg.define_asset_job(
-    "synthesis_job", selection=dg.AssetSelection.groups("synthesis"),
+    "synthesis_job",
+    selection=dg.AssetSelection.groups("synthesis"),
     description="Render the synthetic examples and their augmented variants.",
 )
 
 datasets_and_training_job = dg.define_asset_job(
-    "datasets_and_training_job", selection=dg.AssetSelection.groups("datasets", "training"),
+    "datasets_and_training_job",
+    selection=dg.AssetSelection.groups("datasets", "training"),
     description="Rebuild the anonymized datasets (with their checks) and retrain the models.",
 )
 
 training_job = dg.define_asset_job(
-    "training_job", selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue"),
+    "training_job",
+    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue"),
     description="Retrain the models on the current dataset versions (a model whose latest version already saw "
-                "the current snapshot is left alone, and says so), then rebuild the review queue.",
+    "the current snapshot is left alone, and says so), then rebuild the review queue.",
 )
 
 contributions_job = dg.define_asset_job(
-    "contributions_job", selection=dg.AssetSelection.assets("contributed_hits", "contribution_stats"),
+    "contributions_job",
+    selection=dg.AssetSelection.assets("contributed_hits", "contribution_stats"),
     description="Review new community contributions and rebuild the contributed training pool.",
 )
 
@@ -50,9 +54,16 @@ def rollback_champion(context: dg.OpExecutionContext, config: RollbackConfig, ml
         raise dg.Failure(description=str(error)) from error
     context.log.info(f"{config.model_name}: champion moved back from version {rolled_back} to version {restored}")
     # Registered models are named after their assets: the rollback shows on the asset's page.
-    context.log_event(dg.AssetObservation(asset_key=config.model_name, metadata={
-        "rollback": f"champion moved back from version {rolled_back} to version {restored}",
-        "champion_version": restored, "rolled_back_version": rolled_back}))
+    context.log_event(
+        dg.AssetObservation(
+            asset_key=config.model_name,
+            metadata={
+                "rollback": f"champion moved back from version {rolled_back} to version {restored}",
+                "champion_version": restored,
+                "rolled_back_version": rolled_back,
+            },
+        )
+    )
 
 
 @dg.job(description="Roll a model's champion back to the previous champion (launch with the model name in the config).")

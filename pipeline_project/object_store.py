@@ -34,7 +34,11 @@ def is_remote_url(root: str) -> bool:
 def is_temporary(relative: str) -> bool:
     """Files on their way to a final name: never uploaded, never counted as content."""
     for part in PurePosixPath(relative).parts:
-        if part.startswith(BUILDING_PREFIX) or part.endswith(PARTIAL_SUFFIX) or (part.startswith(".") and ".tmp" in part):
+        if (
+            part.startswith(BUILDING_PREFIX)
+            or part.endswith(PARTIAL_SUFFIX)
+            or (part.startswith(".") and ".tmp" in part)
+        ):
             return True
     return False
 
@@ -68,8 +72,10 @@ class ObjectStoreMirror:
             # credentials of whichever was made first.
             self.fs, self.base = fsspec.core.url_to_fs(self.url, skip_instance_cache=True, **(storage_options or {}))
         except ImportError as error:
-            raise RuntimeError(f"the data root {url} needs fsspec's driver for it; for s3:// install the s3 extra: "
-                               f"pip install -e '.[s3]' ({error})") from error
+            raise RuntimeError(
+                f"the data root {url} needs fsspec's driver for it; for s3:// install the s3 extra: "
+                f"pip install -e '.[s3]' ({error})"
+            ) from error
         self.base = self.base.rstrip("/")
         self.local_root = Path(local_root)
         self.local_root.mkdir(parents=True, exist_ok=True)
@@ -93,7 +99,7 @@ class ObjectStoreMirror:
             return {}
         files = {}
         for path, info in found.items():
-            key = path[len(self.base) + 1:] if path.startswith(self.base + "/") else path
+            key = path[len(self.base) + 1 :] if path.startswith(self.base + "/") else path
             if info.get("type", "file") == "file" and not is_temporary(key):
                 files[key] = (int(info["size"]), _timestamp(info))
         return files
@@ -141,8 +147,10 @@ class ObjectStoreMirror:
         are gone from the mirror; returns (uploaded, deleted)."""
         remote = self.listing(relative)
         local = self._local_files(relative)
-        changed = sorted((key for key in local if key not in remote or not self._same(self._local(key), *remote[key])),
-                         key=_publish_order)
+        changed = sorted(
+            (key for key in local if key not in remote or not self._same(self._local(key), *remote[key])),
+            key=_publish_order,
+        )
         for key in changed:
             self.fs.put_file(str(self._local(key)), self._remote_path(key))
         if changed:

@@ -16,14 +16,15 @@ def available_cores() -> int:
 
 
 def start_method() -> str:
-    """"fork" while this process has a single thread: workers start at once with everything already imported.
+    """ "fork" while this process has a single thread: workers start at once with everything already imported.
     "spawn" otherwise: a forked child would inherit other threads' locks (Dagster's, MLflow's) in whatever
     state they were, and could hang on one."""
     return "fork" if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods() else "spawn"
 
 
-def map_in_processes(function: Callable, items: Iterable, workers: int = 0, initializer: Callable | None = None,
-                     initargs: tuple = ()) -> Iterator:
+def map_in_processes(
+    function: Callable, items: Iterable, workers: int = 0, initializer: Callable | None = None, initargs: tuple = ()
+) -> Iterator:
     """`function(item)` for every item, in order, in `workers` processes (0: one per available core; 1: in this
     process, with no pool). `function` and `initializer` must be module-level; `initializer(*initargs)` runs
     once in every worker (for shared read-only inputs, loaded once rather than sent with every item)."""

@@ -3,4 +3,13 @@ and the pitch class of any spelling a score or a tag may bring."""
 
 PITCH_NAMES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 PITCH_CLASS = {name: index for index, name in enumerate(PITCH_NAMES)} | {
-    "Db": 1, "D#": 3, "Gb": 6, "G#": 8, "A#": 10, "Cb": 11, "E#": 5, "Fb": 4, "B#": 0}
+    "Db": 1,
+    "D#": 3,
+    "Gb": 6,
+    "G#": 8,
+    "A#": 10,
+    "Cb": 11,
+    "E#": 5,
+    "Fb": 4,
+    "B#": 0,
+}

@@ -49,11 +49,12 @@ def keys_in_range(order: list[str], first: str, last: str) -> list[str] | None:
     """The partitions from `first` to `last` in `order`, or None when either is no longer a partition."""
     if first not in order or last not in order:
         return None
-    return order[order.index(first): order.index(last) + 1]
+    return order[order.index(first) : order.index(last) + 1]
 
 
-def stages_lacking(keys: Iterable[str], done: Mapping[str, set[str]],
-                   stages: tuple[str, ...] = PER_SONG_STAGES) -> dict[str, tuple[str, ...]]:
+def stages_lacking(
+    keys: Iterable[str], done: Mapping[str, set[str]], stages: tuple[str, ...] = PER_SONG_STAGES
+) -> dict[str, tuple[str, ...]]:
     """For each song, the `stages` (in order) whose materialized partitions (`done[stage]`) lack it."""
     return {key: tuple(stage for stage in stages if key not in done.get(stage, set())) for key in keys}
 
@@ -82,13 +83,20 @@ def plan_new_songs(found: Mapping[str, str], known: Iterable[str], batch_size: i
     for a backfill."""
     new_keys = sorted(set(found) - set(known))
     size = songs_per_run(len(new_keys), batch_size)
-    runs = [SongRun(tuple(batch), batch_run_key(batch), NEW_SONGS, {key: found[key] for key in batch})
-            for batch in (new_keys[i:i + size] for i in range(0, len(new_keys), size))]
+    runs = [
+        SongRun(tuple(batch), batch_run_key(batch), NEW_SONGS, {key: found[key] for key in batch})
+        for batch in (new_keys[i : i + size] for i in range(0, len(new_keys), size))
+    ]
     return new_keys, runs
 
 
-def plan_pending(order: list[str], found: Mapping[str, str], lacking: Mapping[str, tuple[str, ...]], batch_size: int,
-                 in_flight: Mapping[str, str] | None = None) -> tuple[list[SongRun], dict[str, str]]:
+def plan_pending(
+    order: list[str],
+    found: Mapping[str, str],
+    lacking: Mapping[str, tuple[str, ...]],
+    batch_size: int,
+    in_flight: Mapping[str, str] | None = None,
+) -> tuple[list[SongRun], dict[str, str]]:
     """`run`'s runs for the songs in the drop folder that lack a stage: new songs in batches (as the sensor
     would), songs begun earlier one to a run for what they lack. Songs a run elsewhere is working on
     (`in_flight`: key -> run id) are left to it; returns (runs, {key: run id} of those left)."""
@@ -103,9 +111,15 @@ def plan_pending(order: list[str], found: Mapping[str, str], lacking: Mapping[st
     return runs, left
 
 
-def plan_split(failed_run_id: str, keys: list[str], lacking: Mapping[str, tuple[str, ...]],
-               files: Mapping[str, str]) -> list[SongRun]:
+def plan_split(
+    failed_run_id: str, keys: list[str], lacking: Mapping[str, tuple[str, ...]], files: Mapping[str, str]
+) -> list[SongRun]:
     """After a batch run failed: one run per song of the batch for the stages it still lacks, so a bad song
     fails on its own partition, with its own file and reason, and the others finish."""
-    return [SongRun((key,), f"{failed_run_id}:{key}", SPLIT_BATCHES, {key: files[key]} if key in files else {}, lacking[key])
-            for key in keys if lacking[key]]
+    return [
+        SongRun(
+            (key,), f"{failed_run_id}:{key}", SPLIT_BATCHES, {key: files[key]} if key in files else {}, lacking[key]
+        )
+        for key in keys
+        if lacking[key]
+    ]

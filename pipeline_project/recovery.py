@@ -40,7 +40,9 @@ def process_started_at(pid: int) -> float | None:
         pass  # another user's process: alive
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        boot = next(float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime"))
+        boot = next(
+            float(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime")
+        )
         return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
     except (OSError, StopIteration, IndexError, ValueError):
         return 0.0
@@ -85,13 +87,17 @@ def recover_dead_runs(instance, song_dir, say=print) -> list[str]:
     its partitions (`song_dir(partition key)`); returns their run ids."""
     recovered = []
     for run, pid in dead_runs(instance):
-        message = (f"its process ({pid}) is gone: killed or crashed while the run was {run.status.value.lower()}; "
-                   "marked failed, its pool slots freed")
+        message = (
+            f"its process ({pid}) is gone: killed or crashed while the run was {run.status.value.lower()}; "
+            "marked failed, its pool slots freed"
+        )
         instance.report_run_failed(run, message=message)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         removed = remove_half_written([song_dir(key) for key in partition_keys(instance, run)])
-        say(f"run {run.run_id[:8]} ({run.job_name}) was left running by a process that is gone (pid {pid}): marked "
-            f"failed, its pool slots freed" + (f", {removed} half-written files deleted" if removed else ""))
+        say(
+            f"run {run.run_id[:8]} ({run.job_name}) was left running by a process that is gone (pid {pid}): marked "
+            f"failed, its pool slots freed" + (f", {removed} half-written files deleted" if removed else "")
+        )
         recovered.append(run.run_id)
     return recovered
 
@@ -108,7 +114,7 @@ def partition_keys(instance, run) -> list[str]:
     order = instance.get_dynamic_partitions(songs_partitions.name)
     if first not in order or last not in order:
         return [first, last]
-    return order[order.index(first): order.index(last) + 1]
+    return order[order.index(first) : order.index(last) + 1]
 
 
 def remove_half_written(folders: list[Path], older_than_s: float = 0.0) -> int:

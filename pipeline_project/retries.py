@@ -8,8 +8,20 @@ import errno
 
 from pipeline_project.errors import PipelineError
 
-TRANSIENT_ERRNOS = {errno.EIO, errno.EAGAIN, errno.EBUSY, errno.ETIMEDOUT, errno.ECONNRESET, errno.ECONNREFUSED,
-                    errno.ECONNABORTED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.ESTALE, errno.EPIPE}
+TRANSIENT_ERRNOS = {
+    errno.EIO,
+    errno.EAGAIN,
+    errno.EBUSY,
+    errno.ETIMEDOUT,
+    errno.ECONNRESET,
+    errno.ECONNREFUSED,
+    errno.ECONNABORTED,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+    errno.ENETDOWN,
+    errno.ESTALE,
+    errno.EPIPE,
+}
 # MLflow's error codes for a server that is overloaded or briefly down.
 TRANSIENT_MLFLOW_CODES = {"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED"}
 MAX_RETRIES = 4
@@ -37,4 +49,4 @@ def is_transient(error: BaseException | None) -> bool:
 
 def backoff_seconds(retry_number: int, first: float = FIRST_DELAY_SECONDS, cap: float = 120.0) -> float:
     """Exponential backoff: 2, 4, 8, 16 s ... before retry 1, 2, 3, 4 ..."""
-    return min(cap, first * 2 ** retry_number)
+    return min(cap, first * 2**retry_number)

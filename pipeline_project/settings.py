@@ -44,7 +44,9 @@ class Settings:
     songs_per_run: int = 25
 
     @classmethod
-    def from_environment(cls, environ: Mapping[str, str] | None = None, data_root: str | os.PathLike | None = None) -> Settings:
+    def from_environment(
+        cls, environ: Mapping[str, str] | None = None, data_root: str | os.PathLike | None = None
+    ) -> Settings:
         """The settings from `environ` (the process's environment by default); `data_root` (the CLI's
         --data-root) overrides PIPELINE_DATA_ROOT. A value that cannot be right fails here, naming the variable."""
         env = os.environ if environ is None else environ
@@ -76,8 +78,8 @@ class Settings:
         return cls(
             data_root=chosen if is_remote_url(chosen) else str(Path(chosen).resolve()),
             mirror_dir=text("PIPELINE_MIRROR_DIR"),
-            secret_dir=text("PIPELINE_SECRET_DIR") or str(Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-                                                        / "pipeline_project" / "keys"),
+            secret_dir=text("PIPELINE_SECRET_DIR")
+            or str(Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pipeline_project" / "keys"),
             anon_secret_set=bool(env.get(SECRET_ENV)),
             demucs_model=text("PIPELINE_DEMUCS_MODEL", cls.demucs_model),
             demucs_model_dir=text("PIPELINE_DEMUCS_MODEL_DIR"),

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline_project.planning import PER_SONG_STAGES
 from pipeline_project.audio.io import write_mp3
+from pipeline_project.planning import PER_SONG_STAGES
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
@@ -22,8 +22,15 @@ os.environ["PIPELINE_DEMUCS_WEIGHTS"] = "never"
 PER_SONG_ASSETS = PER_SONG_STAGES
 
 
-def render_groove_song(path: Path, style: str = "rock", bars: int = 5, tempo: float = 120.0, seed: int = 1,
-                       tags: dict | None = None, key: str = "C:major") -> Path:
+def render_groove_song(
+    path: Path,
+    style: str = "rock",
+    bars: int = 5,
+    tempo: float = 120.0,
+    seed: int = 1,
+    tags: dict | None = None,
+    key: str = "C:major",
+) -> Path:
     """A short drums-and-bass song rendered by FluidSynth and encoded as a tagged MP3."""
     performance = perform(groove_only(style, bars, seed, key=key), tempo, seed=seed, humanization=STEADY_TEMPO)
     audio = render(performance)
@@ -86,11 +93,21 @@ def rendered_hits(seed: int, styles=("rock", "disco", "funk")):
     rng = np.random.default_rng(seed)
     tables = []
     for style in styles:
-        spec = ExampleSpec(f"ex-c{seed}{style}", sources[style], style, "I-IV-V-I", "A:minor", 16.0,
-                           float(rng.integers(90, 130)), int(rng.integers(0, 2**31)))
-        voices = {"drums": Voice("TimGM6mb.sf2", DRUM_BANK, 0, "drum_kit"), "bass": Voice("TimGM6mb.sf2", 0, 33, "bass")}
+        spec = ExampleSpec(
+            f"ex-c{seed}{style}",
+            sources[style],
+            style,
+            "I-IV-V-I",
+            "A:minor",
+            16.0,
+            float(rng.integers(90, 130)),
+            int(rng.integers(0, 2**31)),
+        )
+        voices = {
+            "drums": Voice("TimGM6mb.sf2", DRUM_BANK, 0, "drum_kit"),
+            "bass": Voice("TimGM6mb.sf2", 0, 33, "bass"),
+        }
         example = render_example(spec, catalog, voices=voices)
         drums = example.audio.stems["drums"].mean(axis=0)
         tables.append(drum_hits_table([(example.labels(), drums, example.audio.sample_rate)], b"c" * 32))
     return pd.concat(tables, ignore_index=True)
-

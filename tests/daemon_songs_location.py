@@ -7,4 +7,6 @@ from pipeline_project.definitions import ALL_ASSETS, default_resources
 from pipeline_project.jobs import song_pipeline_job
 from pipeline_project.sensors import new_songs_sensor
 
-defs = dg.Definitions(assets=ALL_ASSETS, jobs=[song_pipeline_job], sensors=[new_songs_sensor], resources=default_resources())
+defs = dg.Definitions(
+    assets=ALL_ASSETS, jobs=[song_pipeline_job], sensors=[new_songs_sensor], resources=default_resources()
+)

@@ -47,7 +47,9 @@ def serving(command: list[str], port: int, what: str, timeout: float = 90.0, env
 
 
 def _postgres_bin(name: str) -> str:
-    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or ([shutil.which(name)] if shutil.which(name) else [])
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or (
+        [shutil.which(name)] if shutil.which(name) else []
+    )
     if not found:
         raise RuntimeError(f"PostgreSQL's {name} is missing: `make test` installs it (Debian package postgresql)")
     return found[-1]
@@ -67,10 +69,36 @@ def postgres_server(password: str = "pipeline"):
         shutil.chown(pwfile, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     port = free_port()
-    subprocess.run([*as_user, _postgres_bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=scram-sha-256",
-                    f"--pwfile={pwfile}", "-E", "UTF8"], check=True, capture_output=True)
-    command = [*as_user, _postgres_bin("postgres"), "-D", str(data), "-p", str(port), "-k", str(folder),
-               "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]
+    subprocess.run(
+        [
+            *as_user,
+            _postgres_bin("initdb"),
+            "-D",
+            str(data),
+            "-U",
+            "postgres",
+            "--auth=scram-sha-256",
+            f"--pwfile={pwfile}",
+            "-E",
+            "UTF8",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    command = [
+        *as_user,
+        _postgres_bin("postgres"),
+        "-D",
+        str(data),
+        "-p",
+        str(port),
+        "-k",
+        str(folder),
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-c",
+        "fsync=off",
+    ]
     try:
         with serving(command, port, "PostgreSQL"):
             yield port, "postgres", password
@@ -85,7 +113,9 @@ def redis_server():
     if binary is None:
         raise RuntimeError("redis-server is missing: `make test` installs it (Debian package redis-server)")
     port = free_port()
-    with serving([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], port, "Redis"):
+    with serving(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], port, "Redis"
+    ):
         yield f"redis://127.0.0.1:{port}/0"
 
 
@@ -106,14 +136,31 @@ def mlflow_server(folder: Path, port: int | None = None):
     import sys
 
     port = port or free_port()
-    command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--artifacts-destination", str(folder / "served")]
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        f"sqlite:///{folder / 'server.db'}",
+        "--artifacts-destination",
+        str(folder / "served"),
+    ]
     with serving(command, port, "the MLflow server", env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"}):
         yield f"http://127.0.0.1:{port}"
 
 
-S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "pipeline-test", "AWS_SECRET_ACCESS_KEY": "pipeline-test-secret",
-                  "AWS_DEFAULT_REGION": "us-east-1"}
+S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "pipeline-test",
+    "AWS_SECRET_ACCESS_KEY": "pipeline-test-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @contextlib.contextmanager
@@ -128,9 +175,13 @@ def s3_server(bucket: str):
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
     with serving(command, port, "the S3-compatible server (moto)"):
         environment = {**S3_CREDENTIALS, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}"}
-        boto3.client("s3", endpoint_url=environment["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                     aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                     aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+        boto3.client(
+            "s3",
+            endpoint_url=environment["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id=S3_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=S3_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        ).create_bucket(Bucket=bucket)
         yield environment
 
 

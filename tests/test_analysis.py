@@ -38,7 +38,9 @@ def test_analysis_of_rendered_stems_finds_tempo_and_key(rendered_chorale):
     assert result["time_signature"] == "4/4" and result["pulse_source"] == "drums"
     assert result["tempo_curve"] and all(abs(bpm - 110) < 6 for _, bpm in result["tempo_curve"])
     assert len(result["short_term_lufs"]) == int(result["duration_s"]) - 2 and result["loudness_range_lu"] >= 0
-    assert all(0 <= result[name] <= 1 for name in ("tempo_confidence", "key_confidence", "meter_confidence", "tempo_stability"))
+    assert all(
+        0 <= result[name] <= 1 for name in ("tempo_confidence", "key_confidence", "meter_confidence", "tempo_stability")
+    )
 
 
 def test_beats_survive_an_arena_and_crowd_level_noise(rendered_chorale):
@@ -60,10 +62,18 @@ def test_key_profile_recovers_a_rotated_major_profile():
     assert (tonic, mode) == ("G", "major") and confidence > 0.5
 
 
-@pytest.mark.parametrize("chord,tonic,mode,expected", [
-    ("G:maj", "C", "major", "V"), ("A:min", "C", "major", "vi"), ("F:maj", "C", "major", "IV"),
-    ("B:maj", "E", "minor", "V"), ("C#:maj", "F#", "minor", "V"), ("Eb:maj", "Bb", "major", "IV"), ("N", "C", "major", "N"),
-])
+@pytest.mark.parametrize(
+    "chord,tonic,mode,expected",
+    [
+        ("G:maj", "C", "major", "V"),
+        ("A:min", "C", "major", "vi"),
+        ("F:maj", "C", "major", "IV"),
+        ("B:maj", "E", "minor", "V"),
+        ("C#:maj", "F#", "minor", "V"),
+        ("Eb:maj", "Bb", "major", "IV"),
+        ("N", "C", "major", "N"),
+    ],
+)
 def test_roman_numerals(chord, tonic, mode, expected):
     assert roman_numeral(chord, tonic, mode)[0] == expected
 
@@ -74,13 +84,29 @@ def _labelled(chords, tonic="C", mode="major", basses=None):
 
 
 def test_cadences_by_kind_with_strength():
-    chords = ["C:maj", "F:maj", "G:maj", "C:maj", "G:maj", "A:min", "F:maj", "C:maj", "G:maj", "G:maj", "F:maj", "G:maj", "C:maj"]
+    chords = [
+        "C:maj",
+        "F:maj",
+        "G:maj",
+        "C:maj",
+        "G:maj",
+        "A:min",
+        "F:maj",
+        "C:maj",
+        "G:maj",
+        "G:maj",
+        "F:maj",
+        "G:maj",
+        "C:maj",
+    ]
     basses = [None] * 11 + ["B", None]  # the last V in first inversion: imperfect
     cadences = find_cadences(_labelled(chords, basses=basses), beats_per_bar=1)
     assert [c["type"] for c in cadences] == ["perfect_authentic", "deceptive", "plagal", "half", "imperfect_authentic"]
     assert all(0.0 <= c["strength"] <= 1.0 for c in cadences)
-    on_downbeat, off_downbeat = (find_cadences(_labelled(["D:min", "G:maj", "C:maj", "C:maj"]), beats_per_bar=4, downbeat_phase=p)[0]
-                                 for p in (2, 0))
+    on_downbeat, off_downbeat = (
+        find_cadences(_labelled(["D:min", "G:maj", "C:maj", "C:maj"]), beats_per_bar=4, downbeat_phase=p)[0]
+        for p in (2, 0)
+    )
     assert on_downbeat["strength"] > off_downbeat["strength"]
 
 
@@ -102,7 +128,9 @@ def test_named_progressions_and_blues():
 
 def test_harmonic_complexity_grows_with_chromatic_and_varied_harmony():
     plain = harmonic_complexity(_labelled(["C:maj", "G:maj"] * 8))
-    rich = harmonic_complexity(_labelled(["C:maj", "Eb:maj", "A:min", "D:maj", "F:min", "G:maj", "Db:maj", "E:maj"] * 2))
+    rich = harmonic_complexity(
+        _labelled(["C:maj", "Eb:maj", "A:min", "D:maj", "F:min", "G:maj", "Db:maj", "E:maj"] * 2)
+    )
     assert plain["chromaticism"] == 0.0 and rich["chromaticism"] > 0.3
     assert rich["transition_entropy_bits"] > plain["transition_entropy_bits"] + 1.5
 
@@ -116,7 +144,9 @@ def test_meter_and_metric_hierarchy():
         meter = find_meter(evidence, np.array([0.0, 0.5] * 20))
         assert (meter["beats_per_bar"], meter["downbeat_phase"], meter["time_signature"]) == (bar, 1, f"{bar}/4")
         assert meter["confidence"] > 0.5
-    compound = find_meter(np.vstack([np.where(np.arange(beats) % 2 == 0, 1.0, 0.0)] * 2), np.array([0.0, 1 / 3, 2 / 3] * 20))
+    compound = find_meter(
+        np.vstack([np.where(np.arange(beats) % 2 == 0, 1.0, 0.0)] * 2), np.array([0.0, 1 / 3, 2 / 3] * 20)
+    )
     assert compound["time_signature"] == "6/8"
     beat_times = list(np.arange(33) * 0.5)
     on_grid = metric_hierarchy(beat_times[:-1], [1.0 if i % 4 == 0 else 0.5 for i in range(32)], beat_times, 4)
@@ -146,8 +176,12 @@ def test_theory_output_shape(rendered_chorale):
 
 
 def test_open_hihat_sustains_longer_than_closed():
-    performance = perform(groove_only("rock", 4, seed=4), 100, seed=4,
-                          humanization=Humanization(rubato_depth=0, final_ritardando=0, jitter_ms=0))
+    performance = perform(
+        groove_only("rock", 4, seed=4),
+        100,
+        seed=4,
+        humanization=Humanization(rubato_depth=0, final_ritardando=0, jitter_ms=0),
+    )
     audio = render(performance)
     notes = [n.to_dict() for n in performance.notes if n.stem == "drums"]
     hits = isolated_hits(notes)
@@ -227,8 +261,13 @@ def test_no_beat_and_no_chord_but_n_inside_digital_silence(rendered_chorale, pat
 
     _, audio = rendered_chorale
     rate, cut, gap = audio.sample_rate, 12 * audio.sample_rate, 20.0
-    stems = {name: np.concatenate([stem[:, :cut], np.zeros((stem.shape[0], int(gap * rate)), stem.dtype), stem[:, cut:cut + 12 * rate]], axis=1)
-             for name, stem in audio.stems.items()}
+    stems = {
+        name: np.concatenate(
+            [stem[:, :cut], np.zeros((stem.shape[0], int(gap * rate)), stem.dtype), stem[:, cut : cut + 12 * rate]],
+            axis=1,
+        )
+        for name, stem in audio.stems.items()
+    }
     result = analyze(stems, rate, models=learned.load() if path == "learned" else None)
     start, end = 12.0, 12.0 + gap
     assert result["silences"] and result["silences"][0][0] == pytest.approx(start, abs=0.1)
@@ -241,7 +280,9 @@ def test_no_beat_and_no_chord_but_n_inside_digital_silence(rendered_chorale, pat
 
 
 @pytest.mark.parametrize("path", ["dsp", "learned"])
-def test_analysis_in_windows_from_stem_files_agrees_with_the_whole_song_at_once(rendered_chorale, tmp_path, monkeypatch, path):
+def test_analysis_in_windows_from_stem_files_agrees_with_the_whole_song_at_once(
+    rendered_chorale, tmp_path, monkeypatch, path
+):
     """Long songs are analysed a window at a time from the stem files (memory stays flat); windows of 10 s
     here, against the whole song in memory: the beat network sees all the context it needs, loudness is
     metered across windows exactly, and the rest agrees where it matters."""
@@ -278,10 +319,10 @@ def test_loudness_metered_block_by_block_equals_the_whole_at_once():
 
     rate = 44_100
     audio = (np.random.default_rng(3).standard_normal((2, rate * 7)) * 0.1).astype(np.float32)
-    audio[:, rate * 3: rate * 4] *= 0.01
+    audio[:, rate * 3 : rate * 4] *= 0.01
     meter = KWeightedSteps(rate, 2)
     for start in range(0, audio.shape[1], 12_345):  # blocks that split the 100 ms steps anywhere
-        meter.push(audio[:, start: start + 12_345])
+        meter.push(audio[:, start : start + 12_345])
     assert len(meter.energies()) == 70
     assert integrated_loudness_of_steps(meter.energies()) == pytest.approx(integrated_loudness(audio, rate), abs=1e-9)
 
@@ -294,7 +335,7 @@ def test_novelty_from_the_band_of_the_self_similarity_matrix_equals_the_whole_ma
     similarity = np.pad(normed.T @ normed, sections.KERNEL_BEATS, mode="edge")
     kernel = sections._checkerboard(sections.KERNEL_BEATS)
     size = 2 * sections.KERNEL_BEATS
-    expected = np.clip([np.sum(kernel * similarity[i: i + size, i: i + size]) for i in range(300)], 0.0, None)
+    expected = np.clip([np.sum(kernel * similarity[i : i + size, i : i + size]) for i in range(300)], 0.0, None)
     assert np.allclose(sections.novelty(features), expected)
 
 
@@ -303,8 +344,10 @@ def test_the_plot_of_a_three_hour_song_leaves_out_what_would_cover_it():
 
     duration = 3 * 3600.0
     beats = np.arange(0.5, duration, 0.5).tolist()
-    sections = [{"start": float(s), "end": float(s + 6), "label": "AB"[i % 2], "confidence": 1.0}
-                for i, s in enumerate(np.arange(0, duration, 6))]
+    sections = [
+        {"start": float(s), "end": float(s + 6), "label": "AB"[i % 2], "confidence": 1.0}
+        for i, s in enumerate(np.arange(0, duration, 6))
+    ]
     analysis = {"tempo_bpm": 120.0, "key_tonic": "C", "key_mode": "major", "beat_times": beats, "sections": sections}
     png = analysis_plot(np.abs(np.sin(np.arange(2000))), duration, analysis)
     assert png.startswith(b"\x89PNG") and len(png) < 200_000

@@ -40,10 +40,13 @@ def test_mp3_tags_are_read(tmp_path, sine_stereo):
     assert decode_song(tmp_path / "t.mp3", tmp_path / "t.flac").tags == tags
 
 
-@pytest.mark.parametrize("content,reason", [
-    (b"", "empty file"),
-    (b"just some text, not audio at all\n" * 20, "not decodable"),
-])
+@pytest.mark.parametrize(
+    "content,reason",
+    [
+        (b"", "empty file"),
+        (b"just some text, not audio at all\n" * 20, "not decodable"),
+    ],
+)
 def test_unusable_files_raise_with_file_and_reason(tmp_path, content, reason):
     path = tmp_path / "bad.mp3"
     path.write_bytes(content)
@@ -85,7 +88,7 @@ def test_quarantine_moves_file_beside_its_reason(tmp_path):
 def test_lossless_write_is_atomic_and_leaves_no_temp_files(tmp_path, sine_stereo):
     samples, rate = sine_stereo
     write_audio(tmp_path / "out.flac", samples, rate)
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - whatever soundfile raises for samples it cannot encode
         write_audio(tmp_path / "broken.flac", np.full((2, 10), np.nan, np.float32).astype(object), rate)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.flac"]
 

@@ -65,14 +65,23 @@ def test_a_bad_song_stops_its_batch_and_then_fails_alone_while_the_others_finish
     assert not batch.success
     failure = next(event for event in batch.all_events if event.event_type == dg.DagsterEventType.RUN_FAILURE)
 
-    context = dg.build_run_status_sensor_context(sensor_name="split_failed_batches", dagster_event=failure,
-                                                 dagster_instance=instance, dagster_run=batch.dagster_run).for_run_failure()
+    context = dg.build_run_status_sensor_context(
+        sensor_name="split_failed_batches",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=batch.dagster_run,
+    ).for_run_failure()
     requests = split_failed_batches(context)
     assert [request.partition_key for request in requests] == list(files)
     for request in requests:
         assert request.tags["pipeline_project/source_file"] == files[request.partition_key]
-        run = job.execute_in_process(instance=instance, partition_key=request.partition_key, tags=request.tags,
-                                     asset_selection=request.asset_selection, raise_on_error=False)
+        run = job.execute_in_process(
+            instance=instance,
+            partition_key=request.partition_key,
+            tags=request.tags,
+            asset_selection=request.asset_selection,
+            raise_on_error=False,
+        )
         bad = files[request.partition_key] == "b_liner_notes.mp3"
         assert run.success != bad
         if bad:
@@ -89,10 +98,16 @@ def test_a_large_drop_is_batched_by_the_sensor_and_by_run(drop, dagster_home, mo
     resources = default_resources(str(data_root))
     assert resources["song_runs"].songs_per_run == 2
     with dg.instance_for_test() as instance:
-        result = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={
-            "storage": resources["storage"], "song_runs": SongRunsResource(songs_per_run=2)}))
-        ranges = [(r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
-                  for r in result.run_requests]
+        result = new_songs_sensor(
+            dg.build_sensor_context(
+                instance=instance,
+                resources={"storage": resources["storage"], "song_runs": SongRunsResource(songs_per_run=2)},
+            )
+        )
+        ranges = [
+            (r.tags.get("dagster/asset_partition_range_start"), r.tags.get("dagster/asset_partition_range_end"))
+            for r in result.run_requests
+        ]
         new_keys = result.dynamic_partitions_requests[0].partition_keys
         assert ranges == [(new_keys[0], new_keys[1]), (new_keys[2], new_keys[3])]
 

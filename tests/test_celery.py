@@ -36,9 +36,22 @@ with dg.DagsterInstance.get() as instance:
 
 
 def start_worker(name: str, env: dict) -> subprocess.Popen:
-    command = [str(Path(sys.executable).parent / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app",
-               "-y", str(PROJECT / "deploy" / "celery" / "celery.yaml"), "-n", name, "--", "--concurrency=1"]
-    return subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        str(Path(sys.executable).parent / "dagster-celery"),
+        "worker",
+        "start",
+        "-A",
+        "dagster_celery.app",
+        "-y",
+        str(PROJECT / "deploy" / "celery" / "celery.yaml"),
+        "-n",
+        name,
+        "--",
+        "--concurrency=1",
+    ]
+    return subprocess.Popen(
+        command, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def wait_for_workers(broker: str, names: tuple[str, ...], timeout: float = 120.0) -> None:
@@ -56,7 +69,9 @@ def wait_for_workers(broker: str, names: tuple[str, ...], timeout: float = 120.0
 
 def test_song_partitions_run_on_two_celery_workers_through_redis(data_root, dagster_home):
     for index, style in enumerate(("rock", "funk", "rock")):
-        render_groove_song(data_root / "incoming" / f"song-{index}.mp3", style, bars=3, tempo=110 + 5 * index, seed=20 + index)
+        render_groove_song(
+            data_root / "incoming" / f"song-{index}.mp3", style, bars=3, tempo=110 + 5 * index, seed=20 + index
+        )
     keys = sorted(scan_incoming(data_root / "incoming"))
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(songs_partitions.name, keys)
@@ -64,13 +79,26 @@ def test_song_partitions_run_on_two_celery_workers_through_redis(data_root, dags
     with redis_server() as broker:
         # dagster-celery starts the `celery` program from PATH, as it would in an activated environment.
         path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-        env = {**os.environ, "PATH": path, "PIPELINE_EXECUTOR": "celery", "PIPELINE_CELERY_BROKER": broker,
-               "PIPELINE_DATA_ROOT": str(data_root)}
+        env = {
+            **os.environ,
+            "PATH": path,
+            "PIPELINE_EXECUTOR": "celery",
+            "PIPELINE_CELERY_BROKER": broker,
+            "PIPELINE_DATA_ROOT": str(data_root),
+        }
         workers = [start_worker(name, env) for name in WORKERS]
         try:
             wait_for_workers(broker, WORKERS)
-            runs = [subprocess.Popen([sys.executable, "-c", CHILD, key], env=env, text=True,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE) for key in keys]
+            runs = [
+                subprocess.Popen(
+                    [sys.executable, "-c", CHILD, key],
+                    env=env,
+                    text=True,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+                for key in keys
+            ]
             outputs = [run.communicate(timeout=900) for run in runs]
         finally:
             for worker in workers:

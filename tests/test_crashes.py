@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 from conftest import render_groove_song
 
-from pipeline_project.datasets.snapshots import BUILDING_PREFIX, SNAPSHOTS, latest_manifest, prune, read_snapshot, write_snapshot
+from pipeline_project.datasets.snapshots import (
+    BUILDING_PREFIX,
+    SNAPSHOTS,
+    latest_manifest,
+    prune,
+    read_snapshot,
+    write_snapshot,
+)
 from pipeline_project.separation.separator import STEM_NAMES
 from pipeline_project.separation.streaming import PARTIAL_SUFFIX
 
@@ -40,11 +47,16 @@ def test_a_snapshot_killed_half_way_is_never_visible_and_the_rerun_writes_it_who
     root = tmp_path / "dataset"
     before = write_snapshot(pd.DataFrame({"f0": [1.0], "label": [1]}), root, "demo")
     rows = 3_000_000
-    child_code = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_crashes import big_table; "
-                  f"from pipeline_project.datasets.snapshots import write_snapshot; "
-                  f"write_snapshot(big_table({rows}), {str(root)!r}, 'demo')")
+    child_code = (
+        f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); from test_crashes import big_table; "
+        f"from pipeline_project.datasets.snapshots import write_snapshot; "
+        f"write_snapshot(big_table({rows}), {str(root)!r}, 'demo')"
+    )
     child = subprocess.Popen([sys.executable, "-c", child_code])
-    building = lambda: [p for p in (root / SNAPSHOTS).glob(f"{BUILDING_PREFIX}*") if any(p.rglob("*.parquet"))]
+
+    def building():
+        return [p for p in (root / SNAPSHOTS).glob(f"{BUILDING_PREFIX}*") if any(p.rglob("*.parquet"))]
+
     kill_when(child, lambda: bool(building()))
 
     assert latest_manifest(root)["snapshot_id"] == before.snapshot_id
@@ -66,7 +78,11 @@ def test_a_snapshot_killed_half_way_is_never_visible_and_the_rerun_writes_it_who
 
 
 def files_with_times(folder: Path) -> dict[str, tuple[int, int]]:
-    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_a_run_killed_during_separation_leaves_no_stem_and_the_rerun_redoes_nothing(data_root, dagster_home):
@@ -91,7 +107,7 @@ def test_a_run_killed_during_separation_leaves_no_stem_and_the_rerun_redoes_noth
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "1 to process, 1 already done" in rerun.stdout
-    assert "resuming at song_analysis, song_stems, song_theory" in rerun.stdout
+    assert "resuming at song_stems, song_analysis, song_theory" in rerun.stdout
     assert files_with_times(finished) == before, "the finished song was touched"
     assert files_with_times(killed)["audio.flac"] == decoded_before, "the decoded song was decoded again"
     assert sorted(p.name for p in (killed / "stems").iterdir()) == [f"{stem}.flac" for stem in sorted(STEM_NAMES)]

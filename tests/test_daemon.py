@@ -57,7 +57,8 @@ def _new_instance(tmp_path: Path, location: str) -> tuple[dg.DagsterInstance, Pa
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     (tmp_path / "workspace.yaml").write_text(
         f"load_from:\n  - python_file:\n      relative_path: {TESTS / location}\n"
-        f"      working_directory: {TESTS.parent}\n")
+        f"      working_directory: {TESTS.parent}\n"
+    )
     return dg.DagsterInstance.from_config(str(home)), data_root
 
 
@@ -68,8 +69,14 @@ def _start_daemon(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     environment.pop("MLFLOW_TRACKING_URI", None)
     log = tmp_path / "daemon.log"
     with open(log, "wb") as output:
-        daemon = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
-                                  cwd=tmp_path, env=environment, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        daemon = subprocess.Popen(
+            [str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w", str(tmp_path / "workspace.yaml")],
+            cwd=tmp_path,
+            env=environment,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     return daemon, log
 
 
@@ -78,8 +85,11 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path)
 
     # Everything the automation sensor watches is already materialized (so nothing is "missing"), and the drum-hit
     # classifier's champion was trained on a 100-row drum_hits.
-    watched = [node.key for node in defs.resolve_asset_graph().asset_nodes
-               if node.group_name in ("synthesis", "datasets", "training")]
+    watched = [
+        node.key
+        for node in defs.resolve_asset_graph().asset_nodes
+        if node.group_name in ("synthesis", "datasets", "training")
+    ]
     for key in watched:
         metadata = {"rows": 100, "champion_dataset_rows": 100}
         instance.report_runless_asset_event(dg.AssetMaterialization(key, metadata=metadata))
@@ -87,13 +97,21 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path)
     try:
         model = dg.AssetKey(DRUM_MODEL_NAME)
         # The sensor's first evaluation only sets its baseline: nothing counts as updated before it.
-        _wait_for("first automation evaluation",
-                  lambda: instance.schedule_storage.get_auto_materialize_asset_evaluations(model, limit=1), daemon, log)
+        _wait_for(
+            "first automation evaluation",
+            lambda: instance.schedule_storage.get_auto_materialize_asset_evaluations(model, limit=1),
+            daemon,
+            log,
+        )
         assert not instance.get_runs(), "nothing had grown, yet the daemon launched a run"
 
         instance.report_runless_asset_event(dg.AssetMaterialization("drum_hits", metadata={"rows": 112}))
-        runs = _wait_for("retraining run", lambda: [run for run in instance.get_runs()
-                                                     if run.asset_selection and model in run.asset_selection], daemon, log)
+        runs = _wait_for(
+            "retraining run",
+            lambda: [run for run in instance.get_runs() if run.asset_selection and model in run.asset_selection],
+            daemon,
+            log,
+        )
         # The model whose dataset grew, and the review queue its champion makes (eager after the model): nothing else.
         assert runs[0].asset_selection == {model, dg.AssetKey("review_queue")}
         assert runs[0].tags.get("dagster/from_automation_condition") == "true"
@@ -110,14 +128,21 @@ def test_run_beside_the_daemon_never_starts_a_song_the_daemon_is_working_on(tmp_
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     try:
         # The daemon's sensor sees the two songs first and requests a run for each.
-        runs = _wait_for("the sensor's runs", lambda: len(instance.get_runs()) == 2 and instance.get_runs(), daemon, log)
+        runs = _wait_for(
+            "the sensor's runs", lambda: len(instance.get_runs()) == 2 and instance.get_runs(), daemon, log
+        )
         assert {run.tags.get("dagster/sensor_name") for run in runs} == {"new_songs_sensor"}
         assert cli.run(str(data_root), songs_only=True) == 0
         said = capsys.readouterr().out
         assert "2 being processed by runs the daemon started" in said and "songs processed this run: 0" in said
         finished = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE)
-        _wait_for("the daemon's runs to finish", lambda: all(run.status in finished for run in instance.get_runs()),
-                  daemon, log, timeout=300)
+        _wait_for(
+            "the daemon's runs to finish",
+            lambda: all(run.status in finished for run in instance.get_runs()),
+            daemon,
+            log,
+            timeout=300,
+        )
     finally:
         _stop(daemon)
     runs = instance.get_runs()

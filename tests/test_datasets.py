@@ -2,11 +2,30 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline_project.datasets.anonymize import assign_splits, duration_bucket, keyed_hash, load_or_create_secret, round_tempo
-from pipeline_project.datasets.snapshots import SNAPSHOTS, latest_manifest, read_snapshot, verify_snapshot, write_snapshot
+from pipeline_project.datasets.anonymize import (
+    assign_splits,
+    duration_bucket,
+    keyed_hash,
+    load_or_create_secret,
+    round_tempo,
+)
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
+from pipeline_project.datasets.snapshots import (
+    SNAPSHOTS,
+    latest_manifest,
+    read_snapshot,
+    verify_snapshot,
+    write_snapshot,
+)
 
-SONGS = [{"title": "Amber Lanterns", "artist": "The Ferrous Quartet", "album": "Orchard Demos", "file_names": ["amber_lanterns.mp3"]}]
+SONGS = [
+    {
+        "title": "Amber Lanterns",
+        "artist": "The Ferrous Quartet",
+        "album": "Orchard Demos",
+        "file_names": ["amber_lanterns.mp3"],
+    }
+]
 
 
 def test_clean_table_passes_the_audit():
@@ -34,7 +53,9 @@ def test_catalog_terms_match_whole_words_only():
     """A song titled "City" is found as a word, never inside "velocity" (the audit's 88 false findings)."""
     terms = catalog_terms([{"title": "City", "file_names": ["Some Artist/Night Album/01 city.flac"]}])
     assert {"city", "some artist", "night album", "01 city", "01 city.flac"} <= terms
-    clean = pd.DataFrame({"feature": ["velocity", "onset_velocity_mean", "electricity"], "genre": ["rock", "pop", "jazz"]})
+    clean = pd.DataFrame(
+        {"feature": ["velocity", "onset_velocity_mean", "electricity"], "genre": ["rock", "pop", "jazz"]}
+    )
     assert audit_table(clean, terms) == []
     leaks = pd.DataFrame({"a": ["City lights"], "b": ["city_01"], "c": ["by some artist"], "d": ["NIGHT ALBUM (live)"]})
     assert {f.column for f in audit_table(leaks, terms)} == {"a", "b", "c", "d"}
@@ -69,8 +90,15 @@ def test_the_same_table_gives_the_same_snapshot_and_files(tmp_path):
     again = write_snapshot(table.copy(), tmp_path, "demo", code_version="1", partition_by="split")
     assert first.snapshot_id == again.snapshot_id == latest_manifest(tmp_path)["snapshot_id"]
     assert first.manifest["files"] == again.manifest["files"] and len(list((tmp_path / SNAPSHOTS).iterdir())) == 1
-    assert sorted(first.manifest["partitions"]) == ["split=test", "split=train"] and first.manifest["code_version"] == "1"
-    assert read_snapshot(tmp_path).sort_values("x").reset_index(drop=True).equals(table.sort_values("x").reset_index(drop=True))
+    assert (
+        sorted(first.manifest["partitions"]) == ["split=test", "split=train"] and first.manifest["code_version"] == "1"
+    )
+    assert (
+        read_snapshot(tmp_path)
+        .sort_values("x")
+        .reset_index(drop=True)
+        .equals(table.sort_values("x").reset_index(drop=True))
+    )
     assert verify_snapshot(tmp_path, first.snapshot_id) == []
 
 
@@ -100,13 +128,24 @@ def test_microaggregation_makes_every_row_identical_to_k_minus_1_others_within_i
     from pipeline_project.datasets.anonymize import microaggregate, smallest_group
 
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"song_id": [f"s{i}" for i in range(33)], "genre": ["rock"] * 17 + ["funk"] * 13 + ["jazz"] * 3,
-                          "key_mode": rng.choice(["major", "minor"], 33), "tempo_bpm": rng.uniform(70, 160, 33),
-                          "loudness": rng.normal(-12, 3, 33), "entropy": rng.uniform(0, 3, 33)})
-    released, report = microaggregate(table, 5, ["tempo_bpm", "loudness", "entropy"], ["genre", "key_mode"], stratum="genre")
+    table = pd.DataFrame(
+        {
+            "song_id": [f"s{i}" for i in range(33)],
+            "genre": ["rock"] * 17 + ["funk"] * 13 + ["jazz"] * 3,
+            "key_mode": rng.choice(["major", "minor"], 33),
+            "tempo_bpm": rng.uniform(70, 160, 33),
+            "loudness": rng.normal(-12, 3, 33),
+            "entropy": rng.uniform(0, 3, 33),
+        }
+    )
+    released, report = microaggregate(
+        table, 5, ["tempo_bpm", "loudness", "entropy"], ["genre", "key_mode"], stratum="genre"
+    )
     columns = ["genre", "key_mode", "tempo_bpm", "loudness", "entropy"]
     assert len(released) == 33 and smallest_group(released, columns) >= 5 and report["k_achieved"] >= 5
-    assert set(released["genre"]) <= {"rock", "funk", "*"} and (released["genre"] == "rock").sum() >= 10  # jazz: too few alone
+    assert (
+        set(released["genre"]) <= {"rock", "funk", "*"} and (released["genre"] == "rock").sum() >= 10
+    )  # jazz: too few alone
     # Nothing left to match on: a row recomputed from the song lies nearest its own group, of 5 identical rows or more.
     assert released.drop(columns="song_id").drop_duplicates().shape[0] <= 33 // 5
     few, few_report = microaggregate(table.head(3), 5, ["tempo_bpm"], ["genre"])
@@ -119,15 +158,34 @@ def test_no_group_spans_two_splits_in_the_pair_and_contribution_tables():
     from pipeline_project.datasets.tables import concert_pairs_table, contributions_table
 
     mel = np.zeros((8, 400), dtype=np.float32)
-    pairs = [{"track": f"t{i % 7}", "degraded_key": f"t{i}-a", "clean": mel, "degraded": mel, "time_scale": 1.0,
-              "windows": [(0.5, 2.0), (3.0, 2.5)], "frames_per_second": 43.07, "snr_db": 0.0, "noise_kind": "crowd",
-              "rt60_s": 2.1} for i in range(21)]
+    pairs = [
+        {
+            "track": f"t{i % 7}",
+            "degraded_key": f"t{i}-a",
+            "clean": mel,
+            "degraded": mel,
+            "time_scale": 1.0,
+            "windows": [(0.5, 2.0), (3.0, 2.5)],
+            "frames_per_second": 43.07,
+            "snr_db": 0.0,
+            "noise_kind": "crowd",
+            "rt60_s": 2.1,
+        }
+        for i in range(21)
+    ]
     pairs_table = concert_pairs_table(pairs, b"secret")
     assert len(pairs_table) == 42 and pairs_table.groupby("track_id")["split"].nunique().max() == 1
     assert set(pairs_table["split"]) == {"train", "validation", "test"}
-    submissions = [{"instrument": "hihat", "features": [{"BodyE": 1.0 + i, "SizzleE": 2.0, "GeoMean": 3.0, "SustainMs": 40.0,
-                                                         "OpenHH": j % 2} for j in range(4)],
-                    "metadata": {"tempo": 120, "genre": "rock"}} for i in range(9)]
+    submissions = [
+        {
+            "instrument": "hihat",
+            "features": [
+                {"BodyE": 1.0 + i, "SizzleE": 2.0, "GeoMean": 3.0, "SustainMs": 40.0, "OpenHH": j % 2} for j in range(4)
+            ],
+            "metadata": {"tempo": 120, "genre": "rock"},
+        }
+        for i in range(9)
+    ]
     pool = contributions_table(submissions, b"secret")
     assert len(pool) == 36 and pool.groupby("group_id")["split"].nunique().max() == 1
 

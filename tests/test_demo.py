@@ -22,7 +22,12 @@ def test_demo_songs_are_tagged_mp3s_with_ground_truth(tmp_path):
         labels = json.loads((truth / song.slug / "labels.json").read_text())
         assert labels["beats"] and labels["chords"] and ":" in labels["key"]
         assert {n["stem"] for n in labels["notes"]} == {"drums", "bass", "other", "vocals"}
-        assert sorted(p.name for p in (truth / song.slug / "stems").iterdir()) == ["bass.flac", "drums.flac", "other.flac", "vocals.flac"]
+        assert sorted(p.name for p in (truth / song.slug / "stems").iterdir()) == [
+            "bass.flac",
+            "drums.flac",
+            "other.flac",
+            "vocals.flac",
+        ]
     assert not any(truth in p.parents for p in incoming.iterdir())
 
     submission = write_demo_contribution(truth, tmp_path / "contributions" / "incoming", log=lambda message: None)

@@ -25,13 +25,27 @@ def rendered_hihats(seed: int) -> pd.DataFrame:
     for soundfont, held in presets.items():
         for kit in [k for k in DRUM_KITS if (DRUM_BANK, k) in held]:
             for style in HIHAT_STYLES:
-                spec = ExampleSpec(f"ex-{seed}{kit}{style}", sources[style], style, "I-V-vi-IV", "D:major",
-                                   16.0 if style != "ballad_6_8" else 12.0, float(rng.integers(80, 140)), int(rng.integers(0, 2**31)))
-                voices = {"drums": Voice(soundfont, DRUM_BANK, kit, "drum_kit"), "bass": Voice(soundfont, 0, 33, "bass")}
+                spec = ExampleSpec(
+                    f"ex-{seed}{kit}{style}",
+                    sources[style],
+                    style,
+                    "I-V-vi-IV",
+                    "D:major",
+                    16.0 if style != "ballad_6_8" else 12.0,
+                    float(rng.integers(80, 140)),
+                    int(rng.integers(0, 2**31)),
+                )
+                voices = {
+                    "drums": Voice(soundfont, DRUM_BANK, kit, "drum_kit"),
+                    "bass": Voice(soundfont, 0, 33, "bass"),
+                }
                 example = render_example(spec, catalog, voices=voices)
                 labels = example.labels()
-                tables.append(drum_hits_table([(labels, example.audio.stems["drums"].mean(axis=0), example.audio.sample_rate)], SECRET)
-                              .assign(kit=f"{soundfont}:{kit}"))
+                tables.append(
+                    drum_hits_table(
+                        [(labels, example.audio.stems["drums"].mean(axis=0), example.audio.sample_rate)], SECRET
+                    ).assign(kit=f"{soundfont}:{kit}")
+                )
     table = pd.concat(tables, ignore_index=True)
     return table[table["label"].isin([OPEN, CLOSED])].reset_index(drop=True)
 

@@ -38,8 +38,16 @@ def two_runs_at_once(data_root: Path, env: dict) -> list[str]:
     keys = sorted(scan_incoming(data_root / "incoming"))
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions(songs_partitions.name, keys)
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(data_root), key], env=env, text=True,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE) for key in keys]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(data_root), key],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for key in keys
+    ]
     outputs = [child.communicate(timeout=600) for child in children]
     for child, (out, err) in zip(children, outputs):
         assert child.returncode == 0, out + err
@@ -51,12 +59,19 @@ def assert_every_event_stored(run_ids: list[str], data_root: Path) -> None:
     with dg.DagsterInstance.get() as instance:
         for run_id in run_ids:
             assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.SUCCESS
-            events = [record.event_log_entry.dagster_event for record in instance.get_records_for_run(run_id, limit=10_000).records
-                      if record.event_log_entry.is_dagster_event]
+            events = [
+                record.event_log_entry.dagster_event
+                for record in instance.get_records_for_run(run_id, limit=10_000).records
+                if record.event_log_entry.is_dagster_event
+            ]
             kinds = [event.event_type for event in events]
             assert dg.DagsterEventType.RUN_START in kinds and kinds[-1] == dg.DagsterEventType.RUN_SUCCESS
             assert kinds.count(dg.DagsterEventType.STEP_SUCCESS) == len(PER_SONG_ASSETS)
-            materialized = [e.asset_key.to_user_string() for e in events if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION]
+            materialized = [
+                e.asset_key.to_user_string()
+                for e in events
+                if e.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION
+            ]
             assert sorted(materialized) == sorted(PER_SONG_ASSETS)
         keys = sorted(scan_incoming(data_root / "incoming"))
         for stage in PER_SONG_ASSETS:
@@ -78,8 +93,13 @@ def test_two_runs_at_once_on_postgres_with_the_documented_instance_file(two_song
     shutil.copy(PROJECT / "deploy" / "postgres" / "dagster.yaml", dagster_home / "dagster.yaml")
     with postgres_server() as (port, user, password):
         create_database(port, user, password, "dagster")
-        settings = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": str(port), "DAGSTER_PG_DB": "dagster",
-                    "DAGSTER_PG_USER": user, "DAGSTER_PG_PASSWORD": password}
+        settings = {
+            "DAGSTER_PG_HOST": "127.0.0.1",
+            "DAGSTER_PG_PORT": str(port),
+            "DAGSTER_PG_DB": "dagster",
+            "DAGSTER_PG_USER": user,
+            "DAGSTER_PG_PASSWORD": password,
+        }
         for name, value in settings.items():
             monkeypatch.setenv(name, value)
         # The documented setup step: create the tables and the separation pool before the first runs, which

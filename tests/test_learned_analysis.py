@@ -19,7 +19,9 @@ def test_reserved_pieces_are_never_listed_or_parsed():
     assert len(corpus_split.RESERVED_DIGESTS) == 40
     analyses = [f"riemenschneider{i:03d}.rntxt" for i in range(1, 21)]
     assert all(corpus_split.is_reserved(name) for name in analyses)
-    reserved = sorted({corpus_split.canonical_name(str(p)) for p in corpus.getComposer("bach") if corpus_split.is_reserved(str(p))})
+    reserved = sorted(
+        {corpus_split.canonical_name(str(p)) for p in corpus.getComposer("bach") if corpus_split.is_reserved(str(p))}
+    )
     assert len(reserved) == 40  # every reserved chorale and analysis is in the corpus, and found by digest
     chorales = corpus_split.corpus_chorales()
     assert len(chorales) > 300 and not any(corpus_split.is_reserved(name) for name in chorales)
@@ -52,28 +54,45 @@ def test_chord_vocabulary_and_transposition_move_labels_together():
     from pipeline_project.synthesis.arrangement import chord_quality
     from pipeline_project.training.analysis_models import transpose_harmony
 
-    assert [chord_quality(s) for s in ({0, 4, 7, 10}, {0, 3, 7, 10}, {0, 5, 7}, {0, 4}, {0, 3, 7, 2})] == ["7", "min7", "sus4", "maj", "min"]
+    assert [chord_quality(s) for s in ({0, 4, 7, 10}, {0, 3, 7, 10}, {0, 5, 7}, {0, 4}, {0, 3, 7, 2})] == [
+        "7",
+        "min7",
+        "sus4",
+        "maj",
+        "min",
+    ]
     for label in ("C:maj", "F#:min7", "Bb:sus4", "N"):
         assert frames.chord_label(frames.chord_class(label)) == label.replace("F#", "F#")
-    assert frames.chord_class("D:hdim7") == frames.chord_class("D:dim") and frames.chord_class("D:other") == frames.IGNORE
+    assert (
+        frames.chord_class("D:hdim7") == frames.chord_class("D:dim") and frames.chord_class("D:other") == frames.IGNORE
+    )
     features = np.zeros((4, frames.HARMONY_BINS), dtype=np.float32)
     features[:, 30] = 1.0
     chord = np.array([frames.chord_class("C:maj"), frames.NO_CHORD, frames.IGNORE, frames.chord_class("A:min")])
-    moved, chord2, bass2, key2 = transpose_harmony(features, chord, np.array([0, 12, 11, 9]), np.array([0, 12, 21, 23]), 2)
+    moved, chord2, bass2, key2 = transpose_harmony(
+        features, chord, np.array([0, 12, 11, 9]), np.array([0, 12, 21, 23]), 2
+    )
     assert moved[0, 36] == 1.0 and moved[0, 30] == 0.0
     assert [frames.chord_label(c) if c >= 0 else c for c in chord2] == ["D:maj", "N", frames.IGNORE, "B:min"]
     assert bass2.tolist() == [2, 12, 1, 11] and key2.tolist() == [2, 14, 23, 13]
 
 
 def _bars_of(pitch_classes: list[int], start_bar: int, bars: int) -> list[dict]:
-    return [{"onset": 2.0 * bar + 0.5 * i, "offset": 2.0 * bar + 0.5 * i + 0.5, "pitch": 60 + pc, "is_drum": False}
-            for bar in range(start_bar, start_bar + bars) for i, pc in enumerate(pitch_classes)]
+    return [
+        {"onset": 2.0 * bar + 0.5 * i, "offset": 2.0 * bar + 0.5 * i + 0.5, "pitch": 60 + pc, "is_drum": False}
+        for bar in range(start_bar, start_bar + bars)
+        for i, pc in enumerate(pitch_classes)
+    ]
 
 
 def test_local_keys_follow_a_modulation_in_the_score():
     c_major, e_major = [0, 4, 7, 5, 2, 11, 0, 7], [4, 8, 11, 9, 6, 3, 4, 11]
-    labels = {"downbeats": [2.0 * b for b in range(16)], "duration": 32.0, "key": "C:major",
-              "notes": _bars_of(c_major, 0, 8) + _bars_of(e_major, 8, 8)}
+    labels = {
+        "downbeats": [2.0 * b for b in range(16)],
+        "duration": 32.0,
+        "key": "C:major",
+        "notes": _bars_of(c_major, 0, 8) + _bars_of(e_major, 8, 8),
+    }
     spans = frames.local_keys(labels)
     assert [s[2] for s in spans] == ["C:major", "E:major"]
     assert abs(spans[1][0] - 16.0) <= 4.0 and spans[-1][1] == 32.0
@@ -92,7 +111,9 @@ def test_beat_decoder_keeps_slow_tempi_slow_and_finds_the_metre():
     assert np.median(np.abs(beats[:, None] - truth[None, :] / fps).min(axis=1)) < 0.02
     downbeat = np.tile([0.9, 0.1, 0.2], 12)
     assert decoding.choose_meter(downbeat)[:2] == (3, 0)
-    path = decoding.viterbi_segments(np.log(np.array([[0.6, 0.4], [0.45, 0.55], [0.6, 0.4], [0.1, 0.9], [0.1, 0.9]])), 0.5)
+    path = decoding.viterbi_segments(
+        np.log(np.array([[0.6, 0.4], [0.45, 0.55], [0.6, 0.4], [0.1, 0.9], [0.1, 0.9]])), 0.5
+    )
     assert path.tolist() == [0, 0, 0, 1, 1]
 
 
@@ -107,8 +128,13 @@ def test_beat_decoder_in_checkpointed_stretches_finds_the_same_path_as_in_one():
     ratio = periods[None, :] / periods[:, None]
     transition = -decoding.TEMPO_CHANGE_LAMBDA * np.abs(ratio - 1.0)
     transition -= np.log(np.exp(transition).sum(axis=1, keepdims=True))
-    evidence = (np.log(activation) - np.log(0.3), np.log(1 - activation) - np.log(0.7), periods,
-                decoding.tempo_prior(periods, fps, None), transition)
+    evidence = (
+        np.log(activation) - np.log(0.3),
+        np.log(1 - activation) - np.log(0.7),
+        periods,
+        decoding.tempo_prior(periods, fps, None),
+        transition,
+    )
     one_pass = decoding._viterbi_beats(*evidence, checkpoint=len(activation))
     assert one_pass.sum() > 60
     for checkpoint in (1, 37, 1000):
@@ -133,11 +159,22 @@ def test_numerals_are_read_in_the_local_key():
 
     beats = [0.5 * i for i in range(8)]
     chords = ["C:maj", "C:maj", "G:maj", "G:maj", "D:maj", "D:maj", "G:maj", "G:maj"]
-    analysis = {"key_tonic": "C", "key_mode": "major", "beat_times": beats, "downbeat_times": beats[::4], "beats_per_bar": 4,
-                "onset_times": beats, "onset_strengths": [1.0] * 8, "tempo_bpm": 120.0, "sections": [],
-                "chords": [{"time": t, "chord": c, "bass": None, "confidence": 0.9} for t, c in zip(beats, chords)],
-                "local_keys": [{"start": 0.0, "end": 2.0, "tonic": "C", "mode": "major"},
-                               {"start": 2.0, "end": 4.0, "tonic": "G", "mode": "major"}]}
+    analysis = {
+        "key_tonic": "C",
+        "key_mode": "major",
+        "beat_times": beats,
+        "downbeat_times": beats[::4],
+        "beats_per_bar": 4,
+        "onset_times": beats,
+        "onset_strengths": [1.0] * 8,
+        "tempo_bpm": 120.0,
+        "sections": [],
+        "chords": [{"time": t, "chord": c, "bass": None, "confidence": 0.9} for t, c in zip(beats, chords)],
+        "local_keys": [
+            {"start": 0.0, "end": 2.0, "tonic": "C", "mode": "major"},
+            {"start": 2.0, "end": 4.0, "tonic": "G", "mode": "major"},
+        ],
+    }
     theory = analyze_theory(analysis)
     assert theory["progression"] == ["I", "V", "V", "I"]
     assert theory["local_keys"] == ["C major from 0.00 s", "G major from 2.00 s"]
@@ -155,11 +192,18 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     models = learned.load()
     assert set(models.versions) == {"beat_tracker", "chord_recognizer", "key_tracker"}
     assert models.versions["key_tracker"] == models.versions["chord_recognizer"]  # the same network's key head
-    performance = perform(with_rhythm_section(from_corpus("bach/bwv45.7", max_ql=32), "rock", seed=3), 96, seed=3,
-                          humanization=STEADY_TEMPO)
+    performance = perform(
+        with_rhythm_section(from_corpus("bach/bwv45.7", max_ql=32), "rock", seed=3),
+        96,
+        seed=3,
+        humanization=STEADY_TEMPO,
+    )
     audio = render(performance)
     result = analyze(audio.stems, audio.sample_rate, models, use=frozenset(learned.MODEL_NAMES))
-    assert result["analysers"] == {"rhythm": "learned", "chords": "learned", "keys": "learned"} and result["models"] == models.versions
+    assert (
+        result["analysers"] == {"rhythm": "learned", "chords": "learned", "keys": "learned"}
+        and result["models"] == models.versions
+    )
     assert result["tempo_bpm"] == pytest.approx(96, rel=0.04)
     assert len(result["chords"]) == len(result["beat_times"]) and result["local_keys"][0]["start"] == 0.0
     assert result["local_keys"][-1]["end"] == pytest.approx(result["duration_s"], abs=0.01)
@@ -167,7 +211,9 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     fallback = analyze(audio.stems, audio.sample_rate)
     assert fallback["analysers"] == {"rhythm": "dsp", "chords": "dsp", "keys": "dsp"} and fallback["models"] == {}
     beats_only = analyze(audio.stems, audio.sample_rate, models, use=frozenset({"beat_tracker"}))
-    assert beats_only["analysers"] == {"rhythm": "learned", "chords": "dsp", "keys": "dsp"} and set(beats_only["models"]) == {"beat_tracker"}
+    assert beats_only["analysers"] == {"rhythm": "learned", "chords": "dsp", "keys": "dsp"} and set(
+        beats_only["models"]
+    ) == {"beat_tracker"}
     assert beats_only["beat_times"] == result["beat_times"] and len(beats_only["chords"]) == len(result["beat_times"])
     no_keys = analyze(audio.stems, audio.sample_rate, models, use=frozenset({"beat_tracker", "chord_recognizer"}))
     assert no_keys["chords"] == result["chords"] and len(no_keys["local_keys"]) == 1
@@ -206,12 +252,17 @@ def test_the_shipped_set_is_registered_once_and_its_champions_analyse(tmp_path):
     assert analysis_registry.champion_model_set(registry, cache) is None  # no champion: the DSP path
     models = analysis_registry.pipeline_models(registry, "test", cache)
     shipped = learned.load()
-    assert models.promoted == shipped.promoted == frozenset(models.cards)  # the champions: the families that beat the DSP path
+    assert (
+        models.promoted == shipped.promoted == frozenset(models.cards)
+    )  # the champions: the families that beat the DSP path
     for name in learned.MODEL_NAMES:
         (version,) = registry.versions(name)
         card = registry.model_card(name, version.version)
         assert all(card["checks"].values()) and card["promotion"]["promoted"] == (name in shipped.promoted)
-        assert "DSP path" in card["promotion"]["reason"] and version.tags["analysis_version"] == shipped.cards[name]["version"]
+        assert (
+            "DSP path" in card["promotion"]["reason"]
+            and version.tags["analysis_version"] == shipped.cards[name]["version"]
+        )
     assert models.versions["beat_tracker"] == f"beat_tracker/1 ({shipped.cards['beat_tracker']['version']})"
     assert analysis_registry.pipeline_models(registry, "test", cache) is models  # registered once, downloaded once
     assert [len(registry.versions(name)) for name in learned.MODEL_NAMES] == [1, 1, 1]
@@ -226,8 +277,9 @@ def test_the_shipped_set_is_registered_once_and_its_champions_analyse(tmp_path):
     champion_score = card["validation_scores"]["beat_f"]
     card["validation_scores"] = card["validation_scores"] | {"beat_f": champion_score + 0.05}
     (better / "beat_tracker.json").write_text(json.dumps(card))
-    (result,) = analysis_registry.register_model_set(registry, "test", better, ("beat_tracker",), {}, 0.01,
-                                                     lambda name: lambda champion: champion_score)
+    (result,) = analysis_registry.register_model_set(
+        registry, "test", better, ("beat_tracker",), {}, 0.01, lambda name: lambda champion: champion_score
+    )
     assert result.promoted and result.champion_score_before == champion_score
     assert analysis_registry.champion_model_set(registry, cache).versions["beat_tracker"].startswith("beat_tracker/2 ")
 
@@ -251,8 +303,9 @@ def test_train_analysis_makes_a_model_set_the_pipeline_loads(tmp_path):
     from pipeline_project.training import train_analysis
 
     out = tmp_path / "models"
-    train_analysis.main(["--out", str(out), "--corpus", str(tmp_path / "corpus"), "--max-pieces", "3", "--steps", "2",
-                         "--workers", "1"])
+    train_analysis.main(
+        ["--out", str(out), "--corpus", str(tmp_path / "corpus"), "--max-pieces", "3", "--steps", "2", "--workers", "1"]
+    )
     models = learned.load(out)
     assert models.cards["beat_tracker"]["seed"] == 0 and len(models.cards["beat_tracker"]["tempo_histogram"]) > 100
     assert "validation_scores" in models.cards["chord_recognizer"]
@@ -271,8 +324,13 @@ def test_train_analysis_makes_a_model_set_the_pipeline_loads(tmp_path):
     resources = default_resources(str(tmp_path / "data"))
     config = {"train": True, "max_pieces": 3, "steps": 2, "corpus_dir": str(tmp_path / "corpus")}
     with dg.instance_for_test() as instance:
-        result = dg.materialize([analysis_models], resources=resources, instance=instance, raise_on_error=False,
-                                run_config={"ops": {"analysis_models": {"config": config}}})
+        result = dg.materialize(
+            [analysis_models],
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+            run_config={"ops": {"analysis_models": {"config": config}}},
+        )
     assert not result.success  # a blocking check failed
     registry = resources["mlflow"].registry()
     shipped = learned.load()

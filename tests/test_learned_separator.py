@@ -28,7 +28,9 @@ def trained(tmp_path_factory):
     """A separator trained for three steps on one training render, validated on one held-out render:
     (folder, ONNX path, validation renders, their conditions)."""
     folder = tmp_path_factory.mktemp("separator")
-    path, validation, conditions = train_separator(folder / "a", folder / "corpus", meter_cache=folder / "meters.json", **QUICK)
+    path, validation, conditions = train_separator(
+        folder / "a", folder / "corpus", meter_cache=folder / "meters.json", **QUICK
+    )
     return folder, path, validation, conditions
 
 
@@ -37,8 +39,9 @@ def held_out_render(tmp_path_factory):
     """One test-split render with drums, heard in a room: (stereo mix, rate)."""
     catalog = available_soundfonts()
     folder = tmp_path_factory.mktemp("render")
-    plans = analysis_corpus.plan_renders("test", list(catalog), 1, 3, max_pieces=4, conditions=("room",),
-                                         meter_cache=folder / "meters.json")
+    plans = analysis_corpus.plan_renders(
+        "test", list(catalog), 1, 3, max_pieces=4, conditions=("room",), meter_cache=folder / "meters.json"
+    )
     plan = next(p for p in plans if p.groove)
     example = separator_corpus.load(separator_corpus.build([plan], folder, catalog, workers=1)[0])
     return example["mix"].astype(np.float32), example["meta"]["sample_rate"]
@@ -54,21 +57,27 @@ def test_training_is_reproducible_from_its_seed_and_writes_a_card(trained, held_
     assert card["training_soundfonts"] != card["validation_soundfonts"]  # validated on unheard timbres
     assert card["training"]["device"] == "cpu"
     examples = [separator_corpus.load(p) for p in validation]
-    assert validation_sdr(learned.load_separator(first), examples, conditions) == card["validation_sdr"]  # how a champion is re-scored
+    assert (
+        validation_sdr(learned.load_separator(first), examples, conditions) == card["validation_sdr"]
+    )  # how a champion is re-scored
 
     mix, rate = held_out_render
     separation = learned.separate_with_learned(mix, rate, learned.load_separator(first))
     assert set(separation.stems) == set(STEM_NAMES) and all(s.shape == mix.shape for s in separation.stems.values())
     # The masks sum to one, so the stems sum back to the mix (up to the STFT's edges).
     assert np.allclose(sum(separation.stems.values()), mix, atol=1e-3)
-    assert separation.describe()["model_name"] == "stem_separator" and len(separation.describe()["weights_sha256"]) == 64
+    assert (
+        separation.describe()["model_name"] == "stem_separator" and len(separation.describe()["weights_sha256"]) == 64
+    )
 
 
 def test_other_rates_and_mono_are_separated_at_their_own_rate_and_shape(trained):
     loaded = learned.load_separator(trained[1])
     rng = np.random.default_rng(0)
-    for mix, rate in ((0.1 * rng.standard_normal((2, 48_000)).astype(np.float32), 48_000),
-                      (0.1 * rng.standard_normal((1, 22_050)).astype(np.float32), 22_050)):
+    for mix, rate in (
+        (0.1 * rng.standard_normal((2, 48_000)).astype(np.float32), 48_000),
+        (0.1 * rng.standard_normal((1, 22_050)).astype(np.float32), 22_050),
+    ):
         stems = learned.separate_with_learned(mix, rate, loaded).stems
         assert all(s.shape == mix.shape and s.dtype == np.float32 for s in stems.values())
 
@@ -76,12 +85,16 @@ def test_other_rates_and_mono_are_separated_at_their_own_rate_and_shape(trained)
 def test_only_a_champion_separates_and_then_offline_songs_use_it(tmp_path, trained, held_out_render, caplog):
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
     registry = mlflow.registry()
-    result = separator_registry.register_separator(registry, mlflow.experiment, trained[1], {"source": "test"}, log=lambda line: None)
+    result = separator_registry.register_separator(
+        registry, mlflow.experiment, trained[1], {"source": "test"}, log=lambda line: None
+    )
     # Three steps do not beat the DSP fallback on every stem: registered, but as a challenger, so songs keep the fallback.
     assert result.version == "1" and not result.promoted and result.card["checks"]["reloads_and_predicts_as_trained"]
     assert mlflow.stem_separator(log=lambda line: None) is None
 
-    registry.client.set_registered_model_alias(separator_registry.FAMILY, "champion", "1")  # as a person promoting it would
+    registry.client.set_registered_model_alias(
+        separator_registry.FAMILY, "champion", "1"
+    )  # as a person promoting it would
     champion = mlflow.stem_separator(log=lambda line: None)
     assert champion is not None and champion.card["registry_version"] == "1"
     assert champion.sha256 == learned.load_separator(trained[1]).sha256  # the registered network, downloaded
@@ -92,9 +105,15 @@ def test_only_a_champion_separates_and_then_offline_songs_use_it(tmp_path, train
     with caplog.at_level(logging.INFO):
         separation = offline.separate(mix, rate, learned=champion)
     assert separation.separator == learned.NAME == "learned"
-    assert separation.describe()["weights_sha256"] == champion.sha256 and separation.describe()["version"] == champion.version
+    assert (
+        separation.describe()["weights_sha256"] == champion.sha256
+        and separation.describe()["version"] == champion.version
+    )
     assert "Using the learned separator" in caplog.text
-    assert SeparatorResource(weights="never", learned="never").separate(mix, rate, learned=champion).separator == FALLBACK_NAME
+    assert (
+        SeparatorResource(weights="never", learned="never").separate(mix, rate, learned=champion).separator
+        == FALLBACK_NAME
+    )
 
 
 def test_the_training_asset_trains_and_puts_the_new_version_through_the_gate(tmp_path):
@@ -103,8 +122,12 @@ def test_the_training_asset_trains_and_puts_the_new_version_through_the_gate(tmp
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
     resources = {"storage": StorageResource(data_root=str(tmp_path / "data")), "mlflow": mlflow}
     config = {"train": True, "max_pieces": 1, "steps": 2, "width": 32}
-    result = dg.materialize([stem_separator], resources=resources, run_config={"ops": {"stem_separator": {"config": config}}},
-                            raise_on_error=False)
+    result = dg.materialize(
+        [stem_separator],
+        resources=resources,
+        run_config={"ops": {"stem_separator": {"config": config}}},
+        raise_on_error=False,
+    )
     metadata = result.asset_materializations_for_node("stem_separator")[0].metadata
     assert metadata["model_version"].value == "1" and metadata["alias"].value == "challenger"
     assert mlflow.registry().champion_version("stem_separator") is None

@@ -33,11 +33,20 @@ def collection(tmp_path_factory):
     for index in range(40):
         genre = list(STYLES)[index % len(STYLES)]
         key = f"{rng.choice(['C', 'D', 'E', 'F', 'G', 'A'])}:{rng.choice(['major', 'minor'])}"
-        render_groove_song(data_root / "incoming" / f"track_{index:02d}.mp3", STYLES[genre], bars=4, seed=index,
-                           tempo=float(rng.integers(80, 150)), key=key,
-                           tags={"title": f"Song number {index}", "artist": f"Band {index % 7}", "genre": genre})
+        render_groove_song(
+            data_root / "incoming" / f"track_{index:02d}.mp3",
+            STYLES[genre],
+            bars=4,
+            seed=index,
+            tempo=float(rng.integers(80, 150)),
+            key=key,
+            tags={"title": f"Song number {index}", "artist": f"Band {index % 7}", "genre": genre},
+        )
     for index in (0, 1, 2):  # the same recordings again, as FLAC: another file, another partition, the same music
-        decode_song(data_root / "incoming" / f"track_{index:02d}.mp3", data_root / "incoming" / f"track_{index:02d}_lossless.flac")
+        decode_song(
+            data_root / "incoming" / f"track_{index:02d}.mp3",
+            data_root / "incoming" / f"track_{index:02d}_lossless.flac",
+        )
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(home))
     patch.delenv("PIPELINE_K_ANONYMITY", raising=False)
@@ -54,8 +63,15 @@ def _records(data_root):
     records = []
     for folder in sorted((data_root / "lake" / "songs").iterdir()):
         if (folder / "theory.json").exists():
-            records.append({"key": folder.name, **{name: json.loads((folder / f"{name}.json").read_text())
-                                                   for name in ("song", "stems", "analysis", "theory")}})
+            records.append(
+                {
+                    "key": folder.name,
+                    **{
+                        name: json.loads((folder / f"{name}.json").read_text())
+                        for name in ("song", "stems", "analysis", "theory")
+                    },
+                }
+            )
     return records
 
 
@@ -72,12 +88,17 @@ def test_an_attacker_who_owns_every_song_links_at_most_one_row_in_k(collection):
     attacker_secret = b"the attacker does not have the key"
     recomputed, _ = song_features_table(records, attacker_secret, k=1)
     truth = {keyed_hash(attacker_secret, f"song:{r['key']}"): keyed_hash(secret, f"song:{r['key']}") for r in records}
-    rate = linkage_rate(released, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC))
+    rate = linkage_rate(
+        released, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC)
+    )
     assert rate <= 1 / K + 1e-9, rate
 
     # The same attack on an exact release (what the datasets held before) links nearly every row.
     exact, _ = song_features_table(records, secret, k=1)
-    assert linkage_rate(exact, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC)) > 0.9
+    assert (
+        linkage_rate(exact, recomputed, truth, "song_id", list(SONG_FEATURE_CATEGORICAL), list(SONG_FEATURE_NUMERIC))
+        > 0.9
+    )
 
     manifest = latest_manifest(data_root / "datasets" / "song_features")
     assert manifest["sources"]["songs"] == "32-63" and manifest["k_anonymity"]["k_achieved"] >= K

@@ -50,8 +50,11 @@ def test_every_installed_distribution_is_locked_at_its_version():
     installed = {normalized(d.metadata["Name"]): d.version for d in importlib.metadata.distributions()}
     installed.pop(PROJECT, None)
     not_locked = sorted(name for name in installed if name not in packages)
-    other_version = sorted(f"{name} {installed[name]} (lock: {packages[name]['version']})"
-                           for name in installed if name in packages and installed[name] != packages[name]["version"])
+    other_version = sorted(
+        f"{name} {installed[name]} (lock: {packages[name]['version']})"
+        for name in installed
+        if name in packages and installed[name] != packages[name]["version"]
+    )
     assert not not_locked, f"installed but not in uv.lock: {not_locked}"
     assert not other_version, f"installed at another version than uv.lock's: {other_version}"
 

@@ -44,7 +44,7 @@ def s3_environment():
 def bucket_files(prefix: str = "") -> dict[str, int]:
     fs = fsspec.filesystem("s3", skip_instance_cache=True)
     base = f"{BUCKET}/collection/{prefix}".rstrip("/")
-    return {path[len(f"{BUCKET}/collection/"):]: info["size"] for path, info in fs.find(base, detail=True).items()}
+    return {path[len(f"{BUCKET}/collection/") :]: info["size"] for path, info in fs.find(base, detail=True).items()}
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +78,18 @@ def test_the_chain_runs_with_its_data_root_in_the_object_store(s3_run):
     songs = {path.split("/")[2] for path in files if path.startswith("lake/songs/") and path.endswith("/theory.json")}
     assert len(songs) == 2
     for key in songs:
-        for name in ("audio.flac", "song.json", "stems.json", "analysis.json", "analysis.png", "theory.json",
-                     "stems/drums.flac", "stems/bass.flac", "stems/other.flac", "stems/vocals.flac"):
+        for name in (
+            "audio.flac",
+            "song.json",
+            "stems.json",
+            "analysis.json",
+            "analysis.png",
+            "theory.json",
+            "stems/drums.flac",
+            "stems/bass.flac",
+            "stems/other.flac",
+            "stems/vocals.flac",
+        ):
             assert files.get(f"lake/songs/{key}/{name}", 0) > 0, (key, name)
     assert {"rendered", "augmented", "features"} <= {p.split("/")[2] for p in files if p.startswith("lake/synthetic/")}
     assert not [path for path in files if is_temporary(path)]
@@ -90,7 +100,9 @@ def test_a_bad_file_is_quarantined_in_the_store_and_leaves_the_drop_folder(s3_ru
     files = bucket_files()
     assert "incoming/liner_notes.mp3" not in files
     assert "quarantine/liner_notes.mp3" in files
-    reason = fsspec.filesystem("s3", skip_instance_cache=True).cat(f"{BUCKET}/collection/quarantine/liner_notes.mp3.reason.txt")
+    reason = fsspec.filesystem("s3", skip_instance_cache=True).cat(
+        f"{BUCKET}/collection/quarantine/liner_notes.mp3.reason.txt"
+    )
     assert b"reason:" in reason
     assert {"incoming/saltmarsh_relay.mp3", "incoming/quarry_lights.mp3"} <= set(files)
 
@@ -111,13 +123,17 @@ def test_parquet_datasets_are_read_straight_from_the_store(s3_run):
 def test_mlflow_artifacts_live_in_the_store_and_models_load_from_there(s3_run, tmp_path):
     files = bucket_files("mlflow/artifacts")
     assert any(path.endswith("MLmodel") for path in files) and any(path.endswith("model_card.json") for path in files)
-    assert not list(s3_run["root"].joinpath("mirror", "mlflow").rglob("MLmodel")), "artifacts were written to the mirror"
+    assert not list(s3_run["root"].joinpath("mirror", "mlflow").rglob("MLmodel")), (
+        "artifacts were written to the mirror"
+    )
     registry = default_resources(ROOT)["mlflow"].registry()
     champion = registry.champion_version(DRUM_MODEL_NAME)
     assert registry.client.get_run(champion.run_id).info.artifact_uri.startswith(f"{ROOT}/mlflow/artifacts/")
     card = registry.model_card(DRUM_MODEL_NAME, champion.version)
-    assert card["sha256"] == file_checksums(registry.model_files(DRUM_MODEL_NAME, champion.version, tmp_path / "download"))
-    assert registry.load_version(DRUM_MODEL_NAME, champion.version) is not None
+    assert card["sha256"] == file_checksums(
+        registry.model_files(DRUM_MODEL_NAME, champion.version, tmp_path / "download")
+    )
+    assert registry.load_champion(DRUM_MODEL_NAME)[1] is not None
 
 
 def test_another_machine_with_an_empty_mirror_builds_the_same_dataset_from_the_store(s3_run, tmp_path, monkeypatch):
@@ -152,8 +168,9 @@ def test_the_mirror_uploads_finished_files_only_and_deletes_only_what_it_had(s3_
     (tmp_path / "two" / "song" / "stems.json").unlink()
     (tmp_path / "two" / "song" / "notes.json").write_text("[]")
     assert second.publish("song") == (1, 1)
-    assert sorted(second.listing("song")) == ["song/notes.json", "song/stems/drums.flac"], \
+    assert sorted(second.listing("song")) == ["song/notes.json", "song/stems/drums.flac"], (
         "the drums stem was never fetched here, so it is not deleted"
+    )
 
 
 def test_a_local_data_root_needs_no_object_store(tmp_path):
@@ -166,19 +183,34 @@ def test_a_local_data_root_needs_no_object_store(tmp_path):
 
 def test_each_stage_of_a_song_can_run_on_a_machine_with_an_empty_mirror(s3_run, tmp_path, monkeypatch):
     """What a cluster does: every step in a new pod, sharing nothing but the store and the instance."""
-    song = render_groove_song(tmp_path / "ferry_bells.mp3", "rock", bars=4, tempo=124, seed=9,
-                              tags={"title": "Ferry Bells", "artist": "Mireille Okafor"})
-    fsspec.filesystem("s3", skip_instance_cache=True).put_file(str(song), f"{BUCKET}/collection/incoming/ferry_bells.mp3")
+    song = render_groove_song(
+        tmp_path / "ferry_bells.mp3",
+        "rock",
+        bars=4,
+        tempo=124,
+        seed=9,
+        tags={"title": "Ferry Bells", "artist": "Mireille Okafor"},
+    )
+    fsspec.filesystem("s3", skip_instance_cache=True).put_file(
+        str(song), f"{BUCKET}/collection/incoming/ferry_bells.mp3"
+    )
     key = content_hash(song)
     instance = s3_run["instance"]
     instance.add_dynamic_partitions(songs_partitions.name, [key])
     for stage in (song_audio, song_stems, song_analysis, song_theory):
         monkeypatch.setenv("PIPELINE_MIRROR_DIR", str(tmp_path / f"mirror-{stage.key.path[-1]}"))
-        result = dg.materialize([stage], partition_key=key, resources=default_resources(ROOT), instance=instance,
-                                tags={SOURCE_FILE_TAG: "ferry_bells.mp3"})
+        result = dg.materialize(
+            [stage],
+            partition_key=key,
+            resources=default_resources(ROOT),
+            instance=instance,
+            tags={SOURCE_FILE_TAG: "ferry_bells.mp3"},
+        )
         assert result.success, stage.key
     files = bucket_files(f"lake/songs/{key}")
-    assert {f"lake/songs/{key}/{name}" for name in ("audio.flac", "stems.json", "analysis.json", "theory.json")} <= set(files)
+    assert {f"lake/songs/{key}/{name}" for name in ("audio.flac", "stems.json", "analysis.json", "theory.json")} <= set(
+        files
+    )
     assert not list((tmp_path / "mirror-song_theory").rglob("*.flac")), "theory reads JSON only"
 
 
@@ -190,7 +222,9 @@ def test_a_step_waits_out_an_object_store_outage(s3_run, s3_environment, tmp_pat
     monkeypatch.setenv("PIPELINE_MIRROR_DIR", str(tmp_path / "mirror"))
     with outage_then_relay(store_port, outage_seconds=14) as port:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
-        result = dg.materialize([song_theory], partition_key=key, resources=default_resources(ROOT), instance=s3_run["instance"])
+        result = dg.materialize(
+            [song_theory], partition_key=key, resources=default_resources(ROOT), instance=s3_run["instance"]
+        )
     assert result.success
     retries = [event for event in result.all_events if event.event_type == dg.DagsterEventType.STEP_UP_FOR_RETRY]
     assert retries, "the first attempt met the outage"

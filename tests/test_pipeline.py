@@ -2,29 +2,50 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import dagster as dg
+import mlflow.artifacts
 import numpy as np
 import pytest
-
+import yaml
 from conftest import PER_SONG_ASSETS, render_groove_song
+from test_separation import save_small_demucs
+
 from pipeline_project import cli
-from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, song_features, synthetic_examples
+from pipeline_project.assets.datasets import (
+    concert_pairs,
+    contributed_hits,
+    drum_hits,
+    song_features,
+    synthetic_examples,
+)
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME
 from pipeline_project.checks import EXEMPTIONS, privacy_checks
-from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.privacy import audit_table
+from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.definitions import build_definitions, default_resources, defs
 from pipeline_project.resources import SeparatorResource
 from pipeline_project.sensors import new_songs_sensor
-from test_separation import save_small_demucs
 
 SONG_TAGS = [
-    {"title": "Copper Weathervane", "artist": "Idris Flannery-Osei", "album": "Tin Roof Tapes", "year": "2018", "genre": "Rock"},
-    {"title": "Lilac Switchyard", "artist": "Hollis Marchetti", "album": "Tin Roof Tapes", "year": "2019", "genre": "Funk"},
+    {
+        "title": "Copper Weathervane",
+        "artist": "Idris Flannery-Osei",
+        "album": "Tin Roof Tapes",
+        "year": "2018",
+        "genre": "Rock",
+    },
+    {
+        "title": "Lilac Switchyard",
+        "artist": "Hollis Marchetti",
+        "album": "Tin Roof Tapes",
+        "year": "2019",
+        "genre": "Funk",
+    },
 ]
 
 
@@ -42,7 +63,9 @@ def pipeline_run(tmp_path_factory):
     incoming.mkdir(parents=True)
     home.mkdir()
     render_groove_song(incoming / "copper_weathervane.mp3", "rock", bars=5, tempo=120, seed=1, tags=SONG_TAGS[0])
-    render_groove_song(incoming / "lilac_switchyard.mp3", "funk", bars=5, tempo=100, seed=2, tags=SONG_TAGS[1], key="G:major")
+    render_groove_song(
+        incoming / "lilac_switchyard.mp3", "funk", bars=5, tempo=100, seed=2, tags=SONG_TAGS[1], key="G:major"
+    )
     shutil.copy(incoming / "lilac_switchyard.mp3", incoming / "lilac switchyard (copy).mp3")
     (incoming / "zero_bytes.mp3").write_bytes(b"")
     (incoming / "readme_not_audio.mp3").write_text("these are liner notes, not audio\n" * 50)
@@ -95,7 +118,9 @@ def test_songs_are_analysed_by_the_registered_champions_of_the_shipped_set(pipel
     registry = default_resources(str(pipeline_run["data_root"]))["mlflow"].registry()
     champions = {name for name in learned.MODEL_NAMES if registry.champion_version(name) is not None}
     assert champions == learned.load().promoted
-    assert all(len(registry.versions(name)) == 1 for name in learned.MODEL_NAMES)  # parallel song runs registered it once
+    assert all(
+        len(registry.versions(name)) == 1 for name in learned.MODEL_NAMES
+    )  # parallel song runs registered it once
     songs = sorted((pipeline_run["data_root"] / "lake" / "songs").glob("*/analysis.json"))
     assert songs
     for path in songs:
@@ -108,9 +133,19 @@ def test_songs_are_analysed_by_the_registered_champions_of_the_shipped_set(pipel
 def test_datasets_are_parquet_without_private_values(pipeline_run):
     data_root = pipeline_run["data_root"]
     names = sorted(p.parent.name for p in (data_root / "datasets").glob("*/latest.json"))
-    assert names == ["concert_pairs", "contributed_hits", "drum_hits", "review_queue", "song_features", "synthetic_examples"]
+    assert names == [
+        "concert_pairs",
+        "contributed_hits",
+        "drum_hits",
+        "review_queue",
+        "song_features",
+        "synthetic_examples",
+    ]
     assert sorted(latest_manifest(data_root / "datasets" / "synthetic_examples")["partitions"]) == [
-        "split=test", "split=train", "split=validation"]
+        "split=test",
+        "split=train",
+        "split=validation",
+    ]
     private = [v for tags in SONG_TAGS for k, v in tags.items() if k in ("title", "artist", "album")]
     private += ["copper_weathervane", "lilac_switchyard", "lilac switchyard (copy)"]
     for name in names:
@@ -124,8 +159,13 @@ def test_datasets_are_parquet_without_private_values(pipeline_run):
     assert len(features) == 2 and set(features["tempo_bpm"] % 5) == {0}
 
 
-GROUP_OF = {"song_features": "song_id", "drum_hits": "group_id", "synthetic_examples": "source_id",
-            "concert_pairs": "track_id", "contributed_hits": "group_id"}
+GROUP_OF = {
+    "song_features": "song_id",
+    "drum_hits": "group_id",
+    "synthetic_examples": "source_id",
+    "concert_pairs": "track_id",
+    "contributed_hits": "group_id",
+}
 
 
 def test_no_group_spans_two_splits_in_any_dataset(pipeline_run):
@@ -144,7 +184,9 @@ def test_the_same_inputs_give_snapshots_with_identical_files(pipeline_run):
     for name, manifest in before.items():
         again = latest_manifest(data_root / "datasets" / name)
         assert again["snapshot_id"] == manifest["snapshot_id"], name
-        assert {k: v["sha256"] for k, v in again["files"].items()} == {k: v["sha256"] for k, v in manifest["files"].items()}
+        assert {k: v["sha256"] for k, v in again["files"].items()} == {
+            k: v["sha256"] for k, v in manifest["files"].items()
+        }
 
 
 @pytest.mark.parametrize("field", ["title", "artist", "album", "file name", "path"])
@@ -153,8 +195,13 @@ def test_privacy_check_fails_on_every_planted_private_value(pipeline_run, field)
     data_root = pipeline_run["data_root"]
     root = data_root / "datasets" / "song_features"
     clean = latest_manifest(root)
-    value = {"title": SONG_TAGS[0]["title"], "artist": SONG_TAGS[1]["artist"], "album": SONG_TAGS[0]["album"],
-             "file name": "copper_weathervane.mp3", "path": "/home/someone/Music/x"}[field]
+    value = {
+        "title": SONG_TAGS[0]["title"],
+        "artist": SONG_TAGS[1]["artist"],
+        "album": SONG_TAGS[0]["album"],
+        "file name": "copper_weathervane.mp3",
+        "path": "/home/someone/Music/x",
+    }[field]
     planted = read_snapshot(root)
     planted["genre"] = planted["genre"].astype(str) + " " + value.upper()
     check = dg.AssetSelection.checks(dg.AssetCheckKey(song_features.key, "privacy_audit"))
@@ -163,8 +210,13 @@ def test_privacy_check_fails_on_every_planted_private_value(pipeline_run, field)
         for table, should_pass in ((planted, False), (read_snapshot(root, clean["snapshot_id"]), True)):
             write_snapshot(table, root, "song_features")
             with dg.instance_for_test() as instance:
-                result = dg.materialize([song_features, *privacy_checks], resources=resources, instance=instance,
-                                        selection=check, raise_on_error=False)
+                result = dg.materialize(
+                    [song_features, *privacy_checks],
+                    resources=resources,
+                    instance=instance,
+                    selection=check,
+                    raise_on_error=False,
+                )
                 evaluation = result.get_asset_check_evaluations()[0]
             assert evaluation.passed == should_pass, (field, evaluation.metadata["details"])
     finally:
@@ -185,8 +237,10 @@ def test_model_is_champion_and_traceable_to_dataset_and_run(pipeline_run):
     assert metadata["mlflow_run_id"].value == champion.run_id
     assert metadata["model_version"].value == str(champion.version)
     assert "**robust**: open when" in metadata["hihat_rules"].value
-    rules = json.loads(client.download_artifacts(champion.run_id, "hihat_rules.json", str(data_root / "rules_download")) and
-                       (data_root / "rules_download" / "hihat_rules.json").read_text())
+    rules = json.loads(
+        client.download_artifacts(champion.run_id, "hihat_rules.json", str(data_root / "rules_download"))
+        and (data_root / "rules_download" / "hihat_rules.json").read_text()
+    )
     assert set(rules) == {"simple", "balanced", "robust"} and rules["robust"]["rule"].startswith("open when")
 
 
@@ -206,11 +260,25 @@ def test_embedding_version_leads_to_its_snapshot_and_run_and_back(pipeline_run):
     assert champion.tags["dataset_snapshot"] == latest_manifest(data_root / "datasets" / "concert_pairs")["snapshot_id"]
     assert instance.get_run_by_id(champion.tags["dagster_run_id"]) is not None
     metadata = trained_materialization(instance, EMBEDDING_MODEL_NAME)
-    assert metadata["mlflow_run_id"].value == champion.run_id and metadata["model_version"].value == str(champion.version)
+    assert metadata["mlflow_run_id"].value == champion.run_id and metadata["model_version"].value == str(
+        champion.version
+    )
     card = registry.model_card(EMBEDDING_MODEL_NAME, champion.version)
     assert set(card["performance"]["retrieval"]) == {"torch", "onnx_float", "onnx_int8"}
-    artifacts = {f.path for f in registry.client.list_artifacts(champion.run_id, "onnx_int8")}
-    assert artifacts == {"onnx_int8/song_embedding.int8.onnx"}
+    # The ONNX exports are ONNX models of the run, with the network's signature; the snapshot is the run's input.
+    run = registry.client.get_run(champion.run_id)
+    logged = {
+        model.name: model
+        for model in (registry.client.get_logged_model(output.model_id) for output in run.outputs.model_outputs)
+    }
+    assert set(logged) == {"model", "onnx", "onnx_int8"}
+    for name in ("onnx", "onnx_int8"):
+        mlmodel = yaml.safe_load(
+            Path(mlflow.artifacts.download_artifacts(f"{logged[name].artifact_location}/MLmodel")).read_text()
+        )
+        assert "onnx" in mlmodel["flavors"] and mlmodel["signature"]["inputs"]
+    (snapshot,) = run.inputs.dataset_inputs
+    assert (snapshot.dataset.name, snapshot.dataset.digest) == ("concert_pairs", champion.tags["dataset_snapshot"])
 
 
 def test_weekly_job_twice_without_new_data_registers_nothing_and_says_why(pipeline_run, monkeypatch):
@@ -238,12 +306,20 @@ def test_second_run_does_no_per_song_work_and_a_new_song_adds_one_partition(pipe
     assert cli.run(str(data_root)) == 0
     assert {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS} == before
 
-    render_groove_song(data_root / "incoming" / "third_song.mp3", "waltz", bars=6, tempo=110, seed=3,
-                       tags={"title": "Third Song", "artist": "Nobody"})
+    render_groove_song(
+        data_root / "incoming" / "third_song.mp3",
+        "waltz",
+        bars=6,
+        tempo=110,
+        seed=3,
+        tags={"title": "Third Song", "artist": "Nobody"},
+    )
     assert cli.run(str(data_root)) == 0
     new_partitions = set(instance.get_dynamic_partitions(songs_partitions.name)) - partitions_before
     assert len(new_partitions) == 1
-    assert {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS} == {a: n + 1 for a, n in before.items()}
+    assert {asset: materialization_count(instance, asset) for asset in PER_SONG_ASSETS} == {
+        a: n + 1 for a, n in before.items()
+    }
     latest = instance.get_latest_materialization_event(dg.AssetKey("song_theory"))
     assert latest.dagster_event.partition == next(iter(new_partitions))
 
@@ -259,8 +335,13 @@ def test_privacy_check_blocks_a_leaking_dataset(pipeline_run, tmp_path):
     try:
         resources = default_resources(str(data_root))
         with dg.instance_for_test() as instance:
-            result = dg.materialize([song_features, privacy_checks[0]], resources=resources, instance=instance,
-                                    raise_on_error=False, selection=[song_features])
+            result = dg.materialize(
+                [song_features, privacy_checks[0]],
+                resources=resources,
+                instance=instance,
+                raise_on_error=False,
+                selection=[song_features],
+            )
             evaluations = result.get_asset_check_evaluations()
         assert not result.success
         assert evaluations and not evaluations[0].passed and evaluations[0].check_name == "privacy_audit"
@@ -274,15 +355,24 @@ def test_sensor_adds_partitions_and_requests_runs_for_new_songs(data_root):
     render_groove_song(data_root / "incoming" / "two.mp3", seed=12)
     resources = default_resources(str(data_root))
     with dg.instance_for_test() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"storage": resources["storage"], "song_runs": resources["song_runs"]})
+        context = dg.build_sensor_context(
+            instance=instance, resources={"storage": resources["storage"], "song_runs": resources["song_runs"]}
+        )
         result = new_songs_sensor(context)
         keys = sorted(r.partition_key for r in result.run_requests)
         assert len(keys) == 2
-        assert {r.tags["pipeline_project/source_file"] for r in result.run_requests} <= {"one.mp3", "one again.mp3", "two.mp3"}
+        assert {r.tags["pipeline_project/source_file"] for r in result.run_requests} <= {
+            "one.mp3",
+            "one again.mp3",
+            "two.mp3",
+        }
         assert sorted(result.dynamic_partitions_requests[0].partition_keys) == keys
         instance.add_dynamic_partitions(songs_partitions.name, keys)
-        again = new_songs_sensor(dg.build_sensor_context(instance=instance, resources={
-            "storage": resources["storage"], "song_runs": resources["song_runs"]}))
+        again = new_songs_sensor(
+            dg.build_sensor_context(
+                instance=instance, resources={"storage": resources["storage"], "song_runs": resources["song_runs"]}
+            )
+        )
         assert not again.run_requests
 
 
@@ -310,18 +400,25 @@ def test_default_resources_follow_the_data_root(tmp_path, monkeypatch):
     resources = default_resources(str(tmp_path))
     assert resources["storage"].root == tmp_path.resolve()
     assert resources["mlflow"].tracking_uri == f"sqlite:///{tmp_path.resolve() / 'mlflow' / 'mlflow.db'}"
-    assert build_definitions(resources).get_repository_def().get_job("song_pipeline_job").partitions_def == songs_partitions
+    assert (
+        build_definitions(resources).get_repository_def().get_job("song_pipeline_job").partitions_def
+        == songs_partitions
+    )
 
 
 def test_ui_metadata_shows_voices_and_chains_and_listening_samples_are_written(pipeline_run):
     import soundfile
 
     instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
-    rendered = instance.get_latest_materialization_event(dg.AssetKey("rendered_examples")).asset_materialization.metadata
+    rendered = instance.get_latest_materialization_event(
+        dg.AssetKey("rendered_examples")
+    ).asset_materialization.metadata
     table = rendered["examples_table"].value
     assert "TimGM6mb" in table and "drum_kit" in table and "piano" in table
     assert rendered["sources"].value.count("public domain") >= 8
-    augmented = instance.get_latest_materialization_event(dg.AssetKey("augmented_examples")).asset_materialization.metadata
+    augmented = instance.get_latest_materialization_event(
+        dg.AssetKey("augmented_examples")
+    ).asset_materialization.metadata
     chains = augmented["chains"].value
     assert "room arena" in chains and "crowd noise" in chains and "stretch x" in chains
     listening = data_root / "datasets" / "synthetic_examples" / "listening"
@@ -348,7 +445,9 @@ def test_song_metadata_shows_tempo_key_chords_plot_and_separator(pipeline_run):
 
 def test_accuracy_checks_score_separation_and_analysis_of_rendered_examples(pipeline_run):
     storage = pipeline_run["instance"].event_log_storage
-    keys = [dg.AssetCheckKey(dg.AssetKey("rendered_examples"), name) for name in ("separation_sdr", "analysis_accuracy")]
+    keys = [
+        dg.AssetCheckKey(dg.AssetKey("rendered_examples"), name) for name in ("separation_sdr", "analysis_accuracy")
+    ]
     records = storage.get_latest_asset_check_execution_by_key(keys)
     assert set(records) == set(keys)
     separation = records[keys[0]].event.dagster_event.event_specific_data.metadata

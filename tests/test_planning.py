@@ -31,11 +31,17 @@ def test_a_few_new_songs_get_a_run_each_and_a_backfill_gets_batches():
     new_keys, runs = plan_new_songs(files, known=["a"], batch_size=25)
     assert new_keys == ["b", "c", "d", "e"]
     assert [(run.keys, run.run_key, run.sensor, run.stages) for run in runs] == [
-        (("b",), "b", NEW_SONGS, None), (("c",), "c", NEW_SONGS, None), (("d",), "d", NEW_SONGS, None), (("e",), "e", NEW_SONGS, None)]
+        (("b",), "b", NEW_SONGS, None),
+        (("c",), "c", NEW_SONGS, None),
+        (("d",), "d", NEW_SONGS, None),
+        (("e",), "e", NEW_SONGS, None),
+    ]
     _, runs = plan_new_songs(files, known=[], batch_size=2)
     assert [(run.keys, run.run_key, dict(run.files)) for run in runs] == [
-        (("a", "b"), "a..b", {"a": "a.mp3", "b": "b.mp3"}), (("c", "d"), "c..d", {"c": "c.mp3", "d": "d.mp3"}),
-        (("e",), "e", {"e": "e.mp3"})]
+        (("a", "b"), "a..b", {"a": "a.mp3", "b": "b.mp3"}),
+        (("c", "d"), "c..d", {"c": "c.mp3", "d": "d.mp3"}),
+        (("e",), "e", {"e": "e.mp3"}),
+    ]
     assert plan_new_songs(files, known=files, batch_size=2) == ([], [])
 
 
@@ -53,11 +59,14 @@ def test_a_failed_batch_splits_into_one_run_per_song_for_what_it_lacks():
     order = list("abcde")
     keys = keys_in_range(order, "b", "d")
     assert keys == ["b", "c", "d"] and keys_in_range(order, "b", "z") is None
-    lacking = stages_lacking(keys, {"song_audio": {"b", "c", "d"}, "song_stems": {"d"}, "song_analysis": {"d"},
-                                    "song_theory": {"d"}})
+    lacking = stages_lacking(
+        keys, {"song_audio": {"b", "c", "d"}, "song_stems": {"d"}, "song_analysis": {"d"}, "song_theory": {"d"}}
+    )
     runs = plan_split("run-9", keys, lacking, {"b": "b.mp3", "c": "c.mp3", "d": "d.mp3"})
     assert [(run.keys, run.stages, run.run_key, run.sensor, dict(run.files)) for run in runs] == [
-        (("b",), ALL[1:], "run-9:b", SPLIT_BATCHES, {"b": "b.mp3"}), (("c",), ALL[1:], "run-9:c", SPLIT_BATCHES, {"c": "c.mp3"})]
+        (("b",), ALL[1:], "run-9:b", SPLIT_BATCHES, {"b": "b.mp3"}),
+        (("c",), ALL[1:], "run-9:c", SPLIT_BATCHES, {"c": "c.mp3"}),
+    ]
 
 
 def test_the_song_job_is_made_of_the_per_song_stages_and_nothing_else():
@@ -66,6 +75,9 @@ def test_the_song_job_is_made_of_the_per_song_stages_and_nothing_else():
     job = defs.resolve_job_def("song_pipeline_job")
     assert sorted(key.to_user_string() for key in job.asset_layer.selected_asset_keys) == sorted(PER_SONG_STAGES)
     graph = defs.resolve_asset_graph()
-    per_song = {node.key.to_user_string() for node in graph.asset_nodes if node.partitions_def is not None
-                and getattr(node.partitions_def, "name", None) == "songs"}
+    per_song = {
+        node.key.to_user_string()
+        for node in graph.asset_nodes
+        if node.partitions_def is not None and getattr(node.partitions_def, "name", None) == "songs"
+    }
     assert per_song == set(PER_SONG_STAGES)

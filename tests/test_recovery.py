@@ -27,10 +27,19 @@ def _home(tmp_path: Path) -> Path:
 
 
 def _start(data_root: Path, home: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline_project", "run", "--data-root", str(data_root), "--songs-only"],
-                            cwd=PROJECT_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "DAGSTER_HOME": str(home), "PIPELINE_LEARNED_SEPARATOR": "never",
-                                 "PIPELINE_DEMUCS_WEIGHTS": "never"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "pipeline_project", "run", "--data-root", str(data_root), "--songs-only"],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "PIPELINE_LEARNED_SEPARATOR": "never",
+            "PIPELINE_DEMUCS_WEIGHTS": "never",
+        },
+    )
 
 
 def _instance(home: Path) -> dg.DagsterInstance:

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -14,6 +15,7 @@ from pipeline_project.training.registry import (
     file_checksums,
     next_semver,
     promotion_decision,
+    snapshot_input,
     sqlite_tracking_uri,
 )
 
@@ -24,7 +26,7 @@ def synthetic_hits(rows: int, separation: float, seed: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     labels = np.array(["kick", "snare", "closed_hihat"])[rng.integers(0, 3, rows)]
     centre = {"kick": 1.0, "snare": 2.0, "closed_hihat": 3.0}
-    data = {name: [abs(centre[l] * separation + rng.normal()) * 100 for l in labels] for name in FEATURE_NAMES}
+    data = {name: [abs(centre[label] * separation + rng.normal()) * 100 for label in labels] for name in FEATURE_NAMES}
     return pd.DataFrame({"label": labels, **data})
 
 
@@ -37,11 +39,22 @@ def register(registry, model, test, snapshot, checks=None):
     score = evaluate(model, test).macro_f1
     example = feature_matrix(test.head(3))
     return registry.log_and_register(
-        model=model, flavor="sklearn", model_name=MODEL, experiment="tests", params={"snapshot": snapshot},
-        metrics={"macro_f1": score}, tags={"dataset_snapshot": snapshot, "dagster_run_id": f"run-{snapshot}"},
-        input_example=example, predict=lambda m, x: m.predict(x), score=score,
-        score_champion=lambda champion: evaluate(champion, test).macro_f1, minimum_gain=0.01, checks=checks,
-        training_stats={"samples": 300, "songs": 10, "contributors": 0})
+        model=model,
+        flavor="sklearn",
+        model_name=MODEL,
+        experiment="tests",
+        params={"snapshot": snapshot},
+        metrics={"macro_f1": score},
+        tags={"dataset_snapshot": snapshot, "dagster_run_id": f"run-{snapshot}"},
+        input_example=example,
+        predict=lambda m, x: m.predict(x),
+        score=score,
+        score_champion=lambda champion: evaluate(champion, test).macro_f1,
+        minimum_gain=0.01,
+        checks=checks,
+        training_stats={"samples": 300, "songs": 10, "contributors": 0},
+        inputs=[snapshot_input({"name": "drum_hits", "snapshot_id": snapshot}, test)],
+    )
 
 
 def shuffled_labels(table: pd.DataFrame) -> pd.DataFrame:
@@ -86,7 +99,7 @@ def test_the_registry_leaves_mlflows_global_settings_as_it_found_them(registry, 
     before = mlflow.get_tracking_uri()
     test = synthetic_hits(200, 3.0, seed=7)
     register(registry, train(synthetic_hits(200, 3.0, seed=8), seed=0, n_estimators=10), test, "snap-a")
-    registry.load_version(MODEL, "1")
+    assert registry.load_champion(MODEL)[1] is not None
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
     assert mlflow.get_tracking_uri() == before
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
@@ -99,19 +112,33 @@ def test_model_cards_checksums_match_the_registered_files(registry, tmp_path):
     card = registry.model_card(MODEL, result.version)
     assert card["version"] == result.semver and card["registry_version"] == result.version
     assert card["dataset_snapshot"] == "snap-a" and card["training"]["samples"] == 300 and card["released"]
+    # MLflow's own UI shows the snapshot as the run's training input.
+    (dataset_input,) = registry.client.get_run(result.run_id).inputs.dataset_inputs
+    assert (dataset_input.dataset.name, dataset_input.dataset.digest) == ("drum_hits", "snap-a")
+    assert json.loads(dataset_input.dataset.source) == {"uri": "datasets/drum_hits/snapshots/snap-a"}
+    assert [(tag.key, tag.value) for tag in dataset_input.tags] == [("mlflow.data.context", "training")]
     files = registry.model_files(MODEL, result.version, tmp_path / "download")
     assert card["sha256"] == file_checksums(files) and any(name.endswith((".skops", ".pkl")) for name in card["sha256"])
-    reloaded = registry.load_version(MODEL, result.version)
+    champion, reloaded = registry.load_champion(MODEL)  # the first version: the champion
+    assert champion.version == result.version
     assert list(reloaded.predict(feature_matrix(test.head(5)))) == list(model.predict(feature_matrix(test.head(5))))
 
 
 def test_a_version_that_fails_its_checks_is_never_champion(registry):
     test = synthetic_hits(200, 3.0, seed=5)
-    result = register(registry, train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10), test, "snap-a",
-                      checks=lambda folder, card: {"reloads_and_predicts_as_trained": True, "metrics_finite": False})
+    result = register(
+        registry,
+        train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10),
+        test,
+        "snap-a",
+        checks=lambda folder, card: {"reloads_and_predicts_as_trained": True, "metrics_finite": False},
+    )
     assert not result.promoted and result.alias == CHALLENGER and "metrics_finite" in result.reason
     assert registry.champion_version(MODEL) is None
-    assert registry.model_card(MODEL, result.version)["checks"] == {"reloads_and_predicts_as_trained": True, "metrics_finite": False}
+    assert registry.model_card(MODEL, result.version)["checks"] == {
+        "reloads_and_predicts_as_trained": True,
+        "metrics_finite": False,
+    }
 
 
 def test_semver_and_promotion_rules():
@@ -140,7 +167,9 @@ def test_a_tracking_server_works_the_same_way(tracking_server, tmp_path, monkeyp
     registry = resource.registry()
     test = synthetic_hits(200, 3.0, seed=5)
     first = register(registry, train(synthetic_hits(200, 3.0, seed=6), seed=0, n_estimators=10), test, "snap-a")
-    worse = register(registry, train(shuffled_labels(synthetic_hits(200, 3.0, seed=7)), seed=0, n_estimators=10), test, "snap-b")
+    worse = register(
+        registry, train(shuffled_labels(synthetic_hits(200, 3.0, seed=7)), seed=0, n_estimators=10), test, "snap-b"
+    )
     assert first.promoted and not worse.promoted
     card = registry.model_card(MODEL, first.version)
     assert card["sha256"] == file_checksums(registry.model_files(MODEL, first.version, tmp_path / "download"))

@@ -56,13 +56,18 @@ def test_rollback_waits_out_an_mlflow_server_outage(tmp_path, dagster_home, monk
 
     def launch():
         outcome["result"] = rollback_job.execute_in_process(
-            run_config={"ops": {"rollback_champion": {"config": {"model_name": MODEL}}}}, resources=resources,
-            instance=instance, raise_on_error=False)
+            run_config={"ops": {"rollback_champion": {"config": {"model_name": MODEL}}}},
+            resources=resources,
+            instance=instance,
+            raise_on_error=False,
+        )
 
     worker = threading.Thread(target=launch)
     worker.start()
     deadline = time.time() + 60
-    while not instance.get_records_for_run(run_id=_only_run(instance), of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY).records:
+    while not instance.get_records_for_run(
+        run_id=_only_run(instance), of_type=dg.DagsterEventType.STEP_UP_FOR_RETRY
+    ).records:
         assert time.time() < deadline and worker.is_alive(), "the step never asked for a retry"
         time.sleep(0.1)
     with mlflow_server(tmp_path / "server", port):
@@ -91,8 +96,13 @@ def test_bad_input_fails_once_and_is_not_retried(data_root, dagster_home):
     (key,) = scan_incoming(data_root / "incoming")
     instance = dg.DagsterInstance.get()
     instance.add_dynamic_partitions(songs_partitions.name, [key])
-    result = dg.materialize([song_audio], partition_key=key, resources=default_resources(str(data_root)),
-                            instance=instance, raise_on_error=False)
+    result = dg.materialize(
+        [song_audio],
+        partition_key=key,
+        resources=default_resources(str(data_root)),
+        instance=instance,
+        raise_on_error=False,
+    )
     assert not result.success
     kinds = [event.event_type for event in result.all_events]
     assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds and kinds.count(dg.DagsterEventType.STEP_FAILURE) == 1

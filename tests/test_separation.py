@@ -59,8 +59,13 @@ def test_missing_weights_fall_back_without_network_and_say_so(tmp_path, sine_ste
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     mix, rate = sine_stereo
     with silent_server() as url:  # were a download tried, it would hang here until the timeout
-        separator = SeparatorResource(model_name="htdemucs", model_dir=str(tmp_path / "empty"), weights="never",
-                                      weights_url=url, download_timeout_s=30)
+        separator = SeparatorResource(
+            model_name="htdemucs",
+            model_dir=str(tmp_path / "empty"),
+            weights="never",
+            weights_url=url,
+            download_timeout_s=30,
+        )
         started = time.monotonic()
         assert separator.model() is None
         assert time.monotonic() - started < 5
@@ -88,7 +93,9 @@ def pretrained_remote(tmp_path: Path, corrupt: bool = False) -> tuple[Path, Path
     return served, index, name
 
 
-def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tmp_path, sine_stereo, monkeypatch, caplog):
+def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(
+    tmp_path, sine_stereo, monkeypatch, caplog
+):
     caplog.set_level("INFO")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
@@ -105,7 +112,9 @@ def test_pretrained_weights_are_downloaded_verified_cached_and_reused_offline(tm
 
     # The server is gone: the cache serves, whatever the setting, without trying the network.
     for weights in ("always", "auto", "never"):
-        again = SeparatorResource(model_name="tiny", weights=weights, weights_url=url, weights_index=str(index), device="cpu")
+        again = SeparatorResource(
+            model_name="tiny", weights=weights, weights_url=url, weights_index=str(index), device="cpu"
+        )
         result = again.separate(mix, rate)
         assert result.weights_source == "torch hub cache" and result.weights_sha256 == downloaded.weights_sha256
 
@@ -151,7 +160,11 @@ def test_offline_auto_falls_back_within_seconds_and_warns_once(tmp_path, sine_st
 
 def test_offline_warning_is_given_once_per_run(tmp_path):
     memory = OfflineMemory(tmp_path / "offline")
-    assert [memory.first_warning("run-a"), memory.first_warning("run-a"), memory.first_warning("run-b")] == [True, False, True]
+    assert [memory.first_warning("run-a"), memory.first_warning("run-a"), memory.first_warning("run-b")] == [
+        True,
+        False,
+        True,
+    ]
     memory.remember("remote into cache", "timed out")
     assert memory.recent_failure("remote into cache") == "timed out" and memory.recent_failure("elsewhere") is None
     assert OfflineMemory(tmp_path / "offline", retry_after_s=0).recent_failure("remote into cache") is None

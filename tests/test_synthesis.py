@@ -4,7 +4,14 @@ import shutil
 import numpy as np
 import pytest
 
-from pipeline_project.augmentation.chains import CONCERT_SNRS_DB, NOISE_KINDS, SNR_CHOICES_DB, NoisePool, apply_chain, sample_chain
+from pipeline_project.augmentation.chains import (
+    CONCERT_SNRS_DB,
+    NOISE_KINDS,
+    SNR_CHOICES_DB,
+    NoisePool,
+    apply_chain,
+    sample_chain,
+)
 from pipeline_project.synthesis.arrangement import Arrangement, ScoreNote, from_corpus
 from pipeline_project.synthesis.examples import all_sources, example_specs, rebuild_example, render_example
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, groove_only, with_rhythm_section
@@ -140,8 +147,12 @@ def test_two_hundred_examples_keep_every_part_in_its_instrument_family(catalog):
             assert (voice.bank, voice.program) in presets[voice.soundfont]
             programs_by_family.setdefault(voice.family, set()).add(voice.program)
             soundfonts.add(voice.soundfont)
-        assert {n.program for n in example.performance.notes if not n.is_drum} <= {v.program for v in example.performance.voices.values()}
-    assert len(programs_by_family["piano"]) > 1 and len(programs_by_family["bass"]) > 1, "same-family randomization varies the sound"
+        assert {n.program for n in example.performance.notes if not n.is_drum} <= {
+            v.program for v in example.performance.voices.values()
+        }
+    assert len(programs_by_family["piano"]) > 1 and len(programs_by_family["bass"]) > 1, (
+        "same-family randomization varies the sound"
+    )
     assert len(soundfonts) >= 2
 
 
@@ -179,8 +190,18 @@ def test_groove_library_covers_meters_articulations_and_progressions():
         articulations |= {n.articulation for n in arrangement.notes if n.stem == "drums"}
         bass = [n for n in arrangement.notes if n.stem == "bass"]
         assert bass and all(n.start_ql < arrangement.length_ql for n in bass)
-    assert {"closed_hihat", "open_hihat", "half_open_hihat", "pedal_hihat", "ghost_snare", "flam_snare", "crash",
-            "ride", "choke", "flam_grace"} <= articulations
+    assert {
+        "closed_hihat",
+        "open_hihat",
+        "half_open_hihat",
+        "pedal_hihat",
+        "ghost_snare",
+        "flam_snare",
+        "crash",
+        "ride",
+        "choke",
+        "flam_grace",
+    } <= articulations
 
 
 def test_velocity_curves_follow_the_dynamic_level():
@@ -234,7 +255,9 @@ def test_examples_rendered_in_two_processes_are_the_ones_rendered_in_one(catalog
     entries = {}
     for workers in (1, 2):
         out = tmp_path / f"workers{workers}"
-        entries[workers] = list(map_in_processes(render_to_folder, [(spec, catalog, presets, out) for spec in specs], workers))
+        entries[workers] = list(
+            map_in_processes(render_to_folder, [(spec, catalog, presets, out) for spec in specs], workers)
+        )
     assert entries[1] == entries[2] and [e["example_key"] for e in entries[1]] == [s.example_key for s in specs]
     for spec in specs:
         for name in ("mix.flac", "labels.json"):

@@ -1,15 +1,21 @@
 """The model families and their automation: the embedding and its ONNX exports, the genre classifier through a
 real Dagster run and MLflow store, and the retrain-on-growth condition evaluated by Dagster itself."""
 
+import dagster as dg
 import numpy as np
 import pandas as pd
 import pytest
 
-import dagster as dg
 from pipeline_project.datasets.snapshots import write_snapshot
 from pipeline_project.datasets.tables import SONG_FEATURE_COLUMNS
 from pipeline_project.definitions import build_definitions, default_resources
-from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, spectral_contrast, train_embedding
+from pipeline_project.training.embedding import (
+    WINDOW_FRAMES,
+    EmbeddingSettings,
+    embed,
+    spectral_contrast,
+    train_embedding,
+)
 from pipeline_project.training.retrieval import (
     OnnxEmbedder,
     build_index,
@@ -31,7 +37,7 @@ def fake_tracks(count: int, frames: int, seed: int) -> dict[str, np.ndarray]:
         image = np.full((N_MELS, frames), -60.0, np.float32)
         for start in range(0, frames, 12):
             for band in rng.choice(N_MELS - 3, size=4, replace=False):
-                image[band: band + 3, start: start + rng.integers(6, 14)] = rng.uniform(-20, 0)
+                image[band : band + 3, start : start + rng.integers(6, 14)] = rng.uniform(-20, 0)
         tracks[f"track-{index}"] = image
     return tracks
 
@@ -50,11 +56,12 @@ def trained():
     for index, image in enumerate(tracks.values()):
         noisy = degrade(image, seed=index)
         for start in range(0, 200 - 86, 8):
-            clean.append(image[:, start: start + 86])
-            degraded.append(noisy[:, start: start + 86])
+            clean.append(image[:, start : start + 86])
+            degraded.append(noisy[:, start : start + 86])
             owners.append(index)
-    model, losses = train_embedding(np.stack(clean), np.stack(degraded), EmbeddingSettings(steps=60, batch_size=32, seed=1),
-                                    tracks=np.array(owners))
+    model, losses = train_embedding(
+        np.stack(clean), np.stack(degraded), EmbeddingSettings(steps=60, batch_size=32, seed=1), tracks=np.array(owners)
+    )
     return tracks, model, losses
 
 
@@ -64,7 +71,7 @@ def queries_of(tracks: dict[str, np.ndarray], seed: int) -> tuple[np.ndarray, li
     for index, (name, image) in enumerate(tracks.items()):
         noisy = degrade(image, seed=100 + index)
         for start in rng.integers(0, image.shape[1] - WINDOW_FRAMES, 4):
-            windows.append(noisy[:, start: start + WINDOW_FRAMES])
+            windows.append(noisy[:, start : start + WINDOW_FRAMES])
             truth.append(name)
     return np.stack(windows), truth
 
@@ -88,7 +95,7 @@ def test_the_contrast_view_drops_a_smooth_spectral_envelope_and_keeps_a_peak():
     window = np.tile((-0.5 * bands)[:, None], (1, WINDOW_FRAMES))  # a steady tilt, as an EQ or a crowd adds
     window[30] += 20.0  # one partial standing out of its neighbourhood
     contrast = spectral_contrast(torch.from_numpy(window[None]))[0].numpy()
-    assert np.abs(contrast[5:25]).max() < 1e-4 and np.abs(contrast[36:N_MELS - 5]).max() < 1e-4
+    assert np.abs(contrast[5:25]).max() < 1e-4 and np.abs(contrast[36 : N_MELS - 5]).max() < 1e-4
     assert contrast[30].min() > 15.0
 
 
@@ -126,7 +133,9 @@ def test_genre_classifier_trains_in_dagster_and_registers_with_a_confusion_matri
     from pipeline_project.training.registry import CHAMPION
 
     resources = default_resources(str(tmp_path / "data"))
-    write_snapshot(planted_song_features(90, seed=0), resources["storage"].dataset_dir("song_features"), "song_features")
+    write_snapshot(
+        planted_song_features(90, seed=0), resources["storage"].dataset_dir("song_features"), "song_features"
+    )
     with dg.instance_for_test() as instance:
         result = dg.materialize([genre_classifier_model], resources=resources, instance=instance)
         metadata = result.asset_materializations_for_node("genre_classifier")[0].metadata
@@ -145,8 +154,11 @@ def test_genre_classifier_says_why_it_does_not_train_on_one_genre(tmp_path):
     from pipeline_project.assets.training import genre_classifier_model
 
     resources = default_resources(str(tmp_path / "data"))
-    write_snapshot(planted_song_features(30, seed=1).assign(genre="rock"), resources["storage"].dataset_dir("song_features"),
-                   "song_features")
+    write_snapshot(
+        planted_song_features(30, seed=1).assign(genre="rock"),
+        resources["storage"].dataset_dir("song_features"),
+        "song_features",
+    )
     with dg.instance_for_test() as instance:
         result = dg.materialize([genre_classifier_model], resources=resources, instance=instance)
         metadata = result.asset_materializations_for_node("genre_classifier")[0].metadata
@@ -158,12 +170,16 @@ def test_models_retrain_when_their_dataset_grew_ten_percent_since_the_champion(t
     selection = dg.AssetSelection.assets("drum_hit_classifier")
 
     def requested(instance, cursor):
-        result = dg.evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=selection, cursor=cursor)
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=cursor
+        )
         return result.total_requested, result.cursor
 
     with dg.instance_for_test() as instance:
         instance.report_runless_asset_event(dg.AssetMaterialization("drum_hits", metadata={"rows": 1000}))
-        instance.report_runless_asset_event(dg.AssetMaterialization("drum_hit_classifier", metadata={"champion_dataset_rows": 1000}))
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization("drum_hit_classifier", metadata={"champion_dataset_rows": 1000})
+        )
         count, cursor = requested(instance, None)
         assert count == 0
         instance.report_runless_asset_event(dg.AssetMaterialization("drum_hits", metadata={"rows": 1060}))
@@ -179,7 +195,9 @@ def test_models_retrain_when_their_dataset_grew_ten_percent_since_the_champion(t
 def test_the_genre_classifier_is_scored_on_the_validation_split_too_when_the_test_split_is_one_song():
     from pipeline_project.training.genre_classifier import evaluation_rows
 
-    table = pd.DataFrame({"split": ["train"] * 6 + ["validation", "validation", "test"], "genre": ["rock", "funk"] * 4 + ["rock"]})
+    table = pd.DataFrame(
+        {"split": ["train"] * 6 + ["validation", "validation", "test"], "genre": ["rock", "funk"] * 4 + ["rock"]}
+    )
     assert sorted(evaluation_rows(table)["split"]) == ["test", "validation", "validation"]
     bigger = pd.concat([table, pd.DataFrame({"split": ["test"], "genre": ["funk"]})], ignore_index=True)
     assert list(evaluation_rows(bigger)["split"]) == ["test", "test"]

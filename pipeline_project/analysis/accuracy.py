@@ -28,13 +28,21 @@ def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, flo
     import mir_eval
 
     reference_beats = np.array(labels["beats"])
-    beats = mir_eval.beat.f_measure(mir_eval.beat.trim_beats(reference_beats), mir_eval.beat.trim_beats(np.array(result["beat_times"])))
+    beats = mir_eval.beat.f_measure(
+        mir_eval.beat.trim_beats(reference_beats), mir_eval.beat.trim_beats(np.array(result["beat_times"]))
+    )
     tempo_ok = float(abs(result["tempo_bpm"] - labels["tempo_bpm"]) / labels["tempo_bpm"] <= 0.04)
     meter = {}
     if "downbeat_times" in result and labels.get("downbeats"):
-        meter = {"downbeat_f": float(mir_eval.beat.f_measure(mir_eval.beat.trim_beats(np.array(labels["downbeats"])),
-                                                             mir_eval.beat.trim_beats(np.array(result["downbeat_times"])))),
-                 "meter_ok": float(result["time_signature"] == labels["time_signature"])}
+        meter = {
+            "downbeat_f": float(
+                mir_eval.beat.f_measure(
+                    mir_eval.beat.trim_beats(np.array(labels["downbeats"])),
+                    mir_eval.beat.trim_beats(np.array(result["downbeat_times"])),
+                )
+            ),
+            "meter_ok": float(result["time_signature"] == labels["time_signature"]),
+        }
     tonic, mode = labels["key"].split(":")
     key = mir_eval.key.weighted_score(f"{tonic} {mode}", f"{result['key_tonic']} {result['key_mode']}")
     ref_intervals = np.array([[s, e] for s, e, _ in labels["chords"]])
@@ -44,8 +52,14 @@ def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, flo
         return {"beat_f": float(beats), "tempo_ok": tempo_ok, "key": float(key), "chord_majmin": 0.0, **meter}
     est_intervals = np.array([[t, n] for t, n in zip(times, times[1:] + [duration])])
     est_labels = [c["chord"] for c in result["chords"]]
-    est_intervals, est_labels = mir_eval.util.adjust_intervals(est_intervals, est_labels, ref_intervals.min(), ref_intervals.max(),
-                                                               mir_eval.chord.NO_CHORD, mir_eval.chord.NO_CHORD)
+    est_intervals, est_labels = mir_eval.util.adjust_intervals(
+        est_intervals,
+        est_labels,
+        ref_intervals.min(),
+        ref_intervals.max(),
+        mir_eval.chord.NO_CHORD,
+        mir_eval.chord.NO_CHORD,
+    )
     merged, ref, est = mir_eval.util.merge_labeled_intervals(ref_intervals, ref_labels, est_intervals, est_labels)
     durations = mir_eval.util.intervals_to_durations(merged)
     chord = mir_eval.chord.weighted_accuracy(mir_eval.chord.majmin(ref, est), durations)
@@ -76,10 +90,16 @@ def si_sdr(reference: np.ndarray, estimate: np.ndarray) -> float:
     return 10 * np.log10((float(target @ target) + 1e-9) / (float(np.sum((estimate - target) ** 2)) + 1e-9))
 
 
-def score_separation(references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], mix: np.ndarray) -> dict[str, dict[str, float]]:
+def score_separation(
+    references: dict[str, np.ndarray], estimates: dict[str, np.ndarray], mix: np.ndarray
+) -> dict[str, dict[str, float]]:
     """Per stem: the separator's SDR, the mixture-as-estimate SDR, and the improvement."""
     scores = {}
     for stem, reference in references.items():
         ours, baseline = sdr(reference, estimates[stem]), sdr(reference, mix)
-        scores[stem] = {"sdr_db": round(ours, 2), "mixture_sdr_db": round(baseline, 2), "improvement_db": round(ours - baseline, 2)}
+        scores[stem] = {
+            "sdr_db": round(ours, 2),
+            "mixture_sdr_db": round(baseline, 2),
+            "improvement_db": round(ours - baseline, 2),
+        }
     return scores

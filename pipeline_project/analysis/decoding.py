@@ -99,8 +99,14 @@ def _beat_retrace(periods, back, start, period, position, beats):
     return period, position
 
 
-def _viterbi_beats(log_beat: np.ndarray, log_other: np.ndarray, periods: np.ndarray, log_prior: np.ndarray,
-                   log_transition: np.ndarray, checkpoint: int = BEAT_CHECKPOINT_FRAMES) -> np.ndarray:
+def _viterbi_beats(
+    log_beat: np.ndarray,
+    log_other: np.ndarray,
+    periods: np.ndarray,
+    log_prior: np.ndarray,
+    log_transition: np.ndarray,
+    checkpoint: int = BEAT_CHECKPOINT_FRAMES,
+) -> np.ndarray:
     """Frames at which the best state path starts a beat (a boolean per frame)."""
     forward, retrace = _compiled_beat_kernels()
     frames = len(log_beat)
@@ -123,8 +129,9 @@ def _viterbi_beats(log_beat: np.ndarray, log_other: np.ndarray, periods: np.ndar
     return beats
 
 
-def decode_beats(activation: np.ndarray, fps: float, histogram_bpm: np.ndarray | None = None,
-                 activation_prior: float = 0.3) -> np.ndarray:
+def decode_beats(
+    activation: np.ndarray, fps: float, histogram_bpm: np.ndarray | None = None, activation_prior: float = 0.3
+) -> np.ndarray:
     """Beat times in seconds from a beat activation (probability per frame). `activation_prior` is the
     network's mean activation over all frames: a frame's evidence for a beat is its activation against that
     level (likelihood = posterior / prior), so a network that is unsure everywhere (under heavy noise) still
@@ -154,7 +161,7 @@ def trim_ring_out(beat_times: np.ndarray, activation: np.ndarray, fps: float, ra
     if not ratio or len(beat_times) < 3:
         return beat_times
     at = np.round(np.asarray(beat_times) * fps).astype(int).clip(0, len(activation) - 1)
-    peaks = np.array([activation[max(0, i - 1): i + 2].max() for i in at])
+    peaks = np.array([activation[max(0, i - 1) : i + 2].max() for i in at])
     strong = np.flatnonzero(peaks >= ratio * np.median(peaks))
     return beat_times[: strong[-1] + 1] if len(strong) else beat_times
 
@@ -185,7 +192,7 @@ def pool_frames(log_probs: np.ndarray, fps: float, boundaries_s: np.ndarray, end
     for index in range(len(boundaries_s)):
         first = int(np.floor(edges[index] * fps))
         last = max(first + 1, int(np.floor(edges[index + 1] * fps)))
-        window = log_probs[min(first, len(log_probs) - 1): min(last, len(log_probs))]
+        window = log_probs[min(first, len(log_probs) - 1) : min(last, len(log_probs))]
         pooled[index] = window.mean(axis=0) if len(window) else 0.0
     return pooled
 

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 import numpy as np
 
-FEATURE_NAMES = ("BodyE", "SizzleE", "GeoMean", "SustainMs", "centroid_hz", "flatness", "bandwidth_hz",
-                 "decay_db_per_s", "peak_db", "low_energy")
+FEATURE_NAMES = (
+    "BodyE",
+    "SizzleE",
+    "GeoMean",
+    "SustainMs",
+    "centroid_hz",
+    "flatness",
+    "bandwidth_hz",
+    "decay_db_per_s",
+    "peak_db",
+    "low_energy",
+)
 BODY_BAND = (150.0, 1000.0)
 SIZZLE_BAND = (5000.0, 15000.0)
 LOW_BAND = (20.0, 150.0)
@@ -42,7 +52,7 @@ def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | Non
     if before is not None and len(before) >= 16:
         before_power = np.abs(np.fft.rfft(before * np.hanning(len(before)), n=len(segment))) ** 2 / len(before)
         power = np.clip(power - before_power, 0.0, None)
-        tail = before[len(before) % frame:].reshape(-1, frame)
+        tail = before[len(before) % frame :].reshape(-1, frame)
         background_power = float((tail**2).mean(axis=1).min()) if len(tail) else 0.0
     body, sizzle = _band_energy(power, freqs, BODY_BAND), _band_energy(power, freqs, SIZZLE_BAND)
     total = power.sum() + 1e-20
@@ -57,7 +67,7 @@ def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | Non
     peak_index = int(np.argmax(envelope_db))
     below = np.nonzero(envelope_db[peak_index:] < envelope_db[peak_index] - SUSTAIN_DROP_DB)[0]
     sustain_frames = int(below[0]) if below.size else len(envelope_db) - peak_index
-    tail = envelope_db[peak_index: peak_index + max(sustain_frames, 2)]
+    tail = envelope_db[peak_index : peak_index + max(sustain_frames, 2)]
     decay = float(np.polyfit(np.arange(len(tail)) * ENVELOPE_FRAME_S, tail, 1)[0]) if len(tail) >= 2 else 0.0
     return {
         "BodyE": round(body, 4),
@@ -73,8 +83,9 @@ def hit_features(segment: np.ndarray, sample_rate: int, before: np.ndarray | Non
     }
 
 
-def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float],
-                       boundaries: list[float] | None = None) -> list[dict[str, float]]:
+def features_at_onsets(
+    mono: np.ndarray, sample_rate: int, onsets: list[float], boundaries: list[float] | None = None
+) -> list[dict[str, float]]:
     """Features for every onset. Each hit's window ends at the next onset among `boundaries` (every drum
     onset, when the hits measured are only some of them) so that no other hit leaks into it."""
     onsets = sorted(onsets)
@@ -87,7 +98,7 @@ def features_at_onsets(mono: np.ndarray, sample_rate: int, onsets: list[float],
         start_frame, end_frame = int(onset * sample_rate), min(len(mono), int(end * sample_rate))
         if end_frame - start_frame < int(MIN_WINDOW_S * sample_rate):
             continue
-        before = mono[max(0, start_frame - int(BACKGROUND_S * sample_rate)): start_frame]
+        before = mono[max(0, start_frame - int(BACKGROUND_S * sample_rate)) : start_frame]
         rows.append({"onset": onset, **hit_features(mono[start_frame:end_frame], sample_rate, before)})
     return rows
 
@@ -104,7 +115,12 @@ def isolated_hits(drum_notes: list[dict], min_gap_s: float = 0.05) -> list[tuple
     hits.sort()
     merged: list[list] = []
     for onset, articulation in hits:
-        if merged and merged[-1][1] == "flam_grace" and articulation == "flam_snare" and onset - merged[-1][0] < min_gap_s:
+        if (
+            merged
+            and merged[-1][1] == "flam_grace"
+            and articulation == "flam_snare"
+            and onset - merged[-1][0] < min_gap_s
+        ):
             merged[-1][1] = "flam_snare"
         else:
             merged.append([onset, articulation])

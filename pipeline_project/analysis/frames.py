@@ -57,8 +57,9 @@ def beat_features(mono: np.ndarray) -> np.ndarray:
     """(frames, MEL_BANDS) float32 log-mel spectrogram of 22 050 Hz mono audio on the beat grid."""
     import librosa
 
-    power = librosa.feature.melspectrogram(y=mono, sr=RATE, n_fft=MEL_FFT, hop_length=BEAT_HOP, n_mels=MEL_BANDS,
-                                           fmin=30.0, fmax=11_000.0)
+    power = librosa.feature.melspectrogram(
+        y=mono, sr=RATE, n_fft=MEL_FFT, hop_length=BEAT_HOP, n_mels=MEL_BANDS, fmin=30.0, fmax=11_000.0
+    )
     return np.log1p(1000.0 * power).T.astype(np.float32)[: beat_frames(len(mono) / RATE)]
 
 
@@ -193,5 +194,10 @@ def targets(labels: dict, duration_s: float) -> dict[str, np.ndarray]:
         lowest[span] = np.minimum(lowest[span], note["pitch"])
     bass[lowest < 999] = lowest[lowest < 999] % 12
     keys = _labels_at(local_keys(labels), centres, key_class(labels["key"]), key_class)
-    return {"beat": _pulse_targets(labels["beats"], beat_n), "downbeat": _pulse_targets(labels["downbeats"], beat_n),
-            "chord": chords, "bass": bass, "key": keys}
+    return {
+        "beat": _pulse_targets(labels["beats"], beat_n),
+        "downbeat": _pulse_targets(labels["downbeats"], beat_n),
+        "chord": chords,
+        "bass": bass,
+        "key": keys,
+    }

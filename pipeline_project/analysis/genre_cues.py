@@ -29,17 +29,33 @@ def genre_cues(analysis: dict, complexity: dict, rhythm: dict, progressions: lis
         ("compound metre", 1.0 if signature in ("6/8", "12/8") else 0.0, {"ballad": 1.0, "blues": 0.7, "folk": 0.4}),
         ("swing feel", _ramp(swing, 0.3, 0.7), {"jazz": 1.0, "blues": 0.8}),
         ("syncopation", _ramp(rhythm["syncopation_index"], 0.25, 0.5), {"funk": 1.0, "jazz": 0.5, "pop": 0.3}),
-        ("dense rhythm", _ramp(rhythm["rhythmic_complexity"]["onsets_per_beat"], 2.0, 3.5), {"funk": 0.8, "disco": 0.6}),
+        (
+            "dense rhythm",
+            _ramp(rhythm["rhythmic_complexity"]["onsets_per_beat"], 2.0, 3.5),
+            {"funk": 0.8, "disco": 0.6},
+        ),
         ("dance tempo", _ramp(120 - abs(tempo - 122), 108, 116), {"disco": 1.0, "pop": 0.4}),
         ("slow tempo", _ramp(90 - tempo, 0, 20), {"ballad": 1.0, "blues": 0.3}),
         ("no drums", 1.0 if analysis.get("pulse_source") == "mix" else 0.0, {"classical": 1.0, "folk": 0.5}),
         ("chromatic harmony", _ramp(complexity["chromaticism"], 0.1, 0.35), {"jazz": 1.0, "classical": 0.4}),
-        ("rich harmonic vocabulary", _ramp(complexity["transition_entropy_bits"], 3.0, 5.0), {"jazz": 0.8, "classical": 0.8}),
+        (
+            "rich harmonic vocabulary",
+            _ramp(complexity["transition_entropy_bits"], 3.0, 5.0),
+            {"jazz": 0.8, "classical": 0.8},
+        ),
         ("ii-V-I", 1.0 if "ii-V-I" in names else 0.0, {"jazz": 1.0}),
         ("12-bar blues", 1.0 if "12-bar blues" in names else 0.0, {"blues": 1.0, "rock": 0.4}),
-        ("pop progression", 1.0 if names & {"I-V-vi-IV (axis)", "vi-IV-I-V", "I-vi-IV-V (doo-wop)"} else 0.0, {"pop": 1.0, "rock": 0.4}),
+        (
+            "pop progression",
+            1.0 if names & {"I-V-vi-IV (axis)", "vi-IV-I-V", "I-vi-IV-V (doo-wop)"} else 0.0,
+            {"pop": 1.0, "rock": 0.4},
+        ),
         ("three-chord rock", 1.0 if "I-IV-V" in names else 0.0, {"rock": 1.0, "folk": 0.4, "blues": 0.3}),
-        ("simple harmony", _ramp(3.0 - complexity["transition_entropy_bits"], 0.0, 1.5), {"rock": 0.6, "pop": 0.6, "folk": 0.5}),
+        (
+            "simple harmony",
+            _ramp(3.0 - complexity["transition_entropy_bits"], 0.0, 1.5),
+            {"rock": 0.6, "pop": 0.6, "folk": 0.5},
+        ),
     ]
     votes = {genre: VOTE_FLOOR for genre in GENRES}
     for _, strength, suggests in cues:
@@ -47,8 +63,11 @@ def genre_cues(analysis: dict, complexity: dict, rhythm: dict, progressions: lis
             votes[genre] += strength * weight
     total = sum(votes.values())
     return {
-        "cues": [{"cue": name, "strength": round(strength, 3), "suggests": sorted(suggests, key=lambda g: -suggests[g])}
-                 for name, strength, suggests in cues if strength > 0],
+        "cues": [
+            {"cue": name, "strength": round(strength, 3), "suggests": sorted(suggests, key=lambda g: -suggests[g])}
+            for name, strength, suggests in cues
+            if strength > 0
+        ],
         "genres": {genre: round(votes[genre] / total, 4) for genre in sorted(GENRES, key=lambda g: -votes[g])},
         "swing_ratio": swing,
     }

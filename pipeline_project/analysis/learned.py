@@ -49,8 +49,14 @@ class ModelSet:
     def versions(self) -> dict[str, str]:
         """Each family's version: the registry's (`name/N`) where the set came from MLflow, with the training
         run's own version."""
-        return {name: (f"{name}/{card['registry_version']} ({card.get('version', 'unknown')})" if "registry_version" in card
-                       else card.get("version", "unknown")) for name, card in self.cards.items()}
+        return {
+            name: (
+                f"{name}/{card['registry_version']} ({card.get('version', 'unknown')})"
+                if "registry_version" in card
+                else card.get("version", "unknown")
+            )
+            for name, card in self.cards.items()
+        }
 
     @property
     def promoted(self) -> frozenset[str]:
@@ -86,7 +92,9 @@ def load(folder: str | Path | None = None, names: tuple[str, ...] = MODEL_NAMES)
 
     folder = Path(folder) if folder else SHIPPED_MODELS
     if _missing(folder, names):
-        raise ModelSetError(f"learned analysers in {folder} are incomplete: missing {', '.join(_missing(folder, names))}")
+        raise ModelSetError(
+            f"learned analysers in {folder} are incomplete: missing {', '.join(_missing(folder, names))}"
+        )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1  # songs are analysed in parallel processes; one thread each
     options.inter_op_num_threads = 1
@@ -95,7 +103,9 @@ def load(folder: str | Path | None = None, names: tuple[str, ...] = MODEL_NAMES)
         card = json.loads((folder / f"{name}.json").read_text())
         models.cards[name] = card | {"file": card.get("file") or f"{NETWORK_OF[name]}.onnx"}
     for file in sorted({card["file"] for card in models.cards.values()}):
-        models.sessions[file] = onnxruntime.InferenceSession(str(folder / file), options, providers=["CPUExecutionProvider"])
+        models.sessions[file] = onnxruntime.InferenceSession(
+            str(folder / file), options, providers=["CPUExecutionProvider"]
+        )
     return models
 
 
@@ -112,8 +122,9 @@ def activations(models: ModelSet, mono: np.ndarray, names: tuple[str, ...] = MOD
     return activations_of_features(models, names, beat, harmony)
 
 
-def activations_of_features(models: ModelSet, names: tuple[str, ...], beat_features: np.ndarray | None,
-                            harmony_features: np.ndarray | None) -> dict[str, np.ndarray]:
+def activations_of_features(
+    models: ModelSet, names: tuple[str, ...], beat_features: np.ndarray | None, harmony_features: np.ndarray | None
+) -> dict[str, np.ndarray]:
     """`activations` from features already computed (`frames.beat_features`, `frames.harmony_features`)."""
     act, outputs = {}, {}
     if "beat_tracker" in names:
@@ -127,7 +138,11 @@ def activations_of_features(models: ModelSet, names: tuple[str, ...], beat_featu
         if file not in outputs:  # the key tracker usually shares the chord recognizer's network
             outputs[file] = models.sessions[file].run(None, {"features": harmony_features[None]})
         chord, bass, key = outputs[file]
-        act |= {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0])} if name == "chord_recognizer" else {"key": _softmax_log(key[0])}
+        act |= (
+            {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0])}
+            if name == "chord_recognizer"
+            else {"key": _softmax_log(key[0])}
+        )
     return act
 
 
@@ -144,13 +159,19 @@ class DecoderSettings:
     def of(cls, models: ModelSet) -> DecoderSettings:
         beat, chord = models.cards.get("beat_tracker", {}), models.cards.get("chord_recognizer", {})
         histogram = beat.get("tempo_histogram")
-        return cls(tuple(histogram) if histogram else None, beat.get("activation_prior", cls.activation_prior),
-                   beat.get("ring_out_ratio", cls.ring_out_ratio), chord.get("chord_change_penalty", cls.chord_change_penalty))
+        return cls(
+            tuple(histogram) if histogram else None,
+            beat.get("activation_prior", cls.activation_prior),
+            beat.get("ring_out_ratio", cls.ring_out_ratio),
+            chord.get("chord_change_penalty", cls.chord_change_penalty),
+        )
 
 
 def analyze_learned(models: ModelSet, mono: np.ndarray) -> dict:
     """Tempo, beats, downbeats, metre, chords with bass per beat, the key, and local keys per bar."""
-    return decode(activations(models, mono), len(mono) / frames.RATE, DecoderSettings.of(models)) | {"models": models.versions}
+    return decode(activations(models, mono), len(mono) / frames.RATE, DecoderSettings.of(models)) | {
+        "models": models.versions
+    }
 
 
 def decode(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings = DecoderSettings()) -> dict:
@@ -166,26 +187,42 @@ def decode_rhythm(act: dict[str, np.ndarray], duration: float, settings: Decoder
     beat_times = decoding.trim_ring_out(beat_times, act["beat"], frames.BEAT_FPS, settings.ring_out_ratio)
     if len(beat_times) < 2:
         beat_times = np.arange(0.0, duration, 0.5)
-    at_beats = np.array([act["downbeat"][max(0, int(round(t * frames.BEAT_FPS)) - 1): int(round(t * frames.BEAT_FPS)) + 2].max()
-                         for t in beat_times])
+    at_beats = np.array(
+        [
+            act["downbeat"][max(0, int(round(t * frames.BEAT_FPS)) - 1) : int(round(t * frames.BEAT_FPS)) + 2].max()
+            for t in beat_times
+        ]
+    )
     beats_per_bar, phase, meter_confidence = decoding.choose_meter(at_beats)
     downbeat_times = beat_times[phase::beats_per_bar]
     periods = np.diff(beat_times)
     tempo = float(60.0 / np.median(periods))
     confidence = act["beat"][np.round(beat_times * frames.BEAT_FPS).astype(int).clip(0, len(act["beat"]) - 1)].mean()
-    return {"tempo_bpm": round(tempo, 2), "beat_times": beat_times, "downbeat_times": downbeat_times,
-            "beats_per_bar": beats_per_bar, "meter_confidence": round(meter_confidence, 4),
-            "tempo_confidence": round(float(np.clip(confidence, 0, 1)), 4)}
+    return {
+        "tempo_bpm": round(tempo, 2),
+        "beat_times": beat_times,
+        "downbeat_times": downbeat_times,
+        "beats_per_bar": beats_per_bar,
+        "meter_confidence": round(meter_confidence, 4),
+        "tempo_confidence": round(float(np.clip(confidence, 0, 1)), 4),
+    }
 
 
-def decode_harmony(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray,
-                   downbeat_times: np.ndarray) -> dict:
+def decode_harmony(
+    act: dict[str, np.ndarray],
+    duration: float,
+    settings: DecoderSettings,
+    beat_times: np.ndarray,
+    downbeat_times: np.ndarray,
+) -> dict:
     """Chords with bass notes per beat, the song's key and the local key of each stretch of bars, from the
     chord recognizer's activations on the given beats and bars."""
     return decode_chords(act, duration, settings, beat_times) | decode_keys(act, duration, downbeat_times)
 
 
-def decode_chords(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray) -> dict:
+def decode_chords(
+    act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray
+) -> dict:
     """A chord and a bass note per beat."""
     # The last beat's chord is heard for a beat, not through the ring-out that may follow it.
     end = min(duration, beat_times[-1] + float(np.median(np.diff(beat_times)))) if len(beat_times) > 1 else duration
@@ -194,9 +231,14 @@ def decode_chords(act: dict[str, np.ndarray], duration: float, settings: Decoder
     bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, end).argmax(axis=1)
     chords = []
     for time, index, scores, bass in zip(beat_times, path, per_beat, bass_per_beat):
-        chords.append({"time": round(float(time), 4), "chord": frames.chord_label(int(index)),
-                       "confidence": round(float(np.exp(scores[index])), 4),
-                       "bass": None if bass == frames.NO_BASS else frames.PITCH_NAMES[int(bass)]})
+        chords.append(
+            {
+                "time": round(float(time), 4),
+                "chord": frames.chord_label(int(index)),
+                "confidence": round(float(np.exp(scores[index])), 4),
+                "bass": None if bass == frames.NO_BASS else frames.PITCH_NAMES[int(bass)],
+            }
+        )
     return {"chords": chords}
 
 
@@ -217,5 +259,9 @@ def decode_keys(act: dict[str, np.ndarray], duration: float, downbeat_times: np.
     key_probabilities = np.exp(whole - whole.max())
     best_key = int(np.argmax(whole))
     tonic, mode = frames.key_label(best_key)
-    return {"key_tonic": tonic, "key_mode": mode, "key_confidence": round(float(key_probabilities[best_key] / key_probabilities.sum()), 4),
-            "local_keys": local_keys}
+    return {
+        "key_tonic": tonic,
+        "key_mode": mode,
+        "key_confidence": round(float(key_probabilities[best_key] / key_probabilities.sum()), 4),
+        "local_keys": local_keys,
+    }

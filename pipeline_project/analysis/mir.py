@@ -59,7 +59,9 @@ def pulse_envelope(mono: np.ndarray) -> np.ndarray:
     """
     import librosa
 
-    power = librosa.feature.melspectrogram(y=mono, sr=ANALYSIS_RATE, n_fft=PULSE_FFT, hop_length=HOP, n_mels=PULSE_BANDS)
+    power = librosa.feature.melspectrogram(
+        y=mono, sr=ANALYSIS_RATE, n_fft=PULSE_FFT, hop_length=HOP, n_mels=PULSE_BANDS
+    )
     floor = np.percentile(power, NOISE_FLOOR_PERCENTILE, axis=1, keepdims=True)
     level = np.log1p(power / (floor + 1e-10))
     flux = np.maximum(0.0, np.diff(level, axis=1, prepend=level[:, :1]))
@@ -72,7 +74,7 @@ def pulse_envelope(mono: np.ndarray) -> np.ndarray:
         return flux.mean(axis=0)
     autocorrelation = librosa.autocorrelate(flux - flux.mean(axis=1, keepdims=True), max_size=longest + 1, axis=1)
     periodicity = np.clip(autocorrelation[:, shortest:].max(axis=1) / (autocorrelation[:, 0] + 1e-12), 0.0, None)
-    weights = periodicity ** BAND_WEIGHT_POWER
+    weights = periodicity**BAND_WEIGHT_POWER
     if weights.sum() <= 1e-12:
         return flux.mean(axis=0)
     return (weights @ flux) / weights.sum()
@@ -102,7 +104,7 @@ def per_beat_median(feature: np.ndarray, beat_frames: np.ndarray) -> np.ndarray:
     # first beat, and column i + 1 starts at beat i; with a beat at frame 0, column i starts at beat i.
     synced = librosa.util.sync(feature, beat_frames, aggregate=np.median, pad=True)
     skip = 0 if len(beat_frames) and beat_frames[0] <= 0 else 1
-    return synced[:, skip: skip + len(beat_frames)]
+    return synced[:, skip : skip + len(beat_frames)]
 
 
 def triad_templates() -> tuple[list[str], np.ndarray]:
@@ -182,7 +184,10 @@ def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str
         tonic = index % 12
         tonic_chord = f"{PITCH_NAMES[tonic]}:{'maj' if index < 12 else 'min'}"
         dominant_chord = f"{PITCH_NAMES[(tonic + 7) % 12]}:maj"
-        scores.append(correlation + (TONIC_CHORD_WEIGHT * counts[tonic_chord] + DOMINANT_CHORD_WEIGHT * counts[dominant_chord]) / total)
+        scores.append(
+            correlation
+            + (TONIC_CHORD_WEIGHT * counts[tonic_chord] + DOMINANT_CHORD_WEIGHT * counts[dominant_chord]) / total
+        )
     scores = np.array(scores)
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
@@ -219,7 +224,12 @@ def find_meter(beat_features: np.ndarray, onset_phases: np.ndarray) -> dict:
     confidence = float(weights[bar] / sum(weights.values()))
     compound = is_compound(onset_phases, bar)
     signature = f"{bar * 3}/8" if compound else f"{bar}/4"
-    return {"beats_per_bar": bar, "downbeat_phase": int(phase), "time_signature": signature, "confidence": round(confidence, 4)}
+    return {
+        "beats_per_bar": bar,
+        "downbeat_phase": int(phase),
+        "time_signature": signature,
+        "confidence": round(confidence, 4),
+    }
 
 
 def tempo_curve(beat_times: np.ndarray, downbeat_times: np.ndarray) -> tuple[list[list[float]], float]:
@@ -231,7 +241,7 @@ def tempo_curve(beat_times: np.ndarray, downbeat_times: np.ndarray) -> tuple[lis
     curve = []
     for time in downbeat_times:
         index = int(np.clip(np.searchsorted(beat_times, time), 0, len(periods) - 1))
-        curve.append([round(float(time), 3), round(float(60.0 / np.median(periods[max(0, index - 4): index + 4])), 2)])
+        curve.append([round(float(time), 3), round(float(60.0 / np.median(periods[max(0, index - 4) : index + 4])), 2)])
     local = 60.0 / periods
     stability = float(np.clip(1.0 - np.std(local) / (np.mean(local) + 1e-9) * 4, 0.0, 1.0))
     return curve, stability
@@ -254,9 +264,11 @@ def song_loudness(steps: np.ndarray) -> dict:
     100 ms energies (`audio.loudness.KWeightedSteps`); -70 LUFS (the BS.1770 absolute gate) stands for silence."""
     integrated = integrated_loudness_of_steps(steps)
     short_term = short_term_loudness_of_steps(steps)
-    return {"loudness_lufs": round(integrated, 2) if np.isfinite(integrated) else -70.0,
-            "loudness_range_lu": round(loudness_range(short_term), 2),
-            "short_term_lufs": [round(float(max(v, -70.0)), 1) for v in short_term]}
+    return {
+        "loudness_lufs": round(integrated, 2) if np.isfinite(integrated) else -70.0,
+        "loudness_range_lu": round(loudness_range(short_term), 2),
+        "short_term_lufs": [round(float(max(v, -70.0)), 1) for v in short_term],
+    }
 
 
 def is_compound(onset_phases: np.ndarray, beats_per_bar: int) -> bool:
@@ -289,9 +301,14 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
     source = stems if hasattr(stems, "read") else StemArrays(dict(stems), sample_rate)
     use = (models.promoted if use is None else use) if models is not None else frozenset()
     used = tuple(name for name in learned.MODEL_NAMES if name in use)
-    song = song_frames(source, models, used, dsp_rhythm="beat_tracker" not in used,
-                       cqt_chroma=not {"chord_recognizer", "key_tracker"} <= set(used),  # STFT chroma is enough for sections
-                       bass_chroma="chord_recognizer" not in used)
+    song = song_frames(
+        source,
+        models,
+        used,
+        dsp_rhythm="beat_tracker" not in used,
+        cqt_chroma=not {"chord_recognizer", "key_tracker"} <= set(used),  # STFT chroma is enough for sections
+        bass_chroma="chord_recognizer" not in used,
+    )
     duration = song.duration
 
     onset_envelope = song.onset_envelope
@@ -307,8 +324,13 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         beat_times, downbeat_times = found["beat_times"], found["downbeat_times"]
         beat_frames = librosa.time_to_frames(beat_times, sr=ANALYSIS_RATE, hop_length=HOP)
         bar = found["beats_per_bar"]
-        meter = {"beats_per_bar": bar, "confidence": found["meter_confidence"],
-                 "time_signature": f"{bar * 3}/8" if is_compound(beat_positions(onset_times, beat_times)[1], bar) else f"{bar}/4"}
+        meter = {
+            "beats_per_bar": bar,
+            "confidence": found["meter_confidence"],
+            "time_signature": f"{bar * 3}/8"
+            if is_compound(beat_positions(onset_times, beat_times)[1], bar)
+            else f"{bar}/4",
+        }
         tempo, tempo_confidence = found["tempo_bpm"], found["tempo_confidence"]
     else:
         # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
@@ -318,7 +340,7 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         # drum lands there.
         evidence = np.vstack([_around(song.harmony_rms, beat_frames, 1), _around(song.kick, beat_frames, 2)])
         meter = find_meter(evidence, beat_positions(onset_times, beat_times)[1])
-        downbeat_times = beat_times[meter["downbeat_phase"]:: meter["beats_per_bar"]]
+        downbeat_times = beat_times[meter["downbeat_phase"] :: meter["beats_per_bar"]]
     # No beat inside digital silence: trackers carry their pulse on through it.
     silences = silent_spans(song.level_db, duration)
     if silences:
@@ -327,7 +349,10 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         downbeat_times = np.asarray(downbeat_times)[outside(downbeat_times, silences)]
 
     if "chord_recognizer" in used:
-        chords = [{k: v for k, v in c.items() if k != "time"} for c in learned.decode_chords(act, duration, settings, beat_times)["chords"]]
+        chords = [
+            {k: v for k, v in c.items() if k != "time"}
+            for c in learned.decode_chords(act, duration, settings, beat_times)["chords"]
+        ]
     chroma = song.chroma
     if "chord_recognizer" not in used:
         similarity, energy = chord_similarities(chroma, beat_frames)
@@ -336,23 +361,36 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         first_pass = label_chords(similarity, energy, root_prior)
     if "key_tracker" in used:
         found = learned.decode_keys(act, duration, downbeat_times)
-        tonic, mode, key_confidence, local_keys = found["key_tonic"], found["key_mode"], found["key_confidence"], found["local_keys"]
+        tonic, mode, key_confidence, local_keys = (
+            found["key_tonic"],
+            found["key_mode"],
+            found["key_confidence"],
+            found["local_keys"],
+        )
     else:
-        tonic, mode, key_confidence = key_with_chords(chroma.mean(axis=1), chords if "chord_recognizer" in used else first_pass)
+        tonic, mode, key_confidence = key_with_chords(
+            chroma.mean(axis=1), chords if "chord_recognizer" in used else first_pass
+        )
         local_keys = [{"start": 0.0, "end": round(duration, 4), "tonic": tonic, "mode": mode}]
     if "chord_recognizer" not in used:
         chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
         for chord, note in zip(chords, bass_notes):
             chord["bass"] = note
-    extra = {"local_keys": local_keys,
-             "analysers": {"rhythm": "learned" if "beat_tracker" in used else "dsp",
-                           "chords": "learned" if "chord_recognizer" in used else "dsp",
-                           "keys": "learned" if "key_tracker" in used else "dsp"},
-             "models": {name: models.versions[name] for name in used}}
+    extra = {
+        "local_keys": local_keys,
+        "analysers": {
+            "rhythm": "learned" if "beat_tracker" in used else "dsp",
+            "chords": "learned" if "chord_recognizer" in used else "dsp",
+            "keys": "learned" if "key_tracker" in used else "dsp",
+        },
+        "models": {name: models.versions[name] for name in used},
+    }
     curve, stability = tempo_curve(beat_times, downbeat_times)
 
     timbre = song.timbre
-    per_beat = librosa.util.sync(np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean)
+    per_beat = librosa.util.sync(
+        np.vstack([chroma, timbre / (np.abs(timbre).max() + 1e-9)]), beat_frames, aggregate=np.mean
+    )
     sections = find_sections(per_beat, [0.0, *beat_times], duration)
 
     return {
@@ -386,7 +424,9 @@ MIN_SILENCE_S = 1.0
 SILENCE_DBFS = -70.0
 
 
-def silent_spans(level_db: np.ndarray, duration: float, rate: int = ANALYSIS_RATE, hop: int = HOP) -> list[tuple[float, float]]:
+def silent_spans(
+    level_db: np.ndarray, duration: float, rate: int = ANALYSIS_RATE, hop: int = HOP
+) -> list[tuple[float, float]]:
     """(start, end) seconds of every stretch of at least MIN_SILENCE_S whose level (dB per frame of `hop`
     samples, centred) stays under SILENCE_DBFS."""
     quiet = np.concatenate([[False], level_db < SILENCE_DBFS, [False]])
@@ -432,11 +472,14 @@ def song_tempo(pulse_strength: np.ndarray) -> float:
     for first in range(0, frames, TEMPOGRAM_CHUNK):
         last = min(frames, first + TEMPOGRAM_CHUNK)
         start, stop = max(0, first - half), min(frames, last + half)
-        tempogram = librosa.feature.tempogram(onset_envelope=pulse_strength[start:stop], sr=ANALYSIS_RATE, hop_length=HOP,
-                                              win_length=TEMPOGRAM_FRAMES)
-        total += tempogram[:, first - start: last - start].sum(axis=1)
+        tempogram = librosa.feature.tempogram(
+            onset_envelope=pulse_strength[start:stop], sr=ANALYSIS_RATE, hop_length=HOP, win_length=TEMPOGRAM_FRAMES
+        )
+        total += tempogram[:, first - start : last - start].sum(axis=1)
     mean = (total / max(1, frames))[:, None]
-    return float(np.atleast_1d(librosa.feature.tempo(tg=mean, sr=ANALYSIS_RATE, hop_length=HOP, aggregate=None)).ravel()[0])
+    return float(
+        np.atleast_1d(librosa.feature.tempo(tg=mean, sr=ANALYSIS_RATE, hop_length=HOP, aggregate=None)).ravel()[0]
+    )
 
 
 def _dsp_beats(pulse_strength: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, float]:
@@ -455,4 +498,4 @@ def _dsp_beats(pulse_strength: np.ndarray) -> tuple[np.ndarray, np.ndarray, floa
 
 def _around(envelope: np.ndarray, frames: np.ndarray, width: int) -> np.ndarray:
     """The envelope's maximum within `width` frames of each frame."""
-    return np.array([envelope[max(0, f - width): f + width + 1].max(initial=0.0) for f in frames])
+    return np.array([envelope[max(0, f - width) : f + width + 1].max(initial=0.0) for f in frames])

@@ -37,7 +37,7 @@ def metric_levels(beats_per_bar: int) -> np.ndarray:
     downbeat, 3 on the bar's middle beat when it has an even number of beats, 2 on other beats, 1 on
     eighths, 0 on sixteenths."""
     levels = np.zeros(beats_per_bar * SUBDIVISIONS)
-    levels[SUBDIVISIONS // 2:: SUBDIVISIONS] = 1
+    levels[SUBDIVISIONS // 2 :: SUBDIVISIONS] = 1
     levels[::SUBDIVISIONS] = 2
     if beats_per_bar % 2 == 0 and beats_per_bar > 2:
         levels[beats_per_bar // 2 * SUBDIVISIONS] = 3
@@ -45,8 +45,13 @@ def metric_levels(beats_per_bar: int) -> np.ndarray:
     return levels
 
 
-def metric_hierarchy(onset_times: list[float], onset_strengths: list[float] | None, beat_times: list[float],
-                     beats_per_bar: int, downbeat_phase: int = 0) -> dict:
+def metric_hierarchy(
+    onset_times: list[float],
+    onset_strengths: list[float] | None,
+    beat_times: list[float],
+    beats_per_bar: int,
+    downbeat_phase: int = 0,
+) -> dict:
     """How onset strength spreads over the sixteenth slots of the bar, and how closely that follows the
     theoretical hierarchy (Pearson correlation: near 1 when strong onsets sit on strong positions, near 0
     or below for music that plays against the metre)."""
@@ -77,8 +82,11 @@ def rhythmic_complexity(onset_times: list[float], beat_times: list[float]) -> di
     share = counts[counts > 0] / counts.sum()
     entropy = float(-(share * np.log2(share)).sum())
     beats = max(1, int(index.max() - index.min() + 1))
-    return {"ioi_entropy_bits": round(entropy, 4), "onsets_per_beat": round(len(np.unique(grid)) / beats, 4),
-            "complexity": round(float(entropy / np.log2(2 * SUBDIVISIONS)), 4)}
+    return {
+        "ioi_entropy_bits": round(entropy, 4),
+        "onsets_per_beat": round(len(np.unique(grid)) / beats, 4),
+        "complexity": round(float(entropy / np.log2(2 * SUBDIVISIONS)), 4),
+    }
 
 
 def swing_ratio(onset_times: list[float], beat_times: list[float]) -> float:

@@ -49,8 +49,11 @@ def find_sections(features: np.ndarray, beat_times: list[float], duration: float
         return [{"start": 0.0, "end": round(duration, 3), "label": "A", "confidence": 1.0}]
     curve = novelty(features)
     peak = curve.max() or 1.0
-    candidates = [i for i in range(MIN_SECTION_BEATS, beats - MIN_SECTION_BEATS + 1)
-                  if curve[i] >= curve[max(0, i - 2): i + 3].max() and curve[i] > 0.2 * peak]
+    candidates = [
+        i
+        for i in range(MIN_SECTION_BEATS, beats - MIN_SECTION_BEATS + 1)
+        if curve[i] >= curve[max(0, i - 2) : i + 3].max() and curve[i] > 0.2 * peak
+    ]
     boundaries: list[int] = []
     for index in sorted(candidates, key=lambda i: -curve[i]):
         if all(abs(index - b) >= MIN_SECTION_BEATS for b in boundaries):
@@ -71,6 +74,12 @@ def find_sections(features: np.ndarray, beat_times: list[float], duration: float
     sections = []
     for index, label in enumerate(labels):
         confidence = 1.0 if index == 0 else float(curve[edges[index]] / peak)
-        sections.append({"start": round(times[index], 3), "end": round(times[index + 1], 3), "label": label,
-                         "confidence": round(confidence, 3)})
+        sections.append(
+            {
+                "start": round(times[index], 3),
+                "end": round(times[index + 1], 3),
+                "label": label,
+                "confidence": round(confidence, 3),
+            }
+        )
     return sections

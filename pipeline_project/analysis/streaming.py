@@ -77,7 +77,9 @@ class StemFiles:
         lengths = {f.frames for f in self.files.values()}
         if len(rates) != 1 or len(lengths) != 1:
             self.close()
-            raise ValueError(f"stems in {folder} differ in sample rate or length: {sorted(rates)} Hz, {sorted(lengths)} frames")
+            raise ValueError(
+                f"stems in {folder} differ in sample rate or length: {sorted(rates)} Hz, {sorted(lengths)} frames"
+            )
         self.sample_rate, self.frames = rates.pop(), lengths.pop()
 
     def read(self, start: int, stop: int) -> dict[str, np.ndarray]:
@@ -135,8 +137,14 @@ def _to_analysis_rate(stereo: np.ndarray, sample_rate: int, length: int) -> np.n
     return np.pad(mono, (0, length - len(mono))) if len(mono) < length else mono
 
 
-def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] = (), dsp_rhythm: bool = True,
-                cqt_chroma: bool = True, bass_chroma: bool = True) -> SongFrames:
+def song_frames(
+    source: StemSource,
+    models=None,
+    learned_names: tuple[str, ...] = (),
+    dsp_rhythm: bool = True,
+    cqt_chroma: bool = True,
+    bass_chroma: bool = True,
+) -> SongFrames:
     """Every frame feature `analysis.mir.analyze` needs, window by window. `learned_names`: the families of
     `models` whose activations are wanted; `dsp_rhythm`: the DSP pulse and downbeat evidence; `cqt_chroma`:
     constant-Q chroma (else STFT chroma, enough for sections); `bass_chroma`: the bass stem's chroma."""
@@ -150,7 +158,11 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
     rate, total_source = source.sample_rate, source.frames
     total = analysis_length(total_source, rate)
     dsp_frames = 1 + total // HOP
-    grids_total = {HOP: dsp_frames, grids.BEAT_HOP: -(-total // grids.BEAT_HOP), grids.HARMONY_HOP: -(-total // grids.HARMONY_HOP)}
+    grids_total = {
+        HOP: dsp_frames,
+        grids.BEAT_HOP: -(-total // grids.BEAT_HOP),
+        grids.HARMONY_HOP: -(-total // grids.HARMONY_HOP),
+    }
     parts: dict[str, list[np.ndarray]] = {}
     energy = {"drums": 0.0, "mix": 0.0}
     meter = None
@@ -162,16 +174,20 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
         source_start, source_stop = start * rate // ANALYSIS_RATE, min(total_source, -(-stop * rate // ANALYSIS_RATE))
         stems = source.read(source_start, source_stop)
 
-        def keep(name: str, values: np.ndarray, hop: int) -> None:
+        def keep(
+            name: str, values: np.ndarray, hop: int, core_start=core_start, core_stop=core_stop, start=start, last=last
+        ) -> None:
             """The window's own frames of `values` (frames on the last axis, hop `hop`)."""
             first = (core_start - start) // hop
             count = (grids_total[hop] if last else core_stop // hop) - core_start // hop
             # A copy, not a view: a view would keep the whole window's array, context and all, alive.
-            parts.setdefault(name, []).append(np.array(values[..., first: first + count], dtype=np.float32))
+            parts.setdefault(name, []).append(np.array(values[..., first : first + count], dtype=np.float32))
 
         # Loudness and the drums' audibility from the window's own source samples, at the source rate.
-        own = slice(core_start * rate // ANALYSIS_RATE - source_start,
-                    (total_source if last else core_stop * rate // ANALYSIS_RATE) - source_start)
+        own = slice(
+            core_start * rate // ANALYSIS_RATE - source_start,
+            (total_source if last else core_stop * rate // ANALYSIS_RATE) - source_start,
+        )
         mix = sum(stems[name][:, own] for name in source.names)
         if meter is None:
             meter = KWeightedSteps(rate, mix.shape[0])
@@ -191,17 +207,32 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
 
         keep("onset_envelope", librosa.onset.onset_strength(y=rhythm, sr=ANALYSIS_RATE, hop_length=HOP), HOP)
         keep("level", librosa.feature.rms(y=full, frame_length=2 * HOP, hop_length=HOP)[0], HOP)
-        chroma = (librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP) if cqt_chroma
-                  else librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP))
+        chroma = (
+            librosa.feature.chroma_cqt(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
+            if cqt_chroma
+            else librosa.feature.chroma_stft(y=harmony, sr=ANALYSIS_RATE, hop_length=HOP)
+        )
         keep("chroma", chroma.astype(np.float32), HOP)
-        keep("timbre", librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:].astype(np.float32), HOP)
+        keep(
+            "timbre",
+            librosa.feature.mfcc(y=full, sr=ANALYSIS_RATE, hop_length=HOP, n_mfcc=13)[1:].astype(np.float32),
+            HOP,
+        )
         if bass_chroma:
-            keep("bass_chroma", librosa.feature.chroma_cqt(y=bass, sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5).astype(np.float32), HOP)
+            keep(
+                "bass_chroma",
+                librosa.feature.chroma_cqt(y=bass, sr=ANALYSIS_RATE, hop_length=HOP, n_octaves=5).astype(np.float32),
+                HOP,
+            )
         if dsp_rhythm:
             # Both pulse sources: whether the drums are audible is known only once the whole song is heard.
             for name, signal in (("drums", drums), ("mix", full)):
                 keep(f"pulse_{name}", pulse_envelope(signal).astype(np.float32), HOP)
-                keep(f"kick_{name}", librosa.onset.onset_strength(y=signal, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16), HOP)
+                keep(
+                    f"kick_{name}",
+                    librosa.onset.onset_strength(y=signal, sr=ANALYSIS_RATE, hop_length=HOP, fmax=200, n_mels=16),
+                    HOP,
+                )
             keep("harmony_rms", librosa.feature.rms(y=harmony, hop_length=HOP)[0], HOP)
         if learned_names:
             act = learned.activations(models, full, learned_names)
@@ -228,7 +259,9 @@ def song_frames(source: StemSource, models=None, learned_names: tuple[str, ...] 
         pulse_strength=joined.get(f"pulse_{pulse_source}"),
         harmony_rms=joined.get("harmony_rms"),
         kick=joined.get(f"kick_{pulse_source}"),
-        activations={name[4:]: np.moveaxis(values, -1, 0) for name, values in joined.items() if name.startswith("act_")},
+        activations={
+            name[4:]: np.moveaxis(values, -1, 0) for name, values in joined.items() if name.startswith("act_")
+        },
     )
 
 

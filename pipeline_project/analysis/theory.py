@@ -23,15 +23,34 @@ from pipeline_project.pitches import PITCH_CLASS
 TONIC, SUBDOMINANT, DOMINANT = "T", "S", "D"
 FUNCTION_OF_DEGREE = {1: TONIC, 6: TONIC, 3: TONIC, 4: SUBDOMINANT, 2: SUBDOMINANT, 5: DOMINANT, 7: DOMINANT}
 # Intervals above the root, as music21 names them, so chord tones get their proper spelling (E# not F).
-CHORD_INTERVALS = {"maj": ("M3", "P5"), "min": ("m3", "P5"), "dim": ("m3", "d5"), "aug": ("M3", "A5"), "sus4": ("P4", "P5"),
-                   "7": ("M3", "P5", "m7"), "maj7": ("M3", "P5", "M7"), "min7": ("m3", "P5", "m7"),
-                   "hdim7": ("m3", "d5", "m7"), "dim7": ("m3", "d5", "d7")}
+CHORD_INTERVALS = {
+    "maj": ("M3", "P5"),
+    "min": ("m3", "P5"),
+    "dim": ("m3", "d5"),
+    "aug": ("M3", "A5"),
+    "sus4": ("P4", "P5"),
+    "7": ("M3", "P5", "m7"),
+    "maj7": ("M3", "P5", "M7"),
+    "min7": ("m3", "P5", "m7"),
+    "hdim7": ("m3", "d5", "m7"),
+    "dim7": ("m3", "d5", "d7"),
+}
 # The triad a seventh (or suspended) chord stands on, for diatonic membership and numeral case.
 TRIAD_OF = {"7": "maj", "maj7": "maj", "min7": "min", "hdim7": "dim", "dim7": "dim", "sus4": "maj"}
 # Diatonic triads as (semitones above the tonic, quality); minor keys admit the raised-leading-tone V and vii.
 DIATONIC = {
     "major": {(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"), (11, "dim")},
-    "minor": {(0, "min"), (2, "dim"), (3, "maj"), (5, "min"), (7, "min"), (7, "maj"), (8, "maj"), (10, "maj"), (11, "dim")},
+    "minor": {
+        (0, "min"),
+        (2, "dim"),
+        (3, "maj"),
+        (5, "min"),
+        (7, "min"),
+        (7, "maj"),
+        (8, "maj"),
+        (10, "maj"),
+        (11, "dim"),
+    },
 }
 # Common progressions, as chord runs in Roman numerals (case = quality). Matched on the collapsed chord
 # sequence, transposition-free because the numerals are relative to the detected key.
@@ -118,8 +137,15 @@ def chord_runs(chords: list[dict]) -> list[dict]:
         if runs and runs[-1]["chord"] == entry["chord"]:
             runs[-1]["beats"] += 1
         else:
-            runs.append({"chord": entry["chord"], "bass": entry.get("bass"), "start": index, "beats": 1,
-                         "confidence": entry.get("confidence", 1.0)})
+            runs.append(
+                {
+                    "chord": entry["chord"],
+                    "bass": entry.get("bass"),
+                    "start": index,
+                    "beats": 1,
+                    "confidence": entry.get("confidence", 1.0),
+                }
+            )
     return runs
 
 
@@ -144,9 +170,19 @@ def label_runs(runs: list[dict], tonic: str, mode: str, keys: list[tuple[str, st
         applied = secondary_dominant(run["chord"], following, tonic, mode)
         function = "N" if degree is None else (DOMINANT if applied else FUNCTION_OF_DEGREE.get(degree, "?"))
         root_position = run["bass"] is None or run["bass"] == run["chord"].split(":")[0]
-        labelled.append(run | {"key": f"{tonic} {mode}", "figure": applied or figure, "degree": degree, "function": function, "secondary": applied is not None,
-                               "diatonic": is_diatonic(run["chord"], tonic, mode), "root_position": root_position,
-                               "numeral": simple_numeral(run["chord"], tonic, mode)})
+        labelled.append(
+            run
+            | {
+                "key": f"{tonic} {mode}",
+                "figure": applied or figure,
+                "degree": degree,
+                "function": function,
+                "secondary": applied is not None,
+                "diatonic": is_diatonic(run["chord"], tonic, mode),
+                "root_position": root_position,
+                "numeral": simple_numeral(run["chord"], tonic, mode),
+            }
+        )
     return labelled
 
 
@@ -166,8 +202,12 @@ def find_cadences(runs: list[dict], beats_per_bar: int = 4, downbeat_phase: int 
             continue
         kind = None
         if before in (5, 7) and after == 1:
-            perfect = before == 5 and previous["root_position"] and current["root_position"] and \
-                (current["start"] - downbeat_phase) % beats_per_bar == 0
+            perfect = (
+                before == 5
+                and previous["root_position"]
+                and current["root_position"]
+                and (current["start"] - downbeat_phase) % beats_per_bar == 0
+            )
             kind = "perfect_authentic" if perfect else "imperfect_authentic"
         elif before == 4 and after == 1:
             kind = "plagal"
@@ -180,16 +220,27 @@ def find_cadences(runs: list[dict], beats_per_bar: int = 4, downbeat_phase: int 
         arrival = previous if kind == "half" else current
         on_downbeat = (arrival["start"] - downbeat_phase) % beats_per_bar == 0
         prepared = index >= 2 and runs[index - 2]["degree"] in (2, 4)
-        strength = (0.3 * on_downbeat + 0.2 * min(1.0, arrival["beats"] / beats_per_bar)
-                    + 0.15 * (previous["root_position"] and current["root_position"]) + 0.15 * prepared
-                    + 0.2 * min(previous["confidence"], current["confidence"]))
-        cadences.append({"type": kind, "beat_index": current["start"], "to": current["figure"], "strength": round(float(strength), 3)})
+        strength = (
+            0.3 * on_downbeat
+            + 0.2 * min(1.0, arrival["beats"] / beats_per_bar)
+            + 0.15 * (previous["root_position"] and current["root_position"])
+            + 0.15 * prepared
+            + 0.2 * min(previous["confidence"], current["confidence"])
+        )
+        cadences.append(
+            {
+                "type": kind,
+                "beat_index": current["start"],
+                "to": current["figure"],
+                "strength": round(float(strength), 3),
+            }
+        )
     return cadences
 
 
 def _occurrences(sequence: list[str], pattern: tuple[str, ...]) -> list[int]:
     width = len(pattern)
-    return [i for i in range(len(sequence) - width + 1) if tuple(sequence[i: i + width]) == pattern]
+    return [i for i in range(len(sequence) - width + 1) if tuple(sequence[i : i + width]) == pattern]
 
 
 def find_progressions(runs: list[dict], bar_chords: list[str]) -> list[dict]:
@@ -210,15 +261,19 @@ def find_progressions(runs: list[dict], bar_chords: list[str]) -> list[dict]:
 def harmonic_complexity(runs: list[dict]) -> dict:
     """Transition entropy (bits) of chord-to-chord moves, chromaticism (share of beats on chords outside the
     key, secondary dominants included), chord vocabulary and changes per beat."""
-    moves = Counter((a["numeral"], b["numeral"]) for a, b in zip(runs, runs[1:]) if "N" not in (a["numeral"], b["numeral"]))
+    moves = Counter(
+        (a["numeral"], b["numeral"]) for a, b in zip(runs, runs[1:]) if "N" not in (a["numeral"], b["numeral"])
+    )
     total = sum(moves.values())
     entropy = -sum((n / total) * np.log2(n / total) for n in moves.values()) if total else 0.0
     beats = sum(r["beats"] for r in runs if r["chord"] != "N")
     outside = sum(r["beats"] for r in runs if r["chord"] != "N" and not r["diatonic"])
-    return {"transition_entropy_bits": round(float(entropy), 4),
-            "chromaticism": round(outside / beats, 4) if beats else 0.0,
-            "chord_vocabulary": len({r["chord"] for r in runs if r["chord"] != "N"}),
-            "changes_per_beat": round(max(0, len(runs) - 1) / max(1, beats), 4)}
+    return {
+        "transition_entropy_bits": round(float(entropy), 4),
+        "chromaticism": round(outside / beats, 4) if beats else 0.0,
+        "chord_vocabulary": len({r["chord"] for r in runs if r["chord"] != "N"}),
+        "changes_per_beat": round(max(0, len(runs) - 1) / max(1, beats), 4),
+    }
 
 
 def analyze_theory(analysis: dict) -> dict:
@@ -241,7 +296,9 @@ def analyze_theory(analysis: dict) -> dict:
     complexity = harmonic_complexity(labelled)
     rhythm = {
         "syncopation_index": syncopation_index(analysis["onset_times"], analysis["beat_times"]),
-        "metric_hierarchy": metric_hierarchy(analysis["onset_times"], analysis.get("onset_strengths"), analysis["beat_times"], bar, phase),
+        "metric_hierarchy": metric_hierarchy(
+            analysis["onset_times"], analysis.get("onset_strengths"), analysis["beat_times"], bar, phase
+        ),
         "rhythmic_complexity": rhythmic_complexity(analysis["onset_times"], analysis["beat_times"]),
     }
     return {
@@ -252,7 +309,9 @@ def analyze_theory(analysis: dict) -> dict:
         "functions": functions,
         "function_shares": {name: round(count / total, 4) for name, count in counts.items()},
         "secondary_dominants": sorted({r["figure"] for r in labelled if r["secondary"]}),
-        "inversions": round(sum(r["beats"] for r in labelled if not r["root_position"] and r["chord"] != "N") / max(1, total), 4),
+        "inversions": round(
+            sum(r["beats"] for r in labelled if not r["root_position"] and r["chord"] != "N") / max(1, total), 4
+        ),
         "cadences": cadences,
         "progressions": progressions,
         "harmonic_complexity": complexity,

@@ -19,7 +19,9 @@ from pipeline_project.separation.separator import STEM_NAMES
 
 @dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"python"}, code_version="4", deps=[song_stems])
 @retry_transient_failures
-def song_analysis(context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowResource) -> dg.MaterializeResult:
+def song_analysis(
+    context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     """Tempo and tempo curve, beats, downbeats and time signature, onsets, key and mode with the local key of
     each stretch of bars, a chord and bass note per beat, sections, and integrated and short-term loudness with
     the loudness range, each with a confidence, computed from the stems (see `analysis.mir`): beats, metre,
@@ -60,8 +62,11 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
         "sections": " ".join(s["label"] for s in result["sections"]),
         "loudness_lufs": result["loudness_lufs"],
         "loudness_range_lu": result["loudness_range_lu"],
-        "separator": separator.get("separator", "unknown") + (f" ({separator['model_name']})" if separator.get("model_name") else ""),
-        "plot": dg.MetadataValue.md(f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"),
+        "separator": separator.get("separator", "unknown")
+        + (f" ({separator['model_name']})" if separator.get("model_name") else ""),
+        "plot": dg.MetadataValue.md(
+            f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"
+        ),
         "plot_file": dg.MetadataValue.path(storage.location(song_dir / "analysis.png")),
         "seconds": round(seconds, 2),
         "analysers": ", ".join(f"{part}: {path}" for part, path in result["analysers"].items()),
@@ -70,7 +75,9 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
     }
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="4", deps=[song_analysis])
+@dg.asset(
+    partitions_def=songs_partitions, group_name="analysis", kinds={"music21"}, code_version="4", deps=[song_analysis]
+)
 @retry_transient_failures
 def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Roman numerals with inversions and secondary dominants in the detected key, harmonic functions, named

@@ -7,8 +7,8 @@ from pipeline_project.assets.partitions import for_each_song, songs_partitions, 
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
 from pipeline_project.audio.io import decode_song
-from pipeline_project.files import write_text_atomic
 from pipeline_project.errors import BadAudioError
+from pipeline_project.files import write_text_atomic
 from pipeline_project.resources import StorageResource
 
 
@@ -38,12 +38,17 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
             reason = quarantine_reason(quarantined[0])
             raise dg.Failure(
                 description=f"{quarantined[0].name}: {reason} (already quarantined as {quarantined[0]})",
-                metadata={"file": quarantined[0].name, "reason": reason, "quarantined_as": str(quarantined[0]), "partition": key},
+                metadata={
+                    "file": quarantined[0].name,
+                    "reason": reason,
+                    "quarantined_as": str(quarantined[0]),
+                    "partition": key,
+                },
                 allow_retries=False,
             )
         raise dg.Failure(
             description=f"no file in {storage.location(storage.incoming)} has content hash {key}: it was removed or "
-                        f"quarantined (see {storage.location(storage.quarantine)})",
+            f"quarantined (see {storage.location(storage.quarantine)})",
             allow_retries=False,
         )
     source = files[0]

@@ -68,8 +68,11 @@ def songs_in_flight(instance) -> dict[str, str]:
 def file_tags(plan: SongRun) -> dict[str, str]:
     """Tags naming a planned run's files: the file of one song, or {key: file} and the partition range of a batch."""
     if plan.is_batch:
-        return {RANGE_START_TAG: plan.keys[0], RANGE_END_TAG: plan.keys[-1],
-                SOURCE_FILES_TAG: json.dumps(dict(plan.files), separators=(",", ":"))}
+        return {
+            RANGE_START_TAG: plan.keys[0],
+            RANGE_END_TAG: plan.keys[-1],
+            SOURCE_FILES_TAG: json.dumps(dict(plan.files), separators=(",", ":")),
+        }
     return {SOURCE_FILE_TAG: plan.files[plan.keys[0]]} if plan.keys[0] in plan.files else {}
 
 
@@ -82,8 +85,12 @@ def plan_tags(plan: SongRun) -> dict[str, str]:
 
 def run_request(plan: SongRun) -> dg.RunRequest:
     """A planned run as a sensor's request (the daemon adds the sensor's name and the run key as tags)."""
-    return dg.RunRequest(partition_key=None if plan.is_batch else plan.keys[0], run_key=plan.run_key,
-                         asset_selection=stage_keys(plan.stages) if plan.stages else None, tags=file_tags(plan))
+    return dg.RunRequest(
+        partition_key=None if plan.is_batch else plan.keys[0],
+        run_key=plan.run_key,
+        asset_selection=stage_keys(plan.stages) if plan.stages else None,
+        tags=file_tags(plan),
+    )
 
 
 def source_file_hint(context, key: str) -> str | None:
@@ -103,8 +110,16 @@ def for_each_song(context, process: Callable[[str], dict]) -> dg.MaterializeResu
     rows = []
     for index, key in enumerate(keys, 1):
         metadata = process(key)
-        rows.append({"song": key, **{name: value for name, value in metadata.items()
-                                     if isinstance(value, (str, int, float, bool)) and name != "partition_key"}})
+        rows.append(
+            {
+                "song": key,
+                **{
+                    name: value
+                    for name, value in metadata.items()
+                    if isinstance(value, (str, int, float, bool)) and name != "partition_key"
+                },
+            }
+        )
         if index % PROGRESS_EVERY == 0 or index == len(keys):  # every log line is an event in the instance
             context.log.info(f"{index} of {len(keys)} songs done")
     columns = list(dict.fromkeys(name for row in rows for name in row))

@@ -22,8 +22,10 @@ def retry_transient_failures(compute):
             retry_number = context.retry_number
             wait = backoff_seconds(retry_number)
             if retry_number < MAX_RETRIES:
-                context.log.warning(f"transient failure, retry {retry_number + 1} of {MAX_RETRIES} in {wait:.0f} s: "
-                                    f"{type(error).__name__}: {error}")
+                context.log.warning(
+                    f"transient failure, retry {retry_number + 1} of {MAX_RETRIES} in {wait:.0f} s: "
+                    f"{type(error).__name__}: {error}"
+                )
             raise dg.RetryRequested(max_retries=MAX_RETRIES, seconds_to_wait=wait) from error
 
     return attempt

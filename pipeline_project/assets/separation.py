@@ -12,17 +12,31 @@ from pipeline_project.resources import MlflowResource, SeparatorResource, Storag
 from pipeline_project.separation.separator import STEM_NAMES
 
 # On Kubernetes (PIPELINE_EXECUTOR=k8s) each separation gets a pod with one GPU; other executors ignore this.
-SEPARATION_POD_RESOURCES = {"dagster-k8s/config": {"container_config": {"resources": {
-    "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
-    "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
-}}}}
+SEPARATION_POD_RESOURCES = {
+    "dagster-k8s/config": {
+        "container_config": {
+            "resources": {
+                "requests": {"cpu": "2", "memory": "8Gi", "nvidia.com/gpu": "1"},
+                "limits": {"memory": "16Gi", "nvidia.com/gpu": "1"},
+            }
+        }
+    }
+}
 
 
-@dg.asset(partitions_def=songs_partitions, group_name="separation", kinds={"pytorch", "audio"}, code_version="3",
-          deps=[song_audio], pool="separation", op_tags=SEPARATION_POD_RESOURCES)
+@dg.asset(
+    partitions_def=songs_partitions,
+    group_name="separation",
+    kinds={"pytorch", "audio"},
+    code_version="3",
+    deps=[song_audio],
+    pool="separation",
+    op_tags=SEPARATION_POD_RESOURCES,
+)
 @retry_transient_failures
-def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource,
-               mlflow: MlflowResource) -> dg.MaterializeResult:
+def song_stems(
+    context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
     """Drums, bass, other and vocals stems (FLAC) of the song: by Demucs when weights are available, else by the
     learned separator (the `stem_separator` champion in MLflow), else by the DSP fallback; in windows of about two
     minutes so memory stays flat for long songs. The metadata and stems.json say which separator, which weights
@@ -31,12 +45,15 @@ def song_stems(context: dg.AssetExecutionContext, storage: StorageResource, sepa
     return for_each_song(context, lambda key: separate_one_song(context, storage, separator, key, learned))
 
 
-def separate_one_song(context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str,
-                      learned=None) -> dict:
+def separate_one_song(
+    context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str, learned=None
+) -> dict:
     song_dir = storage.fetch(storage.song_dir(key))
     duration = sf.info(str(song_dir / "audio.flac")).duration
     started = time.perf_counter()
-    separation = separator.separate_file(song_dir / "audio.flac", song_dir / "stems", logger=context.log, learned=learned)
+    separation = separator.separate_file(
+        song_dir / "audio.flac", song_dir / "stems", logger=context.log, learned=learned
+    )
     seconds = time.perf_counter() - started
     description = separation.describe()
     write_text_atomic(song_dir / "stems.json", json.dumps(description, indent=1))

@@ -11,8 +11,13 @@ import numpy as np
 MIX_CEILING_DB = -1.0
 
 
-def limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB,
-                 lookahead_ms: float = 5.0, release_ms: float = 80.0) -> np.ndarray:
+def limiter_gain(
+    mix: np.ndarray,
+    sample_rate: int,
+    ceiling_db: float = MIX_CEILING_DB,
+    lookahead_ms: float = 5.0,
+    release_ms: float = 80.0,
+) -> np.ndarray:
     """A look-ahead peak limiter's gain curve: never lets |mix * gain| exceed the ceiling, opens smoothly."""
     from scipy.ndimage import maximum_filter1d, minimum_filter1d
     from scipy.signal import lfilter
@@ -37,6 +42,8 @@ def limiter_gain(mix: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEIL
     return np.repeat(gain.astype(np.float32), block)[:frames]
 
 
-def limit(audio: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB, release_ms: float = 80.0) -> np.ndarray:
+def limit(
+    audio: np.ndarray, sample_rate: int, ceiling_db: float = MIX_CEILING_DB, release_ms: float = 80.0
+) -> np.ndarray:
     """(channels, frames) audio whose peaks stay under the ceiling."""
     return (audio * limiter_gain(audio, sample_rate, ceiling_db, release_ms=release_ms)).astype(np.float32)

@@ -32,12 +32,21 @@ def log_mel(audio: np.ndarray, sample_rate: int, settings: LogMelSettings = LogM
     mono = mono.mean(axis=0) if mono.ndim == 2 else mono
     if sample_rate != settings.sample_rate:
         mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=settings.sample_rate, res_type="soxr_hq")
-    mel = librosa.feature.melspectrogram(y=mono, sr=settings.sample_rate, n_fft=settings.n_fft, hop_length=settings.hop_length,
-                                         n_mels=settings.n_mels, fmin=settings.fmin, fmax=settings.fmax)
+    mel = librosa.feature.melspectrogram(
+        y=mono,
+        sr=settings.sample_rate,
+        n_fft=settings.n_fft,
+        hop_length=settings.hop_length,
+        n_mels=settings.n_mels,
+        fmin=settings.fmin,
+        fmax=settings.fmax,
+    )
     return librosa.power_to_db(mel, ref=np.max, top_db=settings.top_db).astype(np.float32)
 
 
-def random_windows(duration_s: float, seed: int, count: int, min_s: float = 1.0, max_s: float = 3.0) -> list[tuple[float, float]]:
+def random_windows(
+    duration_s: float, seed: int, count: int, min_s: float = 1.0, max_s: float = 3.0
+) -> list[tuple[float, float]]:
     """`count` (start, length) windows of min_s..max_s seconds at random offsets inside the audio."""
     if not 0 < min_s <= max_s:
         raise ValueError("window lengths need 0 < min_s <= max_s")

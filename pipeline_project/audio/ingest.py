@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline_project.audio.io import content_hash, is_song_file
@@ -77,11 +77,13 @@ def quarantine_file(path: Path, quarantine: Path, reason: str) -> Path:
     quarantine.mkdir(parents=True, exist_ok=True)
     target = quarantine / path.name
     if target.exists():
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         target = quarantine / f"{path.stem}.{stamp}{path.suffix}"
     shutil.move(str(path), target)
-    write_text_atomic(target.with_name(target.name + REASON_SUFFIX),
-                      f"file: {path.name}\nreason: {reason}\nquarantined_at: {datetime.now(timezone.utc).isoformat(timespec='seconds')}\n")
+    write_text_atomic(
+        target.with_name(target.name + REASON_SUFFIX),
+        f"file: {path.name}\nreason: {reason}\nquarantined_at: {datetime.now(UTC).isoformat(timespec='seconds')}\n",
+    )
     return target
 
 
@@ -90,5 +92,7 @@ def quarantine_reason(quarantined: Path) -> str:
     reason_file = quarantined.with_name(quarantined.name + REASON_SUFFIX)
     if not reason_file.exists():
         return "see the quarantine folder"
-    return next((line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines()
-                 if line.startswith("reason:")), "see its reason file")
+    return next(
+        (line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines() if line.startswith("reason:")),
+        "see its reason file",
+    )

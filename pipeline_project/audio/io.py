@@ -67,7 +67,9 @@ def decode_song(path: str | os.PathLike, destination: str | os.PathLike) -> Deco
     try:
         reader = sf.SoundFile(str(path))
     except Exception as exc:  # libsndfile raises several types; all mean "not audio we can read"
-        raise BadAudioError(path, f"not decodable as audio: not a supported audio format, or corrupt ({type(exc).__name__})") from exc
+        raise BadAudioError(
+            path, f"not decodable as audio: not a supported audio format, or corrupt ({type(exc).__name__})"
+        ) from exc
     folder = Path(destination).parent
     made_folder = not folder.exists()
     try:
@@ -95,8 +97,10 @@ def _decode_blocks(path: Path, reader: sf.SoundFile, destination: str | os.PathL
                 try:
                     block = reader.read(max(1, int(DECODE_BLOCK_S * source_rate)), dtype="float32", always_2d=True)
                 except Exception as exc:
-                    raise BadAudioError(path, f"not decodable as audio: corrupt after {decoded / source_rate:.1f} s "
-                                              f"({type(exc).__name__})") from exc
+                    raise BadAudioError(
+                        path,
+                        f"not decodable as audio: corrupt after {decoded / source_rate:.1f} s ({type(exc).__name__})",
+                    ) from exc
                 last = len(block) == 0
                 if not last:
                     if not np.isfinite(block).all():
@@ -171,7 +175,9 @@ def read_tags(path: str | os.PathLike) -> dict[str, str]:
     return tags
 
 
-def write_mp3(path: str | os.PathLike, samples: np.ndarray, sample_rate: int, tags: dict[str, str], bitrate: str = "192k") -> None:
+def write_mp3(
+    path: str | os.PathLike, samples: np.ndarray, sample_rate: int, tags: dict[str, str], bitrate: str = "192k"
+) -> None:
     """Encode (channels, frames) float audio as a tagged MP3, atomically."""
     from mutagen.easyid3 import EasyID3
     from pedalboard.io import AudioFile
@@ -192,7 +198,9 @@ def write_audio(path: str | os.PathLike, samples: np.ndarray, sample_rate: int) 
     subtype = "PCM_24" if path.suffix.lower() == ".flac" else "FLOAT"
     clipped = np.clip(samples, -1.0, 1.0) if subtype == "PCM_24" else samples
     with atomic_path(path) as tmp:
-        sf.write(str(tmp), np.ascontiguousarray(clipped.T), sample_rate, subtype=subtype, format=path.suffix[1:].upper())
+        sf.write(
+            str(tmp), np.ascontiguousarray(clipped.T), sample_rate, subtype=subtype, format=path.suffix[1:].upper()
+        )
 
 
 def read_audio(path: str | os.PathLike) -> tuple[np.ndarray, int]:

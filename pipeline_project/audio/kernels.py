@@ -29,7 +29,7 @@ def _test_song() -> np.ndarray:
     clicks = np.zeros_like(t)
     for beat in np.arange(0.0, SECONDS, 0.5):
         start = int(beat * SAMPLE_RATE)
-        clicks[start:start + 400] = np.random.default_rng(int(beat * 10)).uniform(-0.5, 0.5, 400)
+        clicks[start : start + 400] = np.random.default_rng(int(beat * 10)).uniform(-0.5, 0.5, 400)
     mono = (chord + clicks).astype(np.float32)
     return np.stack([mono, 0.9 * mono])
 

@@ -9,16 +9,23 @@ import numpy as np
 
 def _k_weighting(sample_rate: int) -> np.ndarray:
     """The BS.1770 K-weighting filter (a +4 dB high shelf at 1.5 kHz, then a 38 Hz high-pass) as biquad sections."""
+
     def biquad(kind: str, fc: float, q: float, gain_db: float = 0.0) -> list[float]:
         a_gain = 10 ** (gain_db / 40)
         w0 = 2 * np.pi * fc / sample_rate
         alpha, cos_w0 = np.sin(w0) / (2 * q), np.cos(w0)
         if kind == "high_shelf":
             root = 2 * np.sqrt(a_gain) * alpha
-            b = [a_gain * ((a_gain + 1) + (a_gain - 1) * cos_w0 + root), -2 * a_gain * ((a_gain - 1) + (a_gain + 1) * cos_w0),
-                 a_gain * ((a_gain + 1) + (a_gain - 1) * cos_w0 - root)]
-            a = [(a_gain + 1) - (a_gain - 1) * cos_w0 + root, 2 * ((a_gain - 1) - (a_gain + 1) * cos_w0),
-                 (a_gain + 1) - (a_gain - 1) * cos_w0 - root]
+            b = [
+                a_gain * ((a_gain + 1) + (a_gain - 1) * cos_w0 + root),
+                -2 * a_gain * ((a_gain - 1) + (a_gain + 1) * cos_w0),
+                a_gain * ((a_gain + 1) + (a_gain - 1) * cos_w0 - root),
+            ]
+            a = [
+                (a_gain + 1) - (a_gain - 1) * cos_w0 + root,
+                2 * ((a_gain - 1) - (a_gain + 1) * cos_w0),
+                (a_gain + 1) - (a_gain - 1) * cos_w0 - root,
+            ]
         else:
             b = [(1 + cos_w0) / 2, -(1 + cos_w0), (1 + cos_w0) / 2]
             a = [1 + alpha, -2 * cos_w0, 1 - alpha]
@@ -44,13 +51,17 @@ class KWeightedSteps:
         """Add the next (channels, frames) block."""
         from scipy.signal import sosfilt
 
-        weighted, self.state = sosfilt(self.sos, np.atleast_2d(np.asarray(audio, dtype=np.float32)), axis=-1, zi=self.state)
-        weighted = np.concatenate([self.pending, weighted.astype(np.float32)], axis=1) if self.pending.shape[1] else weighted
+        weighted, self.state = sosfilt(
+            self.sos, np.atleast_2d(np.asarray(audio, dtype=np.float32)), axis=-1, zi=self.state
+        )
+        weighted = (
+            np.concatenate([self.pending, weighted.astype(np.float32)], axis=1) if self.pending.shape[1] else weighted
+        )
         whole = weighted.shape[-1] // self.step
         if whole:
             blocks = weighted[:, : whole * self.step].reshape(weighted.shape[0], whole, self.step)
             self.steps.append(np.einsum("cij,cij->ci", blocks, blocks, dtype=np.float64).sum(axis=0) / self.step)
-        self.pending = weighted[:, whole * self.step:]
+        self.pending = weighted[:, whole * self.step :]
 
     def energies(self) -> np.ndarray:
         """Every finished step's energy (a final unfinished step is left out, as BS.1770's gating blocks do)."""

@@ -33,8 +33,15 @@ PA_DIRECTIVITY_Q = (5.0, 15.0)
 PRESETS = ("stretch", "room", "noise", "mic", "phone", "dynamics", "distortion", "codec", "concert")
 # The pyramid's named combinations: what `augmented_examples` draws from by default.
 DEFAULT_COMBINATIONS = (
-    ("room",), ("noise",), ("mic", "dynamics"), ("room", "noise", "mic", "dynamics"), ("phone",),
-    ("room", "distortion", "codec"), ("stretch", "room", "noise"), ("concert",), ("concert", "phone", "codec"),
+    ("room",),
+    ("noise",),
+    ("mic", "dynamics"),
+    ("room", "noise", "mic", "dynamics"),
+    ("phone",),
+    ("room", "distortion", "codec"),
+    ("stretch", "room", "noise"),
+    ("concert",),
+    ("concert", "phone", "codec"),
     ("stretch", "concert"),
 )
 MAX_STRETCH = 0.02
@@ -57,7 +64,9 @@ class NoisePool:
 
     def get(self, clip_id: str, decimation: int = 1) -> np.ndarray:
         if clip_id not in self.clips:
-            raise KeyError(f"noise clip {clip_id!r} is not in the pool; a babble or crowd record needs the same pool to rebuild")
+            raise KeyError(
+                f"noise clip {clip_id!r} is not in the pool; a babble or crowd record needs the same pool to rebuild"
+            )
         if decimation == 1:
             return self.clips[clip_id]
         if (clip_id, decimation) not in self._decimated:
@@ -65,7 +74,8 @@ class NoisePool:
 
             clip = self.clips[clip_id]
             self._decimated[clip_id, decimation] = np.ascontiguousarray(
-                soxr.resample(clip.T, self.sample_rate, self.sample_rate / decimation, quality="MQ").T, dtype=np.float32)
+                soxr.resample(clip.T, self.sample_rate, self.sample_rate / decimation, quality="MQ").T, dtype=np.float32
+            )
         return self._decimated[clip_id, decimation]
 
 
@@ -91,8 +101,9 @@ def _noise_step(rng: np.random.Generator, kind: str, snr_db: float, pool_ids: li
     return step
 
 
-def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list[str] | None = None,
-                 snr_db: float | None = None) -> dict:
+def sample_chain(
+    presets: list[str] | tuple[str, ...], seed: int, pool_ids: list[str] | None = None, snr_db: float | None = None
+) -> dict:
     """One chain combining the named presets, every parameter drawn from `seed`; `snr_db`, when given, replaces
     the drawn SNR of the noise step (every other parameter stays what `seed` draws)."""
     unknown = [p for p in presets if p not in PRESETS]
@@ -103,14 +114,27 @@ def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list
     wanted = set(presets)
     steps: list[dict] = []
     if "stretch" in wanted:
-        steps.append({"name": "time_stretch", "rate": _r(1 + rng.uniform(-MAX_STRETCH, MAX_STRETCH), 4),
-                      "cents": _r(rng.uniform(-MAX_SHIFT_CENTS, MAX_SHIFT_CENTS), 2)})
+        steps.append(
+            {
+                "name": "time_stretch",
+                "rate": _r(1 + rng.uniform(-MAX_STRETCH, MAX_STRETCH), 4),
+                "cents": _r(rng.uniform(-MAX_SHIFT_CENTS, MAX_SHIFT_CENTS), 2),
+            }
+        )
     if "concert" in wanted:
         # The PA colours the music before the arena does; the crowd is heard directly, without the PA.
-        steps.append({"name": "eq", "preset": "pa", "highpass_hz": _r(rng.uniform(60, 100), 1),
-                      "peaks": [[_r(rng.uniform(80, 140), 1), _r(rng.uniform(2, 6), 2), 0.8],
-                                [_r(rng.uniform(2500, 4500), 1), _r(rng.uniform(1, 5), 2), 1.0]],
-                      "lowpass_hz": _r(rng.uniform(12000, 16000), 1)})
+        steps.append(
+            {
+                "name": "eq",
+                "preset": "pa",
+                "highpass_hz": _r(rng.uniform(60, 100), 1),
+                "peaks": [
+                    [_r(rng.uniform(80, 140), 1), _r(rng.uniform(2, 6), 2), 0.8],
+                    [_r(rng.uniform(2500, 4500), 1), _r(rng.uniform(1, 5), 2), 1.0],
+                ],
+                "lowpass_hz": _r(rng.uniform(12000, 16000), 1),
+            }
+        )
         # Line arrays aim the sound at the audience: a directivity factor of 5-15 (7-12 dB) keeps the music
         # intelligible far beyond the arena's critical distance, where an omnidirectional source would not.
         arena = sample_room("arena", rng) | {"directivity_q": _r(rng.uniform(*PA_DIRECTIVITY_Q), 2)}
@@ -122,20 +146,39 @@ def sample_chain(presets: list[str] | tuple[str, ...], seed: int, pool_ids: list
         kinds = [k for k in NOISE_KINDS if pool_ids or k not in ("babble", "crowd")]
         steps.append(_noise_step(rng, str(rng.choice(kinds)), float(rng.choice(SNR_CHOICES_DB)), pool_ids))
     if "phone" in wanted:
-        steps.append({"name": "phone", "low_hz": _r(rng.uniform(250, 400), 1), "high_hz": _r(rng.uniform(3200, 3600), 1),
-                      "drive_db": _r(rng.uniform(2, 8), 2)})
+        steps.append(
+            {
+                "name": "phone",
+                "low_hz": _r(rng.uniform(250, 400), 1),
+                "high_hz": _r(rng.uniform(3200, 3600), 1),
+                "drive_db": _r(rng.uniform(2, 8), 2),
+            }
+        )
     elif "mic" in wanted:
-        steps.append({"name": "eq", "preset": "mic", "highpass_hz": _r(rng.uniform(40, 180), 1),
-                      "peaks": [[_r(rng.uniform(600, 5000), 1), _r(rng.uniform(-6, 6), 2), _r(rng.uniform(0.5, 2.0), 2)]],
-                      "lowpass_hz": _r(rng.uniform(7000, 18000), 1)})
+        steps.append(
+            {
+                "name": "eq",
+                "preset": "mic",
+                "highpass_hz": _r(rng.uniform(40, 180), 1),
+                "peaks": [[_r(rng.uniform(600, 5000), 1), _r(rng.uniform(-6, 6), 2), _r(rng.uniform(0.5, 2.0), 2)]],
+                "lowpass_hz": _r(rng.uniform(7000, 18000), 1),
+            }
+        )
     if "distortion" in wanted:
         if rng.uniform() < 0.5:
             steps.append({"name": "clipping", "threshold_db": _r(rng.uniform(-12, -3), 2)})
         else:
             steps.append({"name": "saturation", "drive_db": _r(rng.uniform(6, 20), 2)})
     if "dynamics" in wanted:
-        steps.append({"name": "compressor", "threshold_db": _r(rng.uniform(-28, -10), 2), "ratio": _r(rng.uniform(2, 8), 2),
-                      "attack_ms": _r(rng.uniform(1, 20), 2), "release_ms": _r(rng.uniform(50, 300), 1)})
+        steps.append(
+            {
+                "name": "compressor",
+                "threshold_db": _r(rng.uniform(-28, -10), 2),
+                "ratio": _r(rng.uniform(2, 8), 2),
+                "attack_ms": _r(rng.uniform(1, 20), 2),
+                "release_ms": _r(rng.uniform(50, 300), 1),
+            }
+        )
     if "codec" in wanted:
         steps.append({"name": "mp3", "vbr_quality": _r(rng.uniform(6.5, 9.5), 2)})
     steps.append({"name": "limiter", "threshold_db": -1.0, "release_ms": 100.0})
@@ -174,7 +217,7 @@ def _mixed_clips(step: dict, channels: int, frames: int, pool: NoisePool, decima
         source, written = int(position * max(1, length)) % length, 0
         while written < frames:
             count = min(frames - written, length - source)
-            total[:, written: written + count] += np.float32(gain) * clip[:, source: source + count]
+            total[:, written : written + count] += np.float32(gain) * clip[:, source : source + count]
             written, source = written + count, 0
     return total
 
@@ -212,11 +255,19 @@ def _board(step: dict, sample_rate: int):
 
     name = step["name"]
     if name == "eq":
-        return [pb.HighpassFilter(step["highpass_hz"]), *[pb.PeakFilter(f, g, q) for f, g, q in step["peaks"]],
-                pb.LowpassFilter(step["lowpass_hz"])]
+        return [
+            pb.HighpassFilter(step["highpass_hz"]),
+            *[pb.PeakFilter(f, g, q) for f, g, q in step["peaks"]],
+            pb.LowpassFilter(step["lowpass_hz"]),
+        ]
     if name == "phone":
-        return [pb.HighpassFilter(step["low_hz"]), pb.LowpassFilter(step["high_hz"]), pb.Resample(8000),
-                pb.Distortion(step["drive_db"]), pb.Gain(-step["drive_db"] / 2)]
+        return [
+            pb.HighpassFilter(step["low_hz"]),
+            pb.LowpassFilter(step["high_hz"]),
+            pb.Resample(8000),
+            pb.Distortion(step["drive_db"]),
+            pb.Gain(-step["drive_db"] / 2),
+        ]
     if name == "clipping":
         return [pb.Clipping(step["threshold_db"]), pb.Gain(-step["threshold_db"])]
     if name == "saturation":
@@ -245,13 +296,22 @@ def stretch_and_shift(audio: np.ndarray, sample_rate: int, rate: float, cents: f
 
     pitch_ratio = 2 ** (cents / 1200)
     wanted = rate / pitch_ratio
-    stretch = (STRETCH_HOP / max(1, round(STRETCH_HOP / wanted)) if wanted >= 1
-               else max(1, round(STRETCH_HOP * wanted)) / STRETCH_HOP)
-    out = audio if stretch == 1.0 else pb.time_stretch(np.ascontiguousarray(audio), sample_rate, stretch_factor=stretch,
-                                                       pitch_shift_in_semitones=0.0)
+    stretch = (
+        STRETCH_HOP / max(1, round(STRETCH_HOP / wanted))
+        if wanted >= 1
+        else max(1, round(STRETCH_HOP * wanted)) / STRETCH_HOP
+    )
+    out = (
+        audio
+        if stretch == 1.0
+        else pb.time_stretch(
+            np.ascontiguousarray(audio), sample_rate, stretch_factor=stretch, pitch_shift_in_semitones=0.0
+        )
+    )
     if cents:
-        out = soxr.resample(np.ascontiguousarray(out.T, dtype=np.float64), sample_rate * pitch_ratio, sample_rate,
-                            quality="VHQ").T.astype(np.float32)
+        out = soxr.resample(
+            np.ascontiguousarray(out.T, dtype=np.float64), sample_rate * pitch_ratio, sample_rate, quality="VHQ"
+        ).T.astype(np.float32)
     return np.ascontiguousarray(out, dtype=np.float32), stretch * pitch_ratio
 
 
@@ -292,8 +352,11 @@ def apply_chain(audio: np.ndarray, sample_rate: int, record: dict, pool: NoisePo
             out = reverberate(out, ir, sample_rate)
         elif name == "noise":
             out = flush(out)
-            noise = (_texture(step, out.shape, sample_rate, pool) if step["kind"] in ("babble", "crowd")
-                     else coloured_noise(step["kind"], out.shape, step["noise_seed"]))
+            noise = (
+                _texture(step, out.shape, sample_rate, pool)
+                if step["kind"] in ("babble", "crowd")
+                else coloured_noise(step["kind"], out.shape, step["noise_seed"])
+            )
             out = add_noise(out, step["snr_db"], noise)
         elif name == "limiter":
             out = limit(flush(out), sample_rate, step["threshold_db"], step["release_ms"])

@@ -17,8 +17,8 @@ import numpy as np
 
 from pipeline_project.audio.features import LogMelSettings, log_mel, random_windows
 from pipeline_project.audio.io import read_audio, write_audio, write_mp3
-from pipeline_project.files import atomic_path, write_text_atomic
 from pipeline_project.augmentation.chains import NoisePool, apply_chain, sample_chain
+from pipeline_project.files import atomic_path, write_text_atomic
 from pipeline_project.synthesis.performance import stretch_labels
 
 LISTENING_SAMPLE_SECONDS = 60.0
@@ -77,9 +77,17 @@ def augment_example(job: AugmentationJob) -> dict:
     mix, sample_rate = read_audio(job.rendered_dir / job.key / "mix.flac")
     labels = json.loads((job.rendered_dir / job.key / "labels.json").read_text())
     write_features(job.features_dir / f"{job.key}.npy", mix, sample_rate, job.settings)
-    entries = [{"key": job.key, "variant": "clean", "source_example": job.key, "chain": None,
-                "windows": random_windows(labels["duration"], job.seed + job.index, job.windows_per_example,
-                                          job.window_min_s, job.window_max_s)}]
+    entries = [
+        {
+            "key": job.key,
+            "variant": "clean",
+            "source_example": job.key,
+            "chain": None,
+            "windows": random_windows(
+                labels["duration"], job.seed + job.index, job.windows_per_example, job.window_min_s, job.window_max_s
+            ),
+        }
+    ]
     variants, audio_seconds = [], 0.0
     pool = _pool()
     for variant in range(job.variants):
@@ -90,13 +98,30 @@ def augment_example(job: AugmentationJob) -> dict:
         aug_labels = stretch_labels(labels, augmented.time_scale, augmented.tuning_cents)
         write_audio(job.out_dir / aug_key / "mix.flac", augmented.audio, sample_rate)
         write_text_atomic(job.out_dir / aug_key / "labels.json", json.dumps(aug_labels))
-        record = {"augmented_key": aug_key, "source_example": job.key, "chain": chain,
-                  "time_scale": augmented.time_scale, "tuning_cents": augmented.tuning_cents}
+        record = {
+            "augmented_key": aug_key,
+            "source_example": job.key,
+            "chain": chain,
+            "time_scale": augmented.time_scale,
+            "tuning_cents": augmented.tuning_cents,
+        }
         write_text_atomic(job.out_dir / aug_key / "record.json", json.dumps(record, indent=1))
         write_features(job.features_dir / f"{aug_key}.npy", augmented.audio, sample_rate, job.settings)
-        entries.append({"key": aug_key, "variant": "augmented", "source_example": job.key, "chain": chain,
-                        "windows": random_windows(aug_labels["duration"], job.seed + job.index * 100 + variant + 1,
-                                                  job.windows_per_example, job.window_min_s, job.window_max_s)})
+        entries.append(
+            {
+                "key": aug_key,
+                "variant": "augmented",
+                "source_example": job.key,
+                "chain": chain,
+                "windows": random_windows(
+                    aug_labels["duration"],
+                    job.seed + job.index * 100 + variant + 1,
+                    job.windows_per_example,
+                    job.window_min_s,
+                    job.window_max_s,
+                ),
+            }
+        )
         audio_seconds += mix.shape[1] / sample_rate
         variants.append((aug_key, list(presets), chain))
     return {"entries": entries, "variants": variants, "audio_seconds": audio_seconds}
@@ -125,6 +150,10 @@ def write_listening_sample(job: tuple[str, Path, tuple[str, ...], int, Path]) ->
     if clean is None:
         return None
     pool = _pool()
-    audio = clean if preset == "clean" else apply_chain(clean, sample_rate, sample_chain([preset], seed, pool.ids()), pool).audio
+    audio = (
+        clean
+        if preset == "clean"
+        else apply_chain(clean, sample_rate, sample_chain([preset], seed, pool.ids()), pool).audio
+    )
     write_mp3(path, audio, sample_rate, {})
     return path

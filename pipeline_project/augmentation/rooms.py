@@ -30,11 +30,29 @@ def sample_room(room_type: str, rng: np.random.Generator) -> dict:
     """A room of that type: dimensions, RT60, source and a spaced stereo microphone pair, and the tail seed.
     The source is omnidirectional; a record may add `directivity_q` (see `impulse_response`)."""
     (l0, l1), (w0, w1), (h0, h1), (r0, r1) = ROOM_TYPES[room_type]
-    dims = [round(float(rng.uniform(l0, l1)), 2), round(float(rng.uniform(w0, w1)), 2), round(float(rng.uniform(h0, h1)), 2)]
-    source = [round(dims[0] * float(rng.uniform(0.15, 0.35)), 2), round(dims[1] * float(rng.uniform(0.35, 0.65)), 2), min(1.8, dims[2] / 2)]
-    listener = [round(dims[0] * float(rng.uniform(0.5, 0.85)), 2), round(dims[1] * float(rng.uniform(0.3, 0.7)), 2), min(1.6, dims[2] / 2)]
-    return {"room_type": room_type, "dims_m": dims, "rt60_s": round(float(rng.uniform(r0, r1)), 3),
-            "source_m": source, "listener_m": listener, "tail_seed": int(rng.integers(0, 2**31))}
+    dims = [
+        round(float(rng.uniform(l0, l1)), 2),
+        round(float(rng.uniform(w0, w1)), 2),
+        round(float(rng.uniform(h0, h1)), 2),
+    ]
+    source = [
+        round(dims[0] * float(rng.uniform(0.15, 0.35)), 2),
+        round(dims[1] * float(rng.uniform(0.35, 0.65)), 2),
+        min(1.8, dims[2] / 2),
+    ]
+    listener = [
+        round(dims[0] * float(rng.uniform(0.5, 0.85)), 2),
+        round(dims[1] * float(rng.uniform(0.3, 0.7)), 2),
+        min(1.6, dims[2] / 2),
+    ]
+    return {
+        "room_type": room_type,
+        "dims_m": dims,
+        "rt60_s": round(float(rng.uniform(r0, r1)), 3),
+        "source_m": source,
+        "listener_m": listener,
+        "tail_seed": int(rng.integers(0, 2**31)),
+    }
 
 
 def impulse_response(room: dict, sample_rate: int) -> np.ndarray:
@@ -51,8 +69,13 @@ def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     room = json.loads(room_json)
     dims, rt60 = room["dims_m"], room["rt60_s"]
     absorption, order = pra.inverse_sabine(rt60, dims)
-    shoebox = pra.ShoeBox(dims, fs=sample_rate, materials=pra.Material(absorption),
-                          max_order=min(order, MAX_IMAGE_ORDER), air_absorption=True)
+    shoebox = pra.ShoeBox(
+        dims,
+        fs=sample_rate,
+        materials=pra.Material(absorption),
+        max_order=min(order, MAX_IMAGE_ORDER),
+        air_absorption=True,
+    )
     shoebox.add_source(room["source_m"])
     x, y, z = room["listener_m"]
     shoebox.add_microphone_array(np.array([[x - MIC_SPACING_M / 2, x + MIC_SPACING_M / 2], [y, y], [z, z]]))
@@ -83,7 +106,7 @@ def _impulse_response(room_json: str, sample_rate: int) -> np.ndarray:
     ir = (early * (1 - fade) + tail)[:, direct:]  # the direct sound at time 0 keeps labels aligned
     # A directional source (a PA's line array) sends a factor Q more of its power toward the listener than
     # an omnidirectional one: relative to the direct sound, reflections and reverberation drop by sqrt(Q).
-    ir[:, around_direct.stop - direct:] /= np.sqrt(room.get("directivity_q", 1.0))
+    ir[:, around_direct.stop - direct :] /= np.sqrt(room.get("directivity_q", 1.0))
     ir /= np.abs(ir[:, 0]).max() + 1e-12
     return ir.astype(np.float32)
 
@@ -109,11 +132,13 @@ def reverberate(audio: np.ndarray, ir: np.ndarray, sample_rate: int) -> np.ndarr
     if ir.shape[1] <= SHORT_IR_TAPS:
         return oaconvolve(audio, ir, axes=1)[:, :frames].astype(np.float32)
     low_rate = sample_rate / TAIL_DECIMATION
-    reflections = soxr.resample(np.ascontiguousarray(ir[:, 1:].T), sample_rate, low_rate, quality="MQ").T * TAIL_DECIMATION
+    reflections = (
+        soxr.resample(np.ascontiguousarray(ir[:, 1:].T), sample_rate, low_rate, quality="MQ").T * TAIL_DECIMATION
+    )
     decimated = soxr.resample(audio.T, sample_rate, low_rate, quality="MQ").T
     late = oaconvolve(decimated, reflections.astype(np.float32), axes=1)
     late = soxr.resample(np.ascontiguousarray(late.T, dtype=np.float32), low_rate, sample_rate, quality="MQ").T
     out = audio * ir[:, :1]
     usable = min(frames - 1, late.shape[1])
-    out[:, 1: 1 + usable] += late[:, :usable]
+    out[:, 1 : 1 + usable] += late[:, :usable]
     return out.astype(np.float32)

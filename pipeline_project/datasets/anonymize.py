@@ -74,13 +74,19 @@ def assign_splits(groups: list[str], secret: bytes) -> dict[str, str]:
     return assignment
 
 
-
 def splits_of(groups, secret: bytes):
     """The split of every row of a pandas Series of group ids (see `assign_splits`)."""
     return groups.map(assign_splits(list(groups), secret)).astype(str)
 
-def microaggregate(table, k: int, numeric: list[str], categorical: list[str], stratum: str | None = None,
-                   precision: dict[str, int] | None = None):
+
+def microaggregate(
+    table,
+    k: int,
+    numeric: list[str],
+    categorical: list[str],
+    stratum: str | None = None,
+    precision: dict[str, int] | None = None,
+):
     """(table, report): every row made identical, on every released column, to at least k - 1 others, so that
     nobody who recomputes a row from their own copy of a song can tell it from k - 1 others (a linkage attack
     succeeds on at most 1 / k of the rows, however many columns are matched).
@@ -94,8 +100,13 @@ def microaggregate(table, k: int, numeric: list[str], categorical: list[str], st
     import numpy as np
 
     precision = precision or {}
-    report = {"method": "microaggregation (MDAV)", "k_required": k, "stratum": stratum,
-              "aggregated_columns": list(numeric), "generalized_columns": list(categorical)}
+    report = {
+        "method": "microaggregation (MDAV)",
+        "k_required": k,
+        "stratum": stratum,
+        "aggregated_columns": list(numeric),
+        "generalized_columns": list(categorical),
+    }
     if table.empty or k <= 1:
         return table, report | {"k_achieved": 1 if len(table) else 0, "suppressed_rows": 0}
     if len(table) < k:
@@ -128,7 +139,9 @@ def microaggregate(table, k: int, numeric: list[str], categorical: list[str], st
     for members in groups:
         index = table.index[members]
         for column in numeric:
-            released.loc[index, column] = round(float(table.loc[index, column].astype(float).mean()), precision.get(column, 4))
+            released.loc[index, column] = round(
+                float(table.loc[index, column].astype(float).mean()), precision.get(column, 4)
+            )
         for column in categorical:
             distinct = table.loc[index, column].astype(str).unique()
             released.loc[index, column] = distinct[0] if len(distinct) == 1 else "*"

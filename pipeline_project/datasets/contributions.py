@@ -40,8 +40,12 @@ LABEL = "OpenHH"
 INSTRUMENTS = {"hihat": ("closed_hihat", "open_hihat")}  # instrument -> (label 0, label 1) in drum_hits
 # Ranges of the features as `analysis.drum_hits` measures them: energies of a normalized hit, and a sustain
 # measured inside the hit's window (at most MAX_WINDOW_S), so a longer one was not measured, it was made up.
-RANGES = {"BodyE": (0.0, 20_000.0), "SizzleE": (0.0, 20_000.0), "GeoMean": (0.0, 20_000.0),
-          "SustainMs": (0.0, MAX_WINDOW_S * 1000.0)}
+RANGES = {
+    "BodyE": (0.0, 20_000.0),
+    "SizzleE": (0.0, 20_000.0),
+    "GeoMean": (0.0, 20_000.0),
+    "SustainMs": (0.0, MAX_WINDOW_S * 1000.0),
+}
 # GeoMean is the geometric mean of BodyE and SizzleE; exported values are rounded to 0.1 (ROUNDING is half
 # that), hence the tolerances.
 GEOMEAN_TOLERANCE = 0.02
@@ -51,8 +55,24 @@ MAX_DEPTH = 4  # the format nests three levels: {"features": [{...}]}
 MAX_NUMBER_CHARS = 32  # longer is no measurement (10**400 would overflow every float downstream)
 METADATA_FIELDS = ("tempo", "genre", "sample_count", "open_count")
 TEMPO_RANGE = (30, 300)
-ALLOWED_GENRES = ("pop", "rock", "funk", "disco", "jazz", "blues", "folk", "ballad", "classical", "electronic",
-                  "hip-hop", "metal", "latin", "reggae", "world", "other")
+ALLOWED_GENRES = (
+    "pop",
+    "rock",
+    "funk",
+    "disco",
+    "jazz",
+    "blues",
+    "folk",
+    "ballad",
+    "classical",
+    "electronic",
+    "hip-hop",
+    "metal",
+    "latin",
+    "reggae",
+    "world",
+    "other",
+)
 MIN_PER_CLASS = 2
 OUTLIER_Z = 3.0
 MAX_OUTLIER_SHARE = 0.25  # more rows than this beyond 3 sigma of the reference: the submission is rejected
@@ -73,14 +93,23 @@ class Verdict:
     summary: dict = field(default_factory=dict)
 
     def report(self, file_name: str) -> dict:
-        return {"submission_id": self.submission_id, "file": file_name, "accepted": self.accepted,
-                "reasons": self.reasons, "quality": self.quality, "summary": self.summary}
+        return {
+            "submission_id": self.submission_id,
+            "file": file_name,
+            "accepted": self.accepted,
+            "reasons": self.reasons,
+            "quality": self.quality,
+            "summary": self.summary,
+        }
 
 
 def submission_id(submission: dict) -> str:
     """Content id: the same instrument and feature rows give the same id, however the file is formatted."""
-    canonical = json.dumps({"instrument": submission.get("instrument"), "features": submission.get("features")},
-                           sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(
+        {"instrument": submission.get("instrument"), "features": submission.get("features")},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
@@ -91,6 +120,7 @@ def _log_features(table: pd.DataFrame) -> np.ndarray:
 @dataclass
 class Reference:
     """What submissions are judged against: labelled hits (FEATURES + OpenHH) and the ids already taken."""
+
     rows: pd.DataFrame
     known_ids: set[str] = field(default_factory=set)
 
@@ -110,8 +140,11 @@ def read_submission_file(path: Path, max_bytes: int) -> dict:
     try:
         handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
-        raise UnreadableSubmission("a symbolic link, not a file: links are not followed" if path.is_symlink()
-                                   else f"cannot be opened ({exc.strerror})") from None
+        raise UnreadableSubmission(
+            "a symbolic link, not a file: links are not followed"
+            if path.is_symlink()
+            else f"cannot be opened ({exc.strerror})"
+        ) from None
     with os.fdopen(handle, "rb") as stream:
         if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
             raise UnreadableSubmission("not a regular file")
@@ -124,7 +157,9 @@ def read_submission_file(path: Path, max_bytes: int) -> dict:
 
 def _bounded_number(text: str) -> float | int:
     if len(text) > MAX_NUMBER_CHARS:
-        raise UnreadableSubmission(f"a number written with {len(text)} characters; at most {MAX_NUMBER_CHARS} are allowed")
+        raise UnreadableSubmission(
+            f"a number written with {len(text)} characters; at most {MAX_NUMBER_CHARS} are allowed"
+        )
     value = float(text) if any(c in text for c in ".eE") else int(text)
     if not math.isfinite(value):
         raise UnreadableSubmission("a number too large for a float")
@@ -181,7 +216,9 @@ def _structure_problems(submission) -> list[str]:
     else:
         bad_labels = sum(1 for row in features if type(row.get(LABEL)) is not int or row[LABEL] not in (0, 1))
         if bad_labels:
-            problems.append(f"{bad_labels} feature rows have no {LABEL} label of 0 or 1 (an integer, not true/false or text)")
+            problems.append(
+                f"{bad_labels} feature rows have no {LABEL} label of 0 or 1 (an integer, not true/false or text)"
+            )
         missing = sorted({name for row in features for name in FEATURES if name not in row})
         if missing:
             problems.append(f"feature rows lack {', '.join(missing)}")
@@ -192,12 +229,21 @@ def _structure_problems(submission) -> list[str]:
     if not isinstance(metadata, dict):
         problems.append("metadata must be an object")
     else:
-        wrong = [name for name, ok in (("tempo", _is_number), ("genre", lambda v: isinstance(v, str)),
-                                       ("sample_count", lambda v: type(v) is int), ("open_count", lambda v: type(v) is int))
-                 if not ok(metadata.get(name))]
+        wrong = [
+            name
+            for name, ok in (
+                ("tempo", _is_number),
+                ("genre", lambda v: isinstance(v, str)),
+                ("sample_count", lambda v: type(v) is int),
+                ("open_count", lambda v: type(v) is int),
+            )
+            if not ok(metadata.get(name))
+        ]
         if wrong:
-            problems.append(f"metadata fields of the wrong type or missing: {', '.join(wrong)} (tempo a number, genre "
-                            "text, the counts integers)")
+            problems.append(
+                f"metadata fields of the wrong type or missing: {', '.join(wrong)} (tempo a number, genre "
+                "text, the counts integers)"
+            )
     return problems
 
 
@@ -208,9 +254,12 @@ def _shown(value) -> str:
 
 def canonical(submission: dict) -> dict:
     """The submission with only the fields the format defines, in its own order: what is kept when accepted."""
-    return {"version": submission["version"], "instrument": submission["instrument"],
-            "features": [{name: row[name] for name in (*FEATURES, LABEL)} for row in submission["features"]],
-            "metadata": {name: submission["metadata"][name] for name in METADATA_FIELDS}}
+    return {
+        "version": submission["version"],
+        "instrument": submission["instrument"],
+        "features": [{name: row[name] for name in (*FEATURES, LABEL)} for row in submission["features"]],
+        "metadata": {name: submission["metadata"][name] for name in METADATA_FIELDS},
+    }
 
 
 def validate_submission(path: Path, reference: Reference, max_bytes: int = 1_000_000) -> tuple[Verdict, dict | None]:
@@ -257,29 +306,43 @@ def judge(submission: dict, reference: Reference) -> Verdict:
     if metadata.get("sample_count") != len(table):
         reasons.append(f"metadata.sample_count is {metadata.get('sample_count')} but there are {len(table)} rows")
     if metadata.get("open_count") != int(labels.sum()):
-        reasons.append(f"metadata.open_count is {metadata.get('open_count')} but {int(labels.sum())} rows have {LABEL}=1")
+        reasons.append(
+            f"metadata.open_count is {metadata.get('open_count')} but {int(labels.sum())} rows have {LABEL}=1"
+        )
     # Each value may be rounded by up to ROUNDING: GeoMean must lie between what the rounded energies allow.
     body, sizzle, geo = (table[name].to_numpy() for name in ("BodyE", "SizzleE", "GeoMean"))
     lowest = np.sqrt(np.clip(body - ROUNDING, 0, None) * np.clip(sizzle - ROUNDING, 0, None))
     highest = np.sqrt((body + ROUNDING) * (sizzle + ROUNDING))
-    inconsistent = float(((geo < lowest * (1 - GEOMEAN_TOLERANCE) - ROUNDING)
-                          | (geo > highest * (1 + GEOMEAN_TOLERANCE) + ROUNDING)).mean())
+    inconsistent = float(
+        (
+            (geo < lowest * (1 - GEOMEAN_TOLERANCE) - ROUNDING) | (geo > highest * (1 + GEOMEAN_TOLERANCE) + ROUNDING)
+        ).mean()
+    )
     if inconsistent > MAX_INCONSISTENT_SHARE:
-        reasons.append(f"GeoMean is not the geometric mean of BodyE and SizzleE in {inconsistent:.0%} of the rows "
-                       "(features edited or rescaled one by one?)")
+        reasons.append(
+            f"GeoMean is not the geometric mean of BodyE and SizzleE in {inconsistent:.0%} of the rows "
+            "(features edited or rescaled one by one?)"
+        )
     if sid in reference.known_ids:
         reasons.append(f"duplicate of submission {sid}, already in the pool")
     quality = {}
     reference_counts = reference.rows[LABEL].value_counts() if len(reference.rows) else pd.Series(dtype=int)
     if min(reference_counts.get(0, 0), reference_counts.get(1, 0)) < MIN_PER_CLASS:
-        reasons.append(f"nothing to check it against: the local drum hits hold fewer than {MIN_PER_CLASS} closed and "
-                       f"{MIN_PER_CLASS} open hi-hats, so scaled or flipped data could not be told from honest data "
-                       "(process songs with hi-hats first, then submit again)")
+        reasons.append(
+            f"nothing to check it against: the local drum hits hold fewer than {MIN_PER_CLASS} closed and "
+            f"{MIN_PER_CLASS} open hi-hats, so scaled or flipped data could not be told from honest data "
+            "(process songs with hi-hats first, then submit again)"
+        )
     else:
         reasons += _plausibility(table, labels, reference)
         quality = quality_score(table, labels, reference)
-    summary = {"instrument": submission["instrument"], "samples": len(table), "open": int(labels.sum()),
-               "genre": metadata.get("genre"), "tempo": tempo}
+    summary = {
+        "instrument": submission["instrument"],
+        "samples": len(table),
+        "open": int(labels.sum()),
+        "genre": metadata.get("genre"),
+        "tempo": tempo,
+    }
     return Verdict(sid, not reasons, reasons, quality, summary)
 
 
@@ -291,8 +354,18 @@ def _plausibility(table: pd.DataFrame, labels: pd.Series, reference: Reference) 
     classes = [c for c in (0, 1) if (mine_labels == c).any() and (reference_labels == c).any()]
     for index, name in enumerate(FEATURES):
         # Per class, since open and closed hits differ by orders of magnitude; a rescaling moves both.
-        ratio = min((math.exp(abs(np.median(logs[mine_labels == c, index]) - np.median(reference_logs[reference_labels == c, index])))
-                     for c in classes), default=1.0)
+        ratio = min(
+            (
+                math.exp(
+                    abs(
+                        np.median(logs[mine_labels == c, index])
+                        - np.median(reference_logs[reference_labels == c, index])
+                    )
+                )
+                for c in classes
+            ),
+            default=1.0,
+        )
         if ratio > SCALE_LIMIT:
             reasons.append(f"{name} looks rescaled: its median is {ratio:.0f}x away from the pool's")
     # Robust z-scores against the pool's hits of the same class: open and closed hits differ too much for
@@ -308,10 +381,14 @@ def _plausibility(table: pd.DataFrame, labels: pd.Series, reference: Reference) 
         reasons.append(f"{outliers.mean():.0%} of the rows lie beyond {OUTLIER_Z:g} sigma of the pool")
     centroids = reference.centroids()
     if len(centroids) == 2:
-        predicted = (np.linalg.norm(logs - centroids[1], axis=1) < np.linalg.norm(logs - centroids[0], axis=1)).astype(int)
+        predicted = (np.linalg.norm(logs - centroids[1], axis=1) < np.linalg.norm(logs - centroids[0], axis=1)).astype(
+            int
+        )
         agreement = float((predicted == labels.to_numpy()).mean())
         if agreement < MIN_LABEL_AGREEMENT:
-            reasons.append(f"labels agree with the pool's reference on only {agreement:.0%} of the hits (flipped labels?)")
+            reasons.append(
+                f"labels agree with the pool's reference on only {agreement:.0%} of the hits (flipped labels?)"
+            )
     rounded = set(map(tuple, np.round(reference.rows[list(FEATURES)].to_numpy(dtype=float), 1)))
     copied = np.mean([tuple(row) in rounded for row in np.round(table[list(FEATURES)].to_numpy(dtype=float), 1)])
     if copied > DUPLICATE_ROW_SHARE:
@@ -332,8 +409,12 @@ def quality_score(table: pd.DataFrame, labels: pd.Series, reference: Reference) 
     diversity = float(np.clip(np.median(nearest) / (2 * typical + 1e-9), 0.0, 1.0))
     completeness = float(table[list(FEATURES)].notna().all(axis=1).mean())
     balance = float(min(labels.mean(), 1 - labels.mean()) / 0.5)
-    return {"diversity": round(diversity, 3), "completeness": round(completeness, 3), "class_balance": round(balance, 3),
-            "score": round((diversity + completeness + balance) / 3, 3)}
+    return {
+        "diversity": round(diversity, 3),
+        "completeness": round(completeness, 3),
+        "class_balance": round(balance, 3),
+        "score": round((diversity + completeness + balance) / 3, 3),
+    }
 
 
 def rows_of(submission: dict) -> pd.DataFrame:
@@ -363,14 +444,22 @@ def export_submission(drum_hits: pd.DataFrame, instrument: str, genre: str) -> t
     hits = drum_hits[drum_hits["label"].isin([closed, opened])]
     if hits.empty:
         raise ValueError(f"the local drum_hits hold no {closed} or {opened} hits to export")
-    rows = [{**{name: round(float(row[name]), 1) for name in FEATURES}, LABEL: int(row["label"] == opened)}
-            for _, row in hits.iterrows()]
+    rows = [
+        {**{name: round(float(row[name]), 1) for name in FEATURES}, LABEL: int(row["label"] == opened)}
+        for _, row in hits.iterrows()
+    ]
     opens = sum(r[LABEL] for r in rows)
     tempo = int(round(float(hits["tempo_bpm"].median())))
-    submission = {"version": FORMAT_VERSION, "instrument": instrument, "features": rows,
-                  "metadata": {"tempo": tempo, "genre": genre, "sample_count": len(rows), "open_count": opens}}
+    submission = {
+        "version": FORMAT_VERSION,
+        "instrument": instrument,
+        "features": rows,
+        "metadata": {"tempo": tempo, "genre": genre, "sample_count": len(rows), "open_count": opens},
+    }
     ranges = "\n".join(f"  {name:<10} {hits[name].min():10.1f} .. {hits[name].max():10.1f}" for name in FEATURES)
-    summary = (f"submission {submission_id(submission)}: {len(rows)} {instrument} hits, {opens} open and {len(rows) - opens} closed\n"
-               f"metadata: tempo {tempo}, genre {genre}\nfeature ranges:\n{ranges}\n"
-               "only these four features and the open/closed label leave this machine: no audio, names, paths or times")
+    summary = (
+        f"submission {submission_id(submission)}: {len(rows)} {instrument} hits, {opens} open and {len(rows) - opens} closed\n"
+        f"metadata: tempo {tempo}, genre {genre}\nfeature ranges:\n{ranges}\n"
+        "only these four features and the open/closed label leave this machine: no audio, names, paths or times"
+    )
     return submission, summary

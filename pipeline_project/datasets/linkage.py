@@ -16,8 +16,14 @@ import pandas as pd
 GENERALIZED = "*"
 
 
-def linkage_rate(released: pd.DataFrame, recomputed: pd.DataFrame, truth: dict[str, str], id_column: str,
-                 categorical: list[str], numeric: list[str]) -> float:
+def linkage_rate(
+    released: pd.DataFrame,
+    recomputed: pd.DataFrame,
+    truth: dict[str, str],
+    id_column: str,
+    categorical: list[str],
+    numeric: list[str],
+) -> float:
     """Expected share of the attacker's songs linked to their own released row. `recomputed`: the attacker's rows
     (same columns, exact values, their own ids in `id_column`); `truth`: attacker id -> released id, used only
     to score the attack."""

@@ -13,7 +13,9 @@ from pathlib import PurePath
 
 import pandas as pd
 
-PATH_LIKE = re.compile(r"[/\\]|^[A-Za-z]:[/\\]|://|\.(mp3|wav|flac|ogg|mid|midi|xml|mxl|krn|abc|sf2|sf3)\b", re.IGNORECASE)
+PATH_LIKE = re.compile(
+    r"[/\\]|^[A-Za-z]:[/\\]|://|\.(mp3|wav|flac|ogg|mid|midi|xml|mxl|krn|abc|sf2|sf3)\b", re.IGNORECASE
+)
 TIMING_COLUMN = re.compile(r"(^|_)(onset|offset|time|times|timestamp|start|end|position)s?($|_)", re.IGNORECASE)
 # In musical free text (label JSON, **kern) a slash is ordinary ("4/4"); there only absolute paths and URLs count.
 ABSOLUTE_PATH_OR_URL = re.compile(r"://|(^|[\s\"'=(\[])(/|~/|[A-Za-z]:\\)[\w.-]", re.IGNORECASE)
@@ -79,8 +81,13 @@ def _all_hashed_ids(series: pd.Series) -> bool:
     return bool(pc.all(pc.match_substring_regex(array, HASHED_ID)).as_py())
 
 
-def audit_table(table: pd.DataFrame, terms: set[str], references: dict[str, re.Pattern] | None = None,
-                free_text: set[str] | frozenset[str] = frozenset(), arrays: dict[str, int] | None = None) -> list[Finding]:
+def audit_table(
+    table: pd.DataFrame,
+    terms: set[str],
+    references: dict[str, re.Pattern] | None = None,
+    free_text: set[str] | frozenset[str] = frozenset(),
+    arrays: dict[str, int] | None = None,
+) -> list[Finding]:
     """Findings for one table. `references` are columns of relative file references inside the synthetic
     lake: every value must fully match the column's pattern. `free_text` columns hold musical text (labels,
     **kern) whose own timings are allowed: they must hold no absolute path, URL or catalog term. `arrays`

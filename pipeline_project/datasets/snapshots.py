@@ -32,7 +32,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
@@ -80,15 +80,22 @@ def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dic
     """Parquet files under `folder`; returns {relative path: {rows, sha256, bytes}}."""
     # Dictionary encoding only where values repeat (text and categorical columns): tried on a column of
     # distinct floats it costs time and then falls back anyway.
-    options = {"compression": "zstd", "use_dictionary": [f.name for f in table.schema
-                                                         if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type)
-                                                         or pa.types.is_large_string(f.type)]}
+    options = {
+        "compression": "zstd",
+        "use_dictionary": [
+            f.name
+            for f in table.schema
+            if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+        ],
+    }
     groups = {"": table}
     if partition_by:
         column = table.column(partition_by).to_pandas()
         rest = table.drop_columns([partition_by])
-        groups = {f"{partition_by}={value}/": rest.filter(pa.array((column == value).to_numpy()))
-                  for value in sorted(column.dropna().unique(), key=str)}
+        groups = {
+            f"{partition_by}={value}/": rest.filter(pa.array((column == value).to_numpy()))
+            for value in sorted(column.dropna().unique(), key=str)
+        }
     parts = {}
     for prefix, group in groups.items():
         starts = range(0, max(group.num_rows, 1), ROWS_PER_FILE)
@@ -96,13 +103,24 @@ def _write_files(table: pa.Table, folder: Path, partition_by: str | None) -> dic
             parts[prefix + _part_name(index)] = group.slice(start, ROWS_PER_FILE)
     # pyarrow and hashlib release the GIL, so threads write and hash the parts side by side.
     with ThreadPoolExecutor(max_workers=min(len(parts), os.cpu_count() or 1) or 1) as pool:
-        futures = {relative: pool.submit(_write_part, part, folder / relative, options) for relative, part in parts.items()}
+        futures = {
+            relative: pool.submit(_write_part, part, folder / relative, options) for relative, part in parts.items()
+        }
         return {relative: future.result() for relative, future in futures.items()}
 
 
-def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, code_version: str = "",
-                   sources: dict | None = None, partition_by: str | None = None, keep: int = 5,
-                   notes: dict | None = None, publish: bool = True) -> Snapshot:
+def write_snapshot(
+    table: pd.DataFrame,
+    root: str | os.PathLike,
+    name: str,
+    *,
+    code_version: str = "",
+    sources: dict | None = None,
+    partition_by: str | None = None,
+    keep: int = 5,
+    notes: dict | None = None,
+    publish: bool = True,
+) -> Snapshot:
     """Write `table` as a snapshot of dataset `name` under `root` and point `latest` at it (`pending` instead,
     when not `publish`: see `publish`).
 
@@ -118,8 +136,11 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
     try:
         files = _write_files(arrow, building, partition_by)
         columns = [[field.name, str(field.type)] for field in arrow.schema]
-        snapshot_id = hashlib.sha256(json.dumps({"columns": columns, "files": {k: v["sha256"] for k, v in files.items()}},
-                                                sort_keys=True).encode()).hexdigest()[:16]
+        snapshot_id = hashlib.sha256(
+            json.dumps(
+                {"columns": columns, "files": {k: v["sha256"] for k, v in files.items()}}, sort_keys=True
+            ).encode()
+        ).hexdigest()[:16]
         final = snapshots / snapshot_id
         previous = latest_manifest(root)
         if final.exists():
@@ -128,7 +149,7 @@ def write_snapshot(table: pd.DataFrame, root: str | os.PathLike, name: str, *, c
             manifest = {
                 "name": name,
                 "snapshot_id": snapshot_id,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+                "created_at": datetime.now(UTC).isoformat(timespec="microseconds"),
                 "rows": arrow.num_rows,
                 "columns": columns,
                 "files": files,
@@ -179,10 +200,13 @@ def prune(root: str | os.PathLike, keep: int) -> list[str]:
     """Delete the oldest snapshots beyond `keep` (never the latest or the pending one); returns the deleted ids."""
     root = Path(root)
     kept = {m["snapshot_id"] for m in (latest_manifest(root), pending_manifest(root)) if m}
-    manifests = sorted((json.loads(m.read_text()) for m in (root / SNAPSHOTS).glob(f"*/{MANIFEST}")),
-                       key=lambda m: m["created_at"], reverse=True)
+    manifests = sorted(
+        (json.loads(m.read_text()) for m in (root / SNAPSHOTS).glob(f"*/{MANIFEST}")),
+        key=lambda m: m["created_at"],
+        reverse=True,
+    )
     deleted = []
-    for manifest in manifests[max(1, keep):]:
+    for manifest in manifests[max(1, keep) :]:
         if manifest["snapshot_id"] in kept:
             continue
         shutil.rmtree(root / SNAPSHOTS / manifest["snapshot_id"], ignore_errors=True)
@@ -197,7 +221,7 @@ def _abandoned(building: Path) -> bool:
     """A build folder left by a killed run: its process on this host is gone, or it is a day old (a build on
     another host of a shared file system cannot be asked). A live concurrent build is never touched."""
     try:
-        host, pid = building.name[len(BUILDING_PREFIX):].rsplit("-", 2)[:2]
+        host, pid = building.name[len(BUILDING_PREFIX) :].rsplit("-", 2)[:2]
         age_seconds = time.time() - building.stat().st_mtime
     except (ValueError, OSError):
         return True
@@ -234,7 +258,11 @@ def _manifest_named_by(pointer: Path) -> dict | None:
 def read_snapshot(root: str | os.PathLike, snapshot_id: str | None = None) -> pd.DataFrame:
     """A snapshot's table (the latest unless `snapshot_id` is given), partition column included."""
     root = Path(root)
-    manifest = latest_manifest(root) if snapshot_id is None else json.loads((root / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
+    manifest = (
+        latest_manifest(root)
+        if snapshot_id is None
+        else json.loads((root / SNAPSHOTS / snapshot_id / MANIFEST).read_text())
+    )
     if manifest is None:
         raise FileNotFoundError(f"{root}: no snapshot yet (materialize the dataset first)")
     folder = root / SNAPSHOTS / manifest["snapshot_id"]
@@ -255,5 +283,8 @@ def verify_snapshot(root: str | os.PathLike, snapshot_id: str) -> list[str]:
     """Files of a snapshot whose sha256 no longer matches its manifest."""
     folder = Path(root) / SNAPSHOTS / snapshot_id
     manifest = json.loads((folder / MANIFEST).read_text())
-    return [relative for relative, entry in manifest["files"].items()
-            if not (folder / relative).exists() or sha256_of(folder / relative) != entry["sha256"]]
+    return [
+        relative
+        for relative, entry in manifest["files"].items()
+        if not (folder / relative).exists() or sha256_of(folder / relative) != entry["sha256"]
+    ]

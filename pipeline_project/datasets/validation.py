@@ -18,10 +18,20 @@ EXPECTED_COLUMNS = {
     "contributed_hits": CONTRIBUTION_COLUMNS,
 }
 RANGES = {
-    "tempo_bpm": (20, 320), "loudness_lufs": (-70, 0), "key_confidence": (0, 1), "tempo_confidence": (0, 1),
-    "syncopation_index": (0, 1), "chromaticism": (0, 1), "rhythmic_complexity": (0, 1), "snr_db": (-30, 60),
+    "tempo_bpm": (20, 320),
+    "loudness_lufs": (-70, 0),
+    "key_confidence": (0, 1),
+    "tempo_confidence": (0, 1),
+    "syncopation_index": (0, 1),
+    "chromaticism": (0, 1),
+    "rhythmic_complexity": (0, 1),
+    "snr_db": (-30, 60),
     # Band energies of a hit scale with its loudness: only negative or absurd values are errors.
-    "BodyE": (0, 1e6), "SizzleE": (0, 1e6), "GeoMean": (0, 1e6), "SustainMs": (0, 5_000), "OpenHH": (0, 1),
+    "BodyE": (0, 1e6),
+    "SizzleE": (0, 1e6),
+    "GeoMean": (0, 1e6),
+    "SustainMs": (0, 5_000),
+    "OpenHH": (0, 1),
 }
 OPTIONAL = {"snr_db", "rt60_s"}  # NaN by design for clean examples
 LABEL_COLUMNS = ("label", "OpenHH")
@@ -77,7 +87,9 @@ def validate_table(name: str, table: pd.DataFrame) -> dict:
             outside = int(((column_values < low) | (column_values > high)).sum())
             if outside:
                 problems.append(f"{outside} values of {column} outside [{low}, {high}]")
-    id_column = next((c for c in table.columns if c.endswith(ID_SUFFIX) and c not in ("group_id", "source_id", "track_id")), None)
+    id_column = next(
+        (c for c in table.columns if c.endswith(ID_SUFFIX) and c not in ("group_id", "source_id", "track_id")), None
+    )
     if id_column and table[id_column].duplicated().any():
         problems.append(f"duplicate values in {id_column}")
     for label in LABEL_COLUMNS if name not in NOT_TRAINING_SETS else ():

@@ -7,4 +7,11 @@ from pipeline_project.resources.separator import SeparatorResource
 from pipeline_project.resources.song_runs import SongRunsResource
 from pipeline_project.resources.storage import StorageResource
 
-__all__ = ["DatasetsResource", "MlflowResource", "RendererResource", "SeparatorResource", "SongRunsResource", "StorageResource"]
+__all__ = [
+    "DatasetsResource",
+    "MlflowResource",
+    "RendererResource",
+    "SeparatorResource",
+    "SongRunsResource",
+    "StorageResource",
+]

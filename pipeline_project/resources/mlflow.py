@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import tempfile
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 
@@ -24,7 +23,7 @@ class MlflowResource(dg.ConfigurableResource):
     """
 
     tracking_uri: str
-    artifact_root: Optional[str] = None
+    artifact_root: str | None = None
     experiment: str = "pipeline_project"
     record_machine: bool = False
 
@@ -32,7 +31,7 @@ class MlflowResource(dg.ConfigurableResource):
         if self.tracking_uri.startswith("sqlite:///"):
             # MLflow creates and migrates a SQLite store on first connect; two processes doing it at once (song
             # runs on parallel workers) fail the loser's migration. One at a time; later connects find it done.
-            with exclusive(Path(self.tracking_uri[len("sqlite:///"):]).parent / ".connect.lock"):
+            with exclusive(Path(self.tracking_uri[len("sqlite:///") :]).parent / ".connect.lock"):
                 registry = Registry(self.tracking_uri, self.artifact_root, self.record_machine)
                 registry.client.search_registered_models(max_results=1)  # the registry's tables, made here too
                 return registry
@@ -42,8 +41,12 @@ class MlflowResource(dg.ConfigurableResource):
         """Local folder for downloaded champion networks (versions never change, so each is fetched once):
         beside the SQLite store, or in the temp folder per tracking server."""
         if self.tracking_uri.startswith("sqlite:///"):
-            return Path(self.tracking_uri[len("sqlite:///"):]).parent / "model_cache"
-        return Path(tempfile.gettempdir()) / "pipeline_project_models" / hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:12]
+            return Path(self.tracking_uri[len("sqlite:///") :]).parent / "model_cache"
+        return (
+            Path(tempfile.gettempdir())
+            / "pipeline_project_models"
+            / hashlib.sha256(self.tracking_uri.encode()).hexdigest()[:12]
+        )
 
     def analysis_models(self, log=print):
         """The learned analysers' champions as one model set, or None where no family has one (the DSP path

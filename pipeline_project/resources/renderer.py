@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 
@@ -17,7 +16,7 @@ class RendererResource(dg.ConfigurableResource):
     system's FluidR3_GM / MuseScore General (default: `<data root>/soundfonts`, env PIPELINE_SOUNDFONT_DIR).
     """
 
-    soundfont_dir: Optional[str] = None
+    soundfont_dir: str | None = None
 
     def soundfonts(self) -> dict[str, Path]:
         return available_soundfonts(self.soundfont_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
 import numpy as np
@@ -59,37 +58,41 @@ class SeparatorResource(dg.ConfigurableResource):
     """
 
     model_name: str = "htdemucs"
-    model_dir: Optional[str] = None
+    model_dir: str | None = None
     weights: str = "auto"
     weights_url: str = DEMUCS_REMOTE_URL
-    weights_index: Optional[str] = None
+    weights_index: str | None = None
     download_timeout_s: float = TIMEOUT_S
     learned: str = "auto"
     device: str = "auto"
     shifts: int = 0
     overlap: float = 0.25
-    segment: Optional[float] = None
+    segment: float | None = None
     chunk_seconds: float = 120.0
     crossfade_seconds: float = 1.0
 
-    _loaded: Optional[LoadedModel] = PrivateAttr(default=None)
+    _loaded: LoadedModel | None = PrivateAttr(default=None)
     _looked_up: bool = PrivateAttr(default=False)
     _missing: str = PrivateAttr(default="")
-    _run_id: Optional[str] = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run_id  # the offline warning is given once per run
 
-    def model(self, logger=log) -> Optional[LoadedModel]:
+    def model(self, logger=log) -> LoadedModel | None:
         if not self._looked_up:
             if self.weights not in WEIGHTS_SETTINGS:
-                raise ValueError(f"separator weights must be one of {', '.join(WEIGHTS_SETTINGS)}, not {self.weights!r}")
+                raise ValueError(
+                    f"separator weights must be one of {', '.join(WEIGHTS_SETTINGS)}, not {self.weights!r}"
+                )
             self._loaded = self._find(logger)
             self._looked_up = True
         return self._loaded
 
-    def _find(self, logger) -> Optional[LoadedModel]:
-        remote = Remote(self.weights_url, Path(self.weights_index) if self.weights_index else None, self.download_timeout_s)
+    def _find(self, logger) -> LoadedModel | None:
+        remote = Remote(
+            self.weights_url, Path(self.weights_index) if self.weights_index else None, self.download_timeout_s
+        )
         memory = OfflineMemory()
         attempt = f"{self.model_name} from {remote.url} into {torch_hub_checkpoints()}"
         recent_failure = memory.recent_failure(attempt) if self.weights == "auto" else None
@@ -99,18 +102,26 @@ class SeparatorResource(dg.ConfigurableResource):
             loaded = load_demucs(self.model_name, self.model_dir, remote, download, log=logger.info)
         except WeightsDownloadError as exc:
             if self.weights == "always":
-                raise SeparatorUnavailableError(f"Demucs model {self.model_name!r}: no local weights and the download "
-                                                f"failed ({exc}); weights=always forbids the fallback") from exc
+                raise SeparatorUnavailableError(
+                    f"Demucs model {self.model_name!r}: no local weights and the download "
+                    f"failed ({exc}); weights=always forbids the fallback"
+                ) from exc
             memory.remember(attempt, str(exc))
-            self._missing = (f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face or torch hub "
-                             f"cache, and the download failed ({exc})")
+            self._missing = (
+                f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face or torch hub "
+                f"cache, and the download failed ({exc})"
+            )
             return None
         except Exception as exc:  # weights present but unusable: never fall back silently
             raise SeparatorUnavailableError(
-                f"Demucs model {self.model_name!r}: weights were found but could not be loaded ({exc})") from exc
+                f"Demucs model {self.model_name!r}: weights were found but could not be loaded ({exc})"
+            ) from exc
         if loaded is None:
-            reason = (f"not downloading again so soon after a failed download ({recent_failure})" if recent_failure
-                      else "downloads are off (weights=never)")
+            reason = (
+                f"not downloading again so soon after a failed download ({recent_failure})"
+                if recent_failure
+                else "downloads are off (weights=never)"
+            )
             self._missing = f"no weights for Demucs model {self.model_name!r} in the {where}Hugging Face or torch hub cache; {reason}"
         return loaded
 
@@ -121,7 +132,9 @@ class SeparatorResource(dg.ConfigurableResource):
             raise ValueError(f"separator learned must be 'auto' or 'never', not {self.learned!r}")
         return self.learned == "auto" and self.model(logger) is None
 
-    def separate(self, mix: np.ndarray, sample_rate: int, logger=log, learned: Optional[LoadedSeparator] = None) -> Separation:
+    def separate(
+        self, mix: np.ndarray, sample_rate: int, logger=log, learned: LoadedSeparator | None = None
+    ) -> Separation:
         """Stems of a (channels, frames) mix: Demucs where it has weights, else `learned` (the learned separator
         the caller got from the registry, see `MlflowResource.stem_separator`) unless learned=never, else the DSP
         fallback."""
@@ -131,16 +144,22 @@ class SeparatorResource(dg.ConfigurableResource):
             logger.info(f"separating with Demucs {loaded.name} from {loaded.source} on {device}")
             return separate_with_demucs(mix, sample_rate, loaded, device, self.shifts, self.overlap, self.segment)
         if learned is not None and self.wants_learned(logger):
-            message = (f"{self._missing}. Using the learned separator (stem_separator {learned.version}, trained on the "
-                       "project's own renders; see README 'The learned separator').")
+            message = (
+                f"{self._missing}. Using the learned separator (stem_separator {learned.version}, trained on the "
+                "project's own renders; see README 'The learned separator')."
+            )
             (logger.warning if OfflineMemory().first_warning(self._run_id) else logger.info)(message)
             return separate_with_learned(mix, sample_rate, learned)
-        message = (f"{self._missing}. Using the DSP fallback separator: stems are approximate "
-                   "(see README 'Pretrained Demucs weights').")
+        message = (
+            f"{self._missing}. Using the DSP fallback separator: stems are approximate "
+            "(see README 'Pretrained Demucs weights')."
+        )
         (logger.warning if OfflineMemory().first_warning(self._run_id) else logger.info)(message)
         return separate_with_fallback(mix, sample_rate)
 
-    def separate_file(self, source: Path, out_dir: Path, logger=log, learned: Optional[LoadedSeparator] = None) -> Separation:
+    def separate_file(
+        self, source: Path, out_dir: Path, logger=log, learned: LoadedSeparator | None = None
+    ) -> Separation:
         """Stems of an audio file written to `out_dir/<stem>.flac` window by window (see separation.streaming)."""
         if self.chunk_seconds <= 2 * self.crossfade_seconds:
             raise ValueError("chunk_seconds must be more than twice crossfade_seconds")
@@ -156,6 +175,9 @@ class SeparatorResource(dg.ConfigurableResource):
                 logger.info(f"separated {done:.0%}")
 
         loaded = self.model(logger)
-        chunk = (demucs_chunk_seconds(loaded, self.chunk_seconds, self.crossfade_seconds, self.overlap)
-                 if loaded is not None and self.segment is None else self.chunk_seconds)
+        chunk = (
+            demucs_chunk_seconds(loaded, self.chunk_seconds, self.crossfade_seconds, self.overlap)
+            if loaded is not None and self.segment is None
+            else self.chunk_seconds
+        )
         return separate_file(source, out_dir, separate_window, chunk, self.crossfade_seconds, progress)

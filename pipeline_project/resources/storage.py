@@ -14,7 +14,6 @@ from pydantic import PrivateAttr
 from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
-
 log = logging.getLogger(__name__)
 
 
@@ -92,8 +91,12 @@ class StorageResource(dg.ConfigurableResource):
         """Paths (relative to `folder`) of the files under it, read from the store itself when remote."""
         if self.is_remote:
             relative = self._relative(folder)
-            return sorted(key[len(relative) + 1:] for key in self._remote().listing(relative))
-        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else []
+            return sorted(key[len(relative) + 1 :] for key in self._remote().listing(relative))
+        return (
+            sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+            if folder.is_dir()
+            else []
+        )
 
     @property
     def incoming(self) -> Path:
@@ -191,7 +194,8 @@ class StorageResource(dg.ConfigurableResource):
                 raise MissingKeyError(
                     f"the datasets under {self.location(self.datasets)} were made with an anonymization key this machine "
                     f"does not have: copy the key file from the machine that made them to {path} (or set "
-                    f"PIPELINE_ANON_SECRET); to start over with a new key instead, delete those datasets")
+                    f"PIPELINE_ANON_SECRET); to start over with a new key instead, delete those datasets"
+                )
         return load_or_create_secret(path)
 
     def _has_datasets(self) -> bool:

@@ -82,8 +82,10 @@ class Remote:
         signatures = list(yaml.safe_load(bag.read_text())["models"]) if bag.is_file() else [name]
         missing = [s for s in signatures if s not in files]
         if missing:
-            raise WeightsDownloadError(f"no pretrained Demucs model {name!r} in the remote index {self.index_dir()} "
-                                       f"(signatures not listed: {', '.join(missing)})")
+            raise WeightsDownloadError(
+                f"no pretrained Demucs model {name!r} in the remote index {self.index_dir()} "
+                f"(signatures not listed: {', '.join(missing)})"
+            )
         return [files[s] for s in signatures]
 
 
@@ -111,8 +113,10 @@ def download(url: str, target: Path, timeout_s: float = TIMEOUT_S, log=None) -> 
                     log(f"{target.name}: {done / 1e6:.1f} of {size / 1e6:.1f} MB")
         actual = digest.hexdigest()[: len(expected)]
         if actual != expected:
-            raise WeightsDownloadError(f"{url}: checksum mismatch (sha256 starts {actual}, the file name says "
-                                       f"{expected}); the download was discarded")
+            raise WeightsDownloadError(
+                f"{url}: checksum mismatch (sha256 starts {actual}, the file name says "
+                f"{expected}); the download was discarded"
+            )
         os.replace(partial, target)
         return target
     except (OSError, http.client.HTTPException) as exc:  # URLError, HTTPError and timeouts are OSErrors
@@ -135,7 +139,9 @@ def fetch_weights(name: str, remote: Remote = Remote(), cache: Path | None = Non
             started = time.monotonic()
             download(url, target, remote.timeout_s, log)
             if log:
-                log(f"downloaded {target.name} ({target.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s, checksum verified")
+                log(
+                    f"downloaded {target.name} ({target.stat().st_size / 1e6:.1f} MB) in {time.monotonic() - started:.1f} s, checksum verified"
+                )
         paths.append(target)
     return paths
 

@@ -18,7 +18,12 @@ from pathlib import Path
 import yaml
 
 from pipeline_project.files import update_digest
-from pipeline_project.separation.demucs_download import Remote, WeightsDownloadError, fetch_weights, torch_hub_checkpoints
+from pipeline_project.separation.demucs_download import (
+    Remote,
+    WeightsDownloadError,
+    fetch_weights,
+    torch_hub_checkpoints,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +59,13 @@ def _from_local_folder(name: str, folder: Path) -> LoadedModel | None:
         sigs = _bag_signatures(folder / f"{name}.yaml")
         files = [f for sig in sigs for f in folder.glob(f"{sig}*.th")]
         if len(files) < len(sigs):
-            log.warning("Demucs bag %s in %s lists %d models but only %d weight files are there", name, folder, len(sigs), len(files))
+            log.warning(
+                "Demucs bag %s in %s lists %d models but only %d weight files are there",
+                name,
+                folder,
+                len(sigs),
+                len(files),
+            )
             return None
     else:
         files = list(folder.glob(f"{name}.th")) + list(folder.glob(f"{name}-*.th"))
@@ -71,7 +82,7 @@ def _from_huggingface_cache(name: str) -> LoadedModel | None:
         from huggingface_hub import hf_hub_download
     except ImportError:
         return None
-    namespace, short = (name.split("/", 1) if "/" in name else (DEFAULT_NAMESPACE, name))
+    namespace, short = name.split("/", 1) if "/" in name else (DEFAULT_NAMESPACE, name)
     repo_id = f"{namespace}/{hf_repo_name(short)}"
     try:
         bag_path = Path(hf_hub_download(repo_id, f"{short}.yaml", local_files_only=True))
@@ -84,11 +95,14 @@ def _from_huggingface_cache(name: str) -> LoadedModel | None:
     return LoadedModel(model, name, "huggingface cache", files_sha256(files), [str(f) for f in files])
 
 
-def _from_torch_hub_cache(name: str, remote: Remote = Remote(), source: str = "torch hub cache") -> LoadedModel | None:
+def _from_torch_hub_cache(
+    name: str, remote: Remote | None = None, source: str = "torch hub cache"
+) -> LoadedModel | None:
     """The named model (a bag in the remote index, or one signature) from its files in the torch hub cache."""
     from demucs.apply import BagOfModels
     from demucs.states import load_model
 
+    remote = remote or Remote()
     try:
         names = [Path(p).name for p in remote.weight_files(name)]
     except WeightsDownloadError:
@@ -104,11 +118,13 @@ def _from_torch_hub_cache(name: str, remote: Remote = Remote(), source: str = "t
     return LoadedModel(model, name, source, files_sha256(files), [str(f) for f in files])
 
 
-def load_demucs(name: str, model_dir: str | None = None, remote: Remote = Remote(), download: bool = False,
-                log=log.info) -> LoadedModel | None:
+def load_demucs(
+    name: str, model_dir: str | None = None, remote: Remote | None = None, download: bool = False, log=log.info
+) -> LoadedModel | None:
     """The named model from the first place that has its weights, or None when none has them. With
     `download`, weights found nowhere are downloaded from the remote first (raising WeightsDownloadError when
     they cannot be had)."""
+    remote = remote or Remote()
     if model_dir:
         loaded = _from_local_folder(name, Path(model_dir))
         if loaded:

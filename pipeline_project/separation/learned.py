@@ -64,8 +64,11 @@ def network(width: int = 256):
             super().__init__()
             self.project = nn.Sequential(nn.Linear(2 * BINS, width), nn.LayerNorm(width), nn.Tanh())
             self.context = nn.ModuleList(
-                nn.Sequential(nn.Conv1d(width, width, 3, dilation=d, padding=d), nn.GELU()) for d in CONTEXT_DILATIONS)
-            self.per_bin = nn.Sequential(nn.Linear(2 * width, width // 2), nn.GELU(), nn.Linear(width // 2, stems * BINS))
+                nn.Sequential(nn.Conv1d(width, width, 3, dilation=d, padding=d), nn.GELU()) for d in CONTEXT_DILATIONS
+            )
+            self.per_bin = nn.Sequential(
+                nn.Linear(2 * width, width // 2), nn.GELU(), nn.Linear(width // 2, stems * BINS)
+            )
             self.weighting = nn.Linear(2 * width, stems * cues)
             self.cue_by_bin = nn.Parameter(torch.zeros(stems, cues, BINS, 1))
             with torch.no_grad():  # start near uniform masks and near-identity context layers: a stable start
@@ -79,7 +82,9 @@ def network(width: int = 256):
             batch, _, bins, frames = x.shape
             mid, side = x[:, :1], x[:, 1:]
             hit_like = mid - functional.avg_pool2d(mid, (1, 9), 1, (0, 4), count_include_pad=False)  # out of its frames
-            partial_like = mid - functional.avg_pool2d(mid, (9, 1), 1, (4, 0), count_include_pad=False)  # out of its bins
+            partial_like = mid - functional.avg_pool2d(
+                mid, (9, 1), 1, (4, 0), count_include_pad=False
+            )  # out of its bins
             # (batch, cues, bins, frames), scaled and bounded so no cue can saturate the softmax on its own
             local = torch.tanh(0.2 * torch.cat([hit_like, partial_like, side - mid], 1))
             projected = self.project(x.permute(0, 3, 1, 2).reshape(batch, frames, 2 * bins))
@@ -92,7 +97,9 @@ def network(width: int = 256):
             logits = self.per_bin(state).view(batch, frames, stems, bins).permute(0, 2, 3, 1)
             weights = self.weighting(state).view(batch, frames, stems, cues).permute(0, 2, 3, 1)  # (b, s, c, t)
             for cue in range(cues):
-                logits = logits + local[:, cue:cue + 1] * (weights[:, :, cue:cue + 1] + self.cue_by_bin[:, cue][None])
+                logits = logits + local[:, cue : cue + 1] * (
+                    weights[:, :, cue : cue + 1] + self.cue_by_bin[:, cue][None]
+                )
             return torch.softmax(logits, dim=1)
 
     return MaskNetwork()
@@ -147,10 +154,21 @@ def separate_with_learned(mix: np.ndarray, sample_rate: int, loaded: LoadedSepar
     spectra = librosa.stft(np.ascontiguousarray(audio, dtype=np.float32), n_fft=N_FFT, hop_length=HOP)
     estimated = masks(spectra, loaded)
     length = audio.shape[1]
-    stems = {name: librosa.istft(spectra * estimated[i][None], n_fft=N_FFT, hop_length=HOP, length=length)
-             for i, name in enumerate(STEM_NAMES)}
+    stems = {
+        name: librosa.istft(spectra * estimated[i][None], n_fft=N_FFT, hop_length=HOP, length=length)
+        for i, name in enumerate(STEM_NAMES)
+    }
     if sample_rate != SAMPLE_RATE:
-        stems = {k: librosa.resample(v, orig_sr=SAMPLE_RATE, target_sr=sample_rate, res_type="soxr_hq") for k, v in stems.items()}
+        stems = {
+            k: librosa.resample(v, orig_sr=SAMPLE_RATE, target_sr=sample_rate, res_type="soxr_hq")
+            for k, v in stems.items()
+        }
     stems = {k: np.ascontiguousarray(v[: mix.shape[0], :frames], dtype=np.float32) for k, v in stems.items()}
-    return Separation(stems, NAME, model_name="stem_separator", weights_source=str(loaded.path),
-                      weights_sha256=loaded.sha256, settings={"version": loaded.version, "n_fft": N_FFT, "hop": HOP})
+    return Separation(
+        stems,
+        NAME,
+        model_name="stem_separator",
+        weights_source=str(loaded.path),
+        weights_sha256=loaded.sha256,
+        settings={"version": loaded.version, "n_fft": N_FFT, "hop": HOP},
+    )

@@ -55,8 +55,15 @@ def pick_device(requested: str = "auto") -> str:
     return requested
 
 
-def separate_with_demucs(mix: np.ndarray, sample_rate: int, loaded: LoadedModel, device: str = "cpu",
-                         shifts: int = 0, overlap: float = 0.25, segment: float | None = None) -> Separation:
+def separate_with_demucs(
+    mix: np.ndarray,
+    sample_rate: int,
+    loaded: LoadedModel,
+    device: str = "cpu",
+    shifts: int = 0,
+    overlap: float = 0.25,
+    segment: float | None = None,
+) -> Separation:
     """Run demucs.apply.apply_model on a (2, frames) mix, normalized the way the demucs CLI does it."""
     import torch
     from demucs.apply import apply_model
@@ -72,8 +79,16 @@ def separate_with_demucs(mix: np.ndarray, sample_rate: int, loaded: LoadedModel,
     reference = wav.mean(0)
     mean, std = reference.mean(), reference.std() + 1e-8
     with torch.no_grad():
-        estimates = apply_model(model, ((wav - mean) / std)[None], device=device, shifts=shifts, split=True,
-                                overlap=overlap, progress=False, segment=segment)[0]
+        estimates = apply_model(
+            model,
+            ((wav - mean) / std)[None],
+            device=device,
+            shifts=shifts,
+            split=True,
+            overlap=overlap,
+            progress=False,
+            segment=segment,
+        )[0]
     estimates = (estimates * std + mean).cpu().numpy()
     by_name = dict(zip(model.sources, estimates))
     stems = {name: by_name.get(name, np.zeros_like(estimates[0])) for name in STEM_NAMES}
@@ -82,11 +97,21 @@ def separate_with_demucs(mix: np.ndarray, sample_rate: int, loaded: LoadedModel,
     if sample_rate != model_rate:
         import librosa
 
-        stems = {k: librosa.resample(v, orig_sr=model_rate, target_sr=sample_rate, res_type="soxr_hq") for k, v in stems.items()}
+        stems = {
+            k: librosa.resample(v, orig_sr=model_rate, target_sr=sample_rate, res_type="soxr_hq")
+            for k, v in stems.items()
+        }
     frames = mix.shape[1]
     stems = {k: _fit_length(v, frames).astype(np.float32) for k, v in stems.items()}
-    return Separation(stems, "demucs", loaded.name, loaded.source, loaded.weights_sha256, device,
-                      {"shifts": shifts, "overlap": overlap, "segment": segment})
+    return Separation(
+        stems,
+        "demucs",
+        loaded.name,
+        loaded.source,
+        loaded.weights_sha256,
+        device,
+        {"shifts": shifts, "overlap": overlap, "segment": segment},
+    )
 
 
 def demucs_chunk_seconds(loaded: LoadedModel, chunk_s: float, crossfade_s: float, overlap: float) -> float:
@@ -136,7 +161,10 @@ def separate_with_fallback(mix: np.ndarray, sample_rate: int, n_fft: int = 4096,
     frames = mix.shape[1]
     stems = {}
     for name in STEM_NAMES:
-        stems[name] = np.stack([
-            librosa.istft(spectra[c] * masks[name], hop_length=hop, n_fft=n_fft, length=frames) for c in range(mix.shape[0])
-        ]).astype(np.float32)
+        stems[name] = np.stack(
+            [
+                librosa.istft(spectra[c] * masks[name], hop_length=hop, n_fft=n_fft, length=frames)
+                for c in range(mix.shape[0])
+            ]
+        ).astype(np.float32)
     return Separation(stems, FALLBACK_NAME, settings={"n_fft": n_fft, "hop": hop})

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import copy
 import os
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import soundfile as sf
@@ -30,9 +30,14 @@ DEFAULT_CROSSFADE_S = 1.0
 PARTIAL_SUFFIX = ".partial"
 
 
-def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separate: Callable[[np.ndarray, int], Separation],
-                  chunk_s: float = DEFAULT_CHUNK_S, crossfade_s: float = DEFAULT_CROSSFADE_S,
-                  progress: Callable[[float], None] | None = None) -> Separation:
+def separate_file(
+    source: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    separate: Callable[[np.ndarray, int], Separation],
+    chunk_s: float = DEFAULT_CHUNK_S,
+    crossfade_s: float = DEFAULT_CROSSFADE_S,
+    progress: Callable[[float], None] | None = None,
+) -> Separation:
     """Write `<out_dir>/<stem>.flac` for every stem of `source`; returns the first window's Separation with
     its stems dropped (it describes the separator, model and settings)."""
     out_dir = Path(out_dir)
@@ -45,8 +50,12 @@ def separate_file(source: str | os.PathLike, out_dir: str | os.PathLike, separat
         reader = stack.enter_context(sf.SoundFile(str(source)))
         rate, total = reader.samplerate, reader.frames
         chunk, fade = max(1, int(chunk_s * rate)), max(0, int(crossfade_s * rate))
-        writers = {name: stack.enter_context(sf.SoundFile(str(path), "w", rate, reader.channels, subtype="PCM_24", format="FLAC"))
-                   for name, path in partial.items()}
+        writers = {
+            name: stack.enter_context(
+                sf.SoundFile(str(path), "w", rate, reader.channels, subtype="PCM_24", format="FLAC")
+            )
+            for name, path in partial.items()
+        }
         start, tail = 0, None
         while start < total:
             end = min(total, start + chunk + fade)

@@ -29,14 +29,41 @@ STEM_PROGRAMS = {
 # sounds but are not hits of their own: "choke" closes a ringing open hi-hat (a half-open hi-hat is an
 # open hi-hat choked early), and "flam_grace" is the soft note just before a flam.
 ARTICULATION_KEYS = {
-    "kick": 36, "snare": 38, "ghost_snare": 38, "flam_snare": 38, "closed_hihat": 42, "pedal_hihat": 44,
-    "open_hihat": 46, "half_open_hihat": 46, "crash": 49, "ride": 51, "ride_bell": 53, "tom": 47,
+    "kick": 36,
+    "snare": 38,
+    "ghost_snare": 38,
+    "flam_snare": 38,
+    "closed_hihat": 42,
+    "pedal_hihat": 44,
+    "open_hihat": 46,
+    "half_open_hihat": 46,
+    "crash": 49,
+    "ride": 51,
+    "ride_bell": 53,
+    "tom": 47,
 }
 HELPER_ARTICULATIONS = {"choke": 42, "flam_grace": 38}
 # Articulation of a plain GM drum key, for MIDI files that carry no articulation of their own.
-DRUM_CLASSES = {36: "kick", 35: "kick", 38: "snare", 40: "snare", 42: "closed_hihat", 44: "pedal_hihat",
-                46: "open_hihat", 49: "crash", 57: "crash", 51: "ride", 59: "ride", 53: "ride_bell",
-                41: "tom", 43: "tom", 45: "tom", 47: "tom", 48: "tom", 50: "tom"}
+DRUM_CLASSES = {
+    36: "kick",
+    35: "kick",
+    38: "snare",
+    40: "snare",
+    42: "closed_hihat",
+    44: "pedal_hihat",
+    46: "open_hihat",
+    49: "crash",
+    57: "crash",
+    51: "ride",
+    59: "ride",
+    53: "ride_bell",
+    41: "tom",
+    43: "tom",
+    45: "tom",
+    47: "tom",
+    48: "tom",
+    50: "tom",
+}
 
 
 @dataclass
@@ -95,8 +122,10 @@ class Arrangement:
         stems = {}
         for note in self.notes:
             stems.setdefault(note.part, note.stem)
-        return [PartSpec(name, stem, self.programs.get(name, STEM_PROGRAMS[stem]), stem == "drums")
-                for name, stem in stems.items()]
+        return [
+            PartSpec(name, stem, self.programs.get(name, STEM_PROGRAMS[stem]), stem == "drums")
+            for name, stem in stems.items()
+        ]
 
     def with_notes(self, extra: list[ScoreNote]) -> Arrangement:
         return replace(self, notes=self.notes + extra)
@@ -116,8 +145,16 @@ class Arrangement:
 # Chord qualities by their pitch classes above the root; a sounding set that matches none exactly gets the
 # quality whose tones it holds most of (a triad with a passing note stays that triad).
 CHORD_QUALITIES = {
-    "maj": {0, 4, 7}, "min": {0, 3, 7}, "dim": {0, 3, 6}, "aug": {0, 4, 8}, "sus4": {0, 5, 7},
-    "7": {0, 4, 7, 10}, "maj7": {0, 4, 7, 11}, "min7": {0, 3, 7, 10}, "hdim7": {0, 3, 6, 10}, "dim7": {0, 3, 6, 9},
+    "maj": {0, 4, 7},
+    "min": {0, 3, 7},
+    "dim": {0, 3, 6},
+    "aug": {0, 4, 8},
+    "sus4": {0, 5, 7},
+    "7": {0, 4, 7, 10},
+    "maj7": {0, 4, 7, 11},
+    "min7": {0, 3, 7, 10},
+    "hdim7": {0, 3, 6, 10},
+    "dim7": {0, 3, 6, 9},
 }
 
 
@@ -157,11 +194,15 @@ def _merge(chords: list[tuple[float, float, str]]) -> list[tuple[float, float, s
 
 
 TRIADS = {"maj": (0, 4, 7), "min": (0, 3, 7)}
-DEGREES = {"major": ((0, "maj"), (5, "maj"), (7, "maj"), (9, "min"), (2, "min")),
-           "minor": ((0, "min"), (5, "min"), (7, "maj"), (8, "maj"), (3, "maj"))}
+DEGREES = {
+    "major": ((0, "maj"), (5, "maj"), (7, "maj"), (9, "min"), (2, "min")),
+    "minor": ((0, "min"), (5, "min"), (7, "maj"), (8, "maj"), (3, "maj")),
+}
 
 
-def harmonize(notes: list[ScoreNote], key: str, length_ql: float, span_ql: float, pickup_ql: float) -> list[tuple[float, float, str]]:
+def harmonize(
+    notes: list[ScoreNote], key: str, length_ql: float, span_ql: float, pickup_ql: float
+) -> list[tuple[float, float, str]]:
     """Chords for a melody alone: per span (a bar), the diatonic triad of the key covering most of its notes,
     weighted by duration; ties go to the simpler function (I, IV, V before vi, ii)."""
     from music21 import pitch as m21pitch
@@ -233,7 +274,11 @@ def from_score(score, name: str, origin: str, licence: str, max_ql: float | None
             if duration <= 0 or start >= length:
                 continue
             for pitch in element.pitches:
-                notes.append(ScoreNote(start, min(duration, length - start), int(pitch.midi), 84 if stem == "vocals" else 70, stem))
+                notes.append(
+                    ScoreNote(
+                        start, min(duration, length - start), int(pitch.midi), 84 if stem == "vocals" else 70, stem
+                    )
+                )
 
     if len(voiced) == 1:
         chords = harmonize(notes, key_label, length, bar_ql, pickup)
@@ -241,17 +286,36 @@ def from_score(score, name: str, origin: str, licence: str, max_ql: float | None
     else:
         # Harmony in these scores moves on the beat; chordify also yields a chord for every passing note, so
         # the label of each beat is the chord sounding at its onset, held for the whole beat.
-        sonorities = [(float(c.offset), float(c.offset + c.quarterLength), c)
-                      for c in score.chordify().flatten().getElementsByClass(m21chord.Chord)]
+        sonorities = [
+            (float(c.offset), float(c.offset + c.quarterLength), c)
+            for c in score.chordify().flatten().getElementsByClass(m21chord.Chord)
+        ]
         chords = []
         for beat in np.arange(0.0, length, beat_ql):
             sounding = next((c for start, end, c in sonorities if start <= beat < end), None)
-            chords.append((float(beat), float(min(beat + beat_ql, length)), _chord_label(sounding) if sounding is not None else "N"))
+            chords.append(
+                (
+                    float(beat),
+                    float(min(beat + beat_ql, length)),
+                    _chord_label(sounding) if sounding is not None else "N",
+                )
+            )
         chords = _merge(chords)
 
-    return Arrangement(name=name, origin=origin, licence=licence, beats_per_bar=beats_per_bar, pickup_ql=pickup,
-                       length_ql=length, key=key_label, notes=notes, chords=chords,
-                       time_signature=f"{numerator}/{denominator}", beat_ql=beat_ql, kern=kern)
+    return Arrangement(
+        name=name,
+        origin=origin,
+        licence=licence,
+        beats_per_bar=beats_per_bar,
+        pickup_ql=pickup,
+        length_ql=length,
+        key=key_label,
+        notes=notes,
+        chords=chords,
+        time_signature=f"{numerator}/{denominator}",
+        beat_ql=beat_ql,
+        kern=kern,
+    )
 
 
 @lru_cache(maxsize=64)
@@ -266,7 +330,11 @@ def from_corpus(name: str, max_ql: float | None = None, number: int | None = Non
     # From the source file, never music21's pickle cache: music21 rereads a pickle right after writing it, and
     # render workers parsing the same piece at once read each other's half-written file (a truncated zlib
     # stream; a demo run lost an example to it). A chorale parses in about 60 ms.
-    score = corpus.parse(name, number=number, forceSource=True) if number is not None else corpus.parse(name, forceSource=True)
+    score = (
+        corpus.parse(name, number=number, forceSource=True)
+        if number is not None
+        else corpus.parse(name, forceSource=True)
+    )
     label = f"{name}#{number}" if number is not None else name
     kern = path.read_text(errors="replace") if path.suffix == ".krn" else ""
     return from_score(score, label, f"music21 corpus: {label}", "public domain (music21 corpus)", max_ql, kern)
@@ -303,8 +371,15 @@ def from_midi(path: Path, max_ql: float | None = None) -> Arrangement:
     length = ql(midi.get_end_time())
     length = min(length, max_ql) if max_ql else length
     for index, instrument in enumerate(midi.instruments):
-        stem = ("drums" if instrument.is_drum else "bass" if family_of(instrument.program) == "bass"
-                else "vocals" if instrument is lead else "other")
+        stem = (
+            "drums"
+            if instrument.is_drum
+            else "bass"
+            if family_of(instrument.program) == "bass"
+            else "vocals"
+            if instrument is lead
+            else "other"
+        )
         part = f"{stem}:{index}"
         programs[part] = 0 if instrument.is_drum else instrument.program
         for n in instrument.notes:
@@ -312,15 +387,29 @@ def from_midi(path: Path, max_ql: float | None = None) -> Arrangement:
             if start >= length:
                 continue
             articulation = DRUM_CLASSES.get(n.pitch, "") if instrument.is_drum else ""
-            notes.append(ScoreNote(start, max(ql(n.end) - start, 1 / 32), n.pitch, n.velocity, stem, part, articulation))
+            notes.append(
+                ScoreNote(start, max(ql(n.end) - start, 1 / 32), n.pitch, n.velocity, stem, part, articulation)
+            )
     numerator = midi.time_signature_changes[0].numerator if midi.time_signature_changes else 4
     denominator = midi.time_signature_changes[0].denominator if midi.time_signature_changes else 4
     pitched = [n for n in notes if n.stem != "drums"]
     key = _key_of(pitched)
     bar_ql = numerator * 4.0 / denominator
     chords = harmonize(pitched, key, length, bar_ql, 0.0) if pitched else []
-    return Arrangement(path.stem, "user MIDI file", "user-supplied: check the rights before sharing", numerator, 0.0,
-                       length, key, notes, chords, f"{numerator}/{denominator}", 4.0 / denominator, programs)
+    return Arrangement(
+        path.stem,
+        "user MIDI file",
+        "user-supplied: check the rights before sharing",
+        numerator,
+        0.0,
+        length,
+        key,
+        notes,
+        chords,
+        f"{numerator}/{denominator}",
+        4.0 / denominator,
+        programs,
+    )
 
 
 def _key_of(notes: list[ScoreNote]) -> str:

@@ -16,16 +16,50 @@ from functools import lru_cache
 from pathlib import PurePosixPath
 
 # sha256(canonical name)[:16] of the 20 reserved chorales and the 20 Riemenschneider analyses of them.
-RESERVED_DIGESTS = frozenset({
-    "2c69189af37b30a7", "aaf959b94a2321c5", "3dceefebbb75dd7b", "2f05676b9272fcf7", "8b58cfe7a72d6e29",
-    "f9907e8179acace5", "2ed8db0b546a489f", "17a25cd6c580047f", "8a0af83518fc60a0", "853550e3e5a3df01",
-    "ba286d2167c6e345", "90a45cbebc6ee184", "f8093657595edbe1", "419b97413d67d4b4", "46cc5c14be00ac95",
-    "07022fe4f7e2e23c", "bb9a3453bac0a895", "c57f5e043cfc80cd", "6ac884cdaab549d2", "d67cdbb50f36c33c",
-    "eb1cd8de267060bd", "9e1b5d7d576f8644", "5cb819e1eca6c88c", "2b0b8a8a2746f651", "f1c3da60054ae3c0",
-    "59645290015f76b3", "2ad22117fd982961", "a5e948d1c7d1cf54", "a73de68d82a1ff6b", "f002c0c291cecc0b",
-    "d4b271987bcd9c64", "599bb28489239522", "76ce70a648e4685b", "7ff9e60dc76e5411", "22685a10daac0871",
-    "a02718aa55df4cc1", "cdb7099478609807", "df1137cce618777b", "45839db0193f08ce", "3aa396aabd3193b5",
-})
+RESERVED_DIGESTS = frozenset(
+    {
+        "2c69189af37b30a7",
+        "aaf959b94a2321c5",
+        "3dceefebbb75dd7b",
+        "2f05676b9272fcf7",
+        "8b58cfe7a72d6e29",
+        "f9907e8179acace5",
+        "2ed8db0b546a489f",
+        "17a25cd6c580047f",
+        "8a0af83518fc60a0",
+        "853550e3e5a3df01",
+        "ba286d2167c6e345",
+        "90a45cbebc6ee184",
+        "f8093657595edbe1",
+        "419b97413d67d4b4",
+        "46cc5c14be00ac95",
+        "07022fe4f7e2e23c",
+        "bb9a3453bac0a895",
+        "c57f5e043cfc80cd",
+        "6ac884cdaab549d2",
+        "d67cdbb50f36c33c",
+        "eb1cd8de267060bd",
+        "9e1b5d7d576f8644",
+        "5cb819e1eca6c88c",
+        "2b0b8a8a2746f651",
+        "f1c3da60054ae3c0",
+        "59645290015f76b3",
+        "2ad22117fd982961",
+        "a5e948d1c7d1cf54",
+        "a73de68d82a1ff6b",
+        "f002c0c291cecc0b",
+        "d4b271987bcd9c64",
+        "599bb28489239522",
+        "76ce70a648e4685b",
+        "7ff9e60dc76e5411",
+        "22685a10daac0871",
+        "a02718aa55df4cc1",
+        "cdb7099478609807",
+        "df1137cce618777b",
+        "45839db0193f08ce",
+        "3aa396aabd3193b5",
+    }
+)
 FORMAT_SUFFIXES = (".mxl", ".xml", ".musicxml", ".krn", ".rntxt", ".abc", ".mid", ".midi")
 # Percent of the non-reserved pieces in each split (by a digest of the name, so stable as the corpus grows).
 SPLIT_PERCENT = {"train": 80, "validation": 10, "test": 10}

@@ -24,15 +24,29 @@ from pipeline_project.synthesis.instruments import Voice, choose_voices
 from pipeline_project.synthesis.performance import Humanization, Performance, perform, sample_humanization
 from pipeline_project.synthesis.render import RenderedAudio, render
 
-SCORE_SUFFIXES = {".mid": "midi", ".midi": "midi", ".xml": "musicxml", ".musicxml": "musicxml", ".mxl": "musicxml",
-                  ".krn": "kern", ".abc": "abc"}
+SCORE_SUFFIXES = {
+    ".mid": "midi",
+    ".midi": "midi",
+    ".xml": "musicxml",
+    ".musicxml": "musicxml",
+    ".mxl": "musicxml",
+    ".krn": "kern",
+    ".abc": "abc",
+}
 # Corpus pieces rendered as examples. None of them is a demo song, so examples never share a source with
 # the songs they help measure, and none is reserved (`corpus_split`). (name, ABC tune number or None, format)
 CORPUS_PIECES = (
-    ("bach/bwv66.6", None, "musicxml"), ("bach/bwv104.6", None, "musicxml"), ("bach/bwv88.7", None, "musicxml"),
-    ("bach/bwv268", None, "musicxml"), ("bach/bwv10.7", None, "musicxml"), ("bach/bwv283", None, "musicxml"),
-    ("bach/bwv299", None, "musicxml"), ("bach/bwv366.krn", None, "kern"),
-    ("airdsAirs/book1.abc", 2, "abc"), ("airdsAirs/book1.abc", 5, "abc"), ("essenFolksong/altdeu10.abc", 3, "abc"),
+    ("bach/bwv66.6", None, "musicxml"),
+    ("bach/bwv104.6", None, "musicxml"),
+    ("bach/bwv88.7", None, "musicxml"),
+    ("bach/bwv268", None, "musicxml"),
+    ("bach/bwv10.7", None, "musicxml"),
+    ("bach/bwv283", None, "musicxml"),
+    ("bach/bwv299", None, "musicxml"),
+    ("bach/bwv366.krn", None, "kern"),
+    ("airdsAirs/book1.abc", 2, "abc"),
+    ("airdsAirs/book1.abc", 5, "abc"),
+    ("essenFolksong/altdeu10.abc", 3, "abc"),
 )
 KEYS = ("C:major", "G:major", "D:major", "A:major", "F:major", "Bb:major", "E:minor", "A:minor", "D:minor")
 CORPUS_LICENCE = "public domain (music21 corpus)"
@@ -54,9 +68,18 @@ class ScoreSource:
 
 
 def corpus_sources() -> list[ScoreSource]:
-    return [ScoreSource(f"corpus:{name}" + (f"#{number}" if number is not None else ""), "corpus", name, fmt,
-                        f"music21 corpus: {name}" + (f" tune {number}" if number is not None else ""), CORPUS_LICENCE, number)
-            for name, number, fmt in CORPUS_PIECES]
+    return [
+        ScoreSource(
+            f"corpus:{name}" + (f"#{number}" if number is not None else ""),
+            "corpus",
+            name,
+            fmt,
+            f"music21 corpus: {name}" + (f" tune {number}" if number is not None else ""),
+            CORPUS_LICENCE,
+            number,
+        )
+        for name, number, fmt in CORPUS_PIECES
+    ]
 
 
 def user_sources(scores_dir: str | Path | None) -> list[ScoreSource]:
@@ -64,14 +87,31 @@ def user_sources(scores_dir: str | Path | None) -> list[ScoreSource]:
     if not scores_dir or not Path(scores_dir).is_dir():
         return []
     files = sorted(p for p in Path(scores_dir).iterdir() if p.is_file() and p.suffix.lower() in SCORE_SUFFIXES)
-    return [ScoreSource(f"user:{content_hash(p)}", "user", str(p), SCORE_SUFFIXES[p.suffix.lower()], "user score file",
-                        "user-supplied: check the rights before sharing") for p in files]
+    return [
+        ScoreSource(
+            f"user:{content_hash(p)}",
+            "user",
+            str(p),
+            SCORE_SUFFIXES[p.suffix.lower()],
+            "user score file",
+            "user-supplied: check the rights before sharing",
+        )
+        for p in files
+    ]
 
 
 def groove_sources() -> list[ScoreSource]:
-    return [ScoreSource(f"groove:{style}", "groove", style, "generated",
-                        "generated groove library: {}/{} {}".format(*GROOVE_STYLES[style]["meter"], style), GROOVE_LICENCE)
-            for style in GROOVE_STYLES]
+    return [
+        ScoreSource(
+            f"groove:{style}",
+            "groove",
+            style,
+            "generated",
+            "generated groove library: {}/{} {}".format(*GROOVE_STYLES[style]["meter"], style),
+            GROOVE_LICENCE,
+        )
+        for style in GROOVE_STYLES
+    ]
 
 
 def all_sources(scores_dir: str | Path | None = None) -> list[ScoreSource]:
@@ -99,14 +139,25 @@ class ExampleSpec:
         return cls(**{**data, "source": ScoreSource(**data["source"])})
 
 
-def _spec(source: ScoreSource, groove: str, progression: str, key: str, length_ql: float, tempo: float, seed: int) -> ExampleSpec:
+def _spec(
+    source: ScoreSource, groove: str, progression: str, key: str, length_ql: float, tempo: float, seed: int
+) -> ExampleSpec:
     fields = json.dumps([source.source_id, groove, progression, key, length_ql, tempo, seed])
-    return ExampleSpec("ex-" + hashlib.sha256(fields.encode()).hexdigest()[:12], source, groove, progression, key,
-                       float(length_ql), float(tempo), int(seed))
+    return ExampleSpec(
+        "ex-" + hashlib.sha256(fields.encode()).hexdigest()[:12],
+        source,
+        groove,
+        progression,
+        key,
+        float(length_ql),
+        float(tempo),
+        int(seed),
+    )
 
 
-def example_specs(sources: list[ScoreSource], seed: int, renderings_per_source: int = 1, score_bars: int = 4,
-                  groove_bars: int = 8) -> list[ExampleSpec]:
+def example_specs(
+    sources: list[ScoreSource], seed: int, renderings_per_source: int = 1, score_bars: int = 4, groove_bars: int = 8
+) -> list[ExampleSpec]:
     """`renderings_per_source` examples per source, each with its own tempo, key or progression, and seed."""
     rng = np.random.default_rng(seed)
     styles = [s for s in GROOVE_STYLES if GROOVE_STYLES[s]["meter"] == (4, 4)]
@@ -117,10 +168,29 @@ def example_specs(sources: list[ScoreSource], seed: int, renderings_per_source: 
             if source.kind == "groove":
                 beats, _, beat_ql = meter_of(source.locator)
                 progression = str(rng.choice(list(PROGRESSIONS)))
-                specs.append(_spec(source, source.locator, progression, str(rng.choice(KEYS)), groove_bars * beats * beat_ql,
-                                   float(rng.integers(72, 150)), render_seed))
+                specs.append(
+                    _spec(
+                        source,
+                        source.locator,
+                        progression,
+                        str(rng.choice(KEYS)),
+                        groove_bars * beats * beat_ql,
+                        float(rng.integers(72, 150)),
+                        render_seed,
+                    )
+                )
             else:
-                specs.append(_spec(source, str(rng.choice(styles)), "", "", score_bars * 4.0, float(rng.integers(76, 132)), render_seed))
+                specs.append(
+                    _spec(
+                        source,
+                        str(rng.choice(styles)),
+                        "",
+                        "",
+                        score_bars * 4.0,
+                        float(rng.integers(76, 132)),
+                        render_seed,
+                    )
+                )
     return specs
 
 
@@ -129,7 +199,9 @@ def arrangement_for(spec: ExampleSpec) -> Arrangement:
     source = spec.source
     if source.kind == "groove":
         beats, _, beat_ql = meter_of(spec.groove)
-        return groove_only(spec.groove, int(round(spec.length_ql / (beats * beat_ql))), spec.seed, spec.key, spec.progression)
+        return groove_only(
+            spec.groove, int(round(spec.length_ql / (beats * beat_ql))), spec.seed, spec.key, spec.progression
+        )
     if source.kind == "corpus":
         score = from_corpus(source.locator, max_ql=spec.length_ql, number=source.number)
     else:
@@ -146,14 +218,23 @@ class RenderedExample:
     audio: RenderedAudio
 
     def labels(self) -> dict:
-        return self.performance.labels() | {"spec": self.spec.to_dict(), "origin": self.arrangement.origin,
-                                            "licence": self.arrangement.licence, "soundfonts": self.audio.soundfonts,
-                                            "stem_loudness_lufs": self.audio.stem_loudness_lufs,
-                                            "limiter_gain_db": self.audio.limiter_gain_db}
+        return self.performance.labels() | {
+            "spec": self.spec.to_dict(),
+            "origin": self.arrangement.origin,
+            "licence": self.arrangement.licence,
+            "soundfonts": self.audio.soundfonts,
+            "stem_loudness_lufs": self.audio.stem_loudness_lufs,
+            "limiter_gain_db": self.audio.limiter_gain_db,
+        }
 
 
-def render_example(spec: ExampleSpec, catalog: dict[str, Path], presets: dict[str, set[tuple[int, int]]] | None = None,
-                   voices: dict[str, Voice] | None = None, humanization: Humanization | None = None) -> RenderedExample:
+def render_example(
+    spec: ExampleSpec,
+    catalog: dict[str, Path],
+    presets: dict[str, set[tuple[int, int]]] | None = None,
+    voices: dict[str, Voice] | None = None,
+    humanization: Humanization | None = None,
+) -> RenderedExample:
     """Render one example. Voices (same-family, any SoundFont in `presets`) and the performance style are
     drawn from the spec's seed unless given, as when an example is rebuilt from its record."""
     arrangement = arrangement_for(spec)
@@ -172,7 +253,9 @@ def rebuild_example(labels: dict, catalog: dict[str, Path]) -> RenderedExample:
     fields = {k: v for k, v in recorded.items() if k in Humanization.__dataclass_fields__}
     fields["rubato_period_ql"] = tuple(fields["rubato_period_ql"])
     voices = {part: Voice(**v) for part, v in labels["voices"].items()}
-    return render_example(ExampleSpec.from_dict(labels["spec"]), catalog, voices=voices, humanization=Humanization(**fields))
+    return render_example(
+        ExampleSpec.from_dict(labels["spec"]), catalog, voices=voices, humanization=Humanization(**fields)
+    )
 
 
 def render_to_folder(job: tuple[ExampleSpec, dict[str, Path], dict | None, Path]) -> dict:
@@ -191,6 +274,12 @@ def render_to_folder(job: tuple[ExampleSpec, dict[str, Path], dict | None, Path]
     write_audio(example_dir / "mix.flac", example.audio.mix, example.audio.sample_rate)
     write_text_atomic(example_dir / "labels.json", json.dumps(example.labels()))
     voices = {part: f"{v.family} {v.program}@{v.soundfont}" for part, v in example.performance.voices.items()}
-    return {"example_key": spec.example_key, "source_id": spec.source.source_id, "format": spec.source.format,
-            "soundfonts": example.audio.soundfonts, "voices": voices, "tempo_bpm": spec.tempo_bpm,
-            "duration_s": example.performance.duration}
+    return {
+        "example_key": spec.example_key,
+        "source_id": spec.source.source_id,
+        "format": spec.source.format,
+        "soundfonts": example.audio.soundfonts,
+        "voices": voices,
+        "tempo_bpm": spec.tempo_bpm,
+        "duration_s": example.performance.duration,
+    }

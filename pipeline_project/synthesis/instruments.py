@@ -75,8 +75,9 @@ class PartSpec:
     is_drum: bool = False
 
 
-def choose_voices(parts: list[PartSpec], presets: dict[str, set[tuple[int, int]]], seed: int,
-                  randomize: bool = True) -> dict[str, Voice]:
+def choose_voices(
+    parts: list[PartSpec], presets: dict[str, set[tuple[int, int]]], seed: int, randomize: bool = True
+) -> dict[str, Voice]:
     """One voice per part: a random SoundFont, then a random program of the part's family that it holds.
 
     `presets` maps SoundFont file name to the (bank, program) pairs it contains. With `randomize` off, every

@@ -50,7 +50,9 @@ class Humanization:
         if not 0 <= self.detune_cents <= 10:
             raise ValueError("detune_cents must lie within 0..10 cents")
         if self.dynamic_level not in DYNAMIC_LEVELS or self.dynamic_shape not in DYNAMIC_SHAPES:
-            raise ValueError(f"dynamic level must be one of {list(DYNAMIC_LEVELS)}, shape one of {list(DYNAMIC_SHAPES)}")
+            raise ValueError(
+                f"dynamic level must be one of {list(DYNAMIC_LEVELS)}, shape one of {list(DYNAMIC_SHAPES)}"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,7 +104,10 @@ def tempo_curve(base_bpm: float, length_ql: float, humanization: Humanization, b
     """A smooth tempo curve: base tempo times exp of a few slow sinusoids, with a ritardando in the last bar.
     Returns the function and its recorded parameters."""
     low, high = humanization.rubato_period_ql
-    components = [(float(rng.uniform(low, high)), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.3, 1.0))) for _ in range(3)]
+    components = [
+        (float(rng.uniform(low, high)), float(rng.uniform(0, 2 * np.pi)), float(rng.uniform(0.3, 1.0)))
+        for _ in range(3)
+    ]
     total = sum(w for _, _, w in components)
 
     def tempo_at(ql):
@@ -168,8 +173,11 @@ class Performance:
             "downbeats": self.downbeats,
             "chords": [list(c) for c in self.chords],
             "notes": [n.to_dict() for n in self.notes],
-            "drum_hits": [{"onset": n.onset, "articulation": n.articulation, "velocity": n.velocity}
-                          for n in self.notes if n.is_drum and n.articulation and n.articulation not in HELPER_ARTICULATIONS],
+            "drum_hits": [
+                {"onset": n.onset, "articulation": n.articulation, "velocity": n.velocity}
+                for n in self.notes
+                if n.is_drum and n.articulation and n.articulation not in HELPER_ARTICULATIONS
+            ],
             "duration": self.duration,
             "voices": {part: v.to_dict() for part, v in self.voices.items()},
             "detune_cents": self.detune_cents,
@@ -183,20 +191,29 @@ class Performance:
 def _dynamics(ql: np.ndarray, length_ql: float, humanization: Humanization) -> np.ndarray:
     """Velocity offset of the dynamic shape at each position."""
     x = np.clip(ql / max(length_ql, 1e-9), 0.0, 1.0)
-    shape = {"flat": np.zeros_like(x), "crescendo": x - 0.5, "diminuendo": 0.5 - x,
-             "arch": 0.5 - np.abs(2 * x - 1)}[humanization.dynamic_shape]
+    shape = {"flat": np.zeros_like(x), "crescendo": x - 0.5, "diminuendo": 0.5 - x, "arch": 0.5 - np.abs(2 * x - 1)}[
+        humanization.dynamic_shape
+    ]
     return shape * humanization.dynamic_range
 
 
 def default_voices(arrangement: Arrangement, soundfont: str) -> dict[str, Voice]:
     from pipeline_project.synthesis.instruments import DRUM_BANK, family_of
 
-    return {p.name: Voice(soundfont, DRUM_BANK if p.is_drum else 0, p.program, family_of(p.program, p.is_drum))
-            for p in arrangement.parts()}
+    return {
+        p.name: Voice(soundfont, DRUM_BANK if p.is_drum else 0, p.program, family_of(p.program, p.is_drum))
+        for p in arrangement.parts()
+    }
 
 
-def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization: Humanization | None = None,
-            voices: dict[str, Voice] | None = None, soundfont: str = "TimGM6mb.sf2") -> Performance:
+def perform(
+    arrangement: Arrangement,
+    tempo_bpm: float,
+    seed: int,
+    humanization: Humanization | None = None,
+    voices: dict[str, Voice] | None = None,
+    soundfont: str = "TimGM6mb.sf2",
+) -> Performance:
     """Play the arrangement at `tempo_bpm` quarter notes per minute: tempo curve -> time map -> notes, beats and chords in seconds, plus jitter,
     dynamics and per-part detuning, all drawn from `seed`."""
     humanization = humanization or Humanization()
@@ -211,7 +228,11 @@ def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization:
     starts = np.array([n.start_ql for n in ordered])
     ends = np.array([n.start_ql + n.duration_ql for n in ordered])
     onsets, offsets = time_map.seconds(starts), time_map.seconds(ends)
-    jitter = rng.normal(0.0, humanization.jitter_ms / 1000.0, len(ordered)) if humanization.jitter_ms > 0 else np.zeros(len(ordered))
+    jitter = (
+        rng.normal(0.0, humanization.jitter_ms / 1000.0, len(ordered))
+        if humanization.jitter_ms > 0
+        else np.zeros(len(ordered))
+    )
     spread = rng.integers(-humanization.velocity_spread, humanization.velocity_spread + 1, len(ordered))
     dynamics = _dynamics(starts, arrangement.length_ql, humanization)
     timed: list[TimedNote] = []
@@ -224,10 +245,26 @@ def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization:
             accent = humanization.accent if round(note.start_ql, 6) in downbeats_ql else 0
             velocity = int(np.clip(round(note.velocity * level_scale + dynamics[i] + accent + spread[i]), 1, 127))
         voice = voices[note.part]
-        timed.append(TimedNote(round(float(onset), 6), round(float(offset), 6), note.pitch, velocity, note.stem, note.part,
-                               voice.program, voice.bank, voice.soundfont, note.stem == "drums", note.articulation))
-    detune = {part: round(float(rng.uniform(-humanization.detune_cents, humanization.detune_cents)), 3)
-              for part in voices if not voices[part].bank == 128}
+        timed.append(
+            TimedNote(
+                round(float(onset), 6),
+                round(float(offset), 6),
+                note.pitch,
+                velocity,
+                note.stem,
+                note.part,
+                voice.program,
+                voice.bank,
+                voice.soundfont,
+                note.stem == "drums",
+                note.articulation,
+            )
+        )
+    detune = {
+        part: round(float(rng.uniform(-humanization.detune_cents, humanization.detune_cents)), 3)
+        for part in voices
+        if not voices[part].bank == 128
+    }
     beats = arrangement.beats_ql()
     beat_seconds = time_map.seconds(beats)
     last = max([n.offset for n in timed], default=0.0)
@@ -236,8 +273,14 @@ def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization:
         notes=timed,
         beats=[round(float(b), 6) for b in beat_seconds],
         downbeats=[round(float(b), 6) for b in time_map.seconds(arrangement.downbeats_ql())],
-        tempo_curve=[(round(float(s), 6), round(float(tempo_at(b) / arrangement.beat_ql), 3)) for s, b in zip(beat_seconds, beats)],
-        chords=[(round(float(time_map.seconds(s)), 6), round(float(time_map.seconds(e)), 6), c) for s, e, c in arrangement.chords],
+        tempo_curve=[
+            (round(float(s), 6), round(float(tempo_at(b) / arrangement.beat_ql), 3))
+            for s, b in zip(beat_seconds, beats)
+        ],
+        chords=[
+            (round(float(time_map.seconds(s)), 6), round(float(time_map.seconds(e)), 6), c)
+            for s, e, c in arrangement.chords
+        ],
         key=arrangement.key,
         time_signature=arrangement.time_signature,
         beats_per_bar=arrangement.beats_per_bar,
@@ -252,6 +295,7 @@ def perform(arrangement: Arrangement, tempo_bpm: float, seed: int, humanization:
 def stretch_labels(labels: dict, rate: float, cents: float = 0.0) -> dict:
     """Labels of the same example played `rate` times faster (time-stretch) and shifted by `cents`: every time
     divided by `rate`, tempi multiplied by it, the tuning offset recorded. Pitches stay MIDI numbers."""
+
     def t(x: float) -> float:
         return round(x / rate, 6)
 
@@ -283,11 +327,36 @@ def midi_performance(path, soundfont: str) -> Performance:
         stem = "drums" if instrument.is_drum else "bass" if family_of(instrument.program) == "bass" else "other"
         part = f"{stem}:{index}"
         program = 0 if instrument.is_drum else instrument.program
-        voices[part] = Voice(soundfont, DRUM_BANK if instrument.is_drum else 0, program, family_of(program, instrument.is_drum))
-        notes += [TimedNote(float(n.start), float(n.end), n.pitch, n.velocity, stem, part, program, voices[part].bank,
-                            soundfont, instrument.is_drum) for n in instrument.notes]
+        voices[part] = Voice(
+            soundfont, DRUM_BANK if instrument.is_drum else 0, program, family_of(program, instrument.is_drum)
+        )
+        notes += [
+            TimedNote(
+                float(n.start),
+                float(n.end),
+                n.pitch,
+                n.velocity,
+                stem,
+                part,
+                program,
+                voices[part].bank,
+                soundfont,
+                instrument.is_drum,
+            )
+            for n in instrument.notes
+        ]
     beats = [float(b) for b in midi.get_beats()]
-    return Performance(notes=sorted(notes, key=lambda n: n.onset), beats=beats, downbeats=[float(b) for b in midi.get_downbeats()],
-                       tempo_curve=[(b, float(midi.estimate_tempo())) for b in beats[:1]], chords=[], key="",
-                       time_signature="", beats_per_bar=0, duration=float(midi.get_end_time()) + 1.0, voices=voices,
-                       detune_cents={}, humanization={})
+    return Performance(
+        notes=sorted(notes, key=lambda n: n.onset),
+        beats=beats,
+        downbeats=[float(b) for b in midi.get_downbeats()],
+        tempo_curve=[(b, float(midi.estimate_tempo())) for b in beats[:1]],
+        chords=[],
+        key="",
+        time_signature="",
+        beats_per_bar=0,
+        duration=float(midi.get_end_time()) + 1.0,
+        voices=voices,
+        detune_cents={},
+        humanization={},
+    )

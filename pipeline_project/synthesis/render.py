@@ -87,16 +87,32 @@ class FluidSynthEngine:
         self.sample_rate = sample_rate
         fl = self.fluidsynth._fl
         self._write = fl.fluid_synth_nwrite_float
-        self._write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.POINTER(ctypes.c_void_p),
-                                ctypes.POINTER(ctypes.c_void_p), ctypes.c_void_p, ctypes.c_void_p]
+        self._write.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_int,
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_void_p,
+            ctypes.c_void_p,
+        ]
         self._write.restype = ctypes.c_int
         self._channel_type = fl.fluid_synth_set_channel_type
         self._channel_type.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
 
     def _synth(self, buses: int):
-        return self.fluidsynth.Synth(gain=0.5, samplerate=float(self.sample_rate), channels=16 * (-(-buses // 16)), **{
-            "synth.reverb.active": 0, "synth.chorus.active": 0, "synth.polyphony": 1024,
-            "synth.dynamic-sample-loading": 1, "synth.audio-channels": buses, "synth.audio-groups": buses})
+        return self.fluidsynth.Synth(
+            gain=0.5,
+            samplerate=float(self.sample_rate),
+            channels=16 * (-(-buses // 16)),
+            **{
+                "synth.reverb.active": 0,
+                "synth.chorus.active": 0,
+                "synth.polyphony": 1024,
+                "synth.dynamic-sample-loading": 1,
+                "synth.audio-channels": buses,
+                "synth.audio-groups": buses,
+            },
+        )
 
     def _load(self, synth, soundfont: Path, loaded: dict[Path, int]) -> int:
         if soundfont not in loaded:
@@ -112,7 +128,12 @@ class FluidSynthEngine:
         synth = self._synth(1)
         try:
             sfid = self._load(synth, soundfont, {})
-            return {(bank, program) for bank in (0, DRUM_BANK) for program in range(128) if synth.sfpreset_name(sfid, bank, program)}
+            return {
+                (bank, program)
+                for bank in (0, DRUM_BANK)
+                for program in range(128)
+                if synth.sfpreset_name(sfid, bank, program)
+            }
         finally:
             synth.delete()
 
@@ -130,7 +151,9 @@ class FluidSynthEngine:
                     raise RenderError(f"{part.soundfont.name}: no preset bank {part.bank} program {part.program}")
                 if not is_drum:
                     synth.pitch_bend(channel, int(round(part.detune_cents / (100 * PITCH_BEND_RANGE_SEMITONES) * 8192)))
-                events += [(int(round(n.onset * self.sample_rate)), 1, channel, n.pitch, n.velocity) for n in part.notes]
+                events += [
+                    (int(round(n.onset * self.sample_rate)), 1, channel, n.pitch, n.velocity) for n in part.notes
+                ]
                 events += [(int(round(n.offset * self.sample_rate)), 0, channel, n.pitch, 0) for n in part.notes]
             events.sort()
             out = np.zeros((len(parts), 2, frames), dtype=np.float32)
@@ -203,7 +226,11 @@ def render(performance: Performance, catalog: dict[str, Path] | None = None) -> 
         voice = performance.voices[part]
         if voice.soundfont not in catalog:
             raise RenderError(f"SoundFont {voice.soundfont!r} is not available (known: {', '.join(catalog)})")
-        jobs.append(PartToRender(notes, catalog[voice.soundfont], voice.bank, voice.program, performance.detune_cents.get(part, 0.0)))
+        jobs.append(
+            PartToRender(
+                notes, catalog[voice.soundfont], voice.bank, voice.program, performance.detune_cents.get(part, 0.0)
+            )
+        )
     rendered: dict[str, np.ndarray] = {}
     for notes, audio in zip(by_part.values(), synth.render_parts(jobs, frames) if jobs else []):
         stem = notes[0].stem

@@ -66,9 +66,16 @@ def time_signatures(pieces: list[str], cache: Path | None = None, workers: int =
     return known
 
 
-def plan_renders(split: str, soundfonts: list[str], renders_per_piece: int, seed: int, max_pieces: int | None = None,
-                 conditions: tuple[str, ...] = tuple(CONDITIONS), every_condition: bool = False,
-                 meter_cache: Path | None = None) -> list[RenderPlan]:
+def plan_renders(
+    split: str,
+    soundfonts: list[str],
+    renders_per_piece: int,
+    seed: int,
+    max_pieces: int | None = None,
+    conditions: tuple[str, ...] = tuple(CONDITIONS),
+    every_condition: bool = False,
+    meter_cache: Path | None = None,
+) -> list[RenderPlan]:
     """Every render of a split. 'train' uses the training SoundFonts, 'validation' and 'test' the held-out ones.
     Each render takes one of `conditions` at random, or, with `every_condition`, is planned once in each (the
     same performance, for evaluation per condition)."""
@@ -82,7 +89,9 @@ def plan_renders(split: str, soundfonts: list[str], renders_per_piece: int, seed
     groove_count = int(round(len(pieces) * GROOVE_SHARE / (1 - GROOVE_SHARE)))
     keys = ("C:major", "G:major", "D:major", "F:major", "Bb:major", "A:minor", "E:minor", "D:minor", "G:minor")
     styles, progressions = sorted(GROOVE_STYLES), sorted(PROGRESSIONS)
-    grooves = [f"groove:{rng.choice(styles)}:{rng.choice(progressions)}:{rng.choice(keys)}" for _ in range(groove_count)]
+    grooves = [
+        f"groove:{rng.choice(styles)}:{rng.choice(progressions)}:{rng.choice(keys)}" for _ in range(groove_count)
+    ]
     meters = time_signatures(pieces, meter_cache)
     plans = []
     for piece in [*pieces, *grooves]:
@@ -195,18 +204,31 @@ def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
     duration = len(mono) / frames.RATE
     wanted = frames.targets(labels, duration)
     beat_in, harmony_in = frames.beat_features(mono), frames.harmony_features(mono)
-    meta = {"plan": asdict(plan), "tempo_bpm": labels["tempo_bpm"], "key": labels["key"],
-            "time_signature": labels["time_signature"], "duration": duration,
-            "beats": labels["beats"], "downbeats": labels["downbeats"], "chords": labels["chords"],
-            "local_keys": frames.local_keys(labels)}
+    meta = {
+        "plan": asdict(plan),
+        "tempo_bpm": labels["tempo_bpm"],
+        "key": labels["key"],
+        "time_signature": labels["time_signature"],
+        "duration": duration,
+        "beats": labels["beats"],
+        "downbeats": labels["downbeats"],
+        "chords": labels["chords"],
+        "local_keys": frames.local_keys(labels),
+    }
     with atomic_path(path) as temporary:
-        np.savez_compressed(temporary, beat_features=beat_in, harmony_features=harmony_in,
-                            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8), **wanted)
+        np.savez_compressed(
+            temporary,
+            beat_features=beat_in,
+            harmony_features=harmony_in,
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+            **wanted,
+        )
     return path.name
 
 
-def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], workers: int = 0, log=print,
-          write=None) -> list[Path]:
+def build(
+    plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], workers: int = 0, log=print, write=None
+) -> list[Path]:
     """Render every plan not yet in `folder`; the paths of all of them, in plan order. `write((plan, catalog,
     folder))` makes one file (a module-level function; default: this corpus's features and targets)."""
     from pipeline_project.parallel import map_in_processes
@@ -214,7 +236,9 @@ def build(plans: list[RenderPlan], folder: Path, catalog: dict[str, Path], worke
     folder.mkdir(parents=True, exist_ok=True)
     missing = [p for p in plans if not (folder / f"{p.digest()}.npz").exists()]
     log(f"{len(plans)} renders planned, {len(missing)} to make in {folder}")
-    for done, _ in enumerate(map_in_processes(write or _write, [(p, catalog, folder) for p in missing], workers), start=1):
+    for done, _ in enumerate(
+        map_in_processes(write or _write, [(p, catalog, folder) for p in missing], workers), start=1
+    ):
         if done % 20 == 0 or done == len(missing):
             log(f"  {done}/{len(missing)} rendered")
     return [folder / f"{p.digest()}.npz" for p in plans]

@@ -43,13 +43,21 @@ class BeatNetwork(nn.Module):
     def __init__(self, width: int = 32):
         super().__init__()
         self.front = nn.Sequential(
-            nn.Conv2d(1, 8, (3, 3), padding=(1, 1)), nn.ELU(), nn.MaxPool2d((1, 3)), nn.Dropout(0.1),
-            nn.Conv2d(8, 16, (3, 3), padding=(1, 1)), nn.ELU(), nn.MaxPool2d((1, 3)), nn.Dropout(0.1),
-            nn.Conv2d(16, width, (1, frames.MEL_BANDS // 9)), nn.ELU(),
+            nn.Conv2d(1, 8, (3, 3), padding=(1, 1)),
+            nn.ELU(),
+            nn.MaxPool2d((1, 3)),
+            nn.Dropout(0.1),
+            nn.Conv2d(8, 16, (3, 3), padding=(1, 1)),
+            nn.ELU(),
+            nn.MaxPool2d((1, 3)),
+            nn.Dropout(0.1),
+            nn.Conv2d(16, width, (1, frames.MEL_BANDS // 9)),
+            nn.ELU(),
         )
         self.blocks = nn.ModuleList(
             nn.Sequential(nn.Conv1d(width, width, 5, dilation=d, padding=2 * d), nn.ELU(), nn.Dropout(0.1))
-            for d in (1, 2, 4, 8, 16, 32, 64, 128, 256))
+            for d in (1, 2, 4, 8, 16, 32, 64, 128, 256)
+        )
         self.head = nn.Conv1d(width, 2, 1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -67,9 +75,15 @@ class HarmonyNetwork(nn.Module):
         # Thirds of a semitone are pooled to semitones at once: the finer bins only serve to catch notes
         # that are out of tune (detuned voices, a shifted concert pitch).
         self.front = nn.Sequential(
-            nn.Conv2d(1, 8, (3, 3), padding=(1, 1)), nn.ELU(), nn.MaxPool2d((1, frames.BINS_PER_SEMITONE)),
-            nn.Conv2d(8, 16, (3, 3), padding=(1, 1)), nn.ELU(), nn.Dropout(0.1),
-            nn.Conv2d(16, width // 2, (3, 3), padding=(1, 1)), nn.ELU(), nn.Dropout(0.1),
+            nn.Conv2d(1, 8, (3, 3), padding=(1, 1)),
+            nn.ELU(),
+            nn.MaxPool2d((1, frames.BINS_PER_SEMITONE)),
+            nn.Conv2d(8, 16, (3, 3), padding=(1, 1)),
+            nn.ELU(),
+            nn.Dropout(0.1),
+            nn.Conv2d(16, width // 2, (3, 3), padding=(1, 1)),
+            nn.ELU(),
+            nn.Dropout(0.1),
         )
         self.project = nn.Sequential(nn.Linear(width // 2 * frames.SEMITONES, hidden * 2), nn.ELU(), nn.Dropout(0.2))
         self.recurrent = nn.GRU(hidden * 2, hidden, batch_first=True, bidirectional=True)
@@ -137,8 +151,12 @@ def harmony_batch(corpus: list[dict], size: int, rng: np.random.Generator, trans
         chords.append(_pad(parts[1], HARMONY_EXCERPT, frames.IGNORE))
         basses.append(_pad(parts[2], HARMONY_EXCERPT, frames.IGNORE))
         keys.append(_pad(parts[3], HARMONY_EXCERPT, frames.IGNORE))
-    return (torch.from_numpy(np.stack(features)), torch.from_numpy(np.stack(chords)),
-            torch.from_numpy(np.stack(basses)), torch.from_numpy(np.stack(keys)))
+    return (
+        torch.from_numpy(np.stack(features)),
+        torch.from_numpy(np.stack(chords)),
+        torch.from_numpy(np.stack(basses)),
+        torch.from_numpy(np.stack(keys)),
+    )
 
 
 def beat_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -152,13 +170,16 @@ def beat_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def harmony_loss(outputs, chord, bass, key) -> torch.Tensor:
     chord_logits, bass_logits, key_logits = outputs
     ce = nn.functional.cross_entropy
-    return (ce(chord_logits.flatten(0, 1), chord.flatten(), ignore_index=frames.IGNORE)
-            + 0.5 * ce(bass_logits.flatten(0, 1), bass.flatten(), ignore_index=frames.IGNORE)
-            + 0.5 * ce(key_logits.flatten(0, 1), key.flatten(), ignore_index=frames.IGNORE))
+    return (
+        ce(chord_logits.flatten(0, 1), chord.flatten(), ignore_index=frames.IGNORE)
+        + 0.5 * ce(bass_logits.flatten(0, 1), bass.flatten(), ignore_index=frames.IGNORE)
+        + 0.5 * ce(key_logits.flatten(0, 1), key.flatten(), ignore_index=frames.IGNORE)
+    )
 
 
-def train(kind: str, train_corpus: list[dict], validation_corpus: list[dict], settings: TrainingSettings,
-          log=print) -> tuple[nn.Module, dict]:
+def train(
+    kind: str, train_corpus: list[dict], validation_corpus: list[dict], settings: TrainingSettings, log=print
+) -> tuple[nn.Module, dict]:
     """Train one network ('beat' or 'harmony') for settings.steps; the weights of the best validation loss
     are kept. Returns the network (eval mode) and a record of the run."""
     torch.manual_seed(settings.seed)
@@ -169,7 +190,9 @@ def train(kind: str, train_corpus: list[dict], validation_corpus: list[dict], se
     if kind == "beat":
         validation = [beat_batch(validation_corpus, settings.batch, validation_rng) for _ in range(4)]
     else:
-        validation = [harmony_batch(validation_corpus, settings.batch, validation_rng, transpose=False) for _ in range(4)]
+        validation = [
+            harmony_batch(validation_corpus, settings.batch, validation_rng, transpose=False) for _ in range(4)
+        ]
 
     def step_loss(batch) -> torch.Tensor:
         if kind == "beat":
@@ -180,7 +203,11 @@ def train(kind: str, train_corpus: list[dict], validation_corpus: list[dict], se
     while steps < settings.steps:
         network.train()
         for _ in range(min(25, settings.steps - steps)):
-            batch = beat_batch(train_corpus, settings.batch, rng) if kind == "beat" else harmony_batch(train_corpus, settings.batch, rng)
+            batch = (
+                beat_batch(train_corpus, settings.batch, rng)
+                if kind == "beat"
+                else harmony_batch(train_corpus, settings.batch, rng)
+            )
             loss = step_loss(batch)
             optimizer.zero_grad()
             loss.backward()
@@ -195,11 +222,18 @@ def train(kind: str, train_corpus: list[dict], validation_corpus: list[dict], se
         history.append([steps, round(float(loss.item()), 4), round(value, 4)])
         if value < best:
             best, best_state = value, {k: v.clone() for k, v in network.state_dict().items()}
-        log(f"  {kind}: step {steps}, train loss {loss.item():.4f}, validation loss {value:.4f}, {time.monotonic() - started:.0f} s")
+        log(
+            f"  {kind}: step {steps}, train loss {loss.item():.4f}, validation loss {value:.4f}, {time.monotonic() - started:.0f} s"
+        )
     network.load_state_dict(best_state)
     network.eval()
-    return network, {"kind": kind, "steps": steps, "best_validation_loss": round(best, 4), "history": history,
-                     "settings": asdict(settings)}
+    return network, {
+        "kind": kind,
+        "steps": steps,
+        "best_validation_loss": round(best, 4),
+        "history": history,
+        "settings": asdict(settings),
+    }
 
 
 def export_onnx(network: nn.Module, kind: str, path: Path) -> None:
@@ -208,9 +242,16 @@ def export_onnx(network: nn.Module, kind: str, path: Path) -> None:
     example = torch.zeros(1, 400 if kind == "beat" else 64, bins)
     outputs = ["beat_downbeat"] if kind == "beat" else ["chord", "bass", "key"]
     with atomic_path(path) as temporary:
-        torch.onnx.export(network, (example,), str(temporary), input_names=["features"], output_names=outputs,
-                          dynamic_axes={"features": {1: "frames"}, **{o: {1: "frames"} for o in outputs}},
-                          opset_version=17, dynamo=False)
+        torch.onnx.export(
+            network,
+            (example,),
+            str(temporary),
+            input_names=["features"],
+            output_names=outputs,
+            dynamic_axes={"features": {1: "frames"}, **{o: {1: "frames"} for o in outputs}},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def tempo_histogram(metas: list[dict]) -> list[int]:

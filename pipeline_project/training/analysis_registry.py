@@ -18,8 +18,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -44,7 +44,9 @@ def example_features(name: str) -> np.ndarray:
     rng = np.random.default_rng(0)
     audio = 0.01 * rng.standard_normal(3 * frames.RATE).astype(np.float32)
     audio[:: frames.RATE // 2] += 1.0
-    features = frames.beat_features(audio) if learned.NETWORK_OF[name] == "beat_tracker" else frames.harmony_features(audio)
+    features = (
+        frames.beat_features(audio) if learned.NETWORK_OF[name] == "beat_tracker" else frames.harmony_features(audio)
+    )
     return np.ascontiguousarray(features[None], dtype=np.float32)
 
 
@@ -67,19 +69,31 @@ def score_on_renders(models: learned.ModelSet, paths: list[Path]) -> dict[str, f
     rows = []
     for path in paths:
         example = analysis_corpus.load(path)
-        act = learned.activations_of_features(models, tuple(models.cards), example["beat_features"], example["harmony_features"])
+        act = learned.activations_of_features(
+            models, tuple(models.cards), example["beat_features"], example["harmony_features"]
+        )
         beat_frames, harmony_frames = len(example["beat_features"]), len(example["harmony_features"])
-        flat = {"beat": np.full(beat_frames, 0.5), "downbeat": np.full(beat_frames, 0.5),
-                "chord": np.full((harmony_frames, frames.CHORD_CLASSES), -np.log(frames.CHORD_CLASSES)),
-                "bass": np.full((harmony_frames, frames.NO_BASS + 1), -np.log(frames.NO_BASS + 1)),
-                "key": np.full((harmony_frames, frames.KEY_CLASSES), -np.log(frames.KEY_CLASSES))}
+        flat = {
+            "beat": np.full(beat_frames, 0.5),
+            "downbeat": np.full(beat_frames, 0.5),
+            "chord": np.full((harmony_frames, frames.CHORD_CLASSES), -np.log(frames.CHORD_CLASSES)),
+            "bass": np.full((harmony_frames, frames.NO_BASS + 1), -np.log(frames.NO_BASS + 1)),
+            "key": np.full((harmony_frames, frames.KEY_CLASSES), -np.log(frames.KEY_CLASSES)),
+        }
         rows.append(score_example(learned.decode(flat | act, example["meta"]["duration"], settings), example["meta"]))
     return _mean_scores(rows)
 
 
-def register_model_set(registry: Registry, experiment: str, folder: Path, names: tuple[str, ...], tags: dict,
-                       minimum_gain: float, score_champion: Callable[[str], Callable] | None = None,
-                       log: Callable[[str], None] = print) -> list[RegistrationResult]:
+def register_model_set(
+    registry: Registry,
+    experiment: str,
+    folder: Path,
+    names: tuple[str, ...],
+    tags: dict,
+    minimum_gain: float,
+    score_champion: Callable[[str], Callable] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[RegistrationResult]:
     """Register the families `names` of the model set in `folder` as new versions, each through the champion
     gate on its own validation metric (against the DSP path's score where the family has no champion yet).
     `score_champion(name)` gives the function that re-scores that family's champion on the same renders."""
@@ -96,31 +110,58 @@ def register_model_set(registry: Registry, experiment: str, folder: Path, names:
         metrics = {f"validation_{k}": v for k, v in scores.items()} | {f"dsp_validation_{k}": v for k, v in dsp.items()}
         per_condition = card.get("validation_by_condition", {})
         for system, prefix in (("learned", "validation"), ("dsp", "dsp_validation")):
-            metrics |= {f"{prefix}_{condition}_{k}": v for condition, values in per_condition.get(system, {}).items()
-                        for k, v in values.items()}
+            metrics |= {
+                f"{prefix}_{condition}_{k}": v
+                for condition, values in per_condition.get(system, {}).items()
+                for k, v in values.items()
+            }
 
         def predict(model, features, output=OUTPUT_OF[name]):
             return onnx_output(model, features, output)
 
         result = registry.log_and_register(
-            model=network, flavor="onnx", model_name=name, experiment=experiment,
-            params={"seed": card.get("seed"), "network": card.get("network"), "analysis_version": card.get("version"),
-                    "training_renders": card.get("training_renders"), "validation_renders": card.get("validation_renders"),
-                    "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
-                    "validation_soundfonts": ",".join(card.get("validation_soundfonts", []))},
-            metrics=metrics, tags=tags | {"analysis_version": str(card.get("version"))}, input_example=example,
-            predict=predict, score=float(scores[metric]),
+            model=network,
+            flavor="onnx",
+            model_name=name,
+            experiment=experiment,
+            params={
+                "seed": card.get("seed"),
+                "network": card.get("network"),
+                "analysis_version": card.get("version"),
+                "training_renders": card.get("training_renders"),
+                "validation_renders": card.get("validation_renders"),
+                "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
+                "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
+            },
+            metrics=metrics,
+            tags=tags | {"analysis_version": str(card.get("version"))},
+            input_example=example,
+            predict=predict,
+            score=float(scores[metric]),
             score_champion=score_champion(name) if score_champion else _no_rescoring(name),
-            minimum_gain=minimum_gain, json_artifacts={ANALYSIS_CARD: card},
-            checks=reload_checks("onnx", predict, example, prediction, metrics, int(card.get("validation_renders", 0)),
-                                 MINIMUM_VALIDATION_RENDERS),
-            training_stats={"samples": card.get("training_renders"), "conditions": card.get("conditions"),
-                            "soundfonts": card.get("training_soundfonts")},
+            minimum_gain=minimum_gain,
+            json_artifacts={ANALYSIS_CARD: card},
+            checks=reload_checks(
+                "onnx",
+                predict,
+                example,
+                prediction,
+                metrics,
+                int(card.get("validation_renders", 0)),
+                MINIMUM_VALIDATION_RENDERS,
+            ),
+            training_stats={
+                "samples": card.get("training_renders"),
+                "conditions": card.get("conditions"),
+                "soundfonts": card.get("training_soundfonts"),
+            },
             performance={"validation": scores, "dsp_validation": dsp, "metric": metric, "by_condition": per_condition},
             baseline=("DSP path", float(dsp[metric])),
         )
-        log(f"{name}: registered version {result.version} ({card.get('version')}), validation {metric} {result.score}: "
-            f"{'champion' if result.promoted else 'challenger'} ({result.reason})")
+        log(
+            f"{name}: registered version {result.version} ({card.get('version')}), validation {metric} {result.score}: "
+            f"{'champion' if result.promoted else 'challenger'} ({result.reason})"
+        )
         results.append(result)
     return results
 
@@ -132,7 +173,9 @@ def _no_rescoring(name: str) -> Callable:
     return refuse
 
 
-def register_shipped(registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print) -> list[RegistrationResult]:
+def register_shipped(
+    registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print
+) -> list[RegistrationResult]:
     """Register the shipped set's families that have no version in the registry yet (none, after the first
     time), each through the gate against the DSP path's validation score."""
     if not learned.available():
@@ -142,7 +185,9 @@ def register_shipped(registry: Registry, experiment: str, cache: Path, log: Call
         if not missing:
             return []
         log(f"registering the shipped learned analysers ({', '.join(missing)}) in MLflow")
-        return register_model_set(registry, experiment, learned.SHIPPED_MODELS, missing, SHIPPED_TAGS, MINIMUM_GAIN, log=log)
+        return register_model_set(
+            registry, experiment, learned.SHIPPED_MODELS, missing, SHIPPED_TAGS, MINIMUM_GAIN, log=log
+        )
 
 
 def _champion_files(registry: Registry, name: str, version, cache: Path) -> Path:
@@ -157,7 +202,12 @@ def _champion_files(registry: Registry, name: str, version, cache: Path) -> Path
         staging.mkdir()
         shutil.copyfile(model_dir / "model.onnx", staging / f"{name}.onnx")
         card = json.loads(Path(registry.client.download_artifacts(version.run_id, ANALYSIS_CARD, tmp)).read_text())
-        card |= {"file": f"{name}.onnx", "promoted": True, "registry_version": str(version.version), "mlflow_run_id": version.run_id}
+        card |= {
+            "file": f"{name}.onnx",
+            "promoted": True,
+            "registry_version": str(version.version),
+            "mlflow_run_id": version.run_id,
+        }
         (staging / f"{name}.json").write_text(json.dumps(card, indent=1))
         try:
             staging.rename(folder)
@@ -175,7 +225,9 @@ def champion_model_set(registry: Registry, cache: Path) -> learned.ModelSet | No
     with exclusive(cache / ".lock"):  # songs are analysed in parallel processes
         sources = {name: _champion_files(registry, name, version, cache) for name, version in champions.items()}
         # Named by registry version and run: a store made anew (same versions, other runs) gets its own set.
-        folder = cache / ("set-" + "-".join(f"{name}{version.version}.{version.run_id[:8]}" for name, version in champions.items()))
+        folder = cache / (
+            "set-" + "-".join(f"{name}{version.version}.{version.run_id[:8]}" for name, version in champions.items())
+        )
         if not folder.is_dir():
             staging = Path(tempfile.mkdtemp(dir=cache))
             cards = {name: json.loads((source / f"{name}.json").read_text()) for name, source in sources.items()}
@@ -190,7 +242,9 @@ def champion_model_set(registry: Registry, cache: Path) -> learned.ModelSet | No
     return learned.load(folder, tuple(champions))
 
 
-def pipeline_models(registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print) -> learned.ModelSet | None:
+def pipeline_models(
+    registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print
+) -> learned.ModelSet | None:
     """The learned analysers song_analysis uses: the registry's champions, after registering the shipped set
     where a family has no version yet."""
     register_shipped(registry, experiment, cache, log)

@@ -60,8 +60,10 @@ def evaluate(model, table: pd.DataFrame) -> Evaluation:
     predicted = model.predict(feature_matrix(table))
     labels = sorted(set(truth))
     precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
-    per_class = {label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}
-                 for label, p, r, f in zip(labels, precision, recall, f1)}
+    per_class = {
+        label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}
+        for label, p, r, f in zip(labels, precision, recall, f1)
+    }
     return Evaluation(
         macro_f1=round(float(f1_score(truth, predicted, labels=labels, average="macro", zero_division=0)), 4),
         accuracy=round(float(accuracy_score(truth, predicted)), 4),

@@ -71,10 +71,19 @@ class SongEmbedder(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
 
         # Halving the mel axis first costs little accuracy and a quarter of the compute of every layer after.
-        self.features = nn.Sequential(nn.AvgPool2d((2, 1)), *block(2, width), *block(width, 2 * width),
-                                      *block(2 * width, 4 * width), *block(4 * width, 4 * width))
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(4 * width * (n_mels // 32) * (WINDOW_FRAMES // 16), 4 * width),
-                                  nn.ReLU(), nn.Linear(4 * width, dim))
+        self.features = nn.Sequential(
+            nn.AvgPool2d((2, 1)),
+            *block(2, width),
+            *block(width, 2 * width),
+            *block(2 * width, 4 * width),
+            *block(4 * width, 4 * width),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(4 * width * (n_mels // 32) * (WINDOW_FRAMES // 16), 4 * width),
+            nn.ReLU(),
+            nn.Linear(4 * width, dim),
+        )
 
     def forward(self, windows):
         views = torch.stack([_standardized(spectral_contrast(windows)), _standardized(windows)], dim=1)
@@ -97,7 +106,9 @@ def nt_xent(anchors, positives, temperature: float):
     return F.cross_entropy(similarity, targets)
 
 
-def _crops(clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, max_shift: int) -> tuple[np.ndarray, np.ndarray]:
+def _crops(
+    clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, max_shift: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Aligned one-second crops of (batch, n_mels, frames) pairs, the positive offset by up to max_shift frames."""
     frames = clean.shape[2]
     start = rng.integers(0, frames - WINDOW_FRAMES + 1, len(clean))
@@ -113,13 +124,20 @@ def _crops(clean: np.ndarray, degraded: np.ndarray, rng: np.random.Generator, ma
 def _spread_batch(groups: list[np.ndarray], size: int, rng: np.random.Generator) -> np.ndarray:
     """`size` pair indices drawn from as many groups as possible: every group once before any group twice."""
     order = np.concatenate([rng.permutation(len(groups)) for _ in range(-(-size // len(groups)))])[:size]
-    chosen = [rng.choice(groups[g], size=count, replace=count > len(groups[g]))
-              for g, count in zip(*np.unique(order, return_counts=True))]
+    chosen = [
+        rng.choice(groups[g], size=count, replace=count > len(groups[g]))
+        for g, count in zip(*np.unique(order, return_counts=True))
+    ]
     return np.concatenate(chosen)
 
 
-def train_embedding(clean: np.ndarray, degraded: np.ndarray, settings: EmbeddingSettings = EmbeddingSettings(),
-                    tracks: np.ndarray | None = None, log=None) -> tuple[object, list[float]]:
+def train_embedding(
+    clean: np.ndarray,
+    degraded: np.ndarray,
+    settings: EmbeddingSettings = EmbeddingSettings(),
+    tracks: np.ndarray | None = None,
+    log=None,
+) -> tuple[object, list[float]]:
     """Train on (pairs, n_mels, frames >= WINDOW_FRAMES) clean and degraded windows of the same moments;
     returns the model (in eval mode) and the loss every 50 steps.
 
@@ -167,5 +185,9 @@ def embed(model, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
     out = []
     with torch.inference_mode():
         for start in range(0, len(windows), batch_size):
-            out.append(model(torch.from_numpy(np.ascontiguousarray(windows[start: start + batch_size], dtype=np.float32))).numpy())
+            out.append(
+                model(
+                    torch.from_numpy(np.ascontiguousarray(windows[start : start + batch_size], dtype=np.float32))
+                ).numpy()
+            )
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

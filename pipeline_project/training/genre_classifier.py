@@ -13,10 +13,27 @@ import pandas as pd
 LABEL_COLUMN = "genre"
 UNLABELLED = "other"
 NUMERIC_FEATURES = (
-    "tempo_bpm", "tempo_confidence", "key_confidence", "loudness_lufs", "chord_vocabulary", "chord_change_rate",
-    "tonic_share", "subdominant_share", "dominant_share", "cadences_perfect_authentic", "cadences_imperfect_authentic",
-    "cadences_plagal", "cadences_half", "cadences_deceptive", "syncopation_index", "beats_per_bar", "loudness_range_lu",
-    "transition_entropy_bits", "chromaticism", "rhythmic_complexity", "metric_hierarchy_correlation",
+    "tempo_bpm",
+    "tempo_confidence",
+    "key_confidence",
+    "loudness_lufs",
+    "chord_vocabulary",
+    "chord_change_rate",
+    "tonic_share",
+    "subdominant_share",
+    "dominant_share",
+    "cadences_perfect_authentic",
+    "cadences_imperfect_authentic",
+    "cadences_plagal",
+    "cadences_half",
+    "cadences_deceptive",
+    "syncopation_index",
+    "beats_per_bar",
+    "loudness_range_lu",
+    "transition_entropy_bits",
+    "chromaticism",
+    "rhythmic_complexity",
+    "metric_hierarchy_correlation",
 )
 MIN_TRAIN_PER_GENRE = 2
 MIN_TEST_SONGS = 2
@@ -65,8 +82,10 @@ def why_not_trainable(train_rows: pd.DataFrame, test_rows: pd.DataFrame) -> str 
     counts = labelled(train_rows)[LABEL_COLUMN].astype(str).value_counts()
     usable = counts[counts >= MIN_TRAIN_PER_GENRE]
     if len(usable) < 2:
-        return (f"the train split has {len(usable)} genre(s) with at least {MIN_TRAIN_PER_GENRE} tagged songs "
-                f"({ {genre: int(n) for genre, n in counts.items()} or 'no tagged songs'}); a classifier needs two")
+        return (
+            f"the train split has {len(usable)} genre(s) with at least {MIN_TRAIN_PER_GENRE} tagged songs "
+            f"({ {genre: int(n) for genre, n in counts.items()} or 'no tagged songs' }); a classifier needs two"
+        )
     if labelled(test_rows).empty:
         return "the test and validation splits have no tagged songs to score a classifier on"
     return None
@@ -78,7 +97,9 @@ def train(table: pd.DataFrame, seed: int):
     from sklearn.preprocessing import StandardScaler
 
     rows = labelled(table)
-    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed))
+    model = make_pipeline(
+        StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=2000, random_state=seed)
+    )
     model.fit(feature_matrix(rows), rows[LABEL_COLUMN].astype(str))
     return model
 
@@ -92,12 +113,16 @@ def evaluate(model, table: pd.DataFrame) -> GenreEvaluation:
     labels = sorted(set(truth) | set(predicted))
     precision, recall, f1, _ = precision_recall_fscore_support(truth, predicted, labels=labels, zero_division=0)
     return GenreEvaluation(
-        macro_f1=round(float(f1_score(truth, predicted, labels=sorted(set(truth)), average="macro", zero_division=0)), 4),
+        macro_f1=round(
+            float(f1_score(truth, predicted, labels=sorted(set(truth)), average="macro", zero_division=0)), 4
+        ),
         accuracy=round(float(accuracy_score(truth, predicted)), 4),
         labels=labels,
         confusion=confusion_matrix(truth, predicted, labels=labels).tolist(),
-        per_class={label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}
-                   for label, p, r, f in zip(labels, precision, recall, f1)},
+        per_class={
+            label: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4)}
+            for label, p, r, f in zip(labels, precision, recall, f1)
+        },
         test_rows=len(rows),
     )
 
@@ -118,7 +143,9 @@ def confusion_png(evaluation: GenreEvaluation) -> bytes:
     axes.set_xlabel("predicted")
     axes.set_ylabel("tag")
     for (row, column), count in np.ndenumerate(matrix):
-        axes.text(column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black")
+        axes.text(
+            column, row, str(count), ha="center", va="center", color="white" if count > matrix.max() / 2 else "black"
+        )
     axes.set_title(f"genre, test split: macro F1 {evaluation.macro_f1:.2f}")
     figure.tight_layout()
     buffer = io.BytesIO()

@@ -18,7 +18,16 @@ import numpy as np
 import pandas as pd
 
 OPEN, CLOSED = "open_hihat", "closed_hihat"
-RULE_FEATURES = ("SustainMs", "SizzleE", "GeoMean", "BodyE", "decay_db_per_s", "centroid_hz", "flatness", "bandwidth_hz")
+RULE_FEATURES = (
+    "SustainMs",
+    "SizzleE",
+    "GeoMean",
+    "BodyE",
+    "decay_db_per_s",
+    "centroid_hz",
+    "flatness",
+    "bandwidth_hz",
+)
 LOG_FEATURES = {"SizzleE", "GeoMean", "BodyE"}
 MAX_CANDIDATES = 64  # thresholds tried per feature: quantile midpoints
 
@@ -50,8 +59,12 @@ class HiHatRule:
         return "open when " + " and ".join(f"{c.feature} {c.op} {c.threshold:g}" for c in self.conditions)
 
     def to_dict(self) -> dict:
-        return {"preset": self.preset, "rule": self.describe(), "conditions": [asdict(c) for c in self.conditions],
-                "training": self.training}
+        return {
+            "preset": self.preset,
+            "rule": self.describe(),
+            "conditions": [asdict(c) for c in self.conditions],
+            "training": self.training,
+        }
 
 
 def scores(predicted_open: np.ndarray, is_open: np.ndarray) -> dict[str, float]:
@@ -62,10 +75,12 @@ def scores(predicted_open: np.ndarray, is_open: np.ndarray) -> dict[str, float]:
     recall_open = tp / max(tp + fn, 1.0)
     recall_closed = tn / max(tn + fp, 1.0)
     precision = tp / max(tp + fp, 1.0)
-    return {"accuracy": round((tp + tn) / max(len(is_open), 1), 4),
-            "balanced_accuracy": round((recall_open + recall_closed) / 2, 4),
-            "f1_open": round(2 * precision * recall_open / max(precision + recall_open, 1e-12), 4),
-            "hits": int(len(is_open))}
+    return {
+        "accuracy": round((tp + tn) / max(len(is_open), 1), 4),
+        "balanced_accuracy": round((recall_open + recall_closed) / 2, 4),
+        "f1_open": round(2 * precision * recall_open / max(precision + recall_open, 1e-12), 4),
+        "hits": int(len(is_open)),
+    }
 
 
 def _scale(feature: str, values: np.ndarray) -> np.ndarray:
@@ -99,7 +114,9 @@ def _objective(name: str, predicted: np.ndarray, is_open: np.ndarray, groups: np
     return worst
 
 
-def _rule_score(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list) -> float:
+def _rule_score(
+    table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list
+) -> float:
     """The objective of a conjunction of (feature, op, threshold in search scale) conditions."""
     predicted = np.ones(len(table), dtype=bool)
     for feature, op, threshold in conditions:
@@ -108,7 +125,9 @@ def _rule_score(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, ob
     return _objective(objective, predicted, is_open, groups)
 
 
-def _best_single(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, features) -> tuple[float, list]:
+def _best_single(
+    table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, features
+) -> tuple[float, list]:
     best = (-1.0, [])
     for feature in features:
         values = _scale(feature, table[feature].to_numpy(dtype=float))
@@ -121,8 +140,11 @@ def _best_single(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, o
     return best
 
 
-def _local_search(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, start: list) -> tuple[float, list]:
+def _local_search(
+    table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, start: list
+) -> tuple[float, list]:
     """Coordinate ascent over a second condition added to the best single one, then over each threshold."""
+
     def evaluate(conditions: list) -> float:
         return _rule_score(table, is_open, groups, objective, conditions)
 
@@ -151,8 +173,11 @@ def _local_search(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, 
     return best_score, best
 
 
-def _widest_margin(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list) -> list:
+def _widest_margin(
+    table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray, objective: str, conditions: list
+) -> list:
     """Each threshold moved to the middle of the interval of thresholds that keep the same score."""
+
     def evaluate(conditions: list) -> float:
         return _rule_score(table, is_open, groups, objective, conditions)
 
@@ -164,10 +189,18 @@ def _widest_margin(table: pd.DataFrame, is_open: np.ndarray, groups: np.ndarray,
         low = below[-1] if below.size else threshold
         high = above[0] if above.size else threshold
         # Widen while the score holds, one hit at a time on each side.
-        while below.size > 1 and evaluate(centred[:index] + [(feature, op, float(below[-2] + below[-1]) / 2)] + centred[index + 1:]) >= target - 1e-12:
+        while (
+            below.size > 1
+            and evaluate(centred[:index] + [(feature, op, float(below[-2] + below[-1]) / 2)] + centred[index + 1 :])
+            >= target - 1e-12
+        ):
             below = below[:-1]
             low = below[-1]
-        while above.size > 1 and evaluate(centred[:index] + [(feature, op, float(above[0] + above[1]) / 2)] + centred[index + 1:]) >= target - 1e-12:
+        while (
+            above.size > 1
+            and evaluate(centred[:index] + [(feature, op, float(above[0] + above[1]) / 2)] + centred[index + 1 :])
+            >= target - 1e-12
+        ):
             above = above[1:]
             high = above[0]
         centred[index] = (feature, op, float((low + high) / 2))
@@ -182,8 +215,11 @@ def derive_rules(table: pd.DataFrame, group_column: str | None = None) -> dict[s
         raise ValueError("hi-hat rules need both open and closed hi-hat hits")
     groups = hits[group_column].to_numpy() if group_column else np.zeros(len(hits))
     rules = {}
-    for preset, objective, two_features in (("simple", "accuracy", False), ("balanced", "balanced", True),
-                                            ("robust", "worst_group", True)):
+    for preset, objective, two_features in (
+        ("simple", "accuracy", False),
+        ("balanced", "balanced", True),
+        ("robust", "worst_group", True),
+    ):
         _, conditions = _best_single(hits, is_open, groups, objective, RULE_FEATURES)
         if two_features:
             _, conditions = _local_search(hits, is_open, groups, objective, conditions)

@@ -14,11 +14,11 @@ import json
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 from pipeline_project.files import sha256_of
 
@@ -58,11 +58,32 @@ def file_checksums(folder: str | os.PathLike) -> dict[str, str]:
 def next_semver(previous: list[str], major: int, new_data: bool) -> str:
     """MAJOR is the model family's code version (a new input contract or architecture); MINOR counts versions
     trained on new data; PATCH counts retrainings on the same data."""
-    same_major = sorted((tuple(int(x) for x in v.split(".")) for v in previous if v.split(".")[0] == str(major)), reverse=True)
+    same_major = sorted(
+        (tuple(int(x) for x in v.split(".")) for v in previous if v.split(".")[0] == str(major)), reverse=True
+    )
     if not same_major:
         return f"{major}.0.0"
     _, minor, patch = same_major[0]
     return f"{major}.{minor + 1}.0" if new_data else f"{major}.{minor}.{patch + 1}"
+
+
+def snapshot_input(manifest: dict, table):
+    """A dataset snapshot as an MLflow dataset, to log as an input of the run trained on it: MLflow's UI then
+    shows on the run which snapshot (its name, its id as the digest, its columns and rows) trained the version.
+    The source is the snapshot's place inside the data root, never a path on this machine."""
+    import warnings
+
+    import mlflow.data
+
+    with warnings.catch_warnings():
+        # A relative path matches two of MLflow's local-artifact sources, which are one and the same kind.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        return mlflow.data.from_pandas(
+            table,
+            source=f"datasets/{manifest['name']}/snapshots/{manifest['snapshot_id']}",
+            name=manifest["name"],
+            digest=manifest["snapshot_id"],
+        )
 
 
 def load_model(flavor: str, uri: str):
@@ -70,8 +91,13 @@ def load_model(flavor: str, uri: str):
     return importlib.import_module(f"mlflow.{flavor}").load_model(uri)
 
 
-def promotion_decision(score: float, champion_score: float | None, minimum_gain: float,
-                       failed_checks: list[str], baseline: tuple[str, float] | None = None) -> tuple[bool, str]:
+def promotion_decision(
+    score: float,
+    champion_score: float | None,
+    minimum_gain: float,
+    failed_checks: list[str],
+    baseline: tuple[str, float] | None = None,
+) -> tuple[bool, str]:
     """Whether a new version takes `champion`, and why (or why not). Without a champion, a family that
     replaces a non-learned path (`baseline`: its name and score on the same split) must beat that instead."""
     if failed_checks:
@@ -84,12 +110,16 @@ def promotion_decision(score: float, champion_score: float | None, minimum_gain:
     if champion_score is None:
         return True, "first version: no champion to beat"
     if score >= champion_score + minimum_gain:
-        return True, f"{score:.4f} beats {rival} {champion_score:.4f} on the same held-out split by at least {minimum_gain}"
+        return (
+            True,
+            f"{score:.4f} beats {rival} {champion_score:.4f} on the same held-out split by at least {minimum_gain}",
+        )
     return False, f"{score:.4f} does not beat {rival} {champion_score:.4f} on the same held-out split by {minimum_gain}"
 
 
-def reload_checks(flavor: str, predict: Callable, input_example, trained_prediction, metrics: dict, test_rows: int,
-                  minimum_rows: int) -> Callable[[Path, dict], dict[str, bool]]:
+def reload_checks(
+    flavor: str, predict: Callable, input_example, trained_prediction, metrics: dict, test_rows: int, minimum_rows: int
+) -> Callable[[Path, dict], dict[str, bool]]:
     """The checks a logged model must pass before it may become champion: it reloads through its flavor and
     predicts exactly as trained, its metrics are finite, and it was scored on enough rows."""
     import numpy as np
@@ -98,10 +128,15 @@ def reload_checks(flavor: str, predict: Callable, input_example, trained_predict
         reloaded = load_model(flavor, str(model_dir))
         again = np.asarray(predict(reloaded, input_example))
         same = again.shape == np.asarray(trained_prediction).shape and (
-            np.array_equal(again, trained_prediction) if again.dtype.kind in "OUS" else np.allclose(again, trained_prediction, atol=1e-5))
-        return {"reloads_and_predicts_as_trained": bool(same),
-                "metrics_finite": all(math.isfinite(float(v)) for v in metrics.values()),
-                f"test_split_has_{minimum_rows}_rows": test_rows >= minimum_rows}
+            np.array_equal(again, trained_prediction)
+            if again.dtype.kind in "OUS"
+            else np.allclose(again, trained_prediction, atol=1e-5)
+        )
+        return {
+            "reloads_and_predicts_as_trained": bool(same),
+            "metrics_finite": all(math.isfinite(float(v)) for v in metrics.values()),
+            f"test_split_has_{minimum_rows}_rows": test_rows >= minimum_rows,
+        }
 
     return run
 
@@ -135,6 +170,24 @@ def _exports_without_source_locations():
         yield
     finally:
         torch.export.save = save
+
+
+def _log_onnx(model, name: str, signature, input_example, tags: dict, registered_model_name: str | None = None):
+    """Log an `onnx.ModelProto` in the active run as an ONNX model with its signature."""
+    import mlflow.onnx
+    import onnx
+
+    return mlflow.onnx.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=input_example,
+        registered_model_name=registered_model_name,
+        tags=tags or None,
+        pip_requirements=[f"onnx=={onnx.__version__}"],
+        save_as_external_data=False,
+        onnx_execution_providers=["CPUExecutionProvider"],
+    )
 
 
 class Registry:
@@ -180,10 +233,14 @@ class Registry:
         except MlflowException:
             return None
 
-    def load_version(self, model_name: str, version: str):
-        flavor = self.client.get_model_version(model_name, version).tags.get("flavor", "sklearn")
+    def load_champion(self, model_name: str):
+        """(the champion's version, its model loaded through its flavor from `models:/<name>@champion`), or
+        (None, None) without a champion."""
+        champion = self.champion_version(model_name)
+        if champion is None:
+            return None, None
         with self._fluent_api_on_this_store():
-            return load_model(flavor, f"models:/{model_name}/{version}")
+            return champion, load_model(champion.tags.get("flavor", "sklearn"), f"models:/{model_name}@{CHAMPION}")
 
     def versions(self, model_name: str) -> list:
         return sorted(self.client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
@@ -198,8 +255,11 @@ class Registry:
         import mlflow.artifacts
 
         with self._fluent_api_on_this_store():
-            return Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{model_name}/{version}",
-                                                            dst_path=str(destination)))
+            return Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=f"models:/{model_name}/{version}", dst_path=str(destination)
+                )
+            )
 
     def champion_history(self, model_name: str) -> list[str]:
         model = self.client.get_registered_model(model_name)
@@ -209,36 +269,65 @@ class Registry:
         self.client.set_registered_model_alias(model_name, CHAMPION, version)
         self.client.set_registered_model_tag(model_name, CHAMPION_HISTORY, json.dumps(history))
 
-    def log_and_register(self, *, model, flavor: str, model_name: str, experiment: str, params: dict, metrics: dict,
-                         tags: dict, input_example, predict: Callable, score: float, score_champion: Callable,
-                         minimum_gain: float = 0.01, checks: Callable[[Path, dict], dict[str, bool]] | None = None,
-                         json_artifacts: dict[str, dict] | None = None, files: dict[str, str | os.PathLike] | None = None,
-                         training_stats: dict | None = None, performance: dict | None = None, major: int = 1,
-                         new_data: bool = True, baseline: tuple[str, float] | None = None) -> RegistrationResult:
+    def log_and_register(
+        self,
+        *,
+        model,
+        flavor: str,
+        model_name: str,
+        experiment: str,
+        params: dict,
+        metrics: dict,
+        tags: dict,
+        input_example,
+        predict: Callable,
+        score: float,
+        score_champion: Callable,
+        minimum_gain: float = 0.01,
+        checks: Callable[[Path, dict], dict[str, bool]] | None = None,
+        json_artifacts: dict[str, dict] | None = None,
+        inputs: list | None = None,
+        onnx_exports: dict[str, str | os.PathLike] | None = None,
+        files: dict[str, str | os.PathLike] | None = None,
+        training_stats: dict | None = None,
+        performance: dict | None = None,
+        major: int = 1,
+        new_data: bool = True,
+        baseline: tuple[str, float] | None = None,
+    ) -> RegistrationResult:
         """Log a run with the model, its card and artifacts, register it as a new version, then move
         `champion` to it only if it passes `checks` and beats the current champion, re-scored by
         `score_champion(model)` on the same test split, by `minimum_gain`; otherwise the version gets
         `challenger`. `checks(model folder, card)` returns {check name: passed} for the logged files;
         `files` (artifact name -> local path) are logged beside the model (exports, plots). `baseline` (name,
-        score) is what a first version must beat where the family replaces a non-learned path. An `onnx`
-        model is an `onnx.ModelProto`."""
+        score) is what a first version must beat where the family replaces a non-learned path. `inputs`
+        (`snapshot_input`) are the dataset snapshots it was trained on. `onnx_exports` (name -> .onnx file) are
+        exports of the model that take the same input: each is logged as an ONNX model of its own in the run, with
+        the same signature. An `onnx` model is an `onnx.ModelProto`."""
         import mlflow
         from mlflow.models import infer_signature
 
         if flavor not in FLAVORS:
             raise ValueError(f"unknown model flavor {flavor!r}; choose from {FLAVORS}")
         experiment_id = self.experiment_id(experiment)
-        champion = self.champion_version(model_name)
+        champion, champion_model = self.load_champion(model_name)
         champion_score = None
         if champion is not None:
-            champion_score = float(score_champion(self.load_version(model_name, champion.version)))
-        semver = next_semver([v.tags["semver"] for v in self.versions(model_name) if "semver" in v.tags], major, new_data)
+            champion_score = float(score_champion(champion_model))
+        semver = next_semver(
+            [v.tags["semver"] for v in self.versions(model_name) if "semver" in v.tags], major, new_data
+        )
 
         neutral = {} if self.record_machine else NEUTRAL_SOURCE
-        with self._fluent_api_on_this_store(), mlflow.start_run(experiment_id=experiment_id, tags={**neutral, **tags}) as run:
+        with (
+            self._fluent_api_on_this_store(),
+            mlflow.start_run(experiment_id=experiment_id, tags={**neutral, **tags}) as run,
+        ):
             self._forget_machine(run.data.tags, lambda key: self.client.delete_tag(run.info.run_id, key))
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
+            for dataset in inputs or []:
+                mlflow.log_input(dataset, context="training")
             for name, content in (json_artifacts or {}).items():
                 mlflow.log_dict(content, name)
             for name, path in (files or {}).items():
@@ -251,35 +340,49 @@ class Registry:
                 import sklearn
 
                 info = mlflow.sklearn.log_model(
-                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name, tags=neutral or None,
+                    model,
+                    name="model",
+                    signature=signature,
+                    input_example=input_example,
+                    registered_model_name=model_name,
+                    tags=neutral or None,
                     pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
-                    skops_trusted_types=TRUSTED_SKOPS_TYPES)
+                    skops_trusted_types=TRUSTED_SKOPS_TYPES,
+                )
             elif flavor == "onnx":
-                import mlflow.onnx
-                import onnx
-
-                info = mlflow.onnx.log_model(
-                    model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name, tags=neutral or None,
-                    pip_requirements=[f"onnx=={onnx.__version__}"], save_as_external_data=False,
-                    onnx_execution_providers=["CPUExecutionProvider"])
+                info = _log_onnx(model, "model", signature, input_example, neutral, registered_model_name=model_name)
             else:
                 import mlflow.pytorch
                 import torch
 
                 with nullcontext() if self.record_machine else _exports_without_source_locations():
                     info = mlflow.pytorch.log_model(
-                        model, name="model", signature=signature, input_example=input_example, registered_model_name=model_name,
-                        tags=neutral or None, pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+                        model,
+                        name="model",
+                        signature=signature,
+                        input_example=input_example,
+                        registered_model_name=model_name,
+                        tags=neutral or None,
+                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                    )
+            logged_ids = [info.model_id]
+            for name, path in (onnx_exports or {}).items():
+                import onnx
+
+                logged_ids.append(_log_onnx(onnx.load(str(path)), name, signature, input_example, neutral).model_id)
             version = str(info.registered_model_version)
-            logged = self.client.get_logged_model(info.model_id)
-            self._forget_machine(logged.tags, lambda key: self.client.delete_logged_model_tag(info.model_id, key))
+            for model_id in logged_ids:
+                self._forget_machine(
+                    self.client.get_logged_model(model_id).tags,
+                    lambda key, model_id=model_id: self.client.delete_logged_model_tag(model_id, key),
+                )
             with tempfile.TemporaryDirectory() as tmp:
                 model_dir = self.model_files(model_name, version, tmp)
                 card = {
                     "model_name": model_name,
                     "version": semver,
                     "registry_version": version,
-                    "released": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                    "released": datetime.now(UTC).isoformat(timespec="seconds"),
                     "flavor": flavor,
                     "mlflow_run_id": run.info.run_id,
                     "dataset_snapshot": tags.get("dataset_snapshot"),
@@ -301,8 +404,19 @@ class Registry:
             self._make_champion(model_name, version, [*self.champion_history(model_name), version])
         else:
             self.client.set_registered_model_alias(model_name, CHALLENGER, version)
-        return RegistrationResult(run.info.run_id, experiment_id, model_name, version, semver, score, champion_score,
-                                  promoted, CHAMPION if promoted else CHALLENGER, reason, card)
+        return RegistrationResult(
+            run.info.run_id,
+            experiment_id,
+            model_name,
+            version,
+            semver,
+            score,
+            champion_score,
+            promoted,
+            CHAMPION if promoted else CHALLENGER,
+            reason,
+            card,
+        )
 
     def _forget_machine(self, tags: dict, delete: Callable[[str], None]) -> None:
         if not self.record_machine:
@@ -315,10 +429,13 @@ class Registry:
         history = self.champion_history(model_name)
         current = self.champion_version(model_name)
         if current is None or len(history) < 2:
-            raise ValueError(f"{model_name}: no earlier champion to roll back to (champion history: {history or 'empty'})")
+            raise ValueError(
+                f"{model_name}: no earlier champion to roll back to (champion history: {history or 'empty'})"
+            )
         rolled_back, restored = history[-1], history[-2]
         self._make_champion(model_name, restored, history[:-1])
-        self.client.set_model_version_tag(model_name, rolled_back, "rolled_back",
-                                          datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        self.client.set_model_version_tag(
+            model_name, rolled_back, "rolled_back", datetime.now(UTC).isoformat(timespec="seconds")
+        )
         self.client.set_registered_model_alias(model_name, CHALLENGER, rolled_back)
         return rolled_back, restored

@@ -62,9 +62,11 @@ def retrieval_scores(ranks) -> dict[str, float]:
     ranks = np.asarray(ranks, dtype=float)
     reciprocal = np.where(ranks > 0, 1.0 / np.maximum(ranks, 1), 0.0)
     answered = ranks > 0
-    return {"top1": round(float(np.mean(answered & (ranks == 1))), 4) if len(ranks) else 0.0,
-            "top5": round(float(np.mean(answered & (ranks <= 5))), 4) if len(ranks) else 0.0,
-            "mrr": round(float(reciprocal.mean()), 4) if len(ranks) else 0.0}
+    return {
+        "top1": round(float(np.mean(answered & (ranks == 1))), 4) if len(ranks) else 0.0,
+        "top5": round(float(np.mean(answered & (ranks <= 5))), 4) if len(ranks) else 0.0,
+        "mrr": round(float(reciprocal.mean()), 4) if len(ranks) else 0.0,
+    }
 
 
 def export_onnx(model, path: str | Path, n_mels: int) -> Path:
@@ -73,8 +75,15 @@ def export_onnx(model, path: str | Path, n_mels: int) -> Path:
 
     path = Path(path)
     example = torch.zeros(2, n_mels, WINDOW_FRAMES)
-    program = torch.onnx.export(model, (example,), input_names=["logmel"], output_names=["embedding"],
-                                dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+    program = torch.onnx.export(
+        model,
+        (example,),
+        input_names=["logmel"],
+        output_names=["embedding"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+        dynamo=True,
+        verbose=False,
+    )
     program.save(str(path))
     strip_source_locations(path)
     return path
@@ -116,7 +125,9 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np
 
     class Windows(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"logmel": calibration[i: i + 32].astype(np.float32)} for i in range(0, len(calibration), 32)])
+            self.batches = iter(
+                [{"logmel": calibration[i : i + 32].astype(np.float32)} for i in range(0, len(calibration), 32)]
+            )
 
         def get_next(self):
             return next(self.batches, None)
@@ -125,9 +136,17 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, calibration: np
     quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
     first_convolution = next(node.name for node in onnx.load(str(prepared)).graph.node if node.op_type == "Conv")
     try:
-        quantize_static(str(prepared), str(int8_path), Windows(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        op_types_to_quantize=["Conv", "Gemm", "MatMul"], nodes_to_exclude=[first_convolution])
+        quantize_static(
+            str(prepared),
+            str(int8_path),
+            Windows(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=["Conv", "Gemm", "MatMul"],
+            nodes_to_exclude=[first_convolution],
+        )
     finally:
         prepared.unlink(missing_ok=True)
     return Path(int8_path)
@@ -146,8 +165,10 @@ class OnnxEmbedder:
         self.input = self.session.get_inputs()[0].name
 
     def embed(self, windows: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        out = [self.session.run(None, {self.input: np.ascontiguousarray(windows[i: i + batch_size], dtype=np.float32)})[0]
-               for i in range(0, len(windows), batch_size)]
+        out = [
+            self.session.run(None, {self.input: np.ascontiguousarray(windows[i : i + batch_size], dtype=np.float32)})[0]
+            for i in range(0, len(windows), batch_size)
+        ]
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
@@ -169,15 +190,21 @@ def pair_retrieval(model, table, seed: int = 0) -> dict:
     query one second of a degraded window at a seeded offset. Overall and per-SNR top-1, top-5 and MRR."""
     clean, degraded = windows_from_table(table)
     tracks = sorted(set(table["track_id"]))
-    catalog = {track: np.concatenate([clean[i] for i in np.flatnonzero(table["track_id"].to_numpy() == track)], axis=1)
-               for track in tracks}
+    catalog = {
+        track: np.concatenate([clean[i] for i in np.flatnonzero(table["track_id"].to_numpy() == track)], axis=1)
+        for track in tracks
+    }
     # Windows are concatenated per track, so a catalog window may straddle two of them: harmless, it only adds
     # candidates, never hides the right one.
     index = build_index(model, catalog)
     rng = np.random.default_rng(seed)
     starts = rng.integers(0, degraded.shape[2] - WINDOW_FRAMES + 1, len(table))
-    queries = np.stack([degraded[i, :, s: s + WINDOW_FRAMES] for i, s in enumerate(starts)])
+    queries = np.stack([degraded[i, :, s : s + WINDOW_FRAMES] for i, s in enumerate(starts)])
     ranks = rank_of_truth(index, embed(model, queries), table["track_id"].tolist())
     snrs = table["snr_db"].to_numpy()
-    return {"tracks": len(tracks), "queries": len(table), **retrieval_scores(ranks),
-            "per_snr": {f"{snr:+.0f} dB": retrieval_scores(ranks[snrs == snr]) for snr in sorted(set(snrs))}}
+    return {
+        "tracks": len(tracks),
+        "queries": len(table),
+        **retrieval_scores(ranks),
+        "per_snr": {f"{snr:+.0f} dB": retrieval_scores(ranks[snrs == snr]) for snr in sorted(set(snrs))},
+    }

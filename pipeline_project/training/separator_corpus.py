@@ -40,8 +40,12 @@ def _write(job: tuple[RenderPlan, dict[str, Path], Path]) -> str:
     stems = np.stack([heard[name][:, :frames].mean(axis=0) for name in STEM_NAMES])
     meta = {"plan": asdict(plan), "sample_rate": rate}
     with atomic_path(path) as temporary:
-        np.savez(temporary, mix=mix[:, :frames].astype(np.float16), stems=stems.astype(np.float16),
-                 meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        np.savez(
+            temporary,
+            mix=mix[:, :frames].astype(np.float16),
+            stems=stems.astype(np.float16),
+            meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        )
     return path.name
 
 

@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -51,8 +51,15 @@ def onnx_masks(model, features: np.ndarray) -> np.ndarray:
     return session.run(None, {"log_magnitudes": features})[0]
 
 
-def register_separator(registry: Registry, experiment: str, path: Path, tags: dict, minimum_gain: float = MINIMUM_GAIN_DB,
-                       score_champion: Callable | None = None, log: Callable[[str], None] = print) -> RegistrationResult:
+def register_separator(
+    registry: Registry,
+    experiment: str,
+    path: Path,
+    tags: dict,
+    minimum_gain: float = MINIMUM_GAIN_DB,
+    score_champion: Callable | None = None,
+    log: Callable[[str], None] = print,
+) -> RegistrationResult:
     """Register the network at `path` (with its card beside it) as a new version of `stem_separator`, through the
     champion gate on validation mean SDR. A version whose card is not promoted (worse than the DSP fallback on a
     stem in a condition) is registered as a challenger whatever its mean. `score_champion(model)` re-scores the
@@ -67,36 +74,79 @@ def register_separator(registry: Registry, experiment: str, path: Path, tags: di
     score, baseline = mean_sdr(ours), mean_sdr(dsp)
     if not card.get("promoted"):
         baseline = max(baseline, score) + minimum_gain  # the gate then keeps it a challenger
-    metrics = {f"validation_{condition}_{stem}_sdr": value for condition, table in ours.items() for stem, value in table.items()}
-    metrics |= {f"dsp_validation_{condition}_{stem}_sdr": value for condition, table in dsp.items() for stem, value in table.items()}
-    metrics |= {"validation_mean_sdr": score, "mean_gain_db": card["mean_gain_db"], "worst_stem_gain_db": card["worst_stem_gain_db"]}
+    metrics = {
+        f"validation_{condition}_{stem}_sdr": value
+        for condition, table in ours.items()
+        for stem, value in table.items()
+    }
+    metrics |= {
+        f"dsp_validation_{condition}_{stem}_sdr": value
+        for condition, table in dsp.items()
+        for stem, value in table.items()
+    }
+    metrics |= {
+        "validation_mean_sdr": score,
+        "mean_gain_db": card["mean_gain_db"],
+        "worst_stem_gain_db": card["worst_stem_gain_db"],
+    }
 
     def refuse(_champion) -> float:
-        raise ValueError(f"{FAMILY} has a champion, and this registration brings no validation renders to re-score it on")
+        raise ValueError(
+            f"{FAMILY} has a champion, and this registration brings no validation renders to re-score it on"
+        )
 
     result = registry.log_and_register(
-        model=network, flavor="onnx", model_name=FAMILY, experiment=experiment,
-        params={"seed": card.get("seed"), "network": card.get("network"), "separator_version": card.get("version"),
-                "training_renders": card.get("training_renders"), "validation_renders": card.get("validation_renders"),
-                "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
-                "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
-                "sample_rate": card.get("sample_rate"), "n_fft": card.get("n_fft"), "hop": card.get("hop")},
-        metrics=metrics, tags=tags | {"separator_version": str(card.get("version"))}, input_example=example,
-        predict=onnx_masks, score=score, score_champion=score_champion or refuse, minimum_gain=minimum_gain,
+        model=network,
+        flavor="onnx",
+        model_name=FAMILY,
+        experiment=experiment,
+        params={
+            "seed": card.get("seed"),
+            "network": card.get("network"),
+            "separator_version": card.get("version"),
+            "training_renders": card.get("training_renders"),
+            "validation_renders": card.get("validation_renders"),
+            "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
+            "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
+            "sample_rate": card.get("sample_rate"),
+            "n_fft": card.get("n_fft"),
+            "hop": card.get("hop"),
+        },
+        metrics=metrics,
+        tags=tags | {"separator_version": str(card.get("version"))},
+        input_example=example,
+        predict=onnx_masks,
+        score=score,
+        score_champion=score_champion or refuse,
+        minimum_gain=minimum_gain,
         json_artifacts={CARD: card},
-        checks=reload_checks("onnx", onnx_masks, example, prediction, metrics, int(card.get("validation_renders", 0)),
-                             MINIMUM_VALIDATION_RENDERS),
-        training_stats={"samples": card.get("training_renders"), "conditions": card.get("conditions"),
-                        "soundfonts": card.get("training_soundfonts")},
+        checks=reload_checks(
+            "onnx",
+            onnx_masks,
+            example,
+            prediction,
+            metrics,
+            int(card.get("validation_renders", 0)),
+            MINIMUM_VALIDATION_RENDERS,
+        ),
+        training_stats={
+            "samples": card.get("training_renders"),
+            "conditions": card.get("conditions"),
+            "soundfonts": card.get("training_soundfonts"),
+        },
         performance={"validation_sdr": ours, "dsp_validation_sdr": dsp, "metric": "mean SDR over the stems (dB)"},
         baseline=("DSP fallback", baseline),
     )
-    log(f"{FAMILY}: registered version {result.version} ({card.get('version')}), validation mean SDR {score:.2f} dB: "
-        f"{'champion' if result.promoted else 'challenger'} ({result.reason})")
+    log(
+        f"{FAMILY}: registered version {result.version} ({card.get('version')}), validation mean SDR {score:.2f} dB: "
+        f"{'champion' if result.promoted else 'challenger'} ({result.reason})"
+    )
     return result
 
 
-def register_shipped(registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print) -> RegistrationResult | None:
+def register_shipped(
+    registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print
+) -> RegistrationResult | None:
     """Register the shipped separator when the family has no version yet (never again after the first time)."""
     if not learned.SHIPPED_SEPARATOR.is_file():
         return None
@@ -129,8 +179,9 @@ def champion_separator(registry: Registry, cache: Path) -> learned.LoadedSeparat
     return learned.load_separator(folder / f"{FAMILY}.onnx")
 
 
-def pipeline_separator(registry: Registry, experiment: str, cache: Path,
-                       log: Callable[[str], None] = print) -> learned.LoadedSeparator | None:
+def pipeline_separator(
+    registry: Registry, experiment: str, cache: Path, log: Callable[[str], None] = print
+) -> learned.LoadedSeparator | None:
     """The learned separator song_stems uses: the registry's champion, after registering the shipped one where
     the family has no version yet."""
     register_shipped(registry, experiment, cache, log)

@@ -40,18 +40,29 @@ def network_activations(beat_network, harmony_network, example: dict) -> dict[st
 
     with torch.no_grad():
         pulse = torch.sigmoid(beat_network(torch.from_numpy(example["beat_features"])[None]))[0].numpy()
-        chord, bass, key = (torch.log_softmax(x, dim=-1)[0].numpy()
-                            for x in harmony_network(torch.from_numpy(example["harmony_features"])[None]))
+        chord, bass, key = (
+            torch.log_softmax(x, dim=-1)[0].numpy()
+            for x in harmony_network(torch.from_numpy(example["harmony_features"])[None])
+        )
     return {"beat": pulse[:, 0], "downbeat": pulse[:, 1], "chord": chord, "bass": bass, "key": key}
 
 
 def score_example(result: dict, meta: dict) -> dict[str, float]:
     from pipeline_project.analysis.accuracy import score_analysis
 
-    labels = {"beats": meta["beats"], "downbeats": meta["downbeats"], "tempo_bpm": 60.0 / np.median(np.diff(meta["beats"])),
-              "key": meta["key"], "chords": meta["chords"], "time_signature": meta["time_signature"]}
-    estimate = result | {"beat_times": list(result["beat_times"]), "downbeat_times": list(result["downbeat_times"]),
-                         "time_signature": meta["time_signature"]}
+    labels = {
+        "beats": meta["beats"],
+        "downbeats": meta["downbeats"],
+        "tempo_bpm": 60.0 / np.median(np.diff(meta["beats"])),
+        "key": meta["key"],
+        "chords": meta["chords"],
+        "time_signature": meta["time_signature"],
+    }
+    estimate = result | {
+        "beat_times": list(result["beat_times"]),
+        "downbeat_times": list(result["downbeat_times"]),
+        "time_signature": meta["time_signature"],
+    }
     scores = score_analysis(estimate, labels, meta["duration"])
     scores.pop("meter_ok", None)
     return scores
@@ -68,8 +79,11 @@ def _mean_scores(rows: list[dict]) -> dict[str, float]:
 
 def by_condition(rows: list[dict], conditions: list[str]) -> dict[str, dict[str, float]]:
     """Mean scores per listening condition (clean, room, reverb_noise, concert) of rows scored per render."""
-    return {condition: _mean_scores([r for r, c in zip(rows, conditions) if c == condition])
-            for condition in analysis_corpus.CONDITIONS if condition in conditions}
+    return {
+        condition: _mean_scores([r for r, c in zip(rows, conditions) if c == condition])
+        for condition in analysis_corpus.CONDITIONS
+        if condition in conditions
+    }
 
 
 def learned_rows(activations: list[dict], corpus: list[dict], settings: DecoderSettings) -> list[dict]:
@@ -77,7 +91,9 @@ def learned_rows(activations: list[dict], corpus: list[dict], settings: DecoderS
     return [score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)]
 
 
-def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: list[int]) -> tuple[DecoderSettings, list[dict]]:
+def tune_and_evaluate(
+    activations: list[dict], corpus: list[dict], histogram: list[int]
+) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
     with the scores they give per validation render (`learned_rows`)."""
@@ -90,7 +106,9 @@ def tune_and_evaluate(activations: list[dict], corpus: list[dict], histogram: li
     settings = replace(settings, activation_prior=prior)
     ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
     settings = replace(settings, ring_out_ratio=ratio)
-    penalty = max(CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"])
+    penalty = max(
+        CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"]
+    )
     settings = replace(settings, chord_change_penalty=penalty)
     return settings, learned_rows(activations, corpus, settings)
 
@@ -102,8 +120,14 @@ def _dsp_scores_of(job: tuple) -> dict[str, float]:
     plan, catalog = job
     mix, rate, labels = analysis_corpus.render_plan(plan, catalog)
     result = analyze(separate_with_fallback(mix, rate).stems, rate)
-    meta = {k: labels[k] for k in ("beats", "downbeats", "key", "chords", "time_signature")} | {"duration": labels["duration"]}
-    return score_example(result | {"beat_times": np.asarray(result["beat_times"]), "downbeat_times": np.asarray(result["downbeat_times"])}, meta)
+    meta = {k: labels[k] for k in ("beats", "downbeats", "key", "chords", "time_signature")} | {
+        "duration": labels["duration"]
+    }
+    return score_example(
+        result
+        | {"beat_times": np.asarray(result["beat_times"]), "downbeat_times": np.asarray(result["downbeat_times"])},
+        meta,
+    )
 
 
 def dsp_rows(plans, catalog, workers: int = 0) -> list[dict]:
@@ -127,10 +151,17 @@ def file_digest(path: Path) -> str:
     return sha256_of(path)[:12]
 
 
-def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, renders_per_piece: int = 2,
-                    max_pieces: int | None = None, steps: int = analysis_models.TrainingSettings.steps,
-                    width: int = analysis_models.TrainingSettings.width, workers: int = 0,
-                    log=lambda line: print(line, flush=True)) -> list[Path]:
+def train_model_set(
+    out: Path,
+    corpus: Path = DEFAULT_CORPUS,
+    seed: int = 0,
+    renders_per_piece: int = 2,
+    max_pieces: int | None = None,
+    steps: int = analysis_models.TrainingSettings.steps,
+    width: int = analysis_models.TrainingSettings.width,
+    workers: int = 0,
+    log=lambda line: print(line, flush=True),
+) -> list[Path]:
     """Render the corpus (cached), train both networks, tune the decoders and score on the validation
     renders, and write the model set (ONNX and cards) to `out`. Returns the validation renders' files, on
     which a registered champion can be scored the same way (`training.analysis_registry`)."""
@@ -138,16 +169,28 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
 
     catalog = available_soundfonts()
     if len(catalog) < 2:
-        log(f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
-            "scores are not on unheard timbres (make soundfonts installs more)")
+        log(
+            f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
+            "scores are not on unheard timbres (make soundfonts installs more)"
+        )
     started = time.monotonic()
     meters = corpus / "time_signatures.json"
-    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), renders_per_piece, seed, max_pieces, meter_cache=meters),
-             "validation": analysis_corpus.plan_renders("validation", list(catalog), 1, seed,
-                                                        max(1, max_pieces // 8) if max_pieces else None, meter_cache=meters)}
-    paths = {split: analysis_corpus.build(split_plans, corpus / split, catalog, workers) for split, split_plans in plans.items()}
-    log(f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
-        f"{len(paths['validation'])} validation renders")
+    plans = {
+        "train": analysis_corpus.plan_renders(
+            "train", list(catalog), renders_per_piece, seed, max_pieces, meter_cache=meters
+        ),
+        "validation": analysis_corpus.plan_renders(
+            "validation", list(catalog), 1, seed, max(1, max_pieces // 8) if max_pieces else None, meter_cache=meters
+        ),
+    }
+    paths = {
+        split: analysis_corpus.build(split_plans, corpus / split, catalog, workers)
+        for split, split_plans in plans.items()
+    }
+    log(
+        f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
+        f"{len(paths['validation'])} validation renders"
+    )
 
     settings = analysis_models.TrainingSettings(seed=seed, steps=steps, width=width)
     jobs = [(kind, paths["train"], paths["validation"], settings) for kind in ("beat", "harmony")]
@@ -164,21 +207,32 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
     baseline_rows = dsp_rows(plans["validation"], catalog, workers)
     baseline = _mean_scores(baseline_rows)
     conditions = [plan.condition for plan in plans["validation"]]
-    per_condition = {"learned": by_condition(rows, conditions),
-                     "dsp": by_condition(baseline_rows, conditions)}
-    promoted = {name: all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics) for name, metrics in PROMOTION_METRICS.items()}
-    log(f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
+    per_condition = {"learned": by_condition(rows, conditions), "dsp": by_condition(baseline_rows, conditions)}
+    promoted = {
+        name: all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics)
+        for name, metrics in PROMOTION_METRICS.items()
+    }
+    log(
+        f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
         f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
-        f"{decoder.chord_change_penalty}; promoted (used by the pipeline instead of the DSP path): {promoted}")
+        f"{decoder.chord_change_penalty}; promoted (used by the pipeline instead of the DSP path): {promoted}"
+    )
 
     out.mkdir(parents=True, exist_ok=True)
     fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
-    common = {"seed": seed, "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
-              "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
-              "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
-              "conditions": list(analysis_corpus.CONDITIONS), "validation_scores": scores,
-              "dsp_validation_scores": baseline, "validation_by_condition": per_condition,
-              "reserved_pieces": "never used (synthesis.corpus_split)"}
+    common = {
+        "seed": seed,
+        "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
+        "training_renders": len(plans["train"]),
+        "validation_renders": len(plans["validation"]),
+        "training_soundfonts": fonts["train"],
+        "validation_soundfonts": fonts["validation"],
+        "conditions": list(analysis_corpus.CONDITIONS),
+        "validation_scores": scores,
+        "dsp_validation_scores": baseline,
+        "validation_by_condition": per_condition,
+        "reserved_pieces": "never used (synthesis.corpus_split)",
+    }
     for kind in ("beat", "harmony"):
         network_name = "beat_tracker" if kind == "beat" else "chord_recognizer"
         path = out / f"{network_name}.onnx"
@@ -186,16 +240,31 @@ def train_model_set(out: Path, corpus: Path = DEFAULT_CORPUS, seed: int = 0, ren
         version = f"{seed}-{file_digest(path)}"
         log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
         for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
-            card = common | {"name": name, "version": version, "file": path.name, "network": type(networks[kind]).__name__,
-                             "training": records[kind], "promoted": promoted[name], "promotion_metrics": list(PROMOTION_METRICS[name]),
-                             "promotion_rule": f"used instead of the DSP path when better by at least {MINIMUM_GAIN} on every "
-                                               "promotion metric on the validation renders"}
+            card = common | {
+                "name": name,
+                "version": version,
+                "file": path.name,
+                "network": type(networks[kind]).__name__,
+                "training": records[kind],
+                "promoted": promoted[name],
+                "promotion_metrics": list(PROMOTION_METRICS[name]),
+                "promotion_rule": f"used instead of the DSP path when better by at least {MINIMUM_GAIN} on every "
+                "promotion metric on the validation renders",
+            }
             if kind == "beat":
-                card |= {"tempo_histogram": histogram, "activation_prior": decoder.activation_prior,
-                         "ring_out_ratio": decoder.ring_out_ratio, "fps": frames.BEAT_FPS}
+                card |= {
+                    "tempo_histogram": histogram,
+                    "activation_prior": decoder.activation_prior,
+                    "ring_out_ratio": decoder.ring_out_ratio,
+                    "fps": frames.BEAT_FPS,
+                }
             else:
-                card |= {"fps": frames.HARMONY_FPS, "chord_qualities": list(frames.QUALITIES), "output": "key" if name == "key_tracker" else "chord, bass",
-                         "chord_change_penalty": decoder.chord_change_penalty}
+                card |= {
+                    "fps": frames.HARMONY_FPS,
+                    "chord_qualities": list(frames.QUALITIES),
+                    "output": "key" if name == "key_tracker" else "chord, bass",
+                    "chord_change_penalty": decoder.chord_change_penalty,
+                }
             analysis_models.write_card(out / f"{name}.json", card)
     return paths["validation"]
 
@@ -208,10 +277,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--renders-per-piece", type=int, default=2)
     parser.add_argument("--max-pieces", type=int, default=None, help="fewer training pieces, for a quick run")
     parser.add_argument("--steps", type=int, default=analysis_models.TrainingSettings.steps)
-    parser.add_argument("--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU")
+    parser.add_argument(
+        "--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU"
+    )
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
     args = parser.parse_args(argv)
-    train_model_set(args.out, args.corpus, args.seed, args.renders_per_piece, args.max_pieces, args.steps, args.width, args.workers)
+    train_model_set(
+        args.out, args.corpus, args.seed, args.renders_per_piece, args.max_pieces, args.steps, args.width, args.workers
+    )
 
 
 if __name__ == "__main__":

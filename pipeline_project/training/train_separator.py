@@ -65,8 +65,9 @@ def _stft(audio):
 
     window = torch.hann_window(learned.N_FFT)
     flat = audio.reshape(-1, audio.shape[-1])
-    spectra = torch.stft(flat, learned.N_FFT, learned.HOP, window=window, center=True, pad_mode="constant",
-                         return_complex=True)
+    spectra = torch.stft(
+        flat, learned.N_FFT, learned.HOP, window=window, center=True, pad_mode="constant", return_complex=True
+    )
     return spectra.reshape(*audio.shape[:-1], *spectra.shape[-2:])
 
 
@@ -81,10 +82,10 @@ def batch_of(examples: list[dict], size: int, rng: np.random.Generator, frames: 
         length = example["mix"].shape[1]
         start = int(rng.integers(0, max(1, length - samples)))
         gain = np.float32(10 ** (rng.uniform(-6, 6) / 20))
-        mix = example["mix"][:, start:start + samples].astype(np.float32) * gain
+        mix = example["mix"][:, start : start + samples].astype(np.float32) * gain
         if rng.uniform() < 0.5:
             mix = mix[::-1]
-        stem = example["stems"][:, start:start + samples].astype(np.float32) * gain
+        stem = example["stems"][:, start : start + samples].astype(np.float32) * gain
         pad = samples - mix.shape[1]
         mixes.append(np.pad(mix, ((0, 0), (0, pad))))
         stems.append(np.pad(stem, ((0, 0), (0, pad))))
@@ -115,7 +116,9 @@ def train(corpus: list[dict], validation: list[dict], settings: SeparatorSetting
     torch.manual_seed(settings.seed)
     rng = np.random.default_rng(settings.seed)
     network = learned.network(settings.width).to(device)
-    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate / settings.warmup_steps, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(
+        network.parameters(), lr=settings.learning_rate / settings.warmup_steps, weight_decay=1e-4
+    )
     validation_rng = np.random.default_rng(settings.seed + 1)
     held_out = [_on(device, batch_of(validation, settings.batch, validation_rng)) for _ in range(6)]
     started, steps, best, best_state, history = time.monotonic(), 0, float("inf"), None, []
@@ -130,21 +133,33 @@ def train(corpus: list[dict], validation: list[dict], settings: SeparatorSetting
             optimizer.step()
             steps += 1
             for group in optimizer.param_groups:  # linear warm-up, then cosine decay over the run
-                group["lr"] = settings.learning_rate * min(1.0, (steps + 1) / settings.warmup_steps) * 0.5 * (
-                    1 + np.cos(np.pi * min(1.0, steps / settings.steps)))
+                group["lr"] = (
+                    settings.learning_rate
+                    * min(1.0, (steps + 1) / settings.warmup_steps)
+                    * 0.5
+                    * (1 + np.cos(np.pi * min(1.0, steps / settings.steps)))
+                )
         network.eval()
         with torch.no_grad():
             value = float(np.mean([sdr_loss(network(inputs), targets).item() for inputs, targets in held_out]))
         history.append([steps, round(float(loss.item()), 3), round(value, 3)])
         if value < best:
             best, best_state = value, {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-        log(f"  separator: step {steps}, train loss {loss.item():.3f} dB, validation loss {value:.3f} dB, "
-            f"{time.monotonic() - started:.0f} s")
+        log(
+            f"  separator: step {steps}, train loss {loss.item():.3f} dB, validation loss {value:.3f} dB, "
+            f"{time.monotonic() - started:.0f} s"
+        )
     network = network.cpu()
     network.load_state_dict(best_state)
     network.eval()
-    return network, {"steps": steps, "best_validation_loss_db": round(best, 3), "history": history,
-                     "settings": asdict(settings), "device": device, "seconds": round(time.monotonic() - started)}
+    return network, {
+        "steps": steps,
+        "best_validation_loss_db": round(best, 3),
+        "history": history,
+        "settings": asdict(settings),
+        "device": device,
+        "seconds": round(time.monotonic() - started),
+    }
 
 
 def export_onnx(network, path: Path) -> None:
@@ -153,8 +168,16 @@ def export_onnx(network, path: Path) -> None:
 
     example = torch.zeros(1, 2, learned.BINS, 64)
     with atomic_path(path) as temporary:
-        torch.onnx.export(network, (example,), str(temporary), input_names=["log_magnitudes"], output_names=["masks"],
-                          dynamic_axes={"log_magnitudes": {3: "frames"}, "masks": {3: "frames"}}, opset_version=17, dynamo=False)
+        torch.onnx.export(
+            network,
+            (example,),
+            str(temporary),
+            input_names=["log_magnitudes"],
+            output_names=["masks"],
+            dynamic_axes={"log_magnitudes": {3: "frames"}, "masks": {3: "frames"}},
+            opset_version=17,
+            dynamo=False,
+        )
 
 
 def stem_sdr(reference: np.ndarray, estimate: np.ndarray) -> float | None:
@@ -172,8 +195,12 @@ def score(examples: list[dict], separate) -> list[dict]:
     for example in examples:
         mix = example["mix"].astype(np.float32)
         stems = separate(mix, example["meta"]["sample_rate"])
-        rows.append({name: stem_sdr(example["stems"][i].astype(np.float32), stems[name].mean(axis=0))
-                     for i, name in enumerate(STEM_NAMES)})
+        rows.append(
+            {
+                name: stem_sdr(example["stems"][i].astype(np.float32), stems[name].mean(axis=0))
+                for i, name in enumerate(STEM_NAMES)
+            }
+        )
     return rows
 
 
@@ -190,10 +217,14 @@ def by_condition(rows: list[dict], conditions: list[str]) -> dict[str, dict[str,
     return table
 
 
-def validation_sdr(loaded: learned.LoadedSeparator, examples: list[dict], conditions: list[str]) -> dict[str, dict[str, float]]:
+def validation_sdr(
+    loaded: learned.LoadedSeparator, examples: list[dict], conditions: list[str]
+) -> dict[str, dict[str, float]]:
     """A learned separator's SDR table (`by_condition`) on the validation renders, separated as the pipeline does:
     how a candidate is scored, and how the champion is re-scored against it."""
-    return by_condition(score(examples, lambda mix, rate: learned.separate_with_learned(mix, rate, loaded).stems), conditions)
+    return by_condition(
+        score(examples, lambda mix, rate: learned.separate_with_learned(mix, rate, loaded).stems), conditions
+    )
 
 
 def mean_sdr(table: dict[str, dict[str, float]]) -> float:
@@ -204,16 +235,25 @@ def mean_sdr(table: dict[str, dict[str, float]]) -> float:
 def promotion(learned_table: dict, baseline_table: dict) -> tuple[bool, float, float]:
     """(promoted, mean gain over all conditions and stems, worst gain of a stem in a condition): promoted when
     the mean gain is positive and no stem is worse in any condition."""
-    gains = [learned_table[c][s] - baseline_table[c][s] for c in learned_table for s in STEM_NAMES if s in learned_table[c]]
+    gains = [
+        learned_table[c][s] - baseline_table[c][s] for c in learned_table for s in STEM_NAMES if s in learned_table[c]
+    ]
     mean_gain = float(np.mean([learned_table[c]["mean"] - baseline_table[c]["mean"] for c in learned_table]))
     return mean_gain > 0 and min(gains) >= 0, round(mean_gain, 3), round(float(min(gains)), 3)
 
 
-def train_separator(out: Path = SHIPPED_MODELS, corpus: Path = DEFAULT_CORPUS, seed: int = 0,
-                    max_pieces: int | None = None, steps: int = SeparatorSettings.steps,
-                    width: int = SeparatorSettings.width, workers: int = 0,
-                    meter_cache: Path = ANALYSIS_CORPUS / "time_signatures.json", device: str = "auto",
-                    log=lambda line: print(line, flush=True)) -> tuple[Path, list[Path], list[str]]:
+def train_separator(
+    out: Path = SHIPPED_MODELS,
+    corpus: Path = DEFAULT_CORPUS,
+    seed: int = 0,
+    max_pieces: int | None = None,
+    steps: int = SeparatorSettings.steps,
+    width: int = SeparatorSettings.width,
+    workers: int = 0,
+    meter_cache: Path = ANALYSIS_CORPUS / "time_signatures.json",
+    device: str = "auto",
+    log=lambda line: print(line, flush=True),
+) -> tuple[Path, list[Path], list[str]]:
     """Render the corpus (cached), train, score beside the DSP fallback and write `stem_separator.onnx` and its
     card to `out`. Returns the ONNX path, and the validation renders and their conditions (on which a champion is
     re-scored, `validation_sdr`). `meter_cache`: the pieces' time signatures, shared with the analysers'
@@ -224,12 +264,25 @@ def train_separator(out: Path = SHIPPED_MODELS, corpus: Path = DEFAULT_CORPUS, s
 
     catalog = available_soundfonts()
     started = time.monotonic()
-    plans = {"train": analysis_corpus.plan_renders("train", list(catalog), 1, seed, max_pieces, meter_cache=meter_cache),
-             "validation": analysis_corpus.plan_renders("validation", list(catalog), 1, seed,
-                                                        max(1, max_pieces // 8) if max_pieces else None, meter_cache=meter_cache)}
-    paths = {split: separator_corpus.build(split_plans, corpus / split, catalog, workers, log) for split, split_plans in plans.items()}
-    log(f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
-        f"{len(paths['validation'])} validation renders")
+    plans = {
+        "train": analysis_corpus.plan_renders("train", list(catalog), 1, seed, max_pieces, meter_cache=meter_cache),
+        "validation": analysis_corpus.plan_renders(
+            "validation",
+            list(catalog),
+            1,
+            seed,
+            max(1, max_pieces // 8) if max_pieces else None,
+            meter_cache=meter_cache,
+        ),
+    }
+    paths = {
+        split: separator_corpus.build(split_plans, corpus / split, catalog, workers, log)
+        for split, split_plans in plans.items()
+    }
+    log(
+        f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
+        f"{len(paths['validation'])} validation renders"
+    )
     examples = {split: [separator_corpus.load(p) for p in split_paths] for split, split_paths in paths.items()}
 
     # Two threads whatever the machine: the weights then do not depend on how many cores it has.
@@ -243,23 +296,42 @@ def train_separator(out: Path = SHIPPED_MODELS, corpus: Path = DEFAULT_CORPUS, s
     version = f"{seed}-{sha256_of(path)[:12]}"
     loaded = learned.load_separator(path)
     conditions = [p.condition for p in plans["validation"]]
-    tables = {"learned": validation_sdr(loaded, examples["validation"], conditions),
-              "dsp": by_condition(score(examples["validation"], lambda m, r: separate_with_fallback(m, r).stems), conditions)}
+    tables = {
+        "learned": validation_sdr(loaded, examples["validation"], conditions),
+        "dsp": by_condition(score(examples["validation"], lambda m, r: separate_with_fallback(m, r).stems), conditions),
+    }
     promoted, mean_gain, worst_gain = promotion(tables["learned"], tables["dsp"])
-    log(f"validation SDR (held-out pieces and SoundFonts, mid signal): learned {tables['learned']}\n  DSP fallback {tables['dsp']}\n"
-        f"  mean gain {mean_gain:+.2f} dB, worst stem in a condition {worst_gain:+.2f} dB, promoted: {promoted}")
+    log(
+        f"validation SDR (held-out pieces and SoundFonts, mid signal): learned {tables['learned']}\n  DSP fallback {tables['dsp']}\n"
+        f"  mean gain {mean_gain:+.2f} dB, worst stem in a condition {worst_gain:+.2f} dB, promoted: {promoted}"
+    )
     fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
-    card = {"name": "stem_separator", "version": version, "file": path.name, "network": "MaskNetwork",
-            "made_by": "make train-separator (python -m pipeline_project.training.train_separator)", "seed": seed,
-            "sample_rate": learned.SAMPLE_RATE, "n_fft": learned.N_FFT, "hop": learned.HOP, "stems": list(STEM_NAMES),
-            "training_renders": len(plans["train"]), "validation_renders": len(plans["validation"]),
-            "training_soundfonts": fonts["train"], "validation_soundfonts": fonts["validation"],
-            "conditions": list(analysis_corpus.CONDITIONS), "training": record,
-            "validation_sdr": tables["learned"], "dsp_validation_sdr": tables["dsp"],
-            "mean_gain_db": mean_gain, "worst_stem_gain_db": worst_gain, "promoted": promoted,
-            "promotion_rule": "used instead of the DSP fallback when its mean SDR over the stems is higher and no stem's "
-                              "SDR is lower in any condition, on the validation renders",
-            "reserved_pieces": "never used (synthesis.corpus_split)"}
+    card = {
+        "name": "stem_separator",
+        "version": version,
+        "file": path.name,
+        "network": "MaskNetwork",
+        "made_by": "make train-separator (python -m pipeline_project.training.train_separator)",
+        "seed": seed,
+        "sample_rate": learned.SAMPLE_RATE,
+        "n_fft": learned.N_FFT,
+        "hop": learned.HOP,
+        "stems": list(STEM_NAMES),
+        "training_renders": len(plans["train"]),
+        "validation_renders": len(plans["validation"]),
+        "training_soundfonts": fonts["train"],
+        "validation_soundfonts": fonts["validation"],
+        "conditions": list(analysis_corpus.CONDITIONS),
+        "training": record,
+        "validation_sdr": tables["learned"],
+        "dsp_validation_sdr": tables["dsp"],
+        "mean_gain_db": mean_gain,
+        "worst_stem_gain_db": worst_gain,
+        "promoted": promoted,
+        "promotion_rule": "used instead of the DSP fallback when its mean SDR over the stems is higher and no stem's "
+        "SDR is lower in any condition, on the validation renders",
+        "reserved_pieces": "never used (synthesis.corpus_split)",
+    }
     write_text_atomic(path.with_suffix(".json"), json.dumps(card, indent=1) + "\n")
     log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
     return path, paths["validation"], conditions
@@ -276,7 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     args = parser.parse_args(argv)
-    train_separator(args.out, args.corpus, args.seed, args.max_pieces, args.steps, args.width, args.workers, device=args.device)
+    train_separator(
+        args.out, args.corpus, args.seed, args.max_pieces, args.steps, args.width, args.workers, device=args.device
+    )
 
 
 if __name__ == "__main__":
