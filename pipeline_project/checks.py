@@ -5,29 +5,28 @@ import json
 from pathlib import PurePosixPath
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
-from pipeline_project.analysis.accuracy import TARGETS, score_analysis, score_separation
+from pipeline_project.analysis.accuracy import TARGETS, RenderedAccuracy, accuracy_on_rendered
 from pipeline_project.analysis.mir import analyze
 from pipeline_project.assets.datasets import (
     concert_pairs,
     contributed_hits,
     drum_hits,
+    review_queue,
     song_features,
     synthetic_examples,
 )
 from pipeline_project.assets.synthesis import rendered_examples
-from pipeline_project.assets.training import review_queue
 from pipeline_project.audio.ingest import REASON_SUFFIX
-from pipeline_project.audio.io import SUPPORTED_EXTENSIONS, read_audio
+from pipeline_project.audio.io import SUPPORTED_EXTENSIONS
 from pipeline_project.datasets.anonymize import smallest_group
 from pipeline_project.datasets.privacy import audit_table, catalog_terms
 from pipeline_project.datasets.snapshots import latest_manifest, pending_manifest, publish, read_snapshot
 from pipeline_project.datasets.tables import K_ANONYMOUS_TABLES, SYNTHETIC_FREE_TEXT, SYNTHETIC_REFERENCES
 from pipeline_project.datasets.validation import validate_table
+from pipeline_project.layout import SONG_RECORD
 from pipeline_project.resources import DatasetsResource, MlflowResource, SeparatorResource, StorageResource
-from pipeline_project.separation.separator import STEM_NAMES
 
 DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, review_queue)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
@@ -51,9 +50,10 @@ def private_catalog(storage: StorageResource) -> set[str]:
             ]
         }
     ]
-    song_root = storage.fetch(storage.lake / "songs", pattern="song.json")
-    if song_root.is_dir():
-        for record in song_root.glob("*/song.json"):
+    storage.fetch(storage.songs, pattern=SONG_RECORD)
+    for key in storage.song_keys():
+        record = storage.song(key).record
+        if record.exists():
             songs.append(json.loads(record.read_text()))
     songs.append({"file_names": [p for p in storage.list_files(storage.quarantine) if not p.endswith(REASON_SUFFIX)]})
     return catalog_terms(songs)
@@ -182,62 +182,59 @@ def accuracy_on_rendered_examples(
     mlflow: MlflowResource,
 ):
     """Separation and analysis scored on the first rendered score excerpts, as a user's songs would be processed."""
-    rendered = storage.fetch(storage.synthetic_dir() / "rendered")
-    manifest = storage.read_json(rendered / "manifest.json")
-    keys = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")][
-        :ACCURACY_EXAMPLES
-    ]
-    separations, analyses, used = [], [], None
-    models = mlflow.analysis_models(log=context.log.info) if keys else None  # the analysers songs get
-    learned = (
-        mlflow.stem_separator(log=context.log.info) if keys and separator.wants_learned(context.log) else None
-    )  # and separator
-    for key in keys:
-        labels = storage.read_json(rendered / key / "labels.json")
-        references = {name: read_audio(rendered / key / "stems" / f"{name}.flac")[0] for name in STEM_NAMES}
-        mix, sample_rate = read_audio(rendered / key / "mix.flac")
-        separation = separator.separate(mix, sample_rate, logger=context.log, learned=learned)
-        used = separation.separator + (f" ({separation.model_name})" if separation.model_name else "")
-        separations.append(score_separation(references, separation.stems, mix))
-        analyses.append(score_analysis(analyze(separation.stems, sample_rate, models), labels, labels["duration"]))
+    corpus = storage.synthetic()
+    storage.fetch(corpus.rendered)
+    manifest = storage.read_json(corpus.rendered_manifest)
+    scores = [e["example_key"] for e in manifest["examples"] if not e["source_id"].startswith("groove:")]
+    keys = scores[:ACCURACY_EXAMPLES]
     if not keys:
         for name in ("separation_sdr", "analysis_accuracy"):
             yield dg.AssetCheckResult(
-                check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts rendered"}
+                check_name=name, passed=True, metadata={"examples": 0, "note": "no score excerpts"}
             )
         return
-    per_stem = {
-        stem: {
-            field: round(float(np.nanmean([s[stem][field] for s in separations])), 2)
-            for field in ("sdr_db", "mixture_sdr_db", "improvement_db")
-        }
-        for stem in STEM_NAMES
-    }
-    mean_improvement = float(np.nanmean([v["improvement_db"] for v in per_stem.values()]))
-    yield dg.AssetCheckResult(
+    # The analysers and the separator songs get.
+    models = mlflow.analysis_models(log=context.log.info)
+    learned = mlflow.stem_separator(log=context.log.info) if separator.wants_learned(context.log) else None
+    result = accuracy_on_rendered(
+        corpus,
+        keys,
+        separate=lambda mix, rate: separator.separate(mix, rate, logger=context.log, learned=learned),
+        analyze=lambda stems, rate: analyze(stems, rate, models),
+    )
+    yield _separation_result(result)
+    yield _analysis_result(result, models)
+
+
+def _separation_result(result: RenderedAccuracy) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
         check_name="separation_sdr",
-        passed=mean_improvement > 0,
+        passed=result.mean_improvement_db > 0,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "separator": used,
-            "examples": len(keys),
-            "mean_improvement_db": round(mean_improvement, 2),
-            "per_stem": dg.MetadataValue.md(pd.DataFrame(per_stem).T.to_markdown()),
+            "separator": result.separator,
+            "examples": len(result.keys),
+            "mean_improvement_db": round(result.mean_improvement_db, 2),
+            "per_stem": dg.MetadataValue.md(pd.DataFrame(result.per_stem).T.to_markdown()),
         },
     )
-    metrics = dict.fromkeys(m for a in analyses for m in a)  # downbeat and metre scores only where labels have bars
-    means = {metric: round(float(np.mean([a[metric] for a in analyses if metric in a])), 3) for metric in metrics}
-    yield dg.AssetCheckResult(
+
+
+def _analysis_result(result: RenderedAccuracy, models) -> dg.AssetCheckResult:
+    means = result.analysis_means()
+    return dg.AssetCheckResult(
         check_name="analysis_accuracy",
         passed=all(means[m] >= t for m, t in TARGETS.items()),
         severity=dg.AssetCheckSeverity.WARN,
         metadata={
-            "separator": used,
-            "examples": len(keys),
+            "separator": result.separator,
+            "examples": len(result.keys),
             **means,
             "analysis_models": dg.MetadataValue.json(models.versions if models else {}),
             "targets": dg.MetadataValue.json(TARGETS),
-            "per_example": dg.MetadataValue.md(pd.DataFrame(analyses, index=keys).round(3).to_markdown()),
+            "per_example": dg.MetadataValue.md(
+                pd.DataFrame(result.per_example, index=result.keys).round(3).to_markdown()
+            ),
         },
     )
 

@@ -429,7 +429,7 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             f"(ground truth in {storage.location(storage.ground_truth)})"
         )
         write_demo_songs(storage.incoming, storage.ground_truth / "demo", log=_say)
-        write_demo_contribution(storage.ground_truth / "demo", storage.contributions / "incoming", log=_say)
+        write_demo_contribution(storage.ground_truth / "demo", storage.inbox().incoming, log=_say)
         storage.publish(storage.incoming, storage.ground_truth, storage.contributions)
         found = scan_incoming(storage.incoming)
     files = {key: str(paths[0].relative_to(storage.incoming)) for key, paths in found.items()}
@@ -641,9 +641,11 @@ def _summary(
     print(f"songs processed this run: {len(processed)}" + (f" ({', '.join(processed)})" if processed else ""))
     for name, reason, quarantined in failed:
         print(f"{'songs quarantined:' if quarantined else 'songs failed:':<26}{name}: {reason}")
-    storage.fetch(storage.lake / "songs", pattern="theory.json")
+    from pipeline_project.layout import SONG_DONE
+
+    storage.fetch(storage.songs, pattern=SONG_DONE)
     print(f"analysis:                 {_analysers(mlflow_resource)}")
-    print(f"songs in the lake:        {len(storage.song_keys_with('theory.json'))}")
+    print(f"songs in the lake:        {len(storage.finished_song_keys())}")
     print("datasets:")
     for name in (
         "song_features",
@@ -696,7 +698,7 @@ def _analysers(mlflow_resource) -> str:
 def _models_summary(mlflow_resource) -> None:
     try:
         from pipeline_project.analysis.learned import MODEL_NAMES
-        from pipeline_project.assets.training import (
+        from pipeline_project.training.families import (
             DRUM_MODEL_NAME,
             EMBEDDING_MODEL_NAME,
             GENRE_MODEL_NAME,
@@ -750,15 +752,12 @@ def export_contribution(data_root: str | None, instrument: str, genre: str, out:
 def delete_contribution(data_root: str | None, submission_id: str) -> int:
     """Take an accepted submission out of the pool: the next contributed_hits snapshot no longer has its rows."""
     storage = _storage(data_root)
-    storage.fetch(storage.contributions / "accepted")
-    accepted = storage.contributions / "accepted" / f"{submission_id}.json"
-    if not accepted.exists():
-        print(f"no accepted submission {submission_id} in {accepted.parent}", file=sys.stderr)
+    inbox = storage.inbox()
+    storage.fetch(inbox.accepted)
+    if inbox.delete(submission_id) is None:
+        print(f"no accepted submission {submission_id} in {inbox.accepted}", file=sys.stderr)
         return 1
-    deleted = storage.contributions / "deleted"
-    deleted.mkdir(parents=True, exist_ok=True)
-    os.replace(accepted, deleted / accepted.name)
-    storage.publish(deleted, accepted.parent)
+    storage.publish(inbox.deleted, inbox.accepted)
     print(
         f"submission {submission_id} removed from the pool; materialize contributed_hits (or wait for the next run) "
         "for a snapshot without it"

@@ -12,6 +12,7 @@ from pipeline_project.assets.datasets import (
     contributed_hits,
     contribution_stats,
     drum_hits,
+    review_queue,
     song_features,
     synthetic_examples,
 )
@@ -23,7 +24,6 @@ from pipeline_project.assets.training import (
     analysis_models,
     drum_hit_classifier,
     genre_classifier_model,
-    review_queue,
     song_embedding,
     stem_separator,
 )

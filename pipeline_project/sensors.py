@@ -76,13 +76,13 @@ def dead_runs_sensor(context: dg.SensorEvaluationContext, storage: StorageResour
 def contributions_sensor(context: dg.SensorEvaluationContext, storage: StorageResource) -> dg.SensorResult:
     """Requests a review run when submissions wait in `contributions/incoming/`; the run validates each one,
     accepts or rejects it with a report, and rebuilds the contributed training pool."""
-    incoming = storage.fetch(storage.contributions / "incoming")
-    waiting = (
-        sorted(p for p in incoming.iterdir() if p.is_file() and not p.name.startswith(".")) if incoming.is_dir() else []
-    )
+    inbox = storage.inbox()
+    storage.fetch(inbox.incoming)
+    waiting = inbox.waiting()
     if not waiting:
-        return dg.SensorResult(skip_reason=f"no submissions in {incoming}")
-    run_key = "|".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in waiting)
+        return dg.SensorResult(skip_reason=f"no submissions in {inbox.incoming}")
+    # lstat: a link is a submission of its own (rejected as a link); its target is never looked at.
+    run_key = "|".join(f"{p.name}:{p.lstat().st_size}:{p.lstat().st_mtime_ns}" for p in waiting)
     context.log.info(f"{len(waiting)} submissions waiting: {', '.join(p.name for p in waiting)}")
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=run_key, tags={"pipeline_project/submissions": str(len(waiting))})]

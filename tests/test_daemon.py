@@ -15,8 +15,8 @@ import dagster as dg
 from conftest import render_groove_song
 
 from pipeline_project import cli
-from pipeline_project.assets.training import DRUM_MODEL_NAME
 from pipeline_project.definitions import defs
+from pipeline_project.training.families import DRUM_MODEL_NAME
 
 TESTS = Path(__file__).resolve().parent
 TIMEOUT_S = 90

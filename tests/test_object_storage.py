@@ -16,11 +16,11 @@ from pipeline_project.assets.datasets import song_features
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import SOURCE_FILE_TAG, songs_partitions
 from pipeline_project.assets.separation import song_stems
-from pipeline_project.assets.training import DRUM_MODEL_NAME
 from pipeline_project.audio.io import content_hash
 from pipeline_project.definitions import default_resources
 from pipeline_project.object_store import ObjectStoreMirror, is_temporary
 from pipeline_project.resources import StorageResource
+from pipeline_project.training.families import DRUM_MODEL_NAME
 from pipeline_project.training.registry import file_checksums
 
 BUCKET = "pipeline-test"

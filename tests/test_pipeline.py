@@ -23,13 +23,13 @@ from pipeline_project.assets.datasets import (
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.assets.separation import song_stems
-from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME
 from pipeline_project.checks import EXEMPTIONS, privacy_checks
 from pipeline_project.datasets.privacy import audit_table
 from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.definitions import build_definitions, default_resources, defs
 from pipeline_project.resources import SeparatorResource
 from pipeline_project.sensors import new_songs_sensor
+from pipeline_project.training.families import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME
 
 SONG_TAGS = [
     {

@@ -120,7 +120,7 @@ def test_model_cards_checksums_match_the_registered_files(registry, tmp_path):
     files = registry.model_files(MODEL, result.version, tmp_path / "download")
     assert card["sha256"] == file_checksums(files) and any(name.endswith((".skops", ".pkl")) for name in card["sha256"])
     champion, reloaded = registry.load_champion(MODEL)  # the first version: the champion
-    assert champion.version == result.version
+    assert str(champion.version) == result.version
     assert list(reloaded.predict(feature_matrix(test.head(5)))) == list(model.predict(feature_matrix(test.head(5))))
 
 

@@ -9,6 +9,9 @@ the mixture used as every stem's estimate: a separator must beat that baseline t
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 import numpy as np
 
 TARGETS = {"beat_f": 0.90, "key": 0.85, "chord_majmin": 0.75}
@@ -103,3 +106,49 @@ def score_separation(
             "improvement_db": round(ours - baseline, 2),
         }
     return scores
+
+
+@dataclass
+class RenderedAccuracy:
+    """Separation and analysis scored on rendered examples: the mean SDR figures per stem, the analysis scores
+    per example, and the separator that made the stems."""
+
+    keys: list[str]
+    per_stem: dict[str, dict[str, float]]
+    per_example: list[dict[str, float]]
+    separator: str | None
+
+    @property
+    def mean_improvement_db(self) -> float:
+        return float(np.nanmean([v["improvement_db"] for v in self.per_stem.values()]))
+
+    def analysis_means(self) -> dict[str, float]:
+        """Each metric's mean over the examples that have it (downbeat and metre only where labels have bars)."""
+        metrics = dict.fromkeys(m for scores in self.per_example for m in scores)
+        return {m: round(float(np.mean([s[m] for s in self.per_example if m in s])), 3) for m in metrics}
+
+
+def accuracy_on_rendered(corpus, keys: list[str], separate, analyze) -> RenderedAccuracy:
+    """Each rendered example's mix separated by `separate(mix, rate) -> Separation` and analysed by
+    `analyze(stems, rate) -> analysis`, as a user's song would be, scored against its stems and labels."""
+    from pipeline_project.audio.io import read_audio
+    from pipeline_project.separation.separator import STEM_NAMES
+
+    separations, analyses, used = [], [], None
+    for key in keys:
+        example = corpus.rendered_example(key)
+        labels = json.loads(example.labels.read_text())
+        references = {name: read_audio(example.stem(name))[0] for name in STEM_NAMES}
+        mix, sample_rate = read_audio(example.mix)
+        separation = separate(mix, sample_rate)
+        used = separation.separator + (f" ({separation.model_name})" if separation.model_name else "")
+        separations.append(score_separation(references, separation.stems, mix))
+        analyses.append(score_analysis(analyze(separation.stems, sample_rate), labels, labels["duration"]))
+    per_stem = {
+        stem: {
+            field: round(float(np.nanmean([s[stem][field] for s in separations])), 2)
+            for field in ("sdr_db", "mixture_sdr_db", "improvement_db")
+        }
+        for stem in STEM_NAMES
+    }
+    return RenderedAccuracy(keys, per_stem, analyses, used)

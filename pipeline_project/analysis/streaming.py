@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from pipeline_project.analysis import frames as grids
 from pipeline_project.analysis.mir import ANALYSIS_RATE, HOP, pulse_envelope
 from pipeline_project.audio.loudness import KWeightedSteps
+from pipeline_project.layout import stem_file
 from pipeline_project.memory import return_freed_memory
 
 # Every window starts on a frame of each grid (hops of 512, 220 and 2048 samples): 112,640 samples, 5.1 s.
@@ -72,7 +72,7 @@ class StemFiles:
         import soundfile as sf
 
         self.names = tuple(names)
-        self.files = {name: sf.SoundFile(str(Path(folder) / f"{name}.flac")) for name in self.names}
+        self.files = {name: sf.SoundFile(str(stem_file(folder, name))) for name in self.names}
         rates = {f.samplerate for f in self.files.values()}
         lengths = {f.frames for f in self.files.values()}
         if len(rates) != 1 or len(lengths) != 1:

@@ -34,19 +34,19 @@ def song_analysis(
 
 
 def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSet | None) -> dict:
-    song_dir = storage.song_dir(key)
-    storage.fetch(song_dir / "stems")
-    storage.fetch(song_dir, pattern="*.json")
-    with StemFiles(song_dir / "stems", STEM_NAMES) as stems:  # read a window at a time: memory stays flat
+    song = storage.song(key)
+    storage.fetch(song.stems_dir)
+    storage.fetch(song.path, pattern="*.json")
+    with StemFiles(song.stems_dir, STEM_NAMES) as stems:  # read a window at a time: memory stays flat
         started = time.perf_counter()
         result = analyze(stems, models=models)
         seconds = time.perf_counter() - started
         peaks = waveform_peaks(stems)
-    write_text_atomic(song_dir / "analysis.json", json.dumps(result, indent=1))
+    write_text_atomic(song.analysis, json.dumps(result, indent=1))
     png = analysis_plot(peaks, result["duration_s"], result)
-    write_bytes_atomic(song_dir / "analysis.png", png)
-    storage.publish(song_dir)
-    separator = storage.read_json(song_dir / "stems.json")
+    write_bytes_atomic(song.analysis_plot, png)
+    storage.publish(song.path)
+    separator = storage.read_json(song.stems_record)
     tempi = [bpm for _, bpm in result["tempo_curve"]]
     return {
         "tempo_bpm": result["tempo_bpm"],
@@ -67,7 +67,7 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
         "plot": dg.MetadataValue.md(
             f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"
         ),
-        "plot_file": dg.MetadataValue.path(storage.location(song_dir / "analysis.png")),
+        "plot_file": dg.MetadataValue.path(storage.location(song.analysis_plot)),
         "seconds": round(seconds, 2),
         "analysers": ", ".join(f"{part}: {path}" for part, path in result["analysers"].items()),
         "analysis_models": dg.MetadataValue.json(result["models"]),
@@ -87,14 +87,15 @@ def song_theory(context: dg.AssetExecutionContext, storage: StorageResource) -> 
 
 
 def theory_of_one_song(storage: StorageResource, key: str) -> dict:
-    song_dir = storage.fetch(storage.song_dir(key), pattern="*.json")
-    result = analyze_theory(storage.read_json(song_dir / "analysis.json"))
-    write_text_atomic(song_dir / "theory.json", json.dumps(result, indent=1))
-    storage.publish(song_dir)
+    song = storage.song(key)
+    storage.fetch(song.path, pattern="*.json")
+    analysis = storage.read_json(song.analysis)
+    result = analyze_theory(analysis)
+    write_text_atomic(song.theory, json.dumps(result, indent=1))
+    storage.publish(song.path)
     cadence_counts: dict[str, int] = {}
     for cadence in result["cadences"]:
         cadence_counts[cadence["type"]] = cadence_counts.get(cadence["type"], 0) + 1
-    analysis = storage.read_json(song_dir / "analysis.json")
     genres = result["genre_cues"]["genres"]
     return {
         "key": result["key"],

@@ -1,5 +1,4 @@
 import json
-import os
 
 import dagster as dg
 import numpy as np
@@ -7,19 +6,21 @@ import pandas as pd
 
 from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.retrying import retry_transient_failures
-from pipeline_project.assets.synthesis import augmented_examples, rendered_example_dirs, rendered_examples
+from pipeline_project.assets.synthesis import augmented_examples, rendered_examples, rendered_examples_of
 from pipeline_project.audio.io import read_audio
-from pipeline_project.datasets.contributions import Verdict, reference_from, validate_submission
+from pipeline_project.datasets.contributions import review_inbox
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
     concert_pairs_table,
     contributions_table,
     drum_hits_table,
     song_features_table,
+    synthetic_example_entries,
     synthetic_examples_table,
 )
 from pipeline_project.files import write_text_atomic
-from pipeline_project.resources import DatasetsResource, StorageResource
+from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
+from pipeline_project.training.families import DRUM_MODEL_NAME, REVIEW_BAND, review_queue_table
 
 # Like AutomationCondition.eager(), but a quarantined song (a partition that will never materialize)
 # does not hold the datasets back forever.
@@ -101,19 +102,12 @@ def song_features(
     """One anonymized row per analysed song: tempo, key, genre tag (from a fixed list), loudness, harmony and
     rhythm statistics, each row identical to at least k - 1 others of its genre on every released column
     (microaggregation), split by song, in an order drawn from the secret."""
-    storage.fetch(storage.lake / "songs", pattern="*.json")
-    songs, keys = [], storage.song_keys_with("theory.json")
-    for key in keys:
-        song_dir = storage.song_dir(key)
-        songs.append(
-            {
-                "key": key,
-                **{
-                    name: storage.read_json(song_dir / f"{name}.json")
-                    for name in ("song", "stems", "analysis", "theory")
-                },
-            }
-        )
+    storage.fetch(storage.songs, pattern="*.json")
+    keys = storage.finished_song_keys()
+    songs = [
+        {"key": key, **{stage: storage.read_json(path) for stage, path in storage.song(key).records().items()}}
+        for key in keys
+    ]
     table, report = song_features_table(songs, storage.anonymization_secret(), datasets.k_anonymity)
     if report["suppressed_rows"]:
         context.log.warning(f"song_features: fewer songs than k = {datasets.k_anonymity}: none can be released yet")
@@ -153,25 +147,14 @@ def synthetic_examples(
     SoundFonts, performance and augmentation parameters, relative paths of stems, mix and log-mel features,
     random windows, and the full labels. Partitioned by split; the split is drawn per source, so one piece
     never lands in two splits."""
-    synthetic = storage.fetch(storage.synthetic_dir(), pattern="*.json")
-    manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
-    entries = []
-    for entry in manifest["examples"]:
-        folder = "rendered" if entry["variant"] == "clean" else "augmented"
-        entries.append(
-            {
-                **entry,
-                "labels": storage.read_json(synthetic / folder / entry["key"] / "labels.json"),
-                "mix_path": f"{folder}/{entry['key']}/mix.flac",
-                "stems_path": f"rendered/{entry['source_example']}/stems",
-                "features_path": f"features/{entry['key']}.npy",
-            }
-        )
+    corpus = storage.synthetic()
+    storage.fetch(corpus.path, pattern="*.json")
+    entries = synthetic_example_entries(corpus)
     table = synthetic_examples_table(entries, storage.anonymization_secret())
-    splits = (
+    by_split = (
         table.groupby("split").agg(examples=("example_id", "size"), sources=("source_id", "nunique"))
         if len(table)
-        else pd.DataFrame()
+        else None
     )
     return snapshot(
         context,
@@ -182,7 +165,7 @@ def synthetic_examples(
         {"examples": len(entries)},
         partition_by="split",
         preview=table.drop(columns=["labels", "kern", "humanization", "voices", "augmentation_chain"]),
-        splits=dg.MetadataValue.md(splits.to_markdown() if len(splits) else "(empty)"),
+        splits=dg.MetadataValue.md(by_split.to_markdown() if by_split is not None else "(empty)"),
     )
 
 
@@ -200,10 +183,10 @@ def drum_hits(
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
     rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""
     examples = []
-    storage.fetch(storage.synthetic_dir() / "rendered")
-    for example_dir in rendered_example_dirs(storage):
-        drums, sample_rate = read_audio(example_dir / "stems" / "drums.flac")
-        examples.append((storage.read_json(example_dir / "labels.json"), drums.mean(axis=0), sample_rate))
+    storage.fetch(storage.synthetic().rendered)
+    for example in rendered_examples_of(storage):
+        drums, sample_rate = read_audio(example.stem("drums"))
+        examples.append((storage.read_json(example.labels), drums.mean(axis=0), sample_rate))
     table = drum_hits_table(examples, storage.anonymization_secret())
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0) if len(table) else pd.DataFrame()
     return snapshot(
@@ -231,9 +214,10 @@ def concert_pairs(
     """Clean and concert-degraded log-mel windows (2 s) of the same rendered track, for training song
     identification that survives a live room and a crowd; the track id is a keyed hash and the split is
     drawn per track. No audio and no window positions leave."""
-    synthetic = storage.fetch(storage.synthetic_dir(), pattern="*.json")
-    storage.fetch(synthetic / "features")
-    manifest = storage.read_json(synthetic / "augmented" / "manifest.json")
+    corpus = storage.synthetic()
+    storage.fetch(corpus.path, pattern="*.json")
+    storage.fetch(corpus.features)
+    manifest = storage.read_json(corpus.augmented_manifest)
     settings = manifest.get("features", {"sample_rate": 22_050, "hop_length": 512})
     pairs = []
     for entry in manifest["examples"]:
@@ -241,13 +225,13 @@ def concert_pairs(
         if "concert" not in chain.get("presets", []):
             continue
         steps = {s["name"]: s for s in chain["steps"]}
-        record = storage.read_json(synthetic / "augmented" / entry["key"] / "record.json")
+        record = storage.read_json(corpus.augmented_example(entry["key"]).record)
         pairs.append(
             {
                 "track": entry["source_example"],
                 "degraded_key": entry["key"],
-                "clean": np.load(synthetic / "features" / f"{entry['source_example']}.npy"),
-                "degraded": np.load(synthetic / "features" / f"{entry['key']}.npy"),
+                "clean": np.load(corpus.features_of(entry["source_example"])),
+                "degraded": np.load(corpus.features_of(entry["key"])),
                 "time_scale": record.get("time_scale", 1.0),
                 "windows": entry["windows"],
                 "frames_per_second": settings["sample_rate"] / settings["hop_length"],
@@ -260,78 +244,16 @@ def concert_pairs(
     return snapshot(context, storage, datasets, "concert_pairs", table, {"concert_examples": len(pairs)})
 
 
-def _load_accepted(storage: StorageResource) -> dict[str, dict]:
-    folder = storage.contributions / "accepted"
-    return (
-        {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))} if folder.is_dir() else {}
-    )
-
-
-def _local_hits(storage: StorageResource) -> pd.DataFrame | None:
-    root = storage.fetch(storage.dataset_dir("drum_hits"))
-    return read_snapshot(root) if latest_manifest(root) else None
-
-
-def review_incoming(storage: StorageResource, datasets: DatasetsResource, log) -> list[dict]:
-    """Validate every file in `contributions/incoming/`: accepted ones are kept in canonical form as
-    `accepted/<id>.json`, the rest move to `rejected/` as they came, and each gets a report
-    (`reports/<file name>.report.json`) with its id and reasons. A file that cannot even be reviewed is rejected
-    like any other, so one bad file never holds the queue or the training downstream. Returns the reports."""
-    incoming = storage.contributions / "incoming"
-    if not incoming.is_dir():
-        return []
-    accepted = _load_accepted(storage)
-    local = _local_hits(storage)
-    reference = reference_from(local, list(accepted.values()))
-    reports = []
-    with os.scandir(incoming) as entries:  # scandir does not follow links: a link is judged, never its target
-        names = sorted(
-            entry.name
-            for entry in entries
-            if not entry.name.startswith(".") and (entry.is_symlink() or entry.is_file(follow_symlinks=False))
-        )
-    for file_name in names:
-        path = incoming / file_name
-        try:
-            verdict, submission = validate_submission(path, reference, datasets.contribution_max_bytes)
-        except Exception as exc:  # noqa: BLE001 - a file that breaks the review must not break the queue
-            log.exception(f"contribution {file_name}: the review itself failed")
-            verdict, submission = (
-                Verdict("", False, [f"could not be reviewed ({type(exc).__name__}); kept in rejected/"]),
-                None,
-            )
-        report = verdict.report(file_name)
-        write_text_atomic(_report_path(storage.contributions / "reports", file_name), json.dumps(report, indent=1))
-        if submission is not None:
-            name = verdict.submission_id
-            write_text_atomic(storage.contributions / "accepted" / f"{name}.json", json.dumps(submission))
-            path.unlink()
-            accepted[name] = submission
-            reference = reference_from(local, list(accepted.values()))
-            log.info(f"contribution {file_name}: accepted as {name} (quality {verdict.quality.get('score')})")
-        else:
-            rejected = storage.contributions / "rejected"
-            rejected.mkdir(parents=True, exist_ok=True)
-            os.replace(path, _free_name(rejected / file_name))  # a link moves as a link
-            log.warning(f"contribution {file_name}: rejected: {'; '.join(verdict.reasons)}")
-        reports.append(report)
-    return reports
-
-
-def _report_path(folder, file_name: str):
-    """`<file name>.report.json`, the whole name, so `x.json` and `x.txt` get a report each; a later file of
-    the same name gets a numbered one instead of replacing the first."""
-    return _free_name(folder / f"{file_name}.report.json")
-
-
-def _free_name(path):
-    """`path`, or `path` numbered (`x.2.json`, `x.3.json` ...) when that name is taken."""
-    candidate, number = path, 1
-    while os.path.lexists(candidate):
-        number += 1
-        stem, dot, suffix = path.name.rpartition(".")
-        candidate = path.with_name(f"{stem}.{number}.{suffix}" if dot else f"{path.name}.{number}")
-    return candidate
+def read_latest(storage: StorageResource, dataset: str, required: bool = True) -> tuple[dict | None, pd.DataFrame]:
+    """(manifest, rows) of a dataset's latest published snapshot; without one, a failure that says to build it
+    first, or (None, an empty table) when it is not `required`."""
+    root = storage.fetch(storage.dataset_dir(dataset))
+    manifest = latest_manifest(root)
+    if manifest is None:
+        if required:
+            raise dg.Failure(description=f"{dataset} has no snapshot yet: materialize it first")
+        return None, pd.DataFrame()
+    return manifest, read_snapshot(root, manifest["snapshot_id"])
 
 
 @dg.asset(group_name="datasets", kinds={"parquet"}, code_version="1", deps=[drum_hits])
@@ -344,10 +266,12 @@ def contributed_hits(
     rejected with a report; then every accepted submission's rows become the next snapshot, split by
     submission. Deleted submissions (`pipeline-project contributions delete ID`) are gone from it, and the
     manifest lists what was added and removed since the previous snapshot."""
-    storage.fetch(storage.contributions)
-    reports = review_incoming(storage, datasets, context.log)
-    storage.publish(storage.contributions)
-    accepted = _load_accepted(storage)
+    inbox = storage.inbox()
+    storage.fetch(inbox.path)
+    local_hits = read_latest(storage, "drum_hits", required=False)[1]
+    reports = review_inbox(inbox, local_hits if len(local_hits) else None, datasets.contribution_max_bytes, context.log)
+    storage.publish(inbox.path)
+    accepted = inbox.accepted_submissions()
     previous = latest_manifest(storage.fetch(storage.dataset_dir("contributed_hits")))
     before = set(previous["sources"].get("contributions", [])) if previous else set()
     now = set(accepted)
@@ -372,14 +296,9 @@ def contributed_hits(
 @retry_transient_failures
 def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
     """Contributions accepted, rejected and deleted, samples per instrument and genre, and class balance."""
-    folder = storage.fetch(storage.contributions)
-    # Rejected files keep the name they came with (any extension, links too); accepted and deleted are <id>.json.
-    counts = {
-        state: len([p for p in (folder / state).glob(pattern) if not p.name.startswith(".")])
-        if (folder / state).is_dir()
-        else 0
-        for state, pattern in (("accepted", "*.json"), ("rejected", "*"), ("deleted", "*.json"))
-    }
+    inbox = storage.inbox()
+    storage.fetch(inbox.path)
+    counts = inbox.counts()
     table = read_snapshot(storage.fetch(storage.dataset_dir("contributed_hits")))
     by_instrument = table.groupby("instrument").size().to_dict() if len(table) else {}
     by_genre = table.groupby("genre").size().to_dict() if len(table) else {}
@@ -391,8 +310,8 @@ def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResour
         "samples_per_genre": by_genre,
         "class_balance": balance,
     }
-    write_text_atomic(folder / "stats.json", json.dumps(stats, indent=1))
-    storage.publish(folder)
+    write_text_atomic(inbox.stats, json.dumps(stats, indent=1))
+    storage.publish(inbox.path)
     return dg.MaterializeResult(
         metadata={
             "accepted": counts["accepted"],
@@ -403,4 +322,36 @@ def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResour
             "samples_per_genre": dg.MetadataValue.json(by_genre),
             "class_balance": dg.MetadataValue.json(balance),
         }
+    )
+
+
+@dg.asset(
+    group_name="datasets",
+    kinds={"parquet"},
+    code_version="1",
+    deps=[DRUM_MODEL_NAME],
+    automation_condition=dg.AutomationCondition.eager(),
+)
+@retry_transient_failures
+def review_queue(
+    context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource, mlflow: MlflowResource
+) -> dg.MaterializeResult:
+    """Drum hits the champion drum-hit classifier is unsure about (top class probability between 0.4 and 0.6),
+    with its guess, for a person to label: the examples that would teach the next model most."""
+    manifest, hits = read_latest(storage, "drum_hits")
+    champion, model = mlflow.registry().load_champion(DRUM_MODEL_NAME)
+    if champion is None:
+        raise dg.Failure(description=f"{DRUM_MODEL_NAME} has no champion yet: materialize it first")
+    queue = review_queue_table(model, champion.version, hits)
+    context.log.info(f"review_queue: {len(queue)} of {len(hits)} hits with champion confidence in {REVIEW_BAND}")
+    sources = {"drum_hits": manifest["snapshot_id"], "model": f"{DRUM_MODEL_NAME}/{champion.version}"}
+    return snapshot(
+        context,
+        storage,
+        datasets,
+        "review_queue",
+        queue.reset_index(drop=True),
+        sources,
+        band=str(REVIEW_BAND),
+        pool_rows=len(hits),
     )

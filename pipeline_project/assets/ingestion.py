@@ -52,10 +52,10 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
             allow_retries=False,
         )
     source = files[0]
-    song_dir = storage.song_dir(key)
+    song = storage.song(key)
     started = time.perf_counter()
     try:
-        decoded = decode_song(source, song_dir / "audio.flac")
+        decoded = decode_song(source, song.audio)
     except BadAudioError as exc:
         duplicates = scan_incoming(storage.incoming).get(key, files)  # every copy of bad content goes
         moved = [quarantine_file(path, storage.quarantine, exc.reason) for path in duplicates]
@@ -76,8 +76,8 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
         "duration_s": round(decoded.duration_s, 3),
         **decoded.tags,
     }
-    write_text_atomic(song_dir / "song.json", json.dumps(record, indent=1))
-    storage.publish(song_dir)
+    write_text_atomic(song.record, json.dumps(record, indent=1))
+    storage.publish(song.path)
     if len(files) > 1:
         context.log.info(f"{len(files)} files share this content: {', '.join(p.name for p in files)}")
     context.log.info(f"decoded {source.name}: {decoded.duration_s:.1f} s, tags {sorted(decoded.tags)}")

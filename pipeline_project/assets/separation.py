@@ -48,16 +48,15 @@ def song_stems(
 def separate_one_song(
     context: dg.AssetExecutionContext, storage: StorageResource, separator: SeparatorResource, key: str, learned=None
 ) -> dict:
-    song_dir = storage.fetch(storage.song_dir(key))
-    duration = sf.info(str(song_dir / "audio.flac")).duration
+    song = storage.song(key)
+    storage.fetch(song.path)
+    duration = sf.info(str(song.audio)).duration
     started = time.perf_counter()
-    separation = separator.separate_file(
-        song_dir / "audio.flac", song_dir / "stems", logger=context.log, learned=learned
-    )
+    separation = separator.separate_file(song.audio, song.stems_dir, logger=context.log, learned=learned)
     seconds = time.perf_counter() - started
     description = separation.describe()
-    write_text_atomic(song_dir / "stems.json", json.dumps(description, indent=1))
-    storage.publish(song_dir)
+    write_text_atomic(song.stems_record, json.dumps(description, indent=1))
+    storage.publish(song.path)
     context.log.info(f"separated {duration:.1f} s in {seconds:.1f} s with {separation.separator}")
     return {
         **{k: v for k, v in description.items() if v is not None and not isinstance(v, (dict, list))},

@@ -1,6 +1,4 @@
 import json
-import time
-from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
@@ -9,16 +7,10 @@ from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings
 from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS
-from pipeline_project.augmentation.corpus import (
-    AugmentationJob,
-    augment_example,
-    load_noise_pool,
-    write_listening_sample,
-)
-from pipeline_project.files import write_text_atomic
-from pipeline_project.parallel import map_in_processes
+from pipeline_project.augmentation.corpus import augment_corpus, write_listening_samples
+from pipeline_project.layout import ExampleFolder
 from pipeline_project.resources import RendererResource, StorageResource
-from pipeline_project.synthesis.examples import all_sources, example_specs, render_to_folder
+from pipeline_project.synthesis.examples import all_sources, example_specs, render_corpus
 
 
 class RenderingConfig(dg.Config):
@@ -72,59 +64,50 @@ def rendered_examples(
     catalog, presets = renderer.soundfonts(), renderer.presets()
     sources = all_sources(storage.fetch(storage.scores))
     specs = example_specs(sources, config.seed, config.renderings_per_source, config.score_bars, config.groove_bars)
-    out_dir = storage.synthetic_dir() / "rendered"
-    started = time.perf_counter()
-    entries, failures, audio_seconds = [], [], 0.0
-    jobs = [(spec, catalog, presets, out_dir) for spec in specs]
-    for index, (spec, result) in enumerate(zip(specs, map_in_processes(render_to_folder, jobs, config.workers)), 1):
-        if "failure" in result:
-            failures.append(result["failure"])
-            context.log.error(
-                f"[{index}/{len(specs)}] {spec.source.locator}: cannot render ({result['failure']['reason']})"
-            )
-            continue
-        entries.append(result)
-        audio_seconds += result["duration_s"]
-        context.log.info(
-            f"[{index}/{len(specs)}] {spec.example_key} from {spec.source.source_id}: {', '.join(result['voices'].values())}"
-        )
-    write_text_atomic(out_dir / "sources.json", json.dumps([s.to_dict() for s in sources], indent=1))
-    write_text_atomic(
-        out_dir / "manifest.json",
-        json.dumps({"seed": config.seed, "examples": entries, "failures": failures}, indent=1),
+    corpus = storage.synthetic()
+    done = render_corpus(
+        corpus,
+        sources,
+        specs,
+        catalog,
+        presets,
+        config.seed,
+        config.workers,
+        log=context.log.info,
+        log_error=context.log.error,
     )
-    storage.publish(out_dir)
-    seconds = time.perf_counter() - started
+    storage.publish(corpus.rendered)
     return dg.MaterializeResult(
         metadata={
-            "examples": len(entries),
-            "failed_sources": len(failures),
-            "audio_seconds": round(audio_seconds, 1),
-            "render_seconds": round(seconds, 1),
-            "x_real_time": round(audio_seconds / max(seconds, 1e-9), 1),
+            "examples": len(done.entries),
+            "failed_sources": len(done.failures),
+            "audio_seconds": round(done.audio_seconds, 1),
+            "render_seconds": round(done.seconds, 1),
+            "x_real_time": round(done.audio_seconds / max(done.seconds, 1e-9), 1),
             "soundfonts": ", ".join(catalog),
             "seed": config.seed,
-            "sources": markdown_table(
-                ["source", "format", "origin", "licence"],
-                [
-                    [s.source_id if s.kind != "user" else s.source_id[:21], s.format, s.origin, s.licence]
-                    for s in sources
-                ],
-            ),
-            "examples_table": markdown_table(
-                ["example", "source", "SoundFonts", "programs (part: family program@SoundFont)"],
-                [
-                    [
-                        e["example_key"],
-                        e["source_id"][:40],
-                        ", ".join(e["soundfonts"]),
-                        "; ".join(f"{p}: {v}" for p, v in e["voices"].items()),
-                    ]
-                    for e in entries
-                ],
-            ),
+            "sources": _sources_table(sources),
+            "examples_table": _examples_table(done.entries),
         }
     )
+
+
+def _sources_table(sources) -> dg.MetadataValue:
+    rows = [[s.source_id if s.kind != "user" else s.source_id[:21], s.format, s.origin, s.licence] for s in sources]
+    return markdown_table(["source", "format", "origin", "licence"], rows)
+
+
+def _examples_table(entries: list[dict]) -> dg.MetadataValue:
+    rows = [
+        [
+            e["example_key"],
+            e["source_id"][:40],
+            ", ".join(e["soundfonts"]),
+            "; ".join(f"{p}: {v}" for p, v in e["voices"].items()),
+        ]
+        for e in entries
+    ]
+    return markdown_table(["example", "source", "SoundFonts", "programs (part: family program@SoundFont)"], rows)
 
 
 @dg.asset(
@@ -143,70 +126,49 @@ def augmented_examples(
     compression, clipping and saturation, MP3, concert, small time-stretch and pitch shift). Labels are
     moved to match, every parameter and seed is recorded, and applying the record again gives the same
     samples. Log-mel features and random 1-3 s windows are computed for clean and augmented examples."""
-    synthetic = storage.fetch(storage.synthetic_dir() / "rendered").parent
-    rendered_dir, out_dir, features_dir = synthetic / "rendered", synthetic / "augmented", synthetic / "features"
-    manifest = json.loads((rendered_dir / "manifest.json").read_text())
-    keys = [e["example_key"] for e in manifest["examples"]]
+    corpus = storage.synthetic()
+    storage.fetch(corpus.rendered)
     settings = LogMelSettings(n_mels=config.n_mels, hop_length=config.hop_length)
-    started, audio_seconds = time.perf_counter(), 0.0
-    entries, table_rows = [], []
-    jobs = [
-        AugmentationJob(
-            index,
-            key,
-            rendered_dir,
-            out_dir,
-            features_dir,
-            settings,
-            config.seed,
-            config.variants_per_example,
-            config.combinations,
-            config.windows_per_example,
-            config.window_min_s,
-            config.window_max_s,
-        )
-        for index, key in enumerate(keys)
-    ]
-    pool_setup = {"initializer": load_noise_pool, "initargs": (rendered_dir, keys)}
-    for index, result in enumerate(map_in_processes(augment_example, jobs, config.workers, **pool_setup), 1):
-        entries += result["entries"]
-        audio_seconds += result["audio_seconds"]
-        table_rows += [
-            [aug_key, keys[index - 1], " + ".join(presets), "; ".join(_describe(s) for s in chain["steps"])]
-            for aug_key, presets, chain in result["variants"]
-        ]
-        context.log.info(f"[{index}/{len(keys)}] augmented {keys[index - 1]}")
-    write_text_atomic(
-        out_dir / "manifest.json",
-        json.dumps({"seed": config.seed, "features": settings.to_dict(), "examples": entries}, indent=1),
+    windows = (config.windows_per_example, config.window_min_s, config.window_max_s)
+    done = augment_corpus(
+        corpus,
+        settings,
+        config.seed,
+        config.variants_per_example,
+        config.combinations,
+        windows,
+        config.workers,
+        log=context.log.info,
     )
-    storage.publish(features_dir, out_dir)
-    listening = []
-    if config.listening_samples:
-        listening_dir = storage.dataset_dir("synthetic_examples") / "listening"
-        samples = [
-            (preset, rendered_dir, tuple(keys), config.seed, listening_dir / f"{preset}.mp3")
-            for preset in ("clean", *PRESETS)
-        ]
-        listening = [
-            str(path.relative_to(storage.root))
-            for path in map_in_processes(write_listening_sample, samples, config.workers, **pool_setup)
-            if path
-        ]
-        storage.publish(listening_dir)
-    seconds = time.perf_counter() - started
+    storage.publish(corpus.features, corpus.augmented)
+    listening = _listening_samples(storage, corpus, config) if config.listening_samples else []
     return dg.MaterializeResult(
         metadata={
-            "examples": len(entries),
-            "augmented": len(table_rows),
-            "augment_seconds": round(seconds, 1),
-            "x_real_time": round(audio_seconds / max(seconds, 1e-9), 1),
+            "examples": len(done.entries),
+            "augmented": len(done.variants),
+            "augment_seconds": round(done.seconds, 1),
+            "x_real_time": round(done.audio_seconds / max(done.seconds, 1e-9), 1),
             "seed": config.seed,
             "log_mel": dg.MetadataValue.json(settings.to_dict()),
             "listening_samples": dg.MetadataValue.md("\n".join(f"- `{p}`" for p in listening) or "none"),
-            "chains": markdown_table(["augmented example", "from", "presets", "chain"], table_rows),
+            "chains": _chains_table(done.variants),
         }
     )
+
+
+def _listening_samples(storage: StorageResource, corpus, config: AugmentationConfig) -> list[str]:
+    folder = storage.dataset_dir("synthetic_examples") / "listening"
+    written = write_listening_samples(corpus, folder, list(PRESETS), config.seed, config.workers)
+    storage.publish(folder)
+    return [str(path.relative_to(storage.root)) for path in written]
+
+
+def _chains_table(variants) -> dg.MetadataValue:
+    rows = [
+        [key, source, " + ".join(presets), "; ".join(_describe(step) for step in chain["steps"])]
+        for key, source, presets, chain in variants
+    ]
+    return markdown_table(["augmented example", "from", "presets", "chain"], rows)
 
 
 def _describe(step: dict) -> str:
@@ -223,6 +185,8 @@ def _describe(step: dict) -> str:
     return f"{name} ({details})" if details else name
 
 
-def rendered_example_dirs(storage: StorageResource) -> list[Path]:
-    manifest = json.loads((storage.synthetic_dir() / "rendered" / "manifest.json").read_text())
-    return [storage.synthetic_dir() / "rendered" / e["example_key"] for e in manifest["examples"]]
+def rendered_examples_of(storage: StorageResource) -> list[ExampleFolder]:
+    """The rendered examples the rendered corpus's manifest lists (fetch the corpus first)."""
+    corpus = storage.synthetic()
+    manifest = json.loads(corpus.rendered_manifest.read_text())
+    return [corpus.rendered_example(e["example_key"]) for e in manifest["examples"]]

@@ -9,6 +9,7 @@ The noise pool (the rendered vocal stems that babble and crowd noise are made of
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,6 +20,8 @@ from pipeline_project.audio.features import LogMelSettings, log_mel, random_wind
 from pipeline_project.audio.io import read_audio, write_audio, write_mp3
 from pipeline_project.augmentation.chains import NoisePool, apply_chain, sample_chain
 from pipeline_project.files import atomic_path, write_text_atomic
+from pipeline_project.layout import SyntheticCorpus
+from pipeline_project.parallel import map_in_processes
 from pipeline_project.synthesis.performance import stretch_labels
 
 LISTENING_SAMPLE_SECONDS = 60.0
@@ -26,20 +29,20 @@ LISTENING_SAMPLE_SECONDS = 60.0
 _noise_pool: NoisePool | None = None
 
 
-def noise_pool_from(rendered_dir: Path, keys: list[str]) -> NoisePool:
+def noise_pool_from(corpus: SyntheticCorpus, keys: list[str]) -> NoisePool:
     """Vocal stems of the rendered examples: the voices babble and crowd noise are made of."""
     clips = {}
     for key in keys:
-        vocals, _ = read_audio(Path(rendered_dir) / key / "stems" / "vocals.flac")
+        vocals, _ = read_audio(corpus.rendered_example(key).stem("vocals"))
         if np.any(vocals):
             clips[key] = vocals
     return NoisePool(clips)
 
 
-def load_noise_pool(rendered_dir: Path, keys: list[str]) -> None:
+def load_noise_pool(corpus: SyntheticCorpus, keys: list[str]) -> None:
     """Process initializer: the noise pool every example of this process draws from."""
     global _noise_pool
-    _noise_pool = noise_pool_from(rendered_dir, keys)
+    _noise_pool = noise_pool_from(corpus, keys)
 
 
 def _pool() -> NoisePool:
@@ -52,9 +55,7 @@ def _pool() -> NoisePool:
 class AugmentationJob:
     index: int  # the example's position in the rendered manifest: its seeds derive from it
     key: str
-    rendered_dir: Path
-    out_dir: Path
-    features_dir: Path
+    corpus: SyntheticCorpus
     settings: LogMelSettings
     seed: int
     variants: int
@@ -74,9 +75,10 @@ def augment_example(job: AugmentationJob) -> dict:
     """The clean example's features and windows, and `job.variants` augmented variants (mix, moved labels,
     chain record, features). Returns {"entries": manifest entries, "variants": [(augmented key, presets,
     chain)], "audio_seconds": seconds augmented}."""
-    mix, sample_rate = read_audio(job.rendered_dir / job.key / "mix.flac")
-    labels = json.loads((job.rendered_dir / job.key / "labels.json").read_text())
-    write_features(job.features_dir / f"{job.key}.npy", mix, sample_rate, job.settings)
+    clean = job.corpus.rendered_example(job.key)
+    mix, sample_rate = read_audio(clean.mix)
+    labels = json.loads(clean.labels.read_text())
+    write_features(job.corpus.features_of(job.key), mix, sample_rate, job.settings)
     entries = [
         {
             "key": job.key,
@@ -96,8 +98,9 @@ def augment_example(job: AugmentationJob) -> dict:
         augmented = apply_chain(mix, sample_rate, chain, pool)
         aug_key = f"{job.key}-a{variant}"
         aug_labels = stretch_labels(labels, augmented.time_scale, augmented.tuning_cents)
-        write_audio(job.out_dir / aug_key / "mix.flac", augmented.audio, sample_rate)
-        write_text_atomic(job.out_dir / aug_key / "labels.json", json.dumps(aug_labels))
+        example = job.corpus.augmented_example(aug_key)
+        write_audio(example.mix, augmented.audio, sample_rate)
+        write_text_atomic(example.labels, json.dumps(aug_labels))
         record = {
             "augmented_key": aug_key,
             "source_example": job.key,
@@ -105,8 +108,8 @@ def augment_example(job: AugmentationJob) -> dict:
             "time_scale": augmented.time_scale,
             "tuning_cents": augmented.tuning_cents,
         }
-        write_text_atomic(job.out_dir / aug_key / "record.json", json.dumps(record, indent=1))
-        write_features(job.features_dir / f"{aug_key}.npy", augmented.audio, sample_rate, job.settings)
+        write_text_atomic(example.record, json.dumps(record, indent=1))
+        write_features(job.corpus.features_of(aug_key), augmented.audio, sample_rate, job.settings)
         entries.append(
             {
                 "key": aug_key,
@@ -128,11 +131,11 @@ def augment_example(job: AugmentationJob) -> dict:
 
 
 @lru_cache(maxsize=1)  # every preset of a process hears the same clean audio: read it once
-def listening_clean(rendered_dir: Path, keys: tuple[str, ...]) -> tuple[np.ndarray | None, int]:
+def listening_clean(corpus: SyntheticCorpus, keys: tuple[str, ...]) -> tuple[np.ndarray | None, int]:
     """About LISTENING_SAMPLE_SECONDS of rendered mixes end to end (None when there are none)."""
     pieces, total, sample_rate = [], 0, 44_100
     for key in keys:
-        mix, sample_rate = read_audio(Path(rendered_dir) / key / "mix.flac")
+        mix, sample_rate = read_audio(corpus.rendered_example(key).mix)
         pieces.append(mix)
         total += mix.shape[1]
         if total >= LISTENING_SAMPLE_SECONDS * sample_rate:
@@ -142,11 +145,11 @@ def listening_clean(rendered_dir: Path, keys: tuple[str, ...]) -> tuple[np.ndarr
     return np.concatenate(pieces, axis=1)[:, : int(LISTENING_SAMPLE_SECONDS * sample_rate)], sample_rate
 
 
-def write_listening_sample(job: tuple[str, Path, tuple[str, ...], int, Path]) -> Path | None:
-    """`job`: (preset or "clean", rendered folder, example keys, seed, output MP3): the clean listening audio
+def write_listening_sample(job: tuple[str, SyntheticCorpus, tuple[str, ...], int, Path]) -> Path | None:
+    """`job`: (preset or "clean", the synthetic corpus, example keys, seed, output MP3): the clean listening audio
     through that preset alone, as an MP3. None when there is nothing rendered to listen to."""
-    preset, rendered_dir, keys, seed, path = job
-    clean, sample_rate = listening_clean(rendered_dir, keys)
+    preset, corpus, keys, seed, path = job
+    clean, sample_rate = listening_clean(corpus, keys)
     if clean is None:
         return None
     pool = _pool()
@@ -157,3 +160,56 @@ def write_listening_sample(job: tuple[str, Path, tuple[str, ...], int, Path]) ->
     )
     write_mp3(path, audio, sample_rate, {})
     return path
+
+
+@dataclass
+class AugmentedCorpus:
+    """What `augment_corpus` made: the manifest's entries (clean and augmented), each variant's (key, source,
+    presets, chain), and timings."""
+
+    entries: list[dict]
+    variants: list[tuple[str, str, list[str], dict]]
+    audio_seconds: float
+    seconds: float
+
+
+def augment_corpus(
+    corpus: SyntheticCorpus,
+    settings: LogMelSettings,
+    seed: int,
+    variants: int,
+    combinations: list[list[str]],
+    windows: tuple[int, float, float],
+    workers: int = 0,
+    log=print,
+) -> AugmentedCorpus:
+    """Every rendered example of the corpus's manifest through `variants` augmentation chains (`combinations`
+    drawn in turn), with log-mel features and `windows` (count, shortest, longest in seconds) for the clean and
+    augmented examples; then the augmented manifest. Each example draws on its own seeds (from `seed` and its
+    position), so the output is the same whatever the number of `workers`."""
+    started = time.perf_counter()
+    keys = [e["example_key"] for e in json.loads(corpus.rendered_manifest.read_text())["examples"]]
+    jobs = [
+        AugmentationJob(index, key, corpus, settings, seed, variants, combinations, *windows)
+        for index, key in enumerate(keys)
+    ]
+    result = AugmentedCorpus([], [], 0.0, 0.0)
+    pool_setup = {"initializer": load_noise_pool, "initargs": (corpus, keys)}
+    for index, done in enumerate(map_in_processes(augment_example, jobs, workers, **pool_setup), 1):
+        result.entries += done["entries"]
+        result.audio_seconds += done["audio_seconds"]
+        result.variants += [(key, keys[index - 1], presets, chain) for key, presets, chain in done["variants"]]
+        log(f"[{index}/{len(keys)}] augmented {keys[index - 1]}")
+    manifest = {"seed": seed, "features": settings.to_dict(), "examples": result.entries}
+    write_text_atomic(corpus.augmented_manifest, json.dumps(manifest, indent=1))
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def write_listening_samples(corpus: SyntheticCorpus, folder: Path, presets: list[str], seed: int, workers: int = 0):
+    """A 60 s listening sample (MP3) of the clean rendered mixes through each preset alone, in `folder`; the
+    paths written."""
+    keys = tuple(e["example_key"] for e in json.loads(corpus.rendered_manifest.read_text())["examples"])
+    samples = [(preset, corpus, keys, seed, folder / f"{preset}.mp3") for preset in ("clean", *presets)]
+    setup = {"initializer": load_noise_pool, "initargs": (corpus, list(keys))}
+    return [path for path in map_in_processes(write_listening_sample, samples, workers, **setup) if path]

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline_project.analysis.drum_hits import MAX_WINDOW_S
+from pipeline_project.layout import ContributionsInbox
 
 FORMAT_VERSION = "1.0"
 FEATURES = ("BodyE", "SizzleE", "GeoMean", "SustainMs")
@@ -463,3 +464,36 @@ def export_submission(drum_hits: pd.DataFrame, instrument: str, genre: str) -> t
         "only these four features and the open/closed label leave this machine: no audio, names, paths or times"
     )
     return submission, summary
+
+
+def review_inbox(inbox: ContributionsInbox, local_hits: pd.DataFrame | None, max_bytes: int, log) -> list[dict]:
+    """Validate every waiting submission: accepted ones are kept in canonical form, the rest move to
+    `rejected/` as they came, and each gets a report with its id and reasons. A file that cannot even be
+    reviewed is rejected like any other, so one bad file never holds the queue or the training downstream.
+    Returns the reports, in the order the files were reviewed."""
+    accepted = inbox.accepted_submissions()
+    reference = reference_from(local_hits, list(accepted.values()))
+    reports = []
+    for path in inbox.waiting():
+        try:
+            verdict, submission = validate_submission(path, reference, max_bytes)
+        except Exception as exc:  # noqa: BLE001 - a file that breaks the review must not break the queue
+            log.exception(f"contribution {path.name}: the review itself failed")
+            verdict, submission = (
+                Verdict("", False, [f"could not be reviewed ({type(exc).__name__}); kept in rejected/"]),
+                None,
+            )
+        report = verdict.report(path.name)
+        inbox.write_report(path.name, report)
+        if submission is not None:
+            inbox.accept(verdict.submission_id, submission, path)
+            accepted[verdict.submission_id] = submission
+            reference = reference_from(local_hits, list(accepted.values()))
+            log.info(
+                f"contribution {path.name}: accepted as {verdict.submission_id} (quality {verdict.quality.get('score')})"
+            )
+        else:
+            inbox.reject(path)
+            log.warning(f"contribution {path.name}: rejected: {'; '.join(verdict.reasons)}")
+        reports.append(report)
+    return reports

@@ -24,6 +24,7 @@ from pipeline_project.datasets.anonymize import (
     round_tempo,
     splits_of,
 )
+from pipeline_project.layout import SyntheticCorpus
 
 CADENCE_TYPES = ("perfect_authentic", "imperfect_authentic", "plagal", "half", "deceptive")
 SONG_FEATURE_COLUMNS = (
@@ -144,6 +145,24 @@ SYNTHETIC_REFERENCES = {
     "features_path": SYNTHETIC_REFERENCE,
 }
 SYNTHETIC_FREE_TEXT = frozenset({"labels", "kern", "windows", "augmentation_chain", "humanization", "voices"})
+
+
+def synthetic_example_entries(corpus: SyntheticCorpus) -> list[dict]:
+    """The augmented manifest's entries (clean and augmented examples) with their labels and the paths of their
+    mix, stems and features relative to the corpus: what `synthetic_examples_table` releases."""
+    entries = []
+    for entry in json.loads(corpus.augmented_manifest.read_text())["examples"]:
+        example = corpus.example(entry["key"], entry["variant"])
+        entries.append(
+            {
+                **entry,
+                "labels": json.loads(example.labels.read_text()),
+                "mix_path": corpus.relative(example.mix),
+                "stems_path": corpus.relative(corpus.rendered_example(entry["source_example"]).stems_dir),
+                "features_path": corpus.relative(corpus.features_of(entry["key"])),
+            }
+        )
+    return entries
 
 
 def synthetic_examples_table(entries: list[dict], secret: bytes) -> pd.DataFrame:

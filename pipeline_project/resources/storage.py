@@ -1,4 +1,5 @@
-"""The one place that knows the data layout. Every asset reads and writes through it."""
+"""Where the data root is, and its folders: every asset reads and writes through it. The file names inside a
+song's folder, the synthetic corpus and the contributions inbox are `layout`'s."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
+from pipeline_project.layout import SONG_DONE, ContributionsInbox, SongFolder, SyntheticCorpus
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
 log = logging.getLogger(__name__)
@@ -144,11 +146,32 @@ class StorageResource(dg.ConfigurableResource):
         identity = self.data_root.rstrip("/") if self.is_remote else str(Path(self.data_root).resolve())
         return folder / f"{hashlib.sha256(identity.encode()).hexdigest()[:16]}.key"
 
-    def song_dir(self, partition_key: str) -> Path:
-        return self.lake / "songs" / partition_key
+    @property
+    def analysis_corpus(self) -> Path:
+        """The learned analysers' training and validation renders (`analysis_models` with `train` on)."""
+        return self.root / "analysis_corpus"
 
-    def synthetic_dir(self) -> Path:
-        return self.lake / "synthetic"
+    @property
+    def separator_corpus(self) -> Path:
+        """The learned separator's training and validation renders (`stem_separator` with `train` on)."""
+        return self.root / "separator_corpus"
+
+    @property
+    def songs(self) -> Path:
+        return self.lake / "songs"
+
+    def song_dir(self, partition_key: str) -> Path:
+        return self.songs / partition_key
+
+    def song(self, partition_key: str) -> SongFolder:
+        """A song's folder and its stage files (see `layout`)."""
+        return SongFolder(self.song_dir(partition_key))
+
+    def synthetic(self) -> SyntheticCorpus:
+        return SyntheticCorpus(self.lake / "synthetic")
+
+    def inbox(self) -> ContributionsInbox:
+        return ContributionsInbox(self.contributions)
 
     def dataset_dir(self, name: str) -> Path:
         return self.datasets / name
@@ -156,11 +179,14 @@ class StorageResource(dg.ConfigurableResource):
     def read_json(self, path: Path) -> dict:
         return json.loads(path.read_text())
 
-    def song_keys_with(self, filename: str) -> list[str]:
-        """Partition keys whose lake folder holds `filename` (i.e. whose stage finished), in the local folder:
-        with a remote root, `fetch` the songs' `filename` first."""
-        songs = self.lake / "songs"
-        return sorted(p.name for p in songs.iterdir() if (p / filename).exists()) if songs.is_dir() else []
+    def song_keys(self) -> list[str]:
+        """Partition keys of the songs with a folder in the lake (in the local folder: fetch first when remote)."""
+        return sorted(p.name for p in self.songs.iterdir() if p.is_dir()) if self.songs.is_dir() else []
+
+    def finished_song_keys(self) -> list[str]:
+        """Partition keys of the songs that went through every per-song stage, in the local folder: with a
+        remote root, `fetch` the songs' records first."""
+        return [key for key in self.song_keys() if (self.song_dir(key) / SONG_DONE).exists()]
 
     def fetch_incoming(self, hint: str | None) -> Path:
         """Bring the drop folder's file `hint` (a path relative to it) into the mirror, or the whole folder

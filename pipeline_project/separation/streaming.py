@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from pipeline_project.layout import stem_file
 from pipeline_project.memory import return_freed_memory
 from pipeline_project.separation.separator import STEM_NAMES, Separation
 
@@ -84,6 +85,6 @@ def separate_file(
                 progress(end / total)
             start = end if last else end - fade
     for name, path in partial.items():
-        os.replace(path, out_dir / f"{name}.flac")
+        os.replace(path, stem_file(out_dir, name))
     described.settings = {**described.settings, "chunk_s": chunk_s, "crossfade_s": crossfade_s}
     return described

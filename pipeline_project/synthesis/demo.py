@@ -16,6 +16,7 @@ from pathlib import Path
 
 from pipeline_project.audio.io import read_audio, write_audio, write_mp3
 from pipeline_project.files import write_text_atomic
+from pipeline_project.layout import ExampleFolder
 from pipeline_project.parallel import map_in_processes
 
 # Long enough for sections and a dozen bars of beats; short enough that fifteen songs render and run in
@@ -233,16 +234,16 @@ def build_demo_song(song: DemoSong, incoming: Path, ground_truth: Path, seed: in
     performance = perform(arrangement, song.tempo_bpm, seed=seed, humanization=STEADY_TEMPO)
     audio = render(performance)
 
-    truth_dir = ground_truth / song.slug
+    truth = ExampleFolder(ground_truth / song.slug)
     for stem, samples in audio.stems.items():
-        write_audio(truth_dir / "stems" / f"{stem}.flac", samples, audio.sample_rate)
+        write_audio(truth.stem(stem), samples, audio.sample_rate)
     labels = performance.labels() | {
         "origin": arrangement.origin,
         "licence": arrangement.licence,
         "soundfonts": audio.soundfonts,
         "tags": song.tags,
     }
-    write_text_atomic(truth_dir / "labels.json", json.dumps(labels, indent=1))
+    write_text_atomic(truth.labels, json.dumps(labels, indent=1))
 
     mp3_path = incoming / f"{song.slug}.mp3"
     write_mp3(mp3_path, audio.mix, audio.sample_rate, song.tags)
@@ -269,8 +270,9 @@ def write_demo_contribution(ground_truth: Path, inbox: Path, log=print) -> Path:
 
     examples = []
     for song in DEMO_SONGS:
-        labels = json.loads((ground_truth / song.slug / "labels.json").read_text())
-        drums, sample_rate = read_audio(ground_truth / song.slug / "stems" / "drums.flac")
+        truth = ExampleFolder(ground_truth / song.slug)
+        labels = json.loads(truth.labels.read_text())
+        drums, sample_rate = read_audio(truth.stem("drums"))
         examples.append(({**labels, "spec": {"example_key": song.slug}}, drums.mean(axis=0), sample_rate))
     hits = private_drum_hits(examples)
     # Rendered songs repeat themselves (the same sample at the same velocity gives the same features, to the

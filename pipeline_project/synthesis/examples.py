@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from pipeline_project.audio.io import content_hash, write_audio
 from pipeline_project.files import write_text_atomic
+from pipeline_project.layout import ExampleFolder, SyntheticCorpus
+from pipeline_project.parallel import map_in_processes
 from pipeline_project.synthesis.arrangement import Arrangement, from_corpus, from_file
 from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, groove_only, meter_of, with_rhythm_section
 from pipeline_project.synthesis.instruments import Voice, choose_voices
@@ -268,11 +271,11 @@ def render_to_folder(job: tuple[ExampleSpec, dict[str, Path], dict | None, Path]
         example = render_example(spec, catalog, presets)
     except Exception as exc:
         return {"failure": {"source": spec.source.locator, "reason": f"{type(exc).__name__}: {exc}"}}
-    example_dir = Path(out_dir) / spec.example_key
+    folder = ExampleFolder(Path(out_dir) / spec.example_key)
     for stem, samples in example.audio.stems.items():
-        write_audio(example_dir / "stems" / f"{stem}.flac", samples, example.audio.sample_rate)
-    write_audio(example_dir / "mix.flac", example.audio.mix, example.audio.sample_rate)
-    write_text_atomic(example_dir / "labels.json", json.dumps(example.labels()))
+        write_audio(folder.stem(stem), samples, example.audio.sample_rate)
+    write_audio(folder.mix, example.audio.mix, example.audio.sample_rate)
+    write_text_atomic(folder.labels, json.dumps(example.labels()))
     voices = {part: f"{v.family} {v.program}@{v.soundfont}" for part, v in example.performance.voices.items()}
     return {
         "example_key": spec.example_key,
@@ -283,3 +286,45 @@ def render_to_folder(job: tuple[ExampleSpec, dict[str, Path], dict | None, Path]
         "tempo_bpm": spec.tempo_bpm,
         "duration_s": example.performance.duration,
     }
+
+
+@dataclass
+class RenderedCorpus:
+    """What `render_corpus` made: the manifest's examples, the sources that could not be rendered, and timings."""
+
+    entries: list[dict]
+    failures: list[dict]
+    audio_seconds: float
+    seconds: float
+
+
+def render_corpus(
+    corpus: SyntheticCorpus,
+    sources: list,
+    specs: list,
+    catalog: dict,
+    presets: dict,
+    seed: int,
+    workers: int = 0,
+    log=print,
+    log_error=print,
+) -> RenderedCorpus:
+    """Render every spec into the corpus's rendered folder in `workers` processes (the examples are the same
+    whatever the number), then write the sources and the manifest. A source that cannot be rendered is listed
+    with its reason; the others go on."""
+    started = time.perf_counter()
+    entries, failures, audio_seconds = [], [], 0.0
+    jobs = [(spec, catalog, presets, corpus.rendered) for spec in specs]
+    for index, (spec, result) in enumerate(zip(specs, map_in_processes(render_to_folder, jobs, workers)), 1):
+        if "failure" in result:
+            failures.append(result["failure"])
+            log_error(f"[{index}/{len(specs)}] {spec.source.locator}: cannot render ({result['failure']['reason']})")
+            continue
+        entries.append(result)
+        audio_seconds += result["duration_s"]
+        voices = ", ".join(result["voices"].values())
+        log(f"[{index}/{len(specs)}] {spec.example_key} from {spec.source.source_id}: {voices}")
+    write_text_atomic(corpus.sources, json.dumps([s.to_dict() for s in sources], indent=1))
+    manifest = {"seed": seed, "examples": entries, "failures": failures}
+    write_text_atomic(corpus.rendered_manifest, json.dumps(manifest, indent=1))
+    return RenderedCorpus(entries, failures, audio_seconds, time.perf_counter() - started)

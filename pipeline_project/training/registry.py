@@ -78,6 +78,9 @@ def snapshot_input(manifest: dict, table):
     with warnings.catch_warnings():
         # A relative path matches two of MLflow's local-artifact sources, which are one and the same kind.
         warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
+        # The schema shown beside the snapshot is a description, never enforced on inputs: its integer columns
+        # need no advice about missing values.
+        warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
         return mlflow.data.from_pandas(
             table,
             source=f"datasets/{manifest['name']}/snapshots/{manifest['snapshot_id']}",

@@ -25,6 +25,7 @@ import numpy as np
 from pipeline_project.analysis import frames
 from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode
 from pipeline_project.files import sha256_of
+from pipeline_project.layout import meter_cache
 from pipeline_project.parallel import available_cores, map_in_processes
 from pipeline_project.training import analysis_corpus, analysis_models
 from pipeline_project.training.analysis_registry import MINIMUM_GAIN
@@ -174,7 +175,7 @@ def train_model_set(
             "scores are not on unheard timbres (make soundfonts installs more)"
         )
     started = time.monotonic()
-    meters = corpus / "time_signatures.json"
+    meters = meter_cache(corpus)
     plans = {
         "train": analysis_corpus.plan_renders(
             "train", list(catalog), renders_per_piece, seed, max_pieces, meter_cache=meters

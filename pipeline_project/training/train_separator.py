@@ -27,12 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_project.files import atomic_path, sha256_of, write_text_atomic
+from pipeline_project.layout import meter_cache
 from pipeline_project.separation import learned
 from pipeline_project.separation.separator import STEM_NAMES, separate_with_fallback
 from pipeline_project.training import analysis_corpus, separator_corpus
 from pipeline_project.training.train_analysis import DEFAULT_CORPUS as ANALYSIS_CORPUS
 
 DEFAULT_CORPUS = Path("data/separator_corpus")
+ANALYSIS_METERS = meter_cache(ANALYSIS_CORPUS)  # the time signatures the analysis renders read once
 SHIPPED_MODELS = learned.SHIPPED_SEPARATOR.parent
 EXCERPT_FRAMES = 256  # three seconds of STFT frames
 
@@ -250,7 +252,7 @@ def train_separator(
     steps: int = SeparatorSettings.steps,
     width: int = SeparatorSettings.width,
     workers: int = 0,
-    meter_cache: Path = ANALYSIS_CORPUS / "time_signatures.json",
+    meter_cache: Path = ANALYSIS_METERS,
     device: str = "auto",
     log=lambda line: print(line, flush=True),
 ) -> tuple[Path, list[Path], list[str]]:
