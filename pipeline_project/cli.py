@@ -532,7 +532,7 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     # A bad file put in quarantine is the pipeline doing its job; any other failure is the pipeline's and fails the run.
     songs_ok = all(quarantined for _, _, quarantined in failed)
 
-    if songs_only:
+    def summary(**more) -> None:
         _summary(
             storage,
             resources["mlflow"],
@@ -540,9 +540,12 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             failed,
             time.perf_counter() - started,
             latest_manifest,
-            trained=False,
             log_file=log_file,
+            **more,
         )
+
+    if songs_only:
+        summary(trained=False)
         return _exit_code(songs_ok, True, failed)
 
     downstream_ok = True
@@ -579,16 +582,7 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
     elif downstream_ok:
         _say("no new songs: datasets and models are up to date")
 
-    _summary(
-        storage,
-        resources["mlflow"],
-        processed,
-        failed,
-        time.perf_counter() - started,
-        latest_manifest,
-        checks=checks_summary(instance, defs),
-        log_file=log_file,
-    )
+    summary(checks=checks_summary(instance, defs))
     return _exit_code(songs_ok, downstream_ok, failed)
 
 

@@ -8,6 +8,7 @@ from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples, rendered_examples_of
 from pipeline_project.audio.io import read_audio
+from pipeline_project.datasets.anonymize import size_range
 from pipeline_project.datasets.contributions import review_inbox
 from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
@@ -122,14 +123,6 @@ def song_features(
         notes={"k_anonymity": report},
         k_anonymity=dg.MetadataValue.json(report),
     )
-
-
-def size_range(count: int) -> str:
-    """A count as the power-of-two range it falls in ("16-31"), for manifests that must not state it exactly."""
-    if count == 0:
-        return "0"
-    low = 1 << (count.bit_length() - 1)
-    return f"{low}-{2 * low - 1}"
 
 
 @dg.asset(

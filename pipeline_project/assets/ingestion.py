@@ -5,7 +5,13 @@ import dagster as dg
 
 from pipeline_project.assets.partitions import for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
-from pipeline_project.audio.ingest import find_song_files, quarantine_file, quarantine_reason, scan_incoming
+from pipeline_project.audio.ingest import (
+    find_song_files,
+    quarantine_file,
+    quarantine_reason,
+    relative_name,
+    scan_incoming,
+)
 from pipeline_project.audio.io import decode_song
 from pipeline_project.errors import BadAudioError
 from pipeline_project.files import write_text_atomic
@@ -19,14 +25,6 @@ def song_audio(context: dg.AssetExecutionContext, storage: StorageResource) -> d
     (44.1 kHz stereo FLAC) in the private lake. Undecodable, truncated, empty, silent or too-short files are
     moved to the quarantine folder with a reason file, and this partition fails naming the file and reason."""
     return for_each_song(context, lambda key: decode_one_song(context, storage, key))
-
-
-def _relative_name(path, incoming) -> str:
-    """The file's path under the drop folder (artist and album folders are private too), or its name."""
-    for base in (incoming, incoming.resolve()):
-        if base in path.parents:
-            return path.relative_to(base).as_posix()
-    return path.name
 
 
 def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource, key: str) -> dict:
@@ -69,7 +67,7 @@ def decode_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
 
     record = {
         "partition_key": key,
-        "file_names": [_relative_name(path, storage.incoming) for path in files],  # folders too: the audit needs them
+        "file_names": [relative_name(path, storage.incoming) for path in files],  # folders too: the audit needs them
         "source_format": decoded.source_format,
         "source_sample_rate": decoded.source_sample_rate,
         "source_channels": decoded.source_channels,

@@ -6,7 +6,7 @@ from pydantic import Field
 from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.features import LogMelSettings
-from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS
+from pipeline_project.augmentation.chains import DEFAULT_COMBINATIONS, PRESETS, describe_step
 from pipeline_project.augmentation.corpus import augment_corpus, write_listening_samples
 from pipeline_project.layout import ExampleFolder
 from pipeline_project.resources import RendererResource, StorageResource
@@ -165,24 +165,10 @@ def _listening_samples(storage: StorageResource, corpus, config: AugmentationCon
 
 def _chains_table(variants) -> dg.MetadataValue:
     rows = [
-        [key, source, " + ".join(presets), "; ".join(_describe(step) for step in chain["steps"])]
+        [key, source, " + ".join(presets), "; ".join(describe_step(step) for step in chain["steps"])]
         for key, source, presets, chain in variants
     ]
     return markdown_table(["augmented example", "from", "presets", "chain"], rows)
-
-
-def _describe(step: dict) -> str:
-    name = step["name"]
-    if name == "room":
-        return f"room {step['room']['room_type']} RT60 {step['room']['rt60_s']} s"
-    if name == "noise":
-        return f"{step['kind']} noise {step['snr_db']:+.0f} dB SNR"
-    if name == "time_stretch":
-        return f"stretch x{step['rate']} {step['cents']:+.1f} cents"
-    details = ", ".join(
-        f"{k} {v}" for k, v in step.items() if k not in ("name", "peaks") and not isinstance(v, (list, dict))
-    )
-    return f"{name} ({details})" if details else name
 
 
 def rendered_examples_of(storage: StorageResource) -> list[ExampleFolder]:

@@ -96,3 +96,11 @@ def quarantine_reason(quarantined: Path) -> str:
         (line.split(":", 1)[1].strip() for line in reason_file.read_text().splitlines() if line.startswith("reason:")),
         "see its reason file",
     )
+
+
+def relative_name(path: Path, incoming: Path) -> str:
+    """The file's path under the drop folder (artist and album folders are private too), or its name."""
+    for base in (incoming, incoming.resolve()):
+        if base in path.parents:
+            return path.relative_to(base).as_posix()
+    return path.name

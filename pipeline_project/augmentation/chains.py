@@ -364,3 +364,18 @@ def apply_chain(audio: np.ndarray, sample_rate: int, record: dict, pool: NoisePo
             pending.extend(_board(step, sample_rate))
     out = flush(out)
     return Augmented(np.ascontiguousarray(out, dtype=np.float32), time_scale, cents)
+
+
+def describe_step(step: dict) -> str:
+    """A chain step in a few words, for tables: "room hall RT60 1.2 s", "crowd noise +5 dB SNR"."""
+    name = step["name"]
+    if name == "room":
+        return f"room {step['room']['room_type']} RT60 {step['room']['rt60_s']} s"
+    if name == "noise":
+        return f"{step['kind']} noise {step['snr_db']:+.0f} dB SNR"
+    if name == "time_stretch":
+        return f"stretch x{step['rate']} {step['cents']:+.1f} cents"
+    details = ", ".join(
+        f"{k} {v}" for k, v in step.items() if k not in ("name", "peaks") and not isinstance(v, (list, dict))
+    )
+    return f"{name} ({details})" if details else name

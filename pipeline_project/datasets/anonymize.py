@@ -190,3 +190,11 @@ def smallest_group(table, quasi_identifiers) -> int:
     if table.empty:
         return 0
     return int(table.groupby(list(quasi_identifiers), dropna=False).size().min())
+
+
+def size_range(count: int) -> str:
+    """A count as the power-of-two range it falls in ("16-31"), for manifests that must not state it exactly."""
+    if count == 0:
+        return "0"
+    low = 1 << (count.bit_length() - 1)
+    return f"{low}-{2 * low - 1}"

@@ -255,3 +255,16 @@ def load(path: Path) -> dict:
         example = {k: data[k] for k in data.files if k != "meta"}
         example["meta"] = json.loads(bytes(data["meta"]).decode())
     return example
+
+
+def plans_described(plans: dict[str, list]) -> dict:
+    """For a model card: how many renders trained and validated the network, through which SoundFonts, in which
+    listening conditions (`plans`: {"train": [...], "validation": [...]} of render plans)."""
+    fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
+    return {
+        "training_renders": len(plans["train"]),
+        "validation_renders": len(plans["validation"]),
+        "training_soundfonts": fonts["train"],
+        "validation_soundfonts": fonts["validation"],
+        "conditions": list(CONDITIONS),
+    }

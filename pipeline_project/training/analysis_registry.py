@@ -25,7 +25,7 @@ import numpy as np
 
 from pipeline_project.analysis import frames, learned
 from pipeline_project.locks import exclusive
-from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
+from pipeline_project.training.registry import RegistrationResult, Registry, render_card_checks, render_card_params
 
 FAMILY_METRIC = {"beat_tracker": "beat_f", "chord_recognizer": "chord_majmin", "key_tracker": "key"}
 OUTPUT_OF = {"beat_tracker": 0, "chord_recognizer": 0, "key_tracker": 2}  # which network output a family reads
@@ -124,15 +124,7 @@ def register_model_set(
             flavor="onnx",
             model_name=name,
             experiment=experiment,
-            params={
-                "seed": card.get("seed"),
-                "network": card.get("network"),
-                "analysis_version": card.get("version"),
-                "training_renders": card.get("training_renders"),
-                "validation_renders": card.get("validation_renders"),
-                "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
-                "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
-            },
+            params=render_card_params(card, "analysis_version"),
             metrics=metrics,
             tags=tags | {"analysis_version": str(card.get("version"))},
             input_example=example,
@@ -141,20 +133,7 @@ def register_model_set(
             score_champion=score_champion(name) if score_champion else _no_rescoring(name),
             minimum_gain=minimum_gain,
             json_artifacts={ANALYSIS_CARD: card},
-            checks=reload_checks(
-                "onnx",
-                predict,
-                example,
-                prediction,
-                metrics,
-                int(card.get("validation_renders", 0)),
-                MINIMUM_VALIDATION_RENDERS,
-            ),
-            training_stats={
-                "samples": card.get("training_renders"),
-                "conditions": card.get("conditions"),
-                "soundfonts": card.get("training_soundfonts"),
-            },
+            **render_card_checks(card, predict, example, prediction, metrics, MINIMUM_VALIDATION_RENDERS),
             performance={"validation": scores, "dsp_validation": dsp, "metric": metric, "by_condition": per_condition},
             baseline=("DSP path", float(dsp[metric])),
         )

@@ -10,30 +10,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from pipeline_project.datasets.tables import SONG_FEATURE_COLUMNS
+
 LABEL_COLUMN = "genre"
 UNLABELLED = "other"
-NUMERIC_FEATURES = (
-    "tempo_bpm",
-    "tempo_confidence",
-    "key_confidence",
-    "loudness_lufs",
-    "chord_vocabulary",
-    "chord_change_rate",
-    "tonic_share",
-    "subdominant_share",
-    "dominant_share",
-    "cadences_perfect_authentic",
-    "cadences_imperfect_authentic",
-    "cadences_plagal",
-    "cadences_half",
-    "cadences_deceptive",
-    "syncopation_index",
-    "beats_per_bar",
-    "loudness_range_lu",
-    "transition_entropy_bits",
-    "chromaticism",
-    "rhythmic_complexity",
-    "metric_hierarchy_correlation",
+# Every numeric column of `song_features`, in its order.
+NUMERIC_FEATURES = tuple(
+    column
+    for column in SONG_FEATURE_COLUMNS
+    if column not in ("song_id", "split", "genre", "key_tonic", "key_mode", "duration_bucket", "separator")
 )
 MIN_TRAIN_PER_GENRE = 2
 MIN_TEST_SONGS = 2

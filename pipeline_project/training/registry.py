@@ -67,6 +67,34 @@ def next_semver(previous: list[str], major: int, new_data: bool) -> str:
     return f"{major}.{minor + 1}.0" if new_data else f"{major}.{minor}.{patch + 1}"
 
 
+def render_card_params(card: dict, version_param: str) -> dict:
+    """The run parameters of a network trained on renders, from its card: seed, network, its own version (as
+    `version_param`), and the renders and SoundFonts it was trained and validated on."""
+    return {
+        "seed": card.get("seed"),
+        "network": card.get("network"),
+        version_param: card.get("version"),
+        "training_renders": card.get("training_renders"),
+        "validation_renders": card.get("validation_renders"),
+        "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
+        "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
+    }
+
+
+def render_card_checks(card: dict, predict, example, prediction, metrics: dict, minimum_renders: int) -> dict:
+    """`checks` and `training_stats` for `log_and_register` of an ONNX network trained on renders: it reloads and
+    predicts as trained on `example`, and was validated on at least `minimum_renders` renders."""
+    renders = int(card.get("validation_renders", 0))
+    return {
+        "checks": reload_checks("onnx", predict, example, prediction, metrics, renders, minimum_renders),
+        "training_stats": {
+            "samples": card.get("training_renders"),
+            "conditions": card.get("conditions"),
+            "soundfonts": card.get("training_soundfonts"),
+        },
+    }
+
+
 def snapshot_input(manifest: dict, table):
     """A dataset snapshot as an MLflow dataset, to log as an input of the run trained on it: MLflow's UI then
     shows on the run which snapshot (its name, its id as the digest, its columns and rows) trained the version.
@@ -173,6 +201,21 @@ def _exports_without_source_locations():
         yield
     finally:
         torch.export.save = save
+
+
+def _flavor_arguments(flavor: str) -> dict:
+    """What `log_model` of an sklearn or pytorch model is given beyond the common arguments. Naming the one
+    requirement skips MLflow's slow dependency inference."""
+    if flavor == "sklearn":
+        import sklearn
+
+        return {
+            "pip_requirements": [f"scikit-learn=={sklearn.__version__}"],
+            "skops_trusted_types": TRUSTED_SKOPS_TYPES,
+        }
+    import torch
+
+    return {"pip_requirements": [f"torch=={torch.__version__.split('+')[0]}"]}
 
 
 def _log_onnx(model, name: str, signature, input_example, tags: dict, registered_model_name: str | None = None):
@@ -338,35 +381,20 @@ class Registry:
             if champion_score is not None:
                 mlflow.log_metric("champion_score_same_split", champion_score)
             signature = infer_signature(input_example, predict(model, input_example))
-            if flavor == "sklearn":
-                import mlflow.sklearn
-                import sklearn
-
-                info = mlflow.sklearn.log_model(
-                    model,
-                    name="model",
-                    signature=signature,
-                    input_example=input_example,
-                    registered_model_name=model_name,
-                    tags=neutral or None,
-                    pip_requirements=[f"scikit-learn=={sklearn.__version__}"],  # skips slow dependency inference
-                    skops_trusted_types=TRUSTED_SKOPS_TYPES,
-                )
-            elif flavor == "onnx":
+            if flavor == "onnx":
                 info = _log_onnx(model, "model", signature, input_example, neutral, registered_model_name=model_name)
             else:
-                import mlflow.pytorch
-                import torch
-
-                with nullcontext() if self.record_machine else _exports_without_source_locations():
-                    info = mlflow.pytorch.log_model(
+                with (
+                    nullcontext() if self.record_machine or flavor != "pytorch" else _exports_without_source_locations()
+                ):
+                    info = importlib.import_module(f"mlflow.{flavor}").log_model(
                         model,
                         name="model",
                         signature=signature,
                         input_example=input_example,
                         registered_model_name=model_name,
                         tags=neutral or None,
-                        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+                        **_flavor_arguments(flavor),
                     )
             logged_ids = [info.model_id]
             for name, path in (onnx_exports or {}).items():

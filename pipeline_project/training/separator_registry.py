@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline_project.locks import exclusive
 from pipeline_project.separation import learned
-from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
+from pipeline_project.training.registry import RegistrationResult, Registry, render_card_checks, render_card_params
 from pipeline_project.training.train_separator import mean_sdr
 
 FAMILY = "stem_separator"
@@ -101,13 +101,7 @@ def register_separator(
         model_name=FAMILY,
         experiment=experiment,
         params={
-            "seed": card.get("seed"),
-            "network": card.get("network"),
-            "separator_version": card.get("version"),
-            "training_renders": card.get("training_renders"),
-            "validation_renders": card.get("validation_renders"),
-            "training_soundfonts": ",".join(card.get("training_soundfonts", [])),
-            "validation_soundfonts": ",".join(card.get("validation_soundfonts", [])),
+            **render_card_params(card, "separator_version"),
             "sample_rate": card.get("sample_rate"),
             "n_fft": card.get("n_fft"),
             "hop": card.get("hop"),
@@ -120,20 +114,7 @@ def register_separator(
         score_champion=score_champion or refuse,
         minimum_gain=minimum_gain,
         json_artifacts={CARD: card},
-        checks=reload_checks(
-            "onnx",
-            onnx_masks,
-            example,
-            prediction,
-            metrics,
-            int(card.get("validation_renders", 0)),
-            MINIMUM_VALIDATION_RENDERS,
-        ),
-        training_stats={
-            "samples": card.get("training_renders"),
-            "conditions": card.get("conditions"),
-            "soundfonts": card.get("training_soundfonts"),
-        },
+        **render_card_checks(card, onnx_masks, example, prediction, metrics, MINIMUM_VALIDATION_RENDERS),
         performance={"validation_sdr": ours, "dsp_validation_sdr": dsp, "metric": "mean SDR over the stems (dB)"},
         baseline=("DSP fallback", baseline),
     )

@@ -220,15 +220,10 @@ def train_model_set(
     )
 
     out.mkdir(parents=True, exist_ok=True)
-    fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
     common = {
         "seed": seed,
         "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
-        "training_renders": len(plans["train"]),
-        "validation_renders": len(plans["validation"]),
-        "training_soundfonts": fonts["train"],
-        "validation_soundfonts": fonts["validation"],
-        "conditions": list(analysis_corpus.CONDITIONS),
+        **analysis_corpus.plans_described(plans),
         "validation_scores": scores,
         "dsp_validation_scores": baseline,
         "validation_by_condition": per_condition,

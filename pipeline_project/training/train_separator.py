@@ -307,7 +307,6 @@ def train_separator(
         f"validation SDR (held-out pieces and SoundFonts, mid signal): learned {tables['learned']}\n  DSP fallback {tables['dsp']}\n"
         f"  mean gain {mean_gain:+.2f} dB, worst stem in a condition {worst_gain:+.2f} dB, promoted: {promoted}"
     )
-    fonts = {split: sorted({f for p in split_plans for f in p.soundfonts}) for split, split_plans in plans.items()}
     card = {
         "name": "stem_separator",
         "version": version,
@@ -319,11 +318,7 @@ def train_separator(
         "n_fft": learned.N_FFT,
         "hop": learned.HOP,
         "stems": list(STEM_NAMES),
-        "training_renders": len(plans["train"]),
-        "validation_renders": len(plans["validation"]),
-        "training_soundfonts": fonts["train"],
-        "validation_soundfonts": fonts["validation"],
-        "conditions": list(analysis_corpus.CONDITIONS),
+        **analysis_corpus.plans_described(plans),
         "training": record,
         "validation_sdr": tables["learned"],
         "dsp_validation_sdr": tables["dsp"],
