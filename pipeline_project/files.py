@@ -1,4 +1,7 @@
-"""Files written so that no reader ever sees half of one, and files hashed: the one home of both."""
+"""Files written so that no reader ever sees half of one, their temporary names, and files hashed: the one home
+of all three. Three kinds of file are on their way to a final name: `atomic_path`'s `.<name>.<random>.tmp<suffix>`,
+a file streamed in pieces (`<name>.partial`, the stems) and a folder built in place (`.building-...`, a dataset
+snapshot). `is_temporary` knows them all: the object store never uploads them, recovery deletes them."""
 
 from __future__ import annotations
 
@@ -8,6 +11,22 @@ import tempfile
 from pathlib import Path
 
 HASH_BLOCK = 1 << 20  # files are hashed a megabyte at a time
+PARTIAL_SUFFIX = ".partial"  # a file written in pieces, renamed when whole
+BUILDING_PREFIX = ".building-"  # a folder built in place, renamed when whole
+# Glob patterns of what a killed writer leaves half-written in a folder.
+HALF_WRITTEN = (f"*{PARTIAL_SUFFIX}", ".*.tmp*")
+
+
+def partial_path(path: str | os.PathLike) -> Path:
+    """Where `path` is written in pieces before it is renamed to `path`."""
+    return Path(f"{path}{PARTIAL_SUFFIX}")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file or folder name is one on its way to a final name (any of the three kinds)."""
+    return (
+        name.startswith(BUILDING_PREFIX) or name.endswith(PARTIAL_SUFFIX) or (name.startswith(".") and ".tmp" in name)
+    )
 
 
 def update_digest(digest, path: str | os.PathLike) -> None:

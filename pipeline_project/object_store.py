@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
-from pipeline_project.datasets.snapshots import BUILDING_PREFIX, LATEST
+from pipeline_project.datasets.snapshots import LATEST
 from pipeline_project.files import atomic_path
-from pipeline_project.separation.streaming import PARTIAL_SUFFIX
+from pipeline_project.files import is_temporary as is_temporary_name
 
 
 def is_remote_url(root: str) -> bool:
@@ -32,15 +32,8 @@ def is_remote_url(root: str) -> bool:
 
 
 def is_temporary(relative: str) -> bool:
-    """Files on their way to a final name: never uploaded, never counted as content."""
-    for part in PurePosixPath(relative).parts:
-        if (
-            part.startswith(BUILDING_PREFIX)
-            or part.endswith(PARTIAL_SUFFIX)
-            or (part.startswith(".") and ".tmp" in part)
-        ):
-            return True
-    return False
+    """Files on their way to a final name (in any folder of the path): never uploaded, never counted as content."""
+    return any(is_temporary_name(part) for part in PurePosixPath(relative).parts)
 
 
 def _timestamp(info: dict) -> float:

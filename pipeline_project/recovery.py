@@ -19,9 +19,9 @@ import socket
 import time
 from pathlib import Path
 
+from pipeline_project.files import HALF_WRITTEN
+
 HOST_TAG = "pipeline_project/host"
-# Where a killed separation leaves half-written files: streamed stems and atomic writes' temporary files.
-HALF_WRITTEN = ("*.partial", ".*.tmp.*")
 
 
 def run_tags() -> dict[str, str]:

@@ -16,15 +16,14 @@ import pandas as pd
 from conftest import render_groove_song
 
 from pipeline_project.datasets.snapshots import (
-    BUILDING_PREFIX,
     SNAPSHOTS,
     latest_manifest,
     prune,
     read_snapshot,
     write_snapshot,
 )
+from pipeline_project.files import BUILDING_PREFIX, PARTIAL_SUFFIX
 from pipeline_project.separation.separator import STEM_NAMES
-from pipeline_project.separation.streaming import PARTIAL_SUFFIX
 
 
 def big_table(rows: int) -> pd.DataFrame:

@@ -39,11 +39,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline_project.files import sha256_of, write_text_atomic
+from pipeline_project.files import BUILDING_PREFIX, sha256_of, write_text_atomic
 from pipeline_project.layout import MANIFEST
 
 SNAPSHOTS = "snapshots"
-BUILDING_PREFIX = ".building-"
 ABANDONED_AFTER_SECONDS = 24 * 3600
 LATEST = "latest.json"
 PENDING = "pending.json"

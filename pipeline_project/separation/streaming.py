@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from pipeline_project.files import PARTIAL_SUFFIX, partial_path
 from pipeline_project.layout import stem_file
 from pipeline_project.memory import return_freed_memory
 from pipeline_project.separation.separator import STEM_NAMES, Separation
@@ -28,7 +29,6 @@ from pipeline_project.separation.separator import STEM_NAMES, Separation
 # more than a whole-song apply_model; memory follows the window, not the song.
 DEFAULT_CHUNK_S = 120.0
 DEFAULT_CROSSFADE_S = 1.0
-PARTIAL_SUFFIX = ".partial"
 
 
 def separate_file(
@@ -45,7 +45,7 @@ def separate_file(
     out_dir.mkdir(parents=True, exist_ok=True)
     for stale in out_dir.glob(f"*{PARTIAL_SUFFIX}"):
         stale.unlink()
-    partial = {name: out_dir / f"{name}.flac{PARTIAL_SUFFIX}" for name in STEM_NAMES}
+    partial = {name: partial_path(stem_file(out_dir, name)) for name in STEM_NAMES}
     described: Separation | None = None
     with ExitStack() as stack:
         reader = stack.enter_context(sf.SoundFile(str(source)))
