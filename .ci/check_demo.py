@@ -8,10 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 
-from pipeline_project.assets.training import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 from pipeline_project.cli import checks_summary
 from pipeline_project.datasets.snapshots import latest_manifest
 from pipeline_project.definitions import build_definitions, default_resources
+from pipeline_project.training.families import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 
 DATASETS = ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue")
 
@@ -28,13 +28,16 @@ registry = resources["mlflow"].registry()
 for model in (DRUM_MODEL_NAME, GENRE_MODEL_NAME, EMBEDDING_MODEL_NAME, "beat_tracker", "chord_recognizer"):
     if registry.champion_version(model) is None:
         problems.append(f"model {model} has no champion")
-storage.fetch(storage.lake / "songs", pattern="analysis.json")
-for key in storage.song_keys_with("analysis.json"):
-    analysis = storage.read_json(storage.song_dir(key) / "analysis.json")
+storage.fetch(storage.songs, pattern="*.json")
+for key in storage.finished_song_keys():
+    analysis = storage.read_json(storage.song(key).analysis)
     if analysis["analysers"]["rhythm"] != "learned" or analysis["analysers"]["chords"] != "learned":
         problems.append(f"song {key} was analysed by {analysis['analysers']}, not the learned champions")
 checks = checks_summary(dg.DagsterInstance.get(), build_definitions(resources))
 if checks[1:] or "not run" in checks[0]:
     problems.append(f"asset checks: {'; '.join(checks)}")
-print("\n".join(problems) or f"demo: every dataset has rows, five champions, songs analysed by the learned champions, asset checks {checks[0]}")
+print(
+    "\n".join(problems)
+    or f"demo: every dataset has rows, five champions, songs analysed by the learned champions, asset checks {checks[0]}"
+)
 sys.exit(1 if problems else 0)
