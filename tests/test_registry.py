@@ -103,6 +103,12 @@ def test_the_registry_leaves_mlflows_global_settings_as_it_found_them(registry, 
     assert "MLFLOW_TRACKING_URI" not in os.environ and "MLFLOW_REGISTRY_URI" not in os.environ
     assert mlflow.get_tracking_uri() == before
     assert not (tmp_path / "mlruns").exists() and not (tmp_path / "mlflow.db").exists()
+    # A user's own MLFLOW_TRACKING_URI stays theirs, and nothing is left behind once it is gone.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9/elsewhere")
+    assert registry.load_champion(MODEL)[1] is not None
+    assert os.environ["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:9/elsewhere"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    assert not mlflow.is_tracking_uri_set() and mlflow.get_tracking_uri() == before
 
 
 def test_model_cards_checksums_match_the_registered_files(registry, tmp_path):

@@ -244,22 +244,31 @@ class Registry:
         self.artifact_root = artifact_root
         self.record_machine = record_machine
         self.client = mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._fluent_blocks = 0  # how deep this registry is in `_fluent_api_on_this_store`
 
     @contextmanager
     def _fluent_api_on_this_store(self):
-        """Point MLflow's module-level API (runs, `models:/` loads) at this store for the block, then put back
-        what was there, through MLflow's public API only: `set_tracking_uri(None)` also takes back the
-        MLFLOW_TRACKING_URI it exported, which would otherwise pass for a user's setting in every later resource
-        of this process. Versions are registered through this store's own client (`register`), so MLflow's
-        global registry URI is never needed."""
+        """Point MLflow's module-level API (runs, `models:/` loads) at this store for the block, through MLflow's
+        public API only. `set_tracking_uri` also exports MLFLOW_TRACKING_URI; afterwards the module-level URI is
+        unset again (the project never leaves one set) and the variable is as it was: a user's own setting
+        stays, and this store's URI never passes for one in a later resource of this process. The registry URI
+        is never set: MLflow takes the tracking URI for it, so versions land in this store too."""
         import mlflow
+        from mlflow.environment_variables import MLFLOW_TRACKING_URI
 
-        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        if self._fluent_blocks:  # nested (a download inside a logging run): already pointed here
+            yield
+            return
+        users = MLFLOW_TRACKING_URI.get() if MLFLOW_TRACKING_URI.defined else None
         mlflow.set_tracking_uri(self.tracking_uri)
+        self._fluent_blocks += 1
         try:
             yield
         finally:
-            mlflow.set_tracking_uri(previous)
+            self._fluent_blocks -= 1
+            mlflow.set_tracking_uri(None)
+            if users is not None:
+                MLFLOW_TRACKING_URI.set(users)
 
     def experiment_id(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
