@@ -267,9 +267,6 @@ def run(data_root: str | None = None, songs_only: bool = False) -> int:
     lacks: finished stages are never redone. The terminal gets one line per song and a summary; everything
     else, with every stack trace, goes to a log file under `$DAGSTER_HOME/logs/` that the summary names."""
     os.environ.setdefault("DAGSTER_HOME", str(PROJECT_ROOT / ".dagster"))
-    from pipeline_project.settings import apply_library_defaults
-
-    apply_library_defaults()
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     with run_log(Path(os.environ["DAGSTER_HOME"]) / "logs") as log_file, stop_on_signals(log_file):
         try:
@@ -521,11 +518,11 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
             position += len(plan.keys)
             continue
         _say(f"    the batch stopped ({_failure_reason(result)}): its songs go on one to a run")
-        done = materialized_stages(instance)
+        lacking = stages_lacking(plan.keys, materialized_stages(instance))
+        split = {run.keys[0]: run for run in plan_split(result.run_id, list(plan.keys), lacking, files)}
         for key in plan.keys:
-            split = plan_split(result.run_id, [key], stages_lacking([key], done), files)
-            if split:
-                run_one(split[0])
+            if key in split:
+                run_one(split[key])
             else:  # the song finished every stage before the batch stopped
                 position += 1
                 processed.append(found[key][0].name)

@@ -54,7 +54,7 @@ from pipeline_project.sensors import (
     split_failed_batches,
 )
 from pipeline_project.separation.demucs_download import DEMUCS_REMOTE_URL
-from pipeline_project.settings import SECRET_ENV, Settings, apply_library_defaults
+from pipeline_project.settings import SECRET_ENV, Settings
 from pipeline_project.training.registry import sqlite_tracking_uri
 
 
@@ -157,7 +157,6 @@ def build_definitions(
     them (`default_resources(settings=...)` by default); `automation_interval_seconds` is how often the
     automation sensor evaluates; `loggers` replace Dagster's console logger (the CLI's run log)."""
     settings = settings or Settings.from_environment()
-    apply_library_defaults()
     batches = song_batches_policy(settings.songs_per_run)
     return dg.Definitions(
         loggers=loggers,

@@ -18,6 +18,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline_project.files import write_text_atomic
+
 MANIFEST = "manifest.json"  # a corpus's list of examples, and a dataset snapshot's description
 
 
@@ -219,8 +221,6 @@ class ContributionsInbox:
 
     def accept(self, submission_id: str, submission: dict, waiting: Path) -> None:
         """Keep `submission` (canonical form) as accepted, and take the file it came in out of `incoming/`."""
-        from pipeline_project.files import write_text_atomic
-
         write_text_atomic(self.accepted_file(submission_id), json.dumps(submission))
         waiting.unlink()
 
@@ -234,8 +234,6 @@ class ContributionsInbox:
     def write_report(self, file_name: str, report: dict) -> Path:
         """`reports/<file name>.report.json`, the whole name, so `x.json` and `x.txt` get a report each; a later
         file of the same name gets a numbered one instead of replacing the first."""
-        from pipeline_project.files import write_text_atomic
-
         path = free_name(self.reports / f"{file_name}.report.json")
         write_text_atomic(path, json.dumps(report, indent=1))
         return path

@@ -110,11 +110,10 @@ def partition_keys(instance, run) -> list[str]:
     if not (first and last):
         return []
     from pipeline_project.assets.partitions import songs_partitions
+    from pipeline_project.planning import keys_in_range
 
-    order = instance.get_dynamic_partitions(songs_partitions.name)
-    if first not in order or last not in order:
-        return [first, last]
-    return order[order.index(first) : order.index(last) + 1]
+    keys = keys_in_range(instance.get_dynamic_partitions(songs_partitions.name), first, last)
+    return [first, last] if keys is None else keys
 
 
 def remove_half_written(folders: list[Path], older_than_s: float = 0.0) -> int:

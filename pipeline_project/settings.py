@@ -105,6 +105,6 @@ LIBRARY_DEFAULTS = {"MLFLOW_DISABLE_TELEMETRY": "true", "MLFLOW_ENABLE_ARTIFACTS
 
 
 def apply_library_defaults() -> None:
-    """Called where the definitions are built and by the CLI, before any library reads them."""
+    """Called where the registry is made, before MLflow reads them."""
     for name, value in LIBRARY_DEFAULTS.items():
         os.environ.setdefault(name, value)

@@ -262,7 +262,7 @@ def contributed_hits(
     inbox = storage.inbox()
     storage.fetch(inbox.path)
     local_hits = read_latest(storage, "drum_hits", required=False)[1]
-    reports = review_inbox(inbox, local_hits if len(local_hits) else None, datasets.contribution_max_bytes, context.log)
+    reports = review_inbox(inbox, local_hits, datasets.contribution_max_bytes, context.log)
     storage.publish(inbox.path)
     accepted = inbox.accepted_submissions()
     previous = latest_manifest(storage.fetch(storage.dataset_dir("contributed_hits")))

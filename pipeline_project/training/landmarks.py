@@ -92,7 +92,7 @@ class LandmarkIndex:
 
     def scores(self, audio: np.ndarray, rate: int) -> dict[str, int]:
         """Each track's count of query landmarks that agree on its most common time offset (tracks with none
-        left out)."""
+        left out), in catalog order."""
         hashes, anchors = landmarks(constellation(audio, rate, self.settings), self.settings)
         offsets: dict[int, list[int]] = defaultdict(list)
         for value, anchor in zip(hashes.tolist(), anchors.tolist()):
@@ -100,10 +100,9 @@ class LandmarkIndex:
                 offsets[track].append(catalog_anchor - anchor)
         return {
             self.tracks[track]: int(np.bincount(np.asarray(found) - min(found)).max())
-            for track, found in offsets.items()
+            for track, found in sorted(offsets.items())
         }
 
     def ranked(self, audio: np.ndarray, rate: int) -> list[tuple[str, int]]:
-        """The tracks by score, best first; ties in catalog order."""
-        found = self.scores(audio, rate)
-        return sorted(found.items(), key=lambda item: (-item[1], self.tracks.index(item[0])))
+        """The tracks by score, best first; ties in catalog order (a stable sort of `scores`)."""
+        return sorted(self.scores(audio, rate).items(), key=lambda item: -item[1])

@@ -238,6 +238,9 @@ def _log_onnx(model, name: str, signature, input_example, tags: dict, registered
 
 class Registry:
     def __init__(self, tracking_uri: str, artifact_root: str | None = None, record_machine: bool = False):
+        from pipeline_project.settings import apply_library_defaults
+
+        apply_library_defaults()  # before MLflow is used: no telemetry, no progress bars in the run logs
         import mlflow
 
         self.tracking_uri = tracking_uri
