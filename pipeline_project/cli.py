@@ -463,7 +463,10 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
 
         compile_kernels()  # before a second process could compile the same kernels (see audio/kernels.py)
         # Then the datasets made from the synthetic examples alone, and the models trained on them only.
-        graph, downstream = defs.resolve_asset_graph(), dg.AssetSelection.groups("datasets", "training")
+        graph, downstream = (
+            defs.resolve_asset_graph(),
+            dg.AssetSelection.groups("datasets", "training", "identification"),
+        )
         from_songs = dg.AssetSelection.assets(*stages).downstream()
         synthetic_only = sorted((downstream - from_songs).resolve(graph))
         synthesis = _start_in_background(defs, [("synthesis_job", None), ("datasets_and_training_job", synthetic_only)])
@@ -653,6 +656,7 @@ def _summary(
         )
     if trained:  # a songs-only run does not touch the models
         _models_summary(mlflow_resource)
+        print(f"song index:               {_song_index_summary(storage)}")
     if checks:
         print(f"asset checks:             {checks[0]}")
         for failure in checks[1:]:
@@ -684,6 +688,19 @@ def _analysers(mlflow_resource) -> str:
         return "; ".join(parts)
     except Exception as exc:  # a summary must not hide the run's own result
         return f"unknown ({exc})"
+
+
+def _song_index_summary(storage) -> str:
+    from pipeline_project.identification.catalog import SongIndex, SongIndexError
+
+    try:
+        index = SongIndex.load(storage.fetch(storage.song_index))
+    except SongIndexError:
+        return "not built (it needs a song_embedding champion)"
+    return (
+        f"{len(index.tracks)} songs, {index.size} windows ({index.kind}), {index.info.get('model_name')} version "
+        f"{index.info.get('model_version')}; identify a recording with `python -m pipeline_project identify FILE`"
+    )
 
 
 def _models_summary(mlflow_resource) -> None:
@@ -756,6 +773,76 @@ def delete_contribution(data_root: str | None, submission_id: str) -> int:
     return 0
 
 
+def _song_name(storage, key: str) -> str:
+    """'Artist - Title' from the song's tags where it has them, with its partition key."""
+    record = storage.song(key).record
+    storage.fetch(record)
+    tags = json.loads(record.read_text()) if record.exists() else {}
+    name = " - ".join(str(tags[tag]) for tag in ("artist", "title") if tags.get(tag))
+    return f"{name} [{key}]" if name else key
+
+
+def _audio_blocks(source: str, rate: int | None, seconds: float = 0.25):
+    """(rate, blocks) of a file read a quarter second at a time, or of raw 16-bit mono PCM on stdin ('-')."""
+    import numpy as np
+    import soundfile as sf
+
+    if source == "-":
+        rate = rate or 44_100
+        size = int(rate * seconds) * 2
+
+        def from_stdin():
+            while chunk := sys.stdin.buffer.read(size):
+                yield np.frombuffer(chunk[: len(chunk) // 2 * 2], dtype="<i2").astype(np.float32) / 32768
+
+        return rate, from_stdin()
+    info = sf.info(source)
+    blocks = sf.blocks(source, blocksize=int(info.samplerate * seconds), dtype="float32", always_2d=True)
+    return info.samplerate, (block.T for block in blocks)
+
+
+def identify(data_root: str | None, source: str, rate: int | None, every_answer: bool) -> int:
+    """Name the song playing in a file or on stdin, from the song index, as the streaming recognizer hears it."""
+    from pipeline_project.definitions import default_resources
+    from pipeline_project.identification.catalog import SongIndex, SongIndexError
+    from pipeline_project.identification.streaming import StreamingRecognizer
+
+    resources = default_resources(data_root)
+    storage = resources["storage"]
+    try:
+        index = SongIndex.load(storage.fetch(storage.song_index))
+        stream_rate, blocks = _audio_blocks(source, rate)
+    except (SongIndexError, RuntimeError, OSError) as error:  # soundfile raises RuntimeError on unreadable audio
+        print(f"cannot identify: {error}", file=sys.stderr)
+        return 1
+    model, version = index.info["model_name"], index.info["model_version"]
+    recognizer = StreamingRecognizer(index, resources["mlflow"].registry().load_version(model, version))
+    print(f"song index: {len(index.tracks)} songs, {model} version {version}; listening to {source}")
+    shown, final, first_heard = None, None, {}
+    for block in blocks:
+        for answer in recognizer.feed(block, stream_rate):
+            if answer.track is not None:
+                final = answer
+                first_heard.setdefault(answer.track, answer.seconds)
+            if every_answer or answer.track != shown:
+                what = (
+                    f"{_song_name(storage, answer.track)} (confidence {answer.confidence:.2f}, "
+                    f"{answer.offset + answer.seconds:.1f} s into the song)"
+                    if answer.track
+                    else "no match"
+                )
+                print(f"{answer.seconds:7.1f} s  {what}", flush=True)
+                shown = answer.track
+    if final is None:
+        print(f"{source}: no match")
+        return 3
+    print(
+        f"{source}: {_song_name(storage, final.track)} (answered from {first_heard[final.track]:.1f} s, "
+        f"confidence {final.confidence:.2f})"
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline_project", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -776,7 +863,15 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--yes", action="store_true", help="write without asking")
     delete = actions.add_parser("delete", help="remove an accepted submission from the pool by its id")
     delete.add_argument("submission_id")
+    identify_parser = sub.add_parser("identify", help="name the song in a recording, from the song index")
+    identify_parser.add_argument("source", help="an audio file, or - for raw 16-bit mono PCM on stdin")
+    identify_parser.add_argument("--rate", type=int, help="sample rate of the PCM on stdin (default 44100)")
+    identify_parser.add_argument("--every-answer", action="store_true", help="print every hop's answer")
+    identify_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
     args = parser.parse_args(argv)
+    if args.command == "identify":
+        logging.basicConfig(level=logging.WARNING)
+        return identify(args.data_root, args.source, args.rate, args.every_answer)
     if args.command == "run":
         return run(args.data_root, songs_only=args.songs_only)
     logging.basicConfig(level=logging.WARNING)

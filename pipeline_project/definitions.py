@@ -16,6 +16,7 @@ from pipeline_project.assets.datasets import (
     song_features,
     synthetic_examples,
 )
+from pipeline_project.assets.identification import song_index
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.partitions import song_batches_policy
 from pipeline_project.assets.separation import song_stems
@@ -118,6 +119,7 @@ ALL_ASSETS = [
     analysis_models,
     stem_separator,
     review_queue,
+    song_index,
 ]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 

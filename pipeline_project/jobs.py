@@ -21,15 +21,15 @@ synthesis_job = dg.define_asset_job(
 
 datasets_and_training_job = dg.define_asset_job(
     "datasets_and_training_job",
-    selection=dg.AssetSelection.groups("datasets", "training"),
-    description="Rebuild the anonymized datasets (with their checks) and retrain the models.",
+    selection=dg.AssetSelection.groups("datasets", "training", "identification"),
+    description="Rebuild the anonymized datasets (with their checks), retrain the models and rebuild the song index.",
 )
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue"),
+    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue", "song_index"),
     description="Retrain the models on the current dataset versions (a model whose latest version already saw "
-    "the current snapshot is left alone, and says so), then rebuild the review queue.",
+    "the current snapshot is left alone, and says so), then rebuild the review queue and the song index.",
 )
 
 contributions_job = dg.define_asset_job(

@@ -5,6 +5,7 @@ out: `storage.song(key)`, `storage.synthetic()`, `storage.inbox()`), so a rename
 old file name cannot linger anywhere. Plain paths, no I/O beyond what a method's name says; no Dagster.
 
     lake/songs/<key>/              SongFolder: one song's stages
+    lake/song_index.npz            the song index (identification): every song's window embeddings
     lake/synthetic/rendered/<key>/ ExampleFolder: a rendered example (and the demo songs' ground truth)
     lake/synthetic/augmented/<key>/ExampleFolder: an augmented variant, with its chain's record
     lake/synthetic/features/       log-mel features of the examples, one .npy per example
@@ -21,6 +22,7 @@ from pathlib import Path
 from pipeline_project.files import write_text_atomic
 
 MANIFEST = "manifest.json"  # a corpus's list of examples, and a dataset snapshot's description
+SONG_INDEX = "song_index.npz"  # under lake/: the song index, the champion embedding's windows of every song
 
 
 def meter_cache(analysis_corpus: Path) -> Path:
@@ -76,6 +78,12 @@ class SongFolder:
     def theory(self) -> Path:
         """song_theory: Roman numerals, cadences, progressions, syncopation."""
         return self.path / "theory.json"
+
+    @property
+    def window_embeddings(self) -> Path:
+        """song_index: the song's window embeddings by one embedding version, kept so a rebuild embeds only
+        the songs that are new to it."""
+        return self.path / "window_embeddings.npz"
 
     def records(self) -> dict[str, Path]:
         """Each stage's JSON record by stage name (song, stems, analysis, theory), in pipeline order."""

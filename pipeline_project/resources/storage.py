@@ -13,7 +13,7 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
-from pipeline_project.layout import SONG_DONE, ContributionsInbox, SongFolder, SyntheticCorpus
+from pipeline_project.layout import SONG_DONE, SONG_INDEX, ContributionsInbox, SongFolder, SyntheticCorpus
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
 log = logging.getLogger(__name__)
@@ -159,6 +159,10 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def songs(self) -> Path:
         return self.lake / "songs"
+
+    @property
+    def song_index(self) -> Path:
+        return self.lake / SONG_INDEX
 
     def song_dir(self, partition_key: str) -> Path:
         return self.songs / partition_key

@@ -300,6 +300,12 @@ class Registry:
         with self._fluent_api_on_this_store():
             return champion, load_model(champion.tags.get("flavor", "sklearn"), f"models:/{model_name}@{CHAMPION}")
 
+    def load_version(self, model_name: str, version: str):
+        """One version's model, loaded through its flavor from `models:/<name>/<version>`."""
+        model_version = self.client.get_model_version(model_name, str(version))
+        with self._fluent_api_on_this_store():
+            return load_model(model_version.tags.get("flavor", "sklearn"), f"models:/{model_name}/{version}")
+
     def versions(self, model_name: str) -> list:
         return sorted(self.client.search_model_versions(f"name='{model_name}'"), key=lambda v: int(v.version))
 
