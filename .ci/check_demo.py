@@ -1,6 +1,7 @@
 """After the first `make run` on the demo songs, at the default settings: every dataset has rows, each of the
 three model families, and the learned beat tracker and chord recognizer, has a version with the `champion`
-alias, the songs were analysed with those champions, and every asset check passed."""
+alias, the songs were analysed with those champions, the song index holds every song, and every asset check
+passed."""
 
 import os
 import sys
@@ -11,6 +12,7 @@ import dagster as dg
 from pipeline_project.cli import checks_summary
 from pipeline_project.datasets.snapshots import latest_manifest
 from pipeline_project.definitions import build_definitions, default_resources
+from pipeline_project.identification.catalog import SongIndex, SongIndexError
 from pipeline_project.training.families import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 
 DATASETS = ("song_features", "synthetic_examples", "drum_hits", "concert_pairs", "contributed_hits", "review_queue")
@@ -33,6 +35,19 @@ for key in storage.finished_song_keys():
     analysis = storage.read_json(storage.song(key).analysis)
     if analysis["analysers"]["rhythm"] != "learned" or analysis["analysers"]["chords"] != "learned":
         problems.append(f"song {key} was analysed by {analysis['analysers']}, not the learned champions")
+# The song index holds every finished song, embedded by the embedding's champion.
+
+try:
+    index = SongIndex.load(storage.fetch(storage.song_index))
+    if sorted(index.tracks) != sorted(storage.finished_song_keys()):
+        problems.append(f"the song index holds {len(index.tracks)} songs, the lake {len(storage.finished_song_keys())}")
+    champion = registry.champion_version(EMBEDDING_MODEL_NAME)
+    if champion is not None and index.info.get("model_version") != champion.version:
+        problems.append(
+            f"the song index was built with {EMBEDDING_MODEL_NAME} version {index.info.get('model_version')}"
+        )
+except SongIndexError as error:
+    problems.append(str(error))
 checks = checks_summary(dg.DagsterInstance.get(), build_definitions(resources))
 if checks[1:] or "not run" in checks[0]:
     problems.append(f"asset checks: {'; '.join(checks)}")

@@ -8,7 +8,8 @@ each query is an excerpt of a catalog track played through the concert chain (PA
 made of other renders) with the noise at a fixed SNR; the query lengths share their start, so a 10 s query
 holds the 5 s one. Every system indexes the same clean catalog tracks:
 - embedding: `identification.catalog` as the `song_index` asset builds it (a window every second of each
-  track), the query's windows every 46 ms voting for (track, time offset);
+  track), the query's windows every 46 ms voting for (track, time offset); "embedding dense" the same with a
+  catalog window every 4 frames (93 ms), eleven times the index;
 - landmarks: `training.landmarks` (Wang 2003, matching offsets within a frame); its density, fan-out and peak
   neighbourhood (four presets) are tuned first on a development catalog of 17 more chorales, at 0 dB with 5 s
   queries, so it runs at its best;
@@ -42,6 +43,10 @@ from pipeline_project.training.retrieval import OnnxEmbedder, export_onnx, quant
 
 SNRS_DB = (-10, -5, 0, 5, 10)
 LENGTHS_S = (1, 3, 5, 10)
+# The song index keeps a window a second; a catalog with one every 4 frames (11 a second, as the embedding's own
+# evaluation searches) shows what that costs, mostly to one-second queries, which hold a single window.
+DENSE_HOP_FRAMES = 4
+DENSE = "embedding dense"
 TOP1_AT_0DB, TOP1_AT_5DB, MARGIN_OVER_LANDMARKS, INT8_MAX_LOSS = 0.90, 0.95, 0.10, 0.01
 LANDMARK_PRESETS = {  # peaks a second / pairs per anchor, and a finer peak neighbourhood: denser survives more noise
     "30/5": LandmarkSettings(peaks_per_second=30, fan_out=5),
@@ -70,11 +75,18 @@ def ranks_of(ranked: list[str], track: str) -> int:
     return ranked.index(track) + 1 if track in ranked else 0
 
 
-def embedding_ranks(embedder, tracks: dict, queries: list) -> np.ndarray:
-    index = song_catalog.build(
-        ((track, song_catalog.catalog_embeddings(embedder, audio, rate)) for track, (audio, rate) in tracks.items()),
+def embedding_index(embedder, tracks: dict, hop_frames: int = song_catalog.CATALOG_HOP_FRAMES):
+    return song_catalog.build(
+        (
+            (track, *song_catalog.catalog_embeddings(embedder, audio, rate, hop_frames))
+            for track, (audio, rate) in tracks.items()
+        ),
         dim=64,
+        hop_seconds=hop_frames * song_catalog.FRAME_SECONDS,
     )
+
+
+def embedding_ranks(index, embedder, queries: list) -> np.ndarray:
     ranks = []
     for track, audio, rate in queries:
         vectors, times = song_catalog.query_embeddings(embedder, audio, rate)
@@ -97,10 +109,15 @@ def landmark_index(tracks: dict, settings: LandmarkSettings) -> LandmarkIndex:
 
 
 def fpcalc(path: Path) -> np.ndarray:
+    """Chromaprint's raw fingerprint of a file, empty when it gives none. fpcalc 1.5.1 (FFmpeg 5) exits with 3
+    and "Error decoding audio frame (End of file)" after printing a good fingerprint of every WAV file, so its
+    output is read whatever the exit status; below about 3 s it prints nothing (exit status 2)."""
     out = subprocess.run(["fpcalc", "-raw", "-json", "-length", "0", str(path)], capture_output=True, text=True)
-    if out.returncode != 0:
+    try:
+        fingerprint = json.loads(out.stdout).get("fingerprint") or []
+    except json.JSONDecodeError:
         return np.zeros(0, np.uint32)
-    return np.array(json.loads(out.stdout).get("fingerprint") or [], dtype=np.int64).astype(np.uint32)
+    return np.array(fingerprint, dtype=np.int64).astype(np.uint32)
 
 
 POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint16)
@@ -166,7 +183,7 @@ def main() -> None:
     catalog = setup.evaluation
     queries = make_queries(catalog, setup.pool, args.queries)
     preset, landmark_settings = tuned_landmarks(setup, args.queries)
-    systems = ["embedding", "onnx int8", f"landmarks {preset}", *(["chromaprint"] if has_fpcalc else [])]
+    systems = ["embedding", "onnx int8", DENSE, f"landmarks {preset}", *(["chromaprint"] if has_fpcalc else [])]
     results = {system: {} for system in systems}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -179,10 +196,16 @@ def main() -> None:
             for track, (audio, rate) in catalog.items():
                 sf.write(tmp / "track.wav", audio.T, rate)
                 fingerprints[track] = fpcalc(tmp / "track.wav")
+        int8 = OnnxEmbedder(int8_path)
+        indexes = {
+            "embedding": embedding_index(setup.model, catalog),
+            "onnx int8": embedding_index(int8, catalog),
+            DENSE: embedding_index(setup.model, catalog, DENSE_HOP_FRAMES),
+        }
         unprinted = {}
         for key, batch in queries.items():
-            results["embedding"][key] = retrieval_scores(embedding_ranks(setup.model, catalog, batch))
-            results["onnx int8"][key] = retrieval_scores(embedding_ranks(OnnxEmbedder(int8_path), catalog, batch))
+            for system, embedder in (("embedding", setup.model), ("onnx int8", int8), (DENSE, setup.model)):
+                results[system][key] = retrieval_scores(embedding_ranks(indexes[system], embedder, batch))
             results[f"landmarks {preset}"][key] = retrieval_scores(landmark_ranks(landmarks, batch))
             if has_fpcalc:
                 ranks = chromaprint_ranks(fingerprints, batch, tmp)

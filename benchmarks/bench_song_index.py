@@ -49,7 +49,7 @@ def real_vectors(model, train_tracks: int, catalog_tracks: int) -> tuple[dict, l
     catalog, queries, cosines = {}, [], []
     rng = np.random.default_rng(3)
     for index, (track, (audio, rate)) in enumerate(tracks.items()):
-        catalog[track] = song_catalog.catalog_embeddings(model, audio, rate)
+        catalog[track] = song_catalog.catalog_embeddings(model, audio, rate)[0]
         live = concert(audio, rate, seed=9000 + index, pool=pool, snr_db=0)
         clean_windows = sliding_windows(log_mel(audio, rate, SETTINGS), song_catalog.CATALOG_HOP_FRAMES)
         live_windows = sliding_windows(log_mel(live, rate, SETTINGS), song_catalog.CATALOG_HOP_FRAMES)
@@ -133,11 +133,12 @@ def main() -> None:
     tracks_per_chunk = max(1, CHUNK // args.track_seconds)
 
     def windows_of_track():
+        hop = song_catalog.CATALOG_HOP_FRAMES * song_catalog.FRAME_SECONDS
         for name, vectors in real.items():
-            yield name, vectors
+            yield name, vectors, np.arange(len(vectors)) * hop
         for first, block in synthetic.chunks(tracks_per_chunk):
             for offset, vectors in enumerate(block.reshape(-1, args.track_seconds, block.shape[1])):
-                yield f"synthetic-{first + offset}", vectors
+                yield f"synthetic-{first + offset}", vectors, np.arange(len(vectors)) * hop
 
     started = time.perf_counter()
     index = song_catalog.build(windows_of_track(), dim=64, log=print)

@@ -30,6 +30,7 @@ from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings
 
 PAIR_FRAMES = 86  # two-second windows, as in the concert_pairs dataset
 SETTINGS = LogMelSettings()
+CALIBRATION_TRACKS = 16  # training tracks the crowd noise and the int8 calibration windows come from
 CACHE = Path(__file__).resolve().parent.parent / "data" / "benchmarks" / "concert_catalog"
 
 
@@ -133,19 +134,24 @@ def prepare(train_tracks: int, catalog_tracks: int, variants: int, steps: int, b
     soundfonts = available_soundfonts()
     started = time.perf_counter()
     names = chorales(train_tracks + 2 * catalog_tracks, skip=0)
-    rendered = [render_track(name, index, soundfonts) for index, name in enumerate(names)]
-    train, rest = rendered[:train_tracks], list(zip(names[train_tracks:], rendered[train_tracks:]))
+    model = cached_model(train_tracks, variants, steps, batch_size)
+    # A cached model needs of the training tracks only those the crowd and the int8 calibration are made of.
+    training = names[: CALIBRATION_TRACKS if model is not None else train_tracks]
+    train = [render_track(name, index, soundfonts) for index, name in enumerate(training)]
+    rest = [(name, render_track(name, train_tracks + i, soundfonts)) for i, name in enumerate(names[train_tracks:])]
     print(
-        f"rendered {len(rendered)} tracks ({sum(a.shape[1] / r for a, r in rendered) / 60:.1f} min) with "
-        f"{', '.join(sorted(soundfonts))} in {time.perf_counter() - started:.0f} s"
+        f"rendered {len(train) + len(rest)} tracks with {', '.join(sorted(soundfonts))} in "
+        f"{time.perf_counter() - started:.0f} s"
     )
     pool = crowd_pool(train)
     settings = EmbeddingSettings(steps=steps, batch_size=batch_size)
     folder = cache_folder(train_tracks, variants, settings)
     started = time.perf_counter()
     clean, degraded, owners = training_pairs(train, pool, variants)
-    calibration = np.concatenate([clean[::8, :, :WINDOW_FRAMES], degraded[::8, :, :WINDOW_FRAMES]])
-    model = cached_model(train_tracks, variants, steps, batch_size)
+    # Calibrated on windows of the first CALIBRATION_TRACKS training tracks, clean and degraded: the catalogs
+    # and the queries stay unseen.
+    first = owners < CALIBRATION_TRACKS
+    calibration = np.concatenate([clean[first][::2, :, :WINDOW_FRAMES], degraded[first][::2, :, :WINDOW_FRAMES]])
     if model is not None:
         print(f"embedding loaded from {folder} (trained by an earlier run with the same arguments)")
     else:

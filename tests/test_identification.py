@@ -64,7 +64,7 @@ def embedder():
 
 def built(catalog, embedder, **options) -> song_catalog.SongIndex:
     return song_catalog.build(
-        ((track, song_catalog.catalog_embeddings(embedder, audio, rate)) for track, (audio, rate) in catalog.items()),
+        ((track, *song_catalog.catalog_embeddings(embedder, audio, rate)) for track, (audio, rate) in catalog.items()),
         dim=64,
         **options,
     )
@@ -79,7 +79,7 @@ def with_noise(audio: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
 def test_an_excerpt_is_found_with_its_offset(catalog, embedder, approximate_from, tmp_path):
     index = built(catalog, embedder, approximate_from=approximate_from, nprobe=64)
     assert index.kind == ("exact" if approximate_from > 1 else "ivf-sq8")
-    assert index.size == sum(len(song_catalog.catalog_embeddings(embedder, a, r)) for a, r in catalog.values())
+    assert index.size == sum(len(song_catalog.catalog_embeddings(embedder, a, r)[0]) for a, r in catalog.values())
     assert 0 < index.memory_bytes() < 10 * index.size * 64 * 4
     loaded = song_catalog.SongIndex.load(index.save(tmp_path / "song_index.npz"))
     assert (loaded.tracks, loaded.size, loaded.kind, loaded.nprobe) == (index.tracks, index.size, index.kind, 64)

@@ -49,9 +49,9 @@ class SongIndexError(Exception):
 @dataclass
 class Match:
     track: str
-    score: float  # summed weight (similarity above the window's next neighbour) of the windows agreeing on `offset`
+    score: float  # summed weight (similarity above the next neighbour) of the catalog windows agreeing on `offset`
     offset: float  # catalog time minus query time, seconds, to the catalog hop
-    windows: int  # query windows that voted for it
+    windows: int  # catalog windows that agree
 
 
 @dataclass
@@ -109,15 +109,15 @@ class SongIndex:
 
     def window_votes(
         self, vectors: np.ndarray, times: np.ndarray, min_similarity: float = -1.0
-    ) -> list[dict[tuple[int, int], float]]:
-        """For each query window starting at `times` (seconds): {(track number, offset bin): weight}. A window
-        votes for its `neighbours()` nearest catalog windows more similar than `min_similarity`, and gives a
-        (track, bin) its best weight once."""
+    ) -> list[dict[tuple[int, int], tuple[int, float]]]:
+        """For each query window starting at `times` (seconds): {(track number, offset bin): (catalog window,
+        weight)}. A window votes for its `neighbours()` nearest catalog windows more similar than
+        `min_similarity`, giving each (track, bin) its best match once."""
         k = self.neighbours()
         similarities, numbers = self.search(vectors, k + 1)
         out = []
         for row, query_time in enumerate(np.asarray(times, dtype=np.float64)):
-            seen: dict[tuple[int, int], float] = {}
+            seen: dict[tuple[int, int], tuple[int, float]] = {}
             # A window votes with how far each neighbour stands above the next one after the k it votes
             # for: a window near nothing in particular (noise, or one that starts between two catalog
             # windows) has neighbours all alike and hardly votes; one aligned with its catalog window stands
@@ -128,37 +128,45 @@ class SongIndex:
                     break
                 offset = float(self.time_of_vector[number]) - query_time
                 key = (int(self.track_of_vector[number]), int(np.floor(offset / self.hop_seconds)))
-                seen[key] = max(seen.get(key, 0.0), float(similarity) - baseline)
+                weight = float(similarity) - baseline
+                if key not in seen or weight > seen[key][1]:
+                    seen[key] = (int(number), weight)
             out.append(seen)
         return out
 
-    def votes(
-        self, vectors: np.ndarray, times: np.ndarray, min_similarity: float = -1.0
-    ) -> dict[tuple[int, int], tuple[float, int]]:
-        """{(track number, offset bin): (summed weight, windows)} over the query windows (`window_votes`)."""
-        totals: dict[tuple[int, int], list] = defaultdict(lambda: [0.0, 0])
-        for seen in self.window_votes(vectors, times, min_similarity):
-            for key, weight in seen.items():
-                totals[key][0] += weight
-                totals[key][1] += 1
-        return {key: (score, count) for key, (score, count) in totals.items()}
+    @staticmethod
+    def tally(window_votes) -> dict[tuple[int, int], dict[int, float]]:
+        """{(track, offset bin): {catalog window: its best weight}} over windows' votes. A catalog window counts
+        once however many query windows chose it: a steady sound (noise, a held chord) keeps choosing the one
+        catalog window most like it, while a song heard for a few seconds matches a new one every second."""
+        totals: dict[tuple[int, int], dict[int, float]] = defaultdict(dict)
+        for seen in window_votes:
+            for key, (number, weight) in seen.items():
+                chosen = totals[key]
+                if weight > chosen.get(number, 0.0):
+                    chosen[number] = weight
+        return totals
 
-    def matches(self, votes: dict[tuple[int, int], tuple[float, int]]) -> list[Match]:
-        """Each voted track's best offset, best first. A query window nearest a catalog window at offset o lands
-        in o's bin or the next one, so a track's evidence is its best pair of neighbouring bins."""
+    def matches(self, totals: dict[tuple[int, int], dict[int, float]]) -> list[Match]:
+        """Each voted track's best offset, best first (`tally` gives `totals`). A query window nearest a catalog
+        window at offset o lands in o's bin or the next one, so a track's evidence at an offset is the catalog
+        windows of a pair of neighbouring bins, each with its best weight."""
         best: dict[int, Match] = {}
-        for (track, offset_bin), (score, count) in votes.items():
-            following = votes.get((track, offset_bin + 1), (0.0, 0))
-            total = score + following[0]
-            if track not in best or total > best[track].score:
-                best[track] = Match(
-                    self.tracks[track], total, (offset_bin + 1) * self.hop_seconds, count + following[1]
-                )
+        for (track, offset_bin), chosen in totals.items():
+            following = totals.get((track, offset_bin + 1))
+            merged = (
+                chosen
+                if not following
+                else {**following, **{n: max(w, following.get(n, 0.0)) for n, w in chosen.items()}}
+            )
+            score = sum(merged.values())
+            if track not in best or score > best[track].score:
+                best[track] = Match(self.tracks[track], score, (offset_bin + 1) * self.hop_seconds, len(merged))
         return [best[track] for track in sorted(best, key=lambda track: (-best[track].score, track))]
 
     def identify(self, vectors: np.ndarray, times: np.ndarray) -> list[Match]:
         """The tracks the query windows vote for, best first."""
-        return self.matches(self.votes(vectors, times))
+        return self.matches(self.tally(self.window_votes(vectors, times)))
 
     def save(self, path: str | os.PathLike) -> Path:
         """One file (npz), written atomically: the serialized FAISS index, the per-vector arrays, the rest as JSON."""
@@ -208,16 +216,17 @@ def build(
     seed: int = 0,
     log=None,
 ) -> SongIndex:
-    """A song index from `windows_of_track`: (track, (windows, dim) unit vectors, one every `hop_seconds` from
-    0) pairs, an iterable read once. The vectors are gathered first (64 dims x 4 bytes a second of music) to
-    choose the kind and train the approximate index on a seeded sample."""
+    """A song index from `windows_of_track`: (track, (windows, dim) unit vectors, their start times in seconds)
+    triples (`catalog_embeddings` gives the last two; windows `hop_seconds` apart), an iterable read once. The
+    vectors are gathered first (64 dims x 4 bytes a second of music) to choose the kind and train the
+    approximate index on a seeded sample."""
     import faiss
 
     tracks, vectors, owners, times = [], [], [], []
-    for track, embeddings in windows_of_track:
+    for track, embeddings, starts in windows_of_track:
         embeddings = np.asarray(embeddings, dtype=np.float32).reshape(-1, dim)
         owners.append(np.full(len(embeddings), len(tracks), dtype=np.int32))
-        times.append((np.arange(len(embeddings)) * hop_seconds).astype(np.float32))
+        times.append(np.asarray(starts, dtype=np.float32))
         vectors.append(embeddings)
         tracks.append(track)
     matrix = np.concatenate(vectors) if vectors else np.zeros((0, dim), np.float32)
@@ -251,10 +260,18 @@ def build(
     return song_index
 
 
-def catalog_embeddings(embedder, audio: np.ndarray, rate: int, hop_frames: int = CATALOG_HOP_FRAMES) -> np.ndarray:
-    """(windows, dim) embeddings of a catalog track's windows, one every `hop_frames` from its start (none for a
-    track shorter than a window)."""
-    return embed(embedder, sliding_windows(log_mel(audio, rate), hop_frames))
+SILENT_DB = -60.0  # a catalog window whose loudest bin is this far below the track's loudest identifies nothing
+
+
+def catalog_embeddings(
+    embedder, audio: np.ndarray, rate: int, hop_frames: int = CATALOG_HOP_FRAMES
+) -> tuple[np.ndarray, np.ndarray]:
+    """(embeddings, start times in seconds) of a catalog track's windows, one every `hop_frames` from its
+    start, silent ones left out (none for a track shorter than a window)."""
+    windows = sliding_windows(log_mel(audio, rate), hop_frames)
+    sounding = windows.reshape(len(windows), -1).max(axis=1) > SILENT_DB if len(windows) else np.zeros(0, bool)
+    times = np.flatnonzero(sounding) * hop_frames * FRAME_SECONDS
+    return embed(embedder, windows[sounding]), times
 
 
 def query_embeddings(

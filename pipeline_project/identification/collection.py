@@ -24,18 +24,18 @@ class IndexedCollection:
     skipped: list[str]  # songs without decoded audio
 
 
-def song_windows(song: SongFolder, embedder, version: str) -> np.ndarray:
-    """The song's window embeddings by embedding `version`: kept ones when they were made by it, else made
-    from its decoded audio and kept."""
+def song_windows(song: SongFolder, embedder, version: str) -> tuple[np.ndarray, np.ndarray]:
+    """The song's window embeddings and their start times by embedding `version`: kept ones when they were made
+    by it, else made from its decoded audio and kept."""
     if song.window_embeddings.exists():
         with np.load(song.window_embeddings) as kept:
             if str(kept["version"]) == version:
-                return kept["vectors"]
+                return kept["vectors"], kept["times"]
     audio, rate = read_audio(song.audio)
-    vectors = catalog.catalog_embeddings(embedder, audio, rate)
+    vectors, times = catalog.catalog_embeddings(embedder, audio, rate)
     with atomic_path(song.window_embeddings) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, vectors=vectors, version=np.array(version))
-    return vectors
+        np.savez(handle, vectors=vectors, times=times, version=np.array(version))
+    return vectors, times
 
 
 def index_collection(songs: dict[str, SongFolder], embedder, version: str, info: dict, log=None) -> IndexedCollection:
@@ -46,13 +46,13 @@ def index_collection(songs: dict[str, SongFolder], embedder, version: str, info:
             skipped.append(key)
             continue
         fresh = not song.window_embeddings.exists()
-        windows.append((key, song_windows(song, embedder, version)))
+        windows.append((key, *song_windows(song, embedder, version)))
         embedded += fresh
         if log and number % 100 == 0:
             log(f"song index: {number} of {len(songs)} songs read")
-    dim = windows[0][1].shape[1] if windows else 64
+    dim = next((vectors.shape[1] for _, vectors, _ in windows if len(vectors)), 64)
     index = catalog.build(windows, dim=dim, info={**info, "embedding_version": version}, log=log)
-    vectors = np.concatenate([v for _, v in windows]) if windows else np.zeros((0, dim), np.float32)
+    vectors = np.concatenate([v.reshape(-1, dim) for _, v, _ in windows]) if windows else np.zeros((0, dim), np.float32)
     return IndexedCollection(index, vectors, embedded, skipped)
 
 

@@ -68,18 +68,16 @@ class AnswerPolicy:
         self.current: str | None = None
 
     def answer(self, seconds: float, votes: list[tuple[float, dict]]) -> Answer:
+        return self.decide(seconds, self.matches_at(seconds, votes))
+
+    def matches_at(self, seconds: float, votes: list[tuple[float, dict]]) -> list:
+        """The tracks the last `memory_seconds` of votes agree on, best first, once this hop's votes are in."""
         self.evidence.extend(votes)
         while self.evidence and self.evidence[0][0] < seconds - self.settings.memory_seconds:
             self.evidence.popleft()
-        totals: dict[tuple[int, int], list] = {}
-        for _, window_votes in self.evidence:
-            for key, (score, count) in window_votes.items():
-                total = totals.setdefault(key, [0.0, 0])
-                total[0] += score
-                total[1] += count
-        return self._decide(seconds, self.index.matches({key: tuple(value) for key, value in totals.items()}))
+        return self.index.matches(self.index.tally(window_votes for _, window_votes in self.evidence))
 
-    def _decide(self, seconds: float, matches: list) -> Answer:
+    def decide(self, seconds: float, matches: list) -> Answer:
         settings = self.settings
         best = matches[0] if matches else None
         runner_up = matches[1].score if len(matches) > 1 else 0.0
