@@ -171,10 +171,7 @@ class StreamingRecognizer:
             per_window = self.index.window_votes(
                 embed(self.embedder, windows), times, min_similarity=self.settings.min_similarity
             )
-            votes = [
-                (float(time), {key: (weight, 1) for key, weight in seen.items()})
-                for time, seen in zip(times, per_window)
-            ]
+            votes = list(zip(times.tolist(), per_window))
             self.next_window = start
         # Keep what the next window needs: its frames and the samples either side of their centres.
         keep_from = max(0, self.next_window * HOP_SAMPLES - EDGE_SAMPLES)
