@@ -39,8 +39,8 @@ class RecognizerSettings:
     hop_seconds: float = 0.5
     memory_seconds: float = 8.0
     min_similarity: float = 0.5
-    min_score: float = 3.0
-    min_lead: float = 0.5
+    min_score: float = 1.0
+    min_lead: float = 0.35
     switch_ratio: float = 2.0
     hold_fraction: float = 0.5
 
