@@ -497,7 +497,9 @@ def test_models_and_runs_carry_no_machine_paths_or_user_name(pipeline_run):
 def test_the_song_index_holds_every_song_and_identify_says_no_match_to_noise(pipeline_run, tmp_path, capsys):
     instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
     metadata = instance.get_latest_materialization_event(dg.AssetKey("song_index")).asset_materialization.metadata
-    assert metadata["songs"].value == 2 and metadata["kind"].value == "exact"
+    # Every finished song: two from the first run, three once an earlier test of this module has added one.
+    finished = default_resources(str(data_root))["storage"].finished_song_keys()
+    assert metadata["songs"].value == len(finished) >= 2 and metadata["kind"].value == "exact"
     assert metadata["recall_at_1"].value == 1.0 and metadata["embedding_version"].value.startswith(EMBEDDING_MODEL_NAME)
     rate = 44_100
     noise = np.random.default_rng(0).normal(size=(2, 5 * rate)).astype(np.float32)
