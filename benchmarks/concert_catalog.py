@@ -99,7 +99,9 @@ class Setup:
 
 def crowd_pool(train_tracks: list) -> NoisePool:
     # Crowds are made of other music: renders of the training chorales, never of a catalog's.
-    return NoisePool({f"crowd-{i}": audio for i, (audio, _) in enumerate(train_tracks[:16])}, train_tracks[0][1])
+    return NoisePool(
+        {f"crowd-{i}": audio for i, (audio, _) in enumerate(train_tracks[:CALIBRATION_TRACKS])}, train_tracks[0][1]
+    )
 
 
 def cache_folder(train_tracks: int, variants: int, settings: EmbeddingSettings) -> Path:

@@ -36,11 +36,17 @@ class DatasetGrewSinceChampion(dg.AutomationCondition):
         return dg.AutomationResult(context, context.candidate_subset if grown else context.get_empty_subset())
 
 
-def retrain_when_grown(dataset: dg.AssetsDefinition, growth: float = DEFAULT_GROWTH) -> dg.AutomationCondition:
-    """Retrain once per dataset update that leaves the dataset `growth` larger than the champion's data."""
+def once_deps_updated() -> dg.AutomationCondition:
+    """Once per update of any dependency, when none of them and not the asset itself is being materialized."""
     return (
-        DatasetGrewSinceChampion(dataset.key, growth)
-        & dg.AutomationCondition.any_deps_updated().since_last_handled()
+        dg.AutomationCondition.any_deps_updated().since_last_handled()
         & ~dg.AutomationCondition.any_deps_in_progress()
         & ~dg.AutomationCondition.in_progress()
-    ).with_label(f"{dataset.key.to_user_string()} grew {growth:.0%} since the champion")
+    )
+
+
+def retrain_when_grown(dataset: dg.AssetsDefinition, growth: float = DEFAULT_GROWTH) -> dg.AutomationCondition:
+    """Retrain once per dataset update that leaves the dataset `growth` larger than the champion's data."""
+    return (DatasetGrewSinceChampion(dataset.key, growth) & once_deps_updated()).with_label(
+        f"{dataset.key.to_user_string()} grew {growth:.0%} since the champion"
+    )

@@ -6,6 +6,7 @@ import dagster as dg
 from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.training import song_embedding
+from pipeline_project.automation import once_deps_updated
 from pipeline_project.identification import catalog, collection
 from pipeline_project.layout import SONG_DONE
 from pipeline_project.resources import MlflowResource, StorageResource
@@ -17,20 +18,16 @@ from pipeline_project.training.families import EMBEDDING_MODEL_NAME
     kinds={"faiss"},
     code_version="1",
     deps=[song_embedding, song_audio],
-    automation_condition=(
-        dg.AutomationCondition.any_deps_updated().since_last_handled()
-        & ~dg.AutomationCondition.any_deps_in_progress()
-        & ~dg.AutomationCondition.in_progress()
-    ).with_label("a new champion embedding, or new songs"),
+    automation_condition=once_deps_updated().with_label("a new champion embedding, or new songs"),
 )
 @retry_transient_failures
 def song_index(
     context: dg.AssetExecutionContext, storage: StorageResource, mlflow: MlflowResource
 ) -> dg.MaterializeResult:
     """Every finished song's one-second windows, one a second, embedded by the `song_embedding` champion and
-    indexed for nearest-neighbour search (exact up to 50,000 windows (14 hours of music), FAISS IVF over 8-bit vectors beyond);
-    rebuilt when the champion changes or songs arrive, embedding only songs new to the champion. The metadata
-    gives its size, memory, and recall and latency measured on the index itself."""
+    indexed for nearest-neighbour search (exact up to 50,000 windows, 14 hours of music; FAISS IVF over 8-bit
+    vectors beyond); rebuilt when the champion changes or songs arrive, embedding only songs new to the
+    champion. The metadata gives its size, memory, and recall and latency measured on the index itself."""
     version, embedder = mlflow.registry().load_champion(EMBEDDING_MODEL_NAME)
     if version is None:
         return dg.MaterializeResult(metadata={"skipped": "no song_embedding champion yet: materialize song_embedding"})

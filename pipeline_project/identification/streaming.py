@@ -15,7 +15,7 @@ are `memory_seconds` of windows.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,9 +43,6 @@ class RecognizerSettings:
     min_lead: float = 0.35
     switch_ratio: float = 2.0
     hold_fraction: float = 0.5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
