@@ -465,7 +465,7 @@ def _run(data_root: str | None, songs_only: bool, log_file: Path) -> int:
         # Then the datasets made from the synthetic examples alone, and the models trained on them only.
         graph, downstream = (
             defs.resolve_asset_graph(),
-            dg.AssetSelection.groups("datasets", "training", "identification"),
+            dg.AssetSelection.groups("datasets", "training", "identification", "collection"),
         )
         from_songs = dg.AssetSelection.assets(*stages).downstream()
         synthetic_only = sorted((downstream - from_songs).resolve(graph))

@@ -7,6 +7,7 @@ import os
 import dagster as dg
 
 from pipeline_project.assets.analysis import song_analysis, song_theory
+from pipeline_project.assets.collection import collection_quality
 from pipeline_project.assets.datasets import (
     concert_pairs,
     contributed_hits,
@@ -17,7 +18,7 @@ from pipeline_project.assets.datasets import (
     synthetic_examples,
 )
 from pipeline_project.assets.identification import song_index
-from pipeline_project.assets.ingestion import song_audio
+from pipeline_project.assets.ingestion import song_audio, song_quality
 from pipeline_project.assets.partitions import song_batches_policy
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
@@ -99,9 +100,10 @@ def mlflow_resource(storage: StorageResource, settings: Settings) -> MlflowResou
     )
 
 
-PER_SONG_ASSETS = [song_audio, song_stems, song_analysis, song_theory]
+PER_SONG_ASSETS = [song_audio, song_quality, song_stems, song_analysis, song_theory]
 ALL_ASSETS = [
     song_audio,
+    song_quality,
     song_stems,
     song_analysis,
     song_theory,
@@ -120,6 +122,7 @@ ALL_ASSETS = [
     stem_separator,
     review_queue,
     song_index,
+    collection_quality,
 ]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 

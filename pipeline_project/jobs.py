@@ -21,8 +21,9 @@ synthesis_job = dg.define_asset_job(
 
 datasets_and_training_job = dg.define_asset_job(
     "datasets_and_training_job",
-    selection=dg.AssetSelection.groups("datasets", "training", "identification"),
-    description="Rebuild the anonymized datasets (with their checks), retrain the models and rebuild the song index.",
+    selection=dg.AssetSelection.groups("datasets", "training", "identification", "collection"),
+    description="Rebuild the anonymized datasets (with their checks), retrain the models, rebuild the song index and "
+    "decide the collection's quality grades.",
 )
 
 training_job = dg.define_asset_job(

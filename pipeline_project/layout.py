@@ -6,6 +6,8 @@ old file name cannot linger anywhere. Plain paths, no I/O beyond what a method's
 
     lake/songs/<key>/              SongFolder: one song's stages
     lake/song_index.npz            the song index (identification): every song's window embeddings
+    lake/collection_quality.json   each song's training-quality grade, near-duplicates decided (collection_quality)
+    collection.toml                the collection settings: quality thresholds, target shares (optional)
     lake/synthetic/rendered/<key>/ ExampleFolder: a rendered example (and the demo songs' ground truth)
     lake/synthetic/augmented/<key>/ExampleFolder: an augmented variant, with its chain's record
     lake/synthetic/features/       log-mel features of the examples, one .npy per example
@@ -23,6 +25,8 @@ from pipeline_project.files import write_text_atomic
 
 MANIFEST = "manifest.json"  # a corpus's list of examples, and a dataset snapshot's description
 SONG_INDEX = "song_index.npz"  # under lake/: the song index, the champion embedding's windows of every song
+COLLECTION_QUALITY = "collection_quality.json"  # under lake/: every song's grade, duplicates decided
+COLLECTION_SETTINGS = "collection.toml"  # in the data root: quality thresholds and target shares
 
 
 def meter_cache(analysis_corpus: Path) -> Path:
@@ -64,6 +68,16 @@ class SongFolder:
     def stems_record(self) -> Path:
         """song_stems: which separator (and weights) made the stems."""
         return self.path / "stems.json"
+
+    @property
+    def quality(self) -> Path:
+        """song_quality: source codec and bitrate, clipping, dynamics, spectrum, stereo, length; grade and reasons."""
+        return self.path / "quality.json"
+
+    @property
+    def fingerprint(self) -> Path:
+        """song_quality: the landmark fingerprint that finds near-duplicates across the collection."""
+        return self.path / "fingerprint.npz"
 
     @property
     def analysis(self) -> Path:

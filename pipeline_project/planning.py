@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 # The per-song stages, in pipeline order: `song_pipeline_job` is made of exactly these.
-PER_SONG_STAGES = ("song_audio", "song_stems", "song_analysis", "song_theory")
+PER_SONG_STAGES = ("song_audio", "song_quality", "song_stems", "song_analysis", "song_theory")
 # The sensors whose requests the plans stand for (their run keys are unique per sensor).
 NEW_SONGS = "new_songs_sensor"
 SPLIT_BATCHES = "split_failed_batches"

@@ -47,7 +47,13 @@ def test_a_few_new_songs_get_a_run_each_and_a_backfill_gets_batches():
 
 def test_run_resumes_begun_songs_and_leaves_songs_in_flight_to_their_runs():
     files = {key: f"{key}.flac" for key in "abcd"}
-    done = {"song_audio": {"b", "d"}, "song_stems": {"d"}, "song_analysis": {"d"}, "song_theory": {"d"}}
+    done = {
+        "song_audio": {"b", "d"},
+        "song_quality": {"d"},
+        "song_stems": {"d"},
+        "song_analysis": {"d"},
+        "song_theory": {"d"},
+    }
     lacking = stages_lacking(files, done)
     assert lacking == {"a": ALL, "b": ALL[1:], "c": ALL, "d": ()}
     runs, left = plan_pending(list("abcd"), files, lacking, batch_size=25, in_flight={"c": "run-1"})
@@ -60,7 +66,14 @@ def test_a_failed_batch_splits_into_one_run_per_song_for_what_it_lacks():
     keys = keys_in_range(order, "b", "d")
     assert keys == ["b", "c", "d"] and keys_in_range(order, "b", "z") is None
     lacking = stages_lacking(
-        keys, {"song_audio": {"b", "c", "d"}, "song_stems": {"d"}, "song_analysis": {"d"}, "song_theory": {"d"}}
+        keys,
+        {
+            "song_audio": {"b", "c", "d"},
+            "song_quality": {"d"},
+            "song_stems": {"d"},
+            "song_analysis": {"d"},
+            "song_theory": {"d"},
+        },
     )
     runs = plan_split("run-9", keys, lacking, {"b": "b.mp3", "c": "c.mp3", "d": "d.mp3"})
     assert [(run.keys, run.stages, run.run_key, run.sensor, dict(run.files)) for run in runs] == [

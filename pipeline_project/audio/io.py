@@ -49,6 +49,7 @@ class DecodedAudio:
     source_sample_rate: int
     source_channels: int
     source_format: str
+    source_subtype: str = ""  # soundfile's subtype: PCM_16, MPEG_LAYER_III, VORBIS...
     tags: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -134,6 +135,7 @@ def _decode_blocks(path: Path, reader: sf.SoundFile, destination: str | os.PathL
             source_sample_rate=int(source_rate),
             source_channels=int(reader.channels),
             source_format=reader.format,
+            source_subtype=reader.subtype,
             tags=read_tags(path),
         )
 

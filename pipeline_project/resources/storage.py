@@ -13,7 +13,15 @@ import dagster as dg
 from pydantic import PrivateAttr
 
 from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
-from pipeline_project.layout import SONG_DONE, SONG_INDEX, ContributionsInbox, SongFolder, SyntheticCorpus
+from pipeline_project.layout import (
+    COLLECTION_QUALITY,
+    COLLECTION_SETTINGS,
+    SONG_DONE,
+    SONG_INDEX,
+    ContributionsInbox,
+    SongFolder,
+    SyntheticCorpus,
+)
 from pipeline_project.object_store import ObjectStoreMirror, is_remote_url
 
 log = logging.getLogger(__name__)
@@ -163,6 +171,15 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def song_index(self) -> Path:
         return self.lake / SONG_INDEX
+
+    @property
+    def collection_quality(self) -> Path:
+        return self.lake / COLLECTION_QUALITY
+
+    @property
+    def collection_settings(self) -> Path:
+        """The user's collection settings (quality thresholds, target shares); optional, defaults apply."""
+        return self.root / COLLECTION_SETTINGS
 
     def song_dir(self, partition_key: str) -> Path:
         return self.songs / partition_key
