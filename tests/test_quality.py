@@ -132,3 +132,23 @@ def test_collection_settings_change_thresholds_and_a_wrong_key_names_the_file(tm
     path.write_text("[quality]\nmin_seconds = 'long'\n")
     with pytest.raises(CollectionSettingsError, match="min_seconds = 'long' is not a number"):
         load_collection_settings(path)
+
+
+def test_an_edit_and_a_remaster_are_the_same_recording_and_other_music_is_not(tmp_path):
+    from scipy.signal import butter, sosfilt
+
+    from pipeline_project.audio.quality import assess, duplicate_groups, near_duplicates
+
+    song = made_up_song(7, seconds=120)
+    edit = np.concatenate([song[:, : 40 * RATE], song[:, 70 * RATE :]], axis=1)  # 30 s cut from the middle
+    brighter = song + 0.5 * sosfilt(butter(2, 3000, "highpass", fs=RATE, output="sos"), song)
+    remaster = (np.tanh(brighter * 2.5) * 0.9).astype(np.float32)  # brighter, louder, softly limited
+    fingerprints = {}
+    for name, audio in {"song": song, "edit": edit, "remaster": remaster, "other": made_up_song(8, 120)}.items():
+        sf.write(tmp_path / f"{name}.flac", audio.T, RATE, subtype="PCM_24")
+        _, hashes, anchors = assess(tmp_path / f"{name}.flac")
+        fingerprints[name] = (hashes, anchors)
+    pairs = near_duplicates(fingerprints)
+    assert {(a, b) for a, b, _ in pairs} >= {("edit", "song"), ("remaster", "song")}
+    assert not [pair for pair in pairs if "other" in pair[:2]]
+    assert duplicate_groups(pairs) == [["edit", "remaster", "song"]]
