@@ -7,6 +7,7 @@ old file name cannot linger anywhere. Plain paths, no I/O beyond what a method's
     lake/songs/<key>/              SongFolder: one song's stages
     lake/song_index.npz            the song index (identification): every song's window embeddings
     lake/collection_quality.json   each song's training-quality grade, near-duplicates decided (collection_quality)
+    lake/collection_report.json    distributions, target shares and gaps (collection_report), and its .png
     collection.toml                the collection settings: quality thresholds, target shares (optional)
     lake/synthetic/rendered/<key>/ ExampleFolder: a rendered example (and the demo songs' ground truth)
     lake/synthetic/augmented/<key>/ExampleFolder: an augmented variant, with its chain's record
@@ -26,6 +27,7 @@ from pipeline_project.files import write_text_atomic
 MANIFEST = "manifest.json"  # a corpus's list of examples, and a dataset snapshot's description
 SONG_INDEX = "song_index.npz"  # under lake/: the song index, the champion embedding's windows of every song
 COLLECTION_QUALITY = "collection_quality.json"  # under lake/: every song's grade, duplicates decided
+COLLECTION_REPORT = "collection_report.json"  # under lake/: distributions against target shares, and the gaps
 COLLECTION_SETTINGS = "collection.toml"  # in the data root: quality thresholds and target shares
 
 

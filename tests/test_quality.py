@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline_project.assets.collection import collection_quality
+from pipeline_project.assets.collection import collection_quality, collection_report
 from pipeline_project.assets.ingestion import song_audio, song_quality
 from pipeline_project.assets.partitions import songs_partitions
 from pipeline_project.audio.ingest import scan_incoming
@@ -71,7 +71,7 @@ def checks(song: dict) -> set[str]:
 def test_poor_copies_are_flagged_with_their_reason_and_duplicates_keep_the_better_copy(data_root, tmp_path):
     incoming = data_root / "incoming"
     original = made_up_song(1)
-    write_mp3(incoming / "original_320.mp3", original, RATE, {}, bitrate="320k")
+    write_mp3(incoming / "original_320.mp3", original, RATE, {"genre": "Jazz", "year": "1994"}, bitrate="320k")
     write_mp3(incoming / "copy_96.mp3", original, RATE, {}, bitrate="96k")
     low, _ = read_audio_any(incoming / "copy_96.mp3")
     sf.write(incoming / "transcode.flac", low.T, RATE)  # the 96 kbps copy posing as lossless
@@ -112,6 +112,22 @@ def test_poor_copies_are_flagged_with_their_reason_and_duplicates_keep_the_bette
     # Nothing is deleted: every file is still in the drop folder.
     assert sorted(p.name for p in incoming.iterdir()) == sorted(files.values())
 
+    # The collection report: distributions over the three usable songs (the grade's over all eight), plotted
+    # in the metadata, the largest balance gap named first.
+    with dg.instance_for_test() as instance:
+        resources = default_resources(str(data_root))
+        result = dg.materialize([collection_report], resources=resources, instance=instance)
+        metadata = result.asset_materializations_for_node("collection_report")[0].metadata
+    report = json.loads((data_root / "lake" / "collection_report.json").read_text())
+    assert (report["songs"], report["usable_songs"]) == (8, 3)
+    assert report["distributions"]["grade"] == {"good": 2, "fair": 1, "poor": 5}
+    assert report["distributions"]["genre"] == {"jazz": 1, "unknown": 2}
+    assert report["distributions"]["decade"] == {"1990s": 1, "unknown": 2}
+    assert report["gaps"][0]["text"] == "genre jazz is 100 % against a 5-15 % target (over)"
+    assert metadata["largest_gaps"].value.startswith("- genre jazz is 100 % against a 5-15 % target (over)")
+    assert metadata["distributions"].value.startswith("![distributions against targets](data:image/png;base64,")
+    assert (data_root / "lake" / "collection_report.png").read_bytes()[:4] == b"\x89PNG"
+
 
 def read_audio_any(path):
     data, rate = sf.read(str(path), dtype="float32", always_2d=True)
@@ -124,6 +140,14 @@ def test_collection_settings_change_thresholds_and_a_wrong_key_names_the_file(tm
     path.write_text("[quality]\nmin_seconds = 20\nmin_lossy_kbps = 128\n")
     settings = load_collection_settings(path)
     assert (settings.quality.min_seconds, settings.quality.min_lossy_kbps, settings.source) == (20, 128, str(path))
+    path.write_text("[targets.genre]\njazz = [0.1, 0.15]\n")
+    assert load_collection_settings(path).targets["genre"] == {"jazz": (0.1, 0.15)}
+    path.write_text("[targets.genre]\njazz = [0.3, 0.15]\n")
+    with pytest.raises(CollectionSettingsError, match=r"jazz = \[0.3, 0.15\] is not \[lowest share, highest share\]"):
+        load_collection_settings(path)
+    path.write_text("[targets.colour]\nblue = [0.1, 0.2]\n")
+    with pytest.raises(CollectionSettingsError, match=r"\[targets.colour\] is not a dimension"):
+        load_collection_settings(path)
     path.write_text("[quality]\nmin_second = 20\n")
     with pytest.raises(
         CollectionSettingsError, match=r"collection.toml \[quality\]: unknown quality setting 'min_second'"

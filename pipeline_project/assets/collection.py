@@ -1,18 +1,22 @@
-"""The collection as a whole: grades decided across songs (near-duplicates)."""
+"""The collection as a whole: grades decided across songs (near-duplicates), and the report of what it holds."""
 
+import base64
 import json
 
 import dagster as dg
 import numpy as np
 
+from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.ingestion import song_quality
 from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.quality import GRADES
 from pipeline_project.automation import once_deps_updated
 from pipeline_project.collection.quality import decide
+from pipeline_project.collection.report import collection_report as report_of
+from pipeline_project.collection.report import report_plot, song_profile
 from pipeline_project.collection.settings import load_collection_settings
-from pipeline_project.files import write_text_atomic
+from pipeline_project.files import write_bytes_atomic, write_text_atomic
 from pipeline_project.resources import StorageResource
 
 
@@ -65,5 +69,61 @@ def collection_quality(context: dg.AssetExecutionContext, storage: StorageResour
             if flagged
             else dg.MetadataValue.md("no findings"),
             "path": dg.MetadataValue.path(storage.location(storage.collection_quality)),
+        }
+    )
+
+
+@dg.asset(
+    group_name="collection",
+    kinds={"python"},
+    code_version="1",
+    deps=[collection_quality, song_theory],
+    automation_condition=once_deps_updated().with_label("songs graded or analysed"),
+)
+@retry_transient_failures
+def collection_report(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """What the collection holds as a training set: distributions of genre (tag, else the strongest genre
+    cue), decade, tempo, key, mode, length and quality grade, against the target share ranges of the
+    collection settings file (`collection.toml`; defaults for a general-purpose set), and the gaps, largest
+    first. Songs graded poor are left out of every distribution but the grade's, as an export leaves them out."""
+    settings = load_collection_settings(storage.fetch(storage.collection_settings))
+    storage.fetch(storage.songs, pattern="*.json")
+    storage.fetch(storage.collection_quality)
+    decided = storage.read_json(storage.collection_quality)["songs"] if storage.collection_quality.exists() else {}
+
+    def optional(path):
+        return storage.read_json(path) if path.exists() else None
+
+    profiles = []
+    for key in storage.song_keys():
+        song = storage.song(key)
+        if not song.record.exists():
+            continue
+        grade = decided.get(key, {}).get("grade", "ungraded")
+        profiles.append(
+            song_profile(key, storage.read_json(song.record), optional(song.analysis), optional(song.theory), grade)
+        )
+    report = report_of(profiles, settings.targets)
+    png = report_plot(report["distributions"], settings.targets)
+    write_text_atomic(storage.collection_report, json.dumps(report, indent=1))
+    write_bytes_atomic(storage.collection_report_plot, png)
+    storage.publish(storage.collection_report, storage.collection_report_plot)
+    gaps = [gap["text"] for gap in report["gaps"]]
+    context.log.info(
+        f"{report['songs']} songs, {report['usable_songs']} usable; "
+        + (f"largest gap: {gaps[0]}" if gaps else "no balance gaps")
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "songs": report["songs"],
+            "usable_songs": report["usable_songs"],
+            "largest_gaps": dg.MetadataValue.md("\n".join(f"- {text}" for text in gaps[:10]) or "none"),
+            "distributions": dg.MetadataValue.md(
+                f"![distributions against targets](data:image/png;base64,{base64.b64encode(png).decode()})"
+            ),
+            "distribution_counts": dg.MetadataValue.json(report["distributions"]),
+            "settings": settings.source,
+            "path": dg.MetadataValue.path(storage.location(storage.collection_report)),
+            "plot_file": dg.MetadataValue.path(storage.location(storage.collection_report_plot)),
         }
     )

@@ -15,6 +15,7 @@ from pydantic import PrivateAttr
 from pipeline_project.datasets.anonymize import load_or_create_secret, write_private
 from pipeline_project.layout import (
     COLLECTION_QUALITY,
+    COLLECTION_REPORT,
     COLLECTION_SETTINGS,
     SONG_DONE,
     SONG_INDEX,
@@ -175,6 +176,14 @@ class StorageResource(dg.ConfigurableResource):
     @property
     def collection_quality(self) -> Path:
         return self.lake / COLLECTION_QUALITY
+
+    @property
+    def collection_report(self) -> Path:
+        return self.lake / COLLECTION_REPORT
+
+    @property
+    def collection_report_plot(self) -> Path:
+        return self.collection_report.with_suffix(".png")
 
     @property
     def collection_settings(self) -> Path:
