@@ -65,7 +65,7 @@ test-slow: setup-dev test-servers
 	$(BIN)/python -m pytest -m slow -q
 
 # ruff's settings are in pyproject.toml ([tool.ruff]); `make format` rewrites what `make lint` finds unformatted.
-LINTED := pipeline_project tests benchmarks
+LINTED := pipeline_project tests benchmarks examples
 lint: setup-dev
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check --quiet $(LINTED)

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import pickle
 import sys
 import time
 
 import numpy as np
-from concert_catalog import catalogs, chorales, concert, crowd_pool, render_track
+from concert_catalog import CACHE, catalogs, chorales, concert, crowd_pool, render_track
 
 from pipeline_project.identification import catalog as song_catalog
 from pipeline_project.identification.streaming import AnswerPolicy, RecognizerSettings, StreamingRecognizer
@@ -52,8 +53,8 @@ def heard(index, model, audio: np.ndarray, rate: int) -> list:
     return [(seconds, policy.matches_at(seconds, votes)) for seconds, votes in recognizer.heard]
 
 
-def replay(index, settings: RecognizerSettings, hops: list) -> list:
-    policy = AnswerPolicy(index, settings)
+def replay(settings: RecognizerSettings, hops: list) -> list:
+    policy = AnswerPolicy(None, settings)  # deciding reads only the matches
     return [policy.decide(seconds, matches) for seconds, matches in hops]
 
 
@@ -124,18 +125,9 @@ def empty_streams(crowd: list, pool, count: int, seed: int) -> dict:
     return {"noise": [(None, a, rate) for a in noise], "crowd": [(None, a, rate) for a in crowds]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train-tracks", type=int, default=300, help="as bench_retrieval.py was run")
-    parser.add_argument("--catalog-tracks", type=int, default=32, help="as bench_retrieval.py was run")
-    parser.add_argument("--steps", type=int, default=3000, help="as bench_retrieval.py was run")
-    parser.add_argument("--empty-streams", type=int, default=8, help="noise-only and crowd-only streams of each kind")
-    args = parser.parse_args()
-    from concert_catalog import cached_model
-
-    model = cached_model(args.train_tracks, steps=args.steps)
-    if model is None:
-        sys.exit("no cached embedding: run benchmarks/bench_retrieval.py first (it trains and caches one)")
+def hear_streams(model, args) -> dict:
+    """{catalog name: {stream kind: [(true track or None, each hop's (time, matches))]}}: the recognizer's evidence
+    on every stream, which any answer policy can be replayed over."""
     started = time.perf_counter()
     development, evaluation = catalogs(args.train_tracks, args.catalog_tracks)
     soundfonts = available_soundfonts()
@@ -158,26 +150,54 @@ def main() -> None:
         index = index_of(tracks)
         streams = {snr: streams_of(tracks, pool, snr, seed * 10 + i) for i, snr in enumerate(SNRS_DB)}
         streams.update(empty_streams(outside, pool, args.empty_streams, seed))
-        votes[name] = (
-            index,
-            {
-                kind: [(truth, heard(index, model, audio, rate)) for truth, audio, rate in batch]
-                for kind, batch in streams.items()
-            },
-        )
+        votes[name] = {
+            kind: [(truth, heard(index, model, audio, rate)) for truth, audio, rate in batch]
+            for kind, batch in streams.items()
+        }
         heard_seconds += sum(a.shape[-1] / r for batch in streams.values() for _, a, r in batch)
     seconds = time.perf_counter() - started
     print(
         f"heard {heard_seconds / 60:.0f} min of streams in {seconds:.0f} s ({heard_seconds / seconds:.1f}x real time)"
     )
+    return votes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train-tracks", type=int, default=300, help="as bench_retrieval.py was run")
+    parser.add_argument("--catalog-tracks", type=int, default=32, help="as bench_retrieval.py was run")
+    parser.add_argument("--steps", type=int, default=3000, help="as bench_retrieval.py was run")
+    parser.add_argument("--empty-streams", type=int, default=8, help="noise-only and crowd-only streams of each kind")
+    parser.add_argument(
+        "--replay",
+        action="store_true",
+        help="tune and score over the votes the last run heard (saved beside the cached embedding), not hearing again",
+    )
+    args = parser.parse_args()
+    from concert_catalog import cached_model
+
+    model = cached_model(args.train_tracks, steps=args.steps)
+    if model is None:
+        sys.exit("no cached embedding: run benchmarks/bench_retrieval.py first (it trains and caches one)")
+    votes_file = (
+        CACHE / f"streaming_votes-{args.train_tracks}-{args.catalog_tracks}-{args.steps}-{args.empty_streams}.pkl"
+    )
+    if args.replay:
+        if not votes_file.exists():
+            sys.exit(f"--replay: no votes saved at {votes_file}: run without --replay first")
+        votes = pickle.loads(votes_file.read_bytes())
+        print(f"replaying the votes heard by an earlier run ({votes_file})")
+    else:
+        votes = hear_streams(model, args)
+        votes_file.write_bytes(pickle.dumps(votes))
 
     def scores(name: str, settings: RecognizerSettings, snrs=SNRS_DB) -> dict:
-        index, by_kind = votes[name]
+        by_kind = votes[name]
         out = {}
         for snr in snrs:
-            true = [stream_scores(replay(index, settings, hops), truth) for truth, hops in by_kind[snr]]
+            true = [stream_scores(replay(settings, hops), truth) for truth, hops in by_kind[snr]]
             empty = {
-                kind: [stream_scores(replay(index, settings, hops), None) for _, hops in by_kind[kind]]
+                kind: [stream_scores(replay(settings, hops), None) for _, hops in by_kind[kind]]
                 for kind in ("noise", "crowd")
             }
             out[snr] = summary(true, empty)

@@ -7,7 +7,7 @@ import os
 import dagster as dg
 
 from pipeline_project.assets.analysis import song_analysis, song_theory
-from pipeline_project.assets.collection import collection_quality, collection_report
+from pipeline_project.assets.collection import collection_quality, collection_report, training_export
 from pipeline_project.assets.datasets import (
     concert_pairs,
     contributed_hits,
@@ -124,6 +124,7 @@ ALL_ASSETS = [
     song_index,
     collection_quality,
     collection_report,
+    training_export,
 ]
 ALL_CHECKS = [*privacy_checks, *validation_checks, *accuracy_checks]
 

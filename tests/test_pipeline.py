@@ -71,6 +71,8 @@ def pipeline_run(tmp_path_factory):
     (incoming / "readme_not_audio.mp3").write_text("these are liner notes, not audio\n" * 50)
     whole = (incoming / "copper_weathervane.mp3").read_bytes()
     (incoming / "cut_short.mp3").write_bytes(whole[: len(whole) // 3])
+    # The test songs last 10 s: songs here, not clips (the training export takes no song graded poor).
+    (data_root / "collection.toml").write_text("[quality]\nmin_seconds = 5\n")
 
     patch = pytest.MonkeyPatch()
     patch.setenv("DAGSTER_HOME", str(home))
@@ -106,6 +108,48 @@ def test_good_songs_complete_and_bad_files_are_quarantined(pipeline_run):
     assert "not decodable" in reasons["readme_not_audio.mp3"]
     assert "truncated" in reasons["cut_short.mp3"]
     assert all((quarantine / name).exists() for name in reasons)
+
+
+def test_songs_are_graded_reported_and_exported_privately_for_training(pipeline_run):
+    import importlib.util
+
+    from pipeline_project.assets.collection import training_export
+
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    graded = instance.get_materialized_partitions(dg.AssetKey("song_quality"))
+    assert graded == instance.get_materialized_partitions(dg.AssetKey("song_theory"))
+    decided = json.loads((data_root / "lake" / "collection_quality.json").read_text())
+    assert set(decided["songs"]) == graded and decided["duplicate_groups"] == []
+    assert all(song["grade"] != "poor" for song in decided["songs"].values()), decided
+    report = json.loads((data_root / "lake" / "collection_report.json").read_text())
+    assert report["distributions"]["genre"] == {"rock": 1, "funk": 1} and report["gaps"]
+
+    result = dg.materialize([training_export], resources=default_resources(str(data_root)), instance=instance)
+    folder = Path(result.asset_materializations_for_node("training_export")[0].metadata["path"].value)
+    assert folder.parent == data_root / "exports" and not (data_root / "datasets" / "exports").exists()
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["private"] and sorted(k for part in manifest["splits"].values() for k in part["songs"]) == sorted(
+        graded
+    )
+    spec = importlib.util.spec_from_file_location(
+        "loader", Path(__file__).parent.parent / "examples" / "load_training_export.py"
+    )
+    loader = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(loader)
+    exported = {song["key"]: song for split in manifest["splits"] for song in loader.songs(folder, split, workers=0)}
+    assert set(exported) == graded
+    for key, song in exported.items():
+        lake = data_root / "lake" / "songs" / key
+        assert np.array_equal(song["drums"].numpy(), sf_read(lake / "stems" / "drums.flac"))
+        analysis = json.loads((lake / "analysis.json").read_text())
+        assert song["labels"]["beat_times"] == analysis["beat_times"] and song["labels"]["chords"] == analysis["chords"]
+        assert song["tags"]["artist"] in {tags["artist"] for tags in SONG_TAGS}
+
+
+def sf_read(path):
+    import soundfile as sf
+
+    return sf.read(path, dtype="float32", always_2d=True)[0].T
 
 
 def test_songs_are_analysed_by_the_registered_champions_of_the_shipped_set(pipeline_run):

@@ -10,14 +10,17 @@ from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.ingestion import song_quality
 from pipeline_project.assets.metadata import markdown_table
 from pipeline_project.assets.retrying import retry_transient_failures
+from pipeline_project.assets.separation import song_stems
 from pipeline_project.audio.quality import GRADES
 from pipeline_project.automation import once_deps_updated
+from pipeline_project.collection.export import SongFiles, write_export
 from pipeline_project.collection.quality import decide
 from pipeline_project.collection.report import collection_report as report_of
 from pipeline_project.collection.report import report_plot, song_profile
 from pipeline_project.collection.settings import load_collection_settings
 from pipeline_project.files import write_bytes_atomic, write_text_atomic
 from pipeline_project.resources import StorageResource
+from pipeline_project.separation.separator import STEM_NAMES
 
 
 @dg.asset(
@@ -127,3 +130,69 @@ def collection_report(context: dg.AssetExecutionContext, storage: StorageResourc
             "plot_file": dg.MetadataValue.path(storage.location(storage.collection_report_plot)),
         }
     )
+
+
+@dg.asset(
+    group_name="exports",  # not in any job: an export is made when asked for
+    kinds={"webdataset"},
+    code_version="1",
+    deps=[collection_quality, song_stems, song_theory],
+)
+@retry_transient_failures
+def training_export(context: dg.AssetExecutionContext, storage: StorageResource) -> dg.MaterializeResult:
+    """A private training set of the collection: every finished song of an admitted grade (good and fair by
+    default, `collection.toml` [export]) with its mix, four stems, beats, downbeats, chords, key, sections
+    and tags, as WebDataset tar shards under `exports/<export id>/`, split by artist (train, validation,
+    test), with a manifest of versions and sha256 checksums. It holds audio and tags: it is never shared and
+    lives apart from the anonymized datasets. Materialize it when you want a new export; one that exists
+    already for the same songs and settings is kept as it is."""
+    settings = load_collection_settings(storage.fetch(storage.collection_settings))
+    storage.fetch(storage.collection_quality)
+    if not storage.collection_quality.exists():
+        raise dg.Failure(
+            description="no grades yet: materialize collection_quality first (the export keeps only "
+            "songs of the admitted grades)",
+            allow_retries=False,
+        )
+    grades = storage.read_json(storage.collection_quality)["songs"]
+    storage.fetch(storage.songs, pattern="*.json")
+    songs = []
+    for key in storage.finished_song_keys():
+        song = storage.song(key)
+        if grades.get(key, {}).get("grade") in settings.export.grades:
+            storage.fetch(song.path)  # the audio and stems of the songs going in
+        songs.append(
+            SongFiles(
+                key,
+                song.audio,
+                {stem: song.stem(stem) for stem in STEM_NAMES},
+                storage.read_json(song.record),
+                storage.read_json(song.analysis),
+                storage.read_json(song.theory),
+                storage.read_json(song.stems_record),
+                grades.get(key, {}),
+            )
+        )
+    folder, manifest = write_export(
+        songs, storage.exports, settings.export, versions=package_versions(), log=context.log.info
+    )
+    storage.publish(folder)
+    splits = manifest["splits"]
+    return dg.MaterializeResult(
+        metadata={
+            "export_id": manifest["export_id"],
+            **{f"{split}_songs": len(part["songs"]) for split, part in splits.items()},
+            **{f"{split}_artist_groups": part["artist_groups"] for split, part in splits.items()},
+            "shards": sum(len(part["shards"]) for part in splits.values()),
+            "megabytes": round(manifest["bytes"] / 1e6, 1),
+            "left_out": dg.MetadataValue.json(manifest["left_out"]),
+            "private": "yes: audio, stems and tags; never shared, apart from the anonymized datasets",
+            "path": dg.MetadataValue.path(storage.location(folder)),
+        }
+    )
+
+
+def package_versions() -> dict:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("pipeline_project", "webdataset")}

@@ -44,7 +44,8 @@ class QualitySettings:
 
     min_lossy_kbps: float = 192.0  # a lossy source below this is poor: its encoder removed audible detail
     lossy_cutoff_hz: float = 16_000.0  # a lossless file whose spectrum stops below this was transcoded from lossy
-    max_clipped_share: float = 0.0005  # share of samples at full scale beyond which a song is clipped
+    max_clipped_share: float = 0.0005  # share of samples at full scale beyond which a song is clipped (fair)
+    poor_clipped_share: float = 0.005  # and badly clipped (poor): a loud master's odd clipped peak is not this
     min_crest_db: float = 9.0  # peak over RMS below this, with a narrow loudness range: limited flat
     min_loudness_range_lu: float = 3.0
     min_side_db: float = -40.0  # side this far below mid: the two channels are one (a mono fold-down as stereo)
@@ -280,7 +281,7 @@ def grade(measures: Measures, source: SourceFacts, settings: QualitySettings = Q
     if measures.clipped_share > settings.max_clipped_share:
         reasons.append(
             Reason(
-                "poor",
+                "poor" if measures.clipped_share > settings.poor_clipped_share else "fair",
                 "clipping",
                 f"clipped: {measures.clipped_share * 100:.2f} % of samples at full scale (true peak "
                 f"{measures.true_peak_dbtp:+.1f} dBTP)",

@@ -126,6 +126,11 @@ class StorageResource(dg.ConfigurableResource):
         return self.root / "datasets"
 
     @property
+    def exports(self) -> Path:
+        """Private training exports (audio, stems, tags): apart from `datasets`, never shared."""
+        return self.root / "exports"
+
+    @property
     def mlflow(self) -> Path:
         return self.root / "mlflow"
 
