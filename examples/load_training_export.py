@@ -25,9 +25,11 @@ def decode(sample: dict) -> dict:
     return song
 
 
-def songs(export: Path, split: str = "train", workers: int = 2) -> torch.utils.data.DataLoader:
+def songs(export: Path, split: str = "train", workers: int = 2) -> torch.utils.data.DataLoader | list:
     manifest = json.loads((export / "manifest.json").read_text())
     shards = [str(export / shard["file"]) for shard in manifest["splits"][split]["shards"]]
+    if not shards:
+        return []  # no artist of a small collection fell in this split
     # For training: shardshuffle=True and .shuffle(1000) before .map; workers read different shards.
     dataset = wds.WebDataset(shards, shardshuffle=False, empty_check=False).map(decode)
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=workers)
