@@ -12,6 +12,7 @@ Target (issue 23): ratio >= 0.8.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import tempfile
 import time
@@ -96,15 +97,18 @@ def main() -> None:
         )
         settings = ExportSettings()
         bare, ours = [], []
-        for repeat in range(args.repeats):  # alternated, so the page cache favours neither
-            tic = time.perf_counter()
-            bare_loop(songs, work / f"bare-{repeat}", settings.songs_per_shard)
-            bare.append(time.perf_counter() - tic)
-            tic = time.perf_counter()
-            folder, manifest = write_export(songs, work / f"exports-{repeat}", settings)
-            ours.append(time.perf_counter() - tic)
-            shutil.rmtree(work / f"bare-{repeat}")
-            shutil.rmtree(folder)
+        for repeat in range(args.repeats):  # each first in turn, after a sync: neither pays the other's write-back
+            for which in ("bare", "ours") if repeat % 2 == 0 else ("ours", "bare"):
+                os.sync()
+                tic = time.perf_counter()
+                if which == "bare":
+                    bare_loop(songs, work / "bare", settings.songs_per_shard)
+                    bare.append(time.perf_counter() - tic)
+                    shutil.rmtree(work / "bare")
+                else:
+                    folder, manifest = write_export(songs, work / "exports", settings)
+                    ours.append(time.perf_counter() - tic)
+                    shutil.rmtree(folder)
         exported = sum(len(part["songs"]) for part in manifest["splits"].values())
         shards = sum(len(part["shards"]) for part in manifest["splits"].values())
         print(
