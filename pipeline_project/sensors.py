@@ -97,14 +97,15 @@ def automation_sensor(
 ) -> dg.AutomationConditionSensorDefinition:
     """Keeps the synthetic examples and the datasets up to date in the UI: rendered once when missing, datasets
     rebuilt after new songs are analysed; the training assets retrain on their own when their dataset has grown
-    10 % since the champion's (beside the weekly schedule).
+    10 % since the champion's (beside the weekly schedule); the song index, the collection's grades and its
+    report follow new songs and champions.
 
     Evaluated on the code server (`use_user_code_server`), not in the daemon: the growth trigger is a custom
     Python condition (automation.DatasetGrewSinceChampion), which the daemon cannot deserialize and so would
     never evaluate."""
     return dg.AutomationConditionSensorDefinition(
         "datasets_automation_sensor",
-        target=dg.AssetSelection.groups("synthesis", "datasets", "training"),
+        target=dg.AssetSelection.groups("synthesis", "datasets", "training", "identification", "collection"),
         default_status=dg.DefaultSensorStatus.RUNNING,
         minimum_interval_seconds=minimum_interval_seconds,
         use_user_code_server=True,
