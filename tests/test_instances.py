@@ -23,11 +23,11 @@ CHILD = """
 import sys
 import dagster as dg
 from pipeline_project.assets.analysis import song_analysis, song_theory
-from pipeline_project.assets.ingestion import song_audio
+from pipeline_project.assets.ingestion import song_audio, song_quality
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.definitions import default_resources
 
-result = dg.materialize([song_audio, song_stems, song_analysis, song_theory], partition_key=sys.argv[2],
+result = dg.materialize([song_audio, song_quality, song_stems, song_analysis, song_theory], partition_key=sys.argv[2],
                         resources=default_resources(sys.argv[1]), instance=dg.DagsterInstance.get())
 print("RUN_ID", result.run_id)
 """
