@@ -1,4 +1,3 @@
-import base64
 import json
 import time
 
@@ -9,6 +8,7 @@ from pipeline_project.analysis.mir import analyze
 from pipeline_project.analysis.plots import analysis_plot
 from pipeline_project.analysis.streaming import StemFiles, waveform_peaks
 from pipeline_project.analysis.theory import analyze_theory, chord_timeline_markdown
+from pipeline_project.assets.metadata import png_markdown
 from pipeline_project.assets.partitions import for_each_song, songs_partitions
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
@@ -64,9 +64,7 @@ def analyse_one_song(storage: StorageResource, key: str, models: learned.ModelSe
         "loudness_range_lu": result["loudness_range_lu"],
         "separator": separator.get("separator", "unknown")
         + (f" ({separator['model_name']})" if separator.get("model_name") else ""),
-        "plot": dg.MetadataValue.md(
-            f"![waveform, beats and sections](data:image/png;base64,{base64.b64encode(png).decode()})"
-        ),
+        "plot": png_markdown("waveform, beats and sections", png),
         "plot_file": dg.MetadataValue.path(storage.location(song.analysis_plot)),
         "seconds": round(seconds, 2),
         "analysers": ", ".join(f"{part}: {path}" for part, path in result["analysers"].items()),

@@ -1,6 +1,5 @@
 """The collection as a whole: grades decided across songs (near-duplicates), and the report of what it holds."""
 
-import base64
 import json
 
 import dagster as dg
@@ -8,7 +7,7 @@ import numpy as np
 
 from pipeline_project.assets.analysis import song_theory
 from pipeline_project.assets.ingestion import song_quality
-from pipeline_project.assets.metadata import markdown_table
+from pipeline_project.assets.metadata import markdown_table, png_markdown
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.audio.quality import GRADES
@@ -121,9 +120,7 @@ def collection_report(context: dg.AssetExecutionContext, storage: StorageResourc
             "songs": report["songs"],
             "usable_songs": report["usable_songs"],
             "largest_gaps": dg.MetadataValue.md("\n".join(f"- {text}" for text in gaps[:10]) or "none"),
-            "distributions": dg.MetadataValue.md(
-                f"![distributions against targets](data:image/png;base64,{base64.b64encode(png).decode()})"
-            ),
+            "distributions": png_markdown("distributions against targets", png),
             "distribution_counts": dg.MetadataValue.json(report["distributions"]),
             "settings": settings.source,
             "path": dg.MetadataValue.path(storage.location(storage.collection_report)),

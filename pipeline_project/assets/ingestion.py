@@ -2,7 +2,6 @@ import json
 import time
 
 import dagster as dg
-import numpy as np
 
 from pipeline_project.assets.partitions import for_each_song, songs_partitions, source_file_hint
 from pipeline_project.assets.retrying import retry_transient_failures
@@ -17,7 +16,7 @@ from pipeline_project.audio.io import decode_song
 from pipeline_project.audio.quality import as_record, assess, grade, recorded_source, source_facts
 from pipeline_project.collection.settings import load_collection_settings
 from pipeline_project.errors import BadAudioError
-from pipeline_project.files import atomic_path, write_text_atomic
+from pipeline_project.files import write_npz_atomic, write_text_atomic
 from pipeline_project.resources import StorageResource
 
 
@@ -127,8 +126,7 @@ def assess_one_song(context: dg.AssetExecutionContext, storage: StorageResource,
     reasons = grade(measures, source, thresholds)
     assessed = as_record(measures, source, reasons)
     write_text_atomic(song.quality, json.dumps(assessed, indent=1))
-    with atomic_path(song.fingerprint) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, hashes=hashes, anchors=anchors)
+    write_npz_atomic(song.fingerprint, hashes=hashes, anchors=anchors)
     storage.publish(song.path)
     name = (record.get("file_names") or [key])[0]
     summary = "; ".join(reason.text for reason in reasons) or "no findings"

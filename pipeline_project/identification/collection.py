@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline_project.audio.io import read_audio
-from pipeline_project.files import atomic_path
+from pipeline_project.files import write_npz_atomic
 from pipeline_project.identification import catalog
 from pipeline_project.layout import SongFolder
 
@@ -33,8 +33,7 @@ def song_windows(song: SongFolder, embedder, version: str) -> tuple[np.ndarray, 
                 return kept["vectors"], kept["times"]
     audio, rate = read_audio(song.audio)
     vectors, times = catalog.catalog_embeddings(embedder, audio, rate)
-    with atomic_path(song.window_embeddings) as tmp, open(tmp, "wb") as handle:
-        np.savez(handle, vectors=vectors, times=times, version=np.array(version))
+    write_npz_atomic(song.window_embeddings, vectors=vectors, times=times, version=np.array(version))
     return vectors, times
 
 
