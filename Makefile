@@ -24,7 +24,7 @@ SYNC := $(UV) sync --frozen --inexact --quiet
 # imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-dev run test test-servers test-slow lint format ui validate lock clean-data bench-setup soundfonts train-analysis train-separator
+.PHONY: setup setup-dev run test test-servers test-slow lint format ui label validate lock clean-data bench-setup soundfonts train-analysis train-separator
 
 $(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
@@ -53,9 +53,11 @@ $(VENV)/.kernels-compiled: uv.lock pipeline_project/audio/kernels.py pipeline_pr
 run: setup
 	$(BIN)/python -m pipeline_project run
 
-# The tests start their own PostgreSQL and Redis servers on loopback, so those programs must be installed.
+# The tests start their own PostgreSQL and Redis servers on loopback, so those programs must be installed, and
+# drive the labeling page in the system's Chromium.
 test-servers:
 	@scripts/ensure_system_packages.sh --servers
+	@scripts/ensure_system_packages.sh --browser
 
 # Lint and format check, the code location loaded by Dagster's `dg` (as the UI would), then the tests.
 test: setup-dev test-servers lint validate
@@ -83,6 +85,11 @@ validate: setup
 
 ui: setup
 	$(DG) dev --host 127.0.0.1 --port 3000
+
+# The labeling page for the review queues, on http://127.0.0.1:$(LABEL_PORT)/ (see README, "Labeling").
+LABEL_PORT ?= 8765
+label: setup
+	$(BIN)/python -m pipeline_project label --port $(LABEL_PORT)
 
 # Re-resolves every dependency set (runtime and every extra) into uv.lock. Run it after editing the
 # dependencies in pyproject.toml; `make lock UPGRADE=1` also moves every package to its newest allowed release.

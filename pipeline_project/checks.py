@@ -17,6 +17,7 @@ from pipeline_project.assets.datasets import (
     song_features,
     synthetic_examples,
 )
+from pipeline_project.assets.labeling import human_labels
 from pipeline_project.assets.synthesis import rendered_examples
 from pipeline_project.audio.ingest import REASON_SUFFIX
 from pipeline_project.audio.io import SUPPORTED_EXTENSIONS
@@ -28,7 +29,15 @@ from pipeline_project.datasets.validation import validate_table
 from pipeline_project.layout import SONG_RECORD
 from pipeline_project.resources import DatasetsResource, MlflowResource, SeparatorResource, StorageResource
 
-DATASET_ASSETS = (song_features, synthetic_examples, drum_hits, concert_pairs, contributed_hits, review_queue)
+DATASET_ASSETS = (
+    song_features,
+    synthetic_examples,
+    drum_hits,
+    concert_pairs,
+    contributed_hits,
+    review_queue,
+    human_labels,
+)
 # Synthetic examples come from public or generated scores; their labels may hold times and their relative
 # references must match the neutral-id pattern, but catalog terms, absolute paths and URLs still fail.
 SYNTHETIC_EXEMPTIONS = {"references": SYNTHETIC_REFERENCES, "free_text": SYNTHETIC_FREE_TEXT}

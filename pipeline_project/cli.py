@@ -729,9 +729,7 @@ def _models_summary(mlflow_resource) -> None:
 
 
 def _storage(data_root: str | None):
-    from pipeline_project.definitions import default_resources
-
-    return default_resources(data_root)["storage"]
+    return _resources(data_root)["storage"]
 
 
 def export_contribution(data_root: str | None, instrument: str, genre: str, out: str, assume_yes: bool) -> int:
@@ -775,10 +773,12 @@ def delete_contribution(data_root: str | None, submission_id: str) -> int:
 
 def _song_name(storage, key: str) -> str:
     """'Artist - Title' from the song's tags where it has them, with its partition key."""
+    from pipeline_project.audio.ingest import song_name
+
     record = storage.song(key).record
     storage.fetch(record)
     tags = json.loads(record.read_text()) if record.exists() else {}
-    name = " - ".join(str(tags[tag]) for tag in ("artist", "title") if tags.get(tag))
+    name = song_name({field: tags.get(field) for field in ("artist", "title")})
     return f"{name} [{key}]" if name else key
 
 
@@ -843,6 +843,154 @@ def identify(data_root: str | None, source: str, rate: int | None, every_answer:
     return 0
 
 
+def labeling(storage):
+    """The labeling page's queues and stores over a data root (local, or the local mirror of a remote one)."""
+    from pipeline_project.labeling.app import Labeling
+    from pipeline_project.labeling.queues import load_queues
+
+    folder = storage.labels()
+
+    def load():
+        storage.fetch(storage.dataset_dir("review_queue"))
+        storage.fetch(folder.path)
+        return load_queues(storage.dataset_dir, folder, storage.synthetic(), lambda key: storage.song(key).audio)
+
+    return Labeling(load, folder.store)
+
+
+def label(data_root: str | None, port: int) -> int:
+    """Serve the labeling page on loopback until interrupted."""
+    from pipeline_project.labeling.app import serve
+
+    storage = _storage(data_root)
+    session = labeling(storage)
+    queues = session.names()
+    if not queues:
+        print("nothing to label yet: `make run` builds the review queues (review_queue, genre_queue) first")
+    for name in queues:
+        progress = session.progress(name)
+        note = session.queue(name).note
+        print(f"{name}: {progress['left']} to label, {progress['done']} labelled" + (f" ({note})" if note else ""))
+
+    def ready(url: str) -> None:
+        print(f"labeling page: {url}  (Ctrl-C to stop; labels are saved as you give them)", flush=True)
+
+    try:
+        serve(session, port, on_ready=ready)
+    except KeyboardInterrupt:
+        pass
+    storage.publish(storage.labels().stores)
+    return 0
+
+
+def _local_test(storage, family: str):
+    """`family`'s local test split (people's labels merged, as its training run does), for `models pull`."""
+    from pipeline_project.assets.datasets import drum_hit_sources, released_labels
+    from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
+    from pipeline_project.labeling.queues import DRUM_HITS, GENRE, labels_of, with_human_drum_labels, with_human_genres
+    from pipeline_project.training.families import DRUM_MODEL_NAME
+    from pipeline_project.training.updates import local_test
+
+    dataset = "drum_hits" if family == DRUM_MODEL_NAME else "song_features"
+    root = storage.fetch(storage.dataset_dir(dataset))
+    manifest = latest_manifest(root)
+    if manifest is None:
+        raise ValueError(f"{family}: no {dataset} snapshot here to score it on (`make run` builds one)")
+    table = read_snapshot(root, manifest["snapshot_id"])
+    _, release = released_labels(storage)
+    if family == DRUM_MODEL_NAME:
+        sources = drum_hit_sources(storage, manifest["snapshot_id"])
+        if sources is not None:
+            table = with_human_drum_labels(table, sources, labels_of(release, DRUM_HITS))
+    else:
+        table = with_human_genres(table, labels_of(release, GENRE), storage.anonymization_secret())
+    return local_test(family, table, manifest["snapshot_id"])
+
+
+def _show_champion(where: str, champion) -> str:
+    if champion is None:
+        return f"  {where}: no champion"
+    score = "score ?" if champion.score is None else f"score {champion.score}"
+    return (
+        f"  {where}: version {champion.version} ({champion.semver}, released {champion.released or '?'}), {score}, "
+        f"trained on {champion.trained_on()}"
+    )
+
+
+def models_check(data_root: str | None, source: str, families: list[str] | None) -> int:
+    """Each family's champion here beside the one in `source`."""
+    from pipeline_project.training.registry import Registry
+    from pipeline_project.training.updates import FAMILIES, compare, public_uri
+
+    local = _resources(data_root)["mlflow"].registry()
+    comparisons = compare(local, Registry(source), tuple(families or FAMILIES))
+    print(f"champions here and at {public_uri(source)}:")
+    for comparison in comparisons:
+        print(f"{comparison.family}: {comparison.verdict}")
+        print(_show_champion("here ", comparison.local))
+        print(_show_champion("there", comparison.remote))
+    newer = [c.family for c in comparisons if c.newer_there]
+    if newer:
+        print(
+            f"take them with: pipeline-project models pull --from {public_uri(source)} --family {' --family '.join(newer)}"
+        )
+    return 0
+
+
+def models_pull(data_root: str | None, source: str, families: list[str] | None, minimum_gain: float) -> int:
+    """Take `source`'s champion of each family where it is newer: verified, scored here, gated here."""
+    from pipeline_project.files import write_text_atomic
+    from pipeline_project.settings import Settings
+    from pipeline_project.training.registry import Registry
+    from pipeline_project.training.updates import PULLABLE, ChecksumMismatch, compare, public_uri, pull
+
+    resources = _resources(data_root)
+    mlflow_resource, storage = resources["mlflow"], resources["storage"]
+    local, remote = mlflow_resource.registry(), Registry(source)
+    wanted = tuple(families or PULLABLE)
+    refused = False
+    for comparison in compare(local, remote, wanted):
+        family = comparison.family
+        if family not in PULLABLE:
+            print(f"{family}: not pulled (only {', '.join(PULLABLE)} are scored on a local test split)")
+            continue
+        if not comparison.newer_there:
+            print(f"{family}: nothing to pull ({comparison.verdict})")
+            continue
+        try:
+            pulled = pull(
+                local,
+                remote,
+                family,
+                _local_test(storage, family),
+                experiment=mlflow_resource.experiment,
+                minimum_gain=minimum_gain,
+                source=public_uri(source),
+            )
+        except (ChecksumMismatch, ValueError) as problem:
+            print(f"{family}: {problem}")
+            refused = True
+            continue
+        result = pulled.result
+        print(
+            f"{family}: version {pulled.remote_version} there is version {result.version} ({result.semver}) here, "
+            f"{result.alias}: {result.reason}"
+        )
+        if result.promoted and pulled.hihat_rules:
+            settings = Settings.from_environment(data_root=data_root)
+            path = Path(settings.config_dir) / "hihat_presets.json"
+            presets = {"model": family, "version": result.version, "pulled_from": public_uri(source)}
+            write_text_atomic(path, json.dumps({**presets, "presets": pulled.hihat_rules}, indent=1))
+            print(f"{family}: its hi-hat presets ({', '.join(pulled.hihat_rules)}) are in {path}")
+    return 1 if refused else 0
+
+
+def _resources(data_root: str | None) -> dict:
+    from pipeline_project.definitions import default_resources
+
+    return default_resources(data_root)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pipeline_project", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -868,7 +1016,42 @@ def main(argv: list[str] | None = None) -> int:
     identify_parser.add_argument("--rate", type=int, help="sample rate of the PCM on stdin (default 44100)")
     identify_parser.add_argument("--every-answer", action="store_true", help="print every hop's answer")
     identify_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    label_parser = sub.add_parser("label", help="serve the labeling page for the review queues on 127.0.0.1")
+    label_parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free)")
+    label_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+    models = sub.add_parser("models", help="compare the champions with another MLflow store's, and take better ones")
+    model_actions = models.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("check", "each family's champion here beside the other store's: versions, training data, scores"),
+        ("pull", "take the other store's newer champions: checksums verified, scored here, promoted only if better"),
+    ):
+        action = model_actions.add_parser(name, help=text)
+        action.add_argument(
+            "--from",
+            dest="source",
+            default=os.environ.get("PIPELINE_MODEL_SOURCE"),
+            help="the other MLflow store: http://host:port or sqlite:///path (default: $PIPELINE_MODEL_SOURCE)",
+        )
+        action.add_argument("--family", action="append", help="only this model family (repeat for more)")
+        action.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
+        if name == "pull":
+            action.add_argument(
+                "--minimum-gain",
+                type=float,
+                default=0.01,
+                help="how much better (test macro F1) a pulled version must be to take champion (default 0.01)",
+            )
     args = parser.parse_args(argv)
+    if args.command == "models":
+        logging.basicConfig(level=logging.WARNING)
+        if not args.source:
+            parser.error("models: name the other store with --from (or set PIPELINE_MODEL_SOURCE)")
+        if args.action == "check":
+            return models_check(args.data_root, args.source, args.family)
+        return models_pull(args.data_root, args.source, args.family, args.minimum_gain)
+    if args.command == "label":
+        logging.basicConfig(level=logging.WARNING)
+        return label(args.data_root, args.port)
     if args.command == "identify":
         logging.basicConfig(level=logging.WARNING)
         return identify(args.data_root, args.source, args.rate, args.every_answer)

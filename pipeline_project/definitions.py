@@ -19,6 +19,7 @@ from pipeline_project.assets.datasets import (
 )
 from pipeline_project.assets.identification import song_index
 from pipeline_project.assets.ingestion import song_audio, song_quality
+from pipeline_project.assets.labeling import genre_queue, human_labels, labels_job, labels_sensor
 from pipeline_project.assets.partitions import song_batches_policy
 from pipeline_project.assets.separation import song_stems
 from pipeline_project.assets.synthesis import augmented_examples, rendered_examples
@@ -46,7 +47,7 @@ from pipeline_project.resources import (
     SongRunsResource,
     StorageResource,
 )
-from pipeline_project.schedules import weekly_retraining_schedule
+from pipeline_project.schedules import model_updates_job, model_updates_schedule, weekly_retraining_schedule
 from pipeline_project.sensors import (
     AUTOMATION_INTERVAL_SECONDS,
     automation_sensor,
@@ -92,11 +93,16 @@ def mlflow_resource(storage: StorageResource, settings: Settings) -> MlflowResou
     `<data root>/mlflow/artifacts` in the store and the SQLite file stays in this machine's mirror: runs on
     several machines need MLFLOW_TRACKING_URI to name a shared server."""
     if settings.mlflow_tracking_uri:
-        return MlflowResource(tracking_uri=settings.mlflow_tracking_uri, record_machine=settings.mlflow_record_machine)
+        return MlflowResource(
+            tracking_uri=settings.mlflow_tracking_uri,
+            record_machine=settings.mlflow_record_machine,
+            update_source=settings.model_source,
+        )
     return MlflowResource(
         tracking_uri=sqlite_tracking_uri(storage.mlflow),
         artifact_root=storage.location(storage.mlflow / "artifacts"),
         record_machine=settings.mlflow_record_machine,
+        update_source=settings.model_source,
     )
 
 
@@ -121,6 +127,8 @@ ALL_ASSETS = [
     analysis_models,
     stem_separator,
     review_queue,
+    human_labels,
+    genre_queue,
     song_index,
     collection_quality,
     collection_report,
@@ -179,16 +187,19 @@ def build_definitions(
             datasets_and_training_job,
             training_job,
             contributions_job,
+            labels_job,
             rollback_job,
+            model_updates_job,
         ],
         sensors=[
             new_songs_sensor,
             split_failed_batches,
             contributions_sensor,
             dead_runs_sensor,
+            labels_sensor,
             automation_sensor(automation_interval_seconds),
         ],
-        schedules=[weekly_retraining_schedule],
+        schedules=[weekly_retraining_schedule, model_updates_schedule],
         resources=resources or default_resources(settings=settings),
     )
 

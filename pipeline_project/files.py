@@ -84,3 +84,9 @@ def write_npz_atomic(path: str | os.PathLike, **arrays) -> None:
 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
+
+
+def write_parquet_atomic(path: str | os.PathLike, table) -> None:
+    """A pandas table as one Parquet file, written atomically."""
+    with atomic_path(path) as tmp:
+        table.to_parquet(tmp, index=False)

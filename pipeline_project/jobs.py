@@ -28,9 +28,11 @@ datasets_and_training_job = dg.define_asset_job(
 
 training_job = dg.define_asset_job(
     "training_job",
-    selection=dg.AssetSelection.groups("training") | dg.AssetSelection.assets("review_queue", "song_index"),
-    description="Retrain the models on the current dataset versions (a model whose latest version already saw "
-    "the current snapshot is left alone, and says so), then rebuild the review queue and the song index.",
+    selection=dg.AssetSelection.groups("training")
+    | dg.AssetSelection.assets("human_labels", "review_queue", "genre_queue", "song_index"),
+    description="Release people's latest labels, retrain the models on the current dataset versions with them (a "
+    "model whose latest version already saw the current snapshot and labels is left alone, and says so), then "
+    "rebuild the review queues and the song index.",
 )
 
 contributions_job = dg.define_asset_job(

@@ -12,6 +12,8 @@ old file name cannot linger anywhere. Plain paths, no I/O beyond what a method's
     lake/synthetic/rendered/<key>/ ExampleFolder: a rendered example (and the demo songs' ground truth)
     lake/synthetic/augmented/<key>/ExampleFolder: an augmented variant, with its chain's record
     lake/synthetic/features/       log-mel features of the examples, one .npy per example
+    lake/labels/                   LabelsFolder: people's labels (the labeling page's store), the genre queue,
+                                   each drum_hits snapshot's private hit sources, each labels release's private copy
     contributions/                 ContributionsInbox: incoming/, accepted/, rejected/, deleted/, reports/
 """
 
@@ -282,6 +284,47 @@ class ContributionsInbox:
         self.deleted.mkdir(parents=True, exist_ok=True)
         os.replace(accepted, self.deleted / accepted.name)
         return self.deleted / accepted.name
+
+
+@dataclass(frozen=True)
+class LabelsFolder:
+    """What people label on the labeling page, and what the page needs to show them. All of it is private: it
+    names songs and rendered examples, and says when each label was given."""
+
+    path: Path
+
+    @property
+    def stores(self) -> Path:
+        """The labeling page's labels: one file per queue."""
+        return self.path / "store"
+
+    def store(self, queue: str) -> Path:
+        """The labeling page's labels of one queue: {item: label, the model's guess, when}."""
+        return self.stores / f"{queue}.json"
+
+    def labelled_queues(self) -> list[str]:
+        """The queues a person has labelled in (those with a store file)."""
+        return sorted(p.stem for p in self.stores.glob("*.json")) if self.stores.is_dir() else []
+
+    @property
+    def genre_queue(self) -> Path:
+        """genre_queue: the songs whose genre the champion is unsure of, or whose tag it disagrees with."""
+        return self.path / "queues" / "genre.json"
+
+    def hit_sources(self, snapshot_id: str) -> Path:
+        """drum_hits: which rendered example and onset each released hit id of one snapshot came from."""
+        return self.path / "hit_sources" / f"{snapshot_id}.parquet"
+
+    def release(self, snapshot_id: str) -> Path:
+        """human_labels: the private side of one release: each released item's queue item and label."""
+        return self.path / "releases" / f"{snapshot_id}.json"
+
+    def keep_only(self, private_side: Path, snapshot_ids: set[str]) -> None:
+        """Delete the private sides (`hit_sources/`, `releases/`) of snapshots that are gone (pruned)."""
+        folder = Path(private_side).parent
+        for path in folder.glob("*") if folder.is_dir() else []:
+            if path.name.split(".")[0] not in snapshot_ids and not path.name.startswith("."):
+                path.unlink()
 
 
 def free_name(path: Path) -> Path:

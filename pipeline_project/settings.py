@@ -42,6 +42,12 @@ class Settings:
     executor: str = "multiprocess"
     celery_broker: str = "redis://localhost:6379/0"
     songs_per_run: int = 25
+    # The user's own settings folder (default $XDG_CONFIG_HOME/pipeline_project): `models pull` writes the hi-hat
+    # presets of a pulled champion there (hihat_presets.json).
+    config_dir: str | None = None
+    # Another MLflow store to compare the local champions with (`models check`, and the opt-in daily
+    # `model_updates` schedule); None: no store, the schedule says so and does nothing.
+    model_source: str | None = None
 
     @classmethod
     def from_environment(
@@ -95,6 +101,9 @@ class Settings:
             executor=choice("PIPELINE_EXECUTOR", cls.executor, EXECUTORS),
             celery_broker=text("PIPELINE_CELERY_BROKER", cls.celery_broker),
             songs_per_run=number("PIPELINE_SONGS_PER_RUN", cls.songs_per_run, 1),
+            config_dir=text("PIPELINE_CONFIG_DIR")
+            or str(Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "pipeline_project"),
+            model_source=text("PIPELINE_MODEL_SOURCE"),
         )
 
 

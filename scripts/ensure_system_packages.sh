@@ -5,6 +5,7 @@
 #   --soundfonts   also the FluidR3_GM and MuseScore General SoundFonts (optional, more timbres)
 #   --chromaprint  Chromaprint's `fpcalc` (for benchmarks/bench_retrieval.py, the retrieval peer)
 #   --servers      PostgreSQL and Redis servers, which the tests start on loopback (instance and Celery tests)
+#   --browser      Chromium, which the labeling page's browser tests drive headless on loopback
 set -euo pipefail
 
 want="${1:-}"
@@ -24,8 +25,9 @@ case "$want" in
     --chromaprint) packages="libchromaprint-tools"; have() { command -v fpcalc >/dev/null 2>&1; } ;;
     --servers) packages="postgresql redis-server"
                have() { compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && command -v redis-server >/dev/null 2>&1; } ;;
+    --browser) packages="chromium"; have() { command -v chromium >/dev/null 2>&1; } ;;
     "") packages="libfluidsynth3"; have() { have_fluidsynth; } ;;
-    *) echo "usage: $0 [--program|--soundfonts|--chromaprint|--servers]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--program|--soundfonts|--chromaprint|--servers|--browser]" >&2; exit 2 ;;
 esac
 
 if have; then
@@ -49,7 +51,7 @@ if command -v apt-get >/dev/null 2>&1; then
 fi
 
 cat >&2 <<'MSG'
-FluidSynth (library, program or SoundFonts), Chromaprint's fpcalc, PostgreSQL or Redis is missing and this
+FluidSynth (library, program or SoundFonts), Chromaprint's fpcalc, PostgreSQL, Redis or Chromium is missing and this
 is not a Debian/Ubuntu system. Install it, then run make again:
     Fedora/RHEL:   sudo dnf install fluidsynth fluidsynth-libs fluid-soundfont-gm
     Arch:          sudo pacman -S fluidsynth soundfont-fluid
@@ -57,5 +59,6 @@ is not a Debian/Ubuntu system. Install it, then run make again:
     Conda:         conda install -c conda-forge fluidsynth
     fpcalc:        sudo dnf install chromaprint-tools | sudo pacman -S chromaprint | brew install chromaprint
     servers:       sudo dnf install postgresql-server redis | sudo pacman -S postgresql redis | brew install postgresql redis
+    browser:       sudo dnf install chromium | sudo pacman -S chromium | brew install --cask chromium
 MSG
 exit 1

@@ -80,7 +80,7 @@ def _start_daemon(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     return daemon, log
 
 
-def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path):
+def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent_or_people_labelled(tmp_path):
     instance, _ = _new_instance(tmp_path, "daemon_location.py")
 
     # Everything the automation sensor watches is already materialized (so nothing is "missing"), and the drum-hit
@@ -115,6 +115,26 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent(tmp_path)
         # The model whose dataset grew, and the review queue its champion makes (eager after the model): nothing else.
         assert runs[0].asset_selection == {model, dg.AssetKey("review_queue")}
         assert runs[0].tags.get("dagster/from_automation_condition") == "true"
+
+        # Ten labels people gave on the labeling page retrain it too, with no growth: say the retrained champion
+        # saw the 112 rows.
+        _wait_for(
+            "the first retraining run to end", lambda: instance.get_run_by_id(runs[0].run_id).is_finished, daemon, log
+        )
+        trained = {"champion_dataset_rows": 112, "champion_human_labels": 0}
+        instance.report_runless_asset_event(dg.AssetMaterialization(DRUM_MODEL_NAME, metadata=trained))
+        labels = {"rows": 10, "labels_drum_hits": 10}
+        instance.report_runless_asset_event(dg.AssetMaterialization("human_labels", metadata=labels))
+        _wait_for(
+            "retraining run after people's labels",
+            lambda: [
+                run
+                for run in instance.get_runs()
+                if run.run_id != runs[0].run_id and run.asset_selection and model in run.asset_selection
+            ],
+            daemon,
+            log,
+        )
     finally:
         _stop(daemon)
 

@@ -181,6 +181,7 @@ def test_datasets_are_parquet_without_private_values(pipeline_run):
         "concert_pairs",
         "contributed_hits",
         "drum_hits",
+        "human_labels",
         "review_queue",
         "song_features",
         "synthetic_examples",
@@ -194,7 +195,8 @@ def test_datasets_are_parquet_without_private_values(pipeline_run):
     private += ["copper_weathervane", "lilac_switchyard", "lilac switchyard (copy)"]
     for name in names:
         table = read_snapshot(data_root / "datasets" / name)
-        assert len(table) > 0 or name == "contributed_hits", name  # nobody has contributed yet
+        # Nobody has contributed or labelled anything yet.
+        assert len(table) > 0 or name in ("contributed_hits", "human_labels"), name
         text = table.drop(columns=["clean_logmel", "degraded_logmel"], errors="ignore").astype(str).to_csv().casefold()
         assert not [value for value in private if value.casefold() in text], name
         exempt = EXEMPTIONS.get(name, {})
@@ -575,3 +577,91 @@ def test_identify_names_the_song_in_a_noisy_recording(pipeline_run, tmp_path, ca
     assert cli.main(["identify", str(tmp_path / "heard.wav"), "--data-root", str(data_root)]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith(f"{tmp_path / 'heard.wav'}: Idris Flannery-Osei - Copper Weathervane [{key}]"), last
+
+
+def test_people_label_hits_on_the_page_and_the_next_model_learns_from_them(pipeline_run, monkeypatch):
+    """The labeling page (the command `make label` runs) over the run's data root, driven by keyboard in headless
+    Chromium: ten labels, one undone, progress kept over a reload. Then the loop: the labels released through
+    their privacy audit, the drum-hit classifier retrained with them (its version and card count them), and
+    the labelled hits gone from the review queue."""
+    import os
+    import sys
+
+    import pandas as pd
+    from browser import browser_page
+    from servers import free_port, serving
+
+    instance, data_root = pipeline_run["instance"], pipeline_run["data_root"]
+    monkeypatch.setenv("DAGSTER_HOME", str(instance.root_directory))
+    assets = build_definitions(default_resources(str(data_root))).resolve_implicit_global_asset_job_def()
+
+    def materialize(*names: str, run_config: dict | None = None):
+        result = assets.execute_in_process(
+            instance=instance,
+            asset_selection=[dg.AssetKey(name) for name in names],
+            run_config=run_config or {},
+            raise_on_error=False,
+        )
+        assert result.success, names
+        return instance.get_latest_materialization_event(dg.AssetKey(names[-1])).asset_materialization.metadata
+
+    # A band wide enough that the two-song demo has ten hits to ask about.
+    wide = {"ops": {"review_queue": {"config": {"lowest_confidence": 0.0, "highest_confidence": 1.0}}}}
+    materialize("review_queue", run_config=wide)
+    assert len(read_snapshot(data_root / "datasets" / "review_queue")) >= 12
+
+    def done(page, count: int) -> None:
+        page.wait_for_function(
+            f"document.querySelector('#progress-text').textContent.startsWith('done {count} ·')", timeout=15_000
+        )
+
+    port = free_port()
+    command = [sys.executable, "-m", "pipeline_project", "label", "--port", str(port), "--data-root", str(data_root)]
+    shots = Path(os.environ.get("PIPELINE_SCREENSHOTS", data_root / "screenshots"))
+    with serving(command, port, "the labeling page", env=dict(os.environ)), browser_page() as page:
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.wait_for_selector("#item-id:not(:empty)")
+        for count in range(1, 11):
+            # Alternately a class key (1: the first class) and Enter (the model's guess).
+            page.keyboard.press("1" if count % 2 else "Enter")
+            done(page, count)
+            if count == 6:
+                shots.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=shots / "labeling-page.png")
+        page.keyboard.press("z")
+        done(page, 9)
+        page.reload()
+        page.wait_for_selector("#item-id:not(:empty)")
+        done(page, 9)
+        page.keyboard.press("b")
+        page.keyboard.press("x")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("x")
+        page.screenshot(path=shots / "labeling-batch.png")
+    store = json.loads((data_root / "lake" / "labels" / "store" / "drum_hits.json").read_text())["labels"]
+    assert len(store) == 9
+
+    released = materialize("human_labels")
+    table = read_snapshot(data_root / "datasets" / "human_labels")  # published: its privacy audit passed
+    assert released["rows"].value == len(table) == 9 and set(table["queue"]) == {"drum_hits"}
+    assert not {item for item in store} & set(table.astype(str).to_numpy().ravel())  # no item names leave
+
+    trained = materialize("drum_hit_classifier")
+    assert trained["trained"].value is True, trained.get("reason")
+    card = trained["model_card"].value
+    assert card["training"]["human_labels"] == 9 and 0 < card["training"]["human_labels_train"] <= 9
+    registry = default_resources(str(data_root))["mlflow"].registry()
+    version = registry.versions(DRUM_MODEL_NAME)[-1]
+    assert (
+        version.tags["human_labels"] == "9" and version.tags["human_labels_snapshot"] == released["snapshot_id"].value
+    )
+
+    queue_metadata = materialize("review_queue", run_config=wide)
+    queue = read_snapshot(data_root / "datasets" / "review_queue")
+    hits = latest_manifest(data_root / "datasets" / "drum_hits")["snapshot_id"]
+    sources = pd.read_parquet(data_root / "lake" / "labels" / "hit_sources" / f"{hits}.parquet")
+    items = {f"{e}@{round(o * 1000)}" for e, o in zip(sources["example"], sources["onset"])}
+    queued = sources[sources["hit_id"].isin(queue["hit_id"])]
+    assert queue_metadata["labelled_by_people"].value == 9 and set(store) <= items
+    assert not {f"{e}@{round(o * 1000)}" for e, o in zip(queued["example"], queued["onset"])} & set(store)
+    assert (shots / "labeling-page.png").stat().st_size > 10_000

@@ -10,16 +10,19 @@ from pipeline_project.assets.synthesis import augmented_examples, rendered_examp
 from pipeline_project.audio.io import read_audio
 from pipeline_project.datasets.anonymize import size_range
 from pipeline_project.datasets.contributions import review_inbox
-from pipeline_project.datasets.snapshots import Snapshot, latest_manifest, read_snapshot, write_snapshot
+from pipeline_project.datasets.snapshots import SNAPSHOTS, Snapshot, latest_manifest, read_snapshot, write_snapshot
 from pipeline_project.datasets.tables import (
+    anonymize_drum_hits,
     concert_pairs_table,
     contributions_table,
-    drum_hits_table,
+    drum_hits_order,
+    private_drum_hits,
     song_features_table,
     synthetic_example_entries,
     synthetic_examples_table,
 )
-from pipeline_project.files import write_text_atomic
+from pipeline_project.files import write_parquet_atomic, write_text_atomic
+from pipeline_project.labeling.queues import DRUM_HITS, hit_sources, labels_of, unlabelled
 from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
 from pipeline_project.training.families import DRUM_MODEL_NAME, REVIEW_BAND, review_queue_table
 
@@ -174,15 +177,18 @@ def drum_hits(
     context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource
 ) -> dg.MaterializeResult:
     """Per-hit drum features (BodyE, SizzleE, GeoMean, SustainMs, spectral shape, decay) of isolated hits in the
-    rendered drum stems, labelled from the MIDI; split train/validation/test by source example."""
+    rendered drum stems, labelled from the MIDI; split train/validation/test by source example. Which example
+    and onset each hit id came from stays private in the lake, for the labeling page and for people's labels."""
     examples = []
     storage.fetch(storage.synthetic().rendered)
     for example in rendered_examples_of(storage):
         drums, sample_rate = read_audio(example.stem("drums"))
         examples.append((storage.read_json(example.labels), drums.mean(axis=0), sample_rate))
-    table = drum_hits_table(examples, storage.anonymization_secret())
+    secret = storage.anonymization_secret()
+    private = private_drum_hits(examples)
+    table = anonymize_drum_hits(private, secret)
     counts = table.groupby(["split", "label"]).size().unstack(fill_value=0) if len(table) else pd.DataFrame()
-    return snapshot(
+    result = snapshot(
         context,
         storage,
         datasets,
@@ -191,6 +197,11 @@ def drum_hits(
         {"examples": len(examples)},
         class_counts=dg.MetadataValue.md(counts.to_markdown() if len(counts) else "(empty)"),
     )
+    sources = storage.labels().hit_sources(result.metadata["snapshot_id"])
+    write_parquet_atomic(sources, hit_sources(private, table, drum_hits_order(secret, len(private))))
+    storage.labels().keep_only(sources, snapshot_ids(storage, "drum_hits"))
+    storage.publish(sources.parent)
+    return result
 
 
 @dg.asset(
@@ -318,33 +329,85 @@ def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResour
     )
 
 
+def snapshot_ids(storage: StorageResource, dataset: str) -> set[str]:
+    """The ids of a dataset's snapshots that are kept (the others were pruned)."""
+    folder = storage.dataset_dir(dataset) / SNAPSHOTS
+    return {path.name for path in folder.iterdir() if path.is_dir()} if folder.is_dir() else set()
+
+
+def released_labels(storage: StorageResource) -> tuple[str, dict[str, dict]]:
+    """(snapshot id, private side) of the latest published `human_labels` release: which queue item each released
+    label is, and the label. ("none", {}) before anyone has labelled."""
+    root = storage.fetch(storage.dataset_dir("human_labels"))
+    manifest = latest_manifest(root)
+    if manifest is None:
+        return "none", {}
+    path = storage.fetch(storage.labels().release(manifest["snapshot_id"]))
+    return manifest["snapshot_id"], json.loads(path.read_text()) if path.exists() else {}
+
+
+def drum_hit_sources(storage: StorageResource, snapshot_id: str) -> pd.DataFrame | None:
+    """Which rendered example and onset each hit id of a `drum_hits` snapshot came from (private), or None for a
+    snapshot built before the lake kept them."""
+    path = storage.fetch(storage.labels().hit_sources(snapshot_id))
+    return pd.read_parquet(path) if path.exists() else None
+
+
+class ReviewQueueConfig(dg.Config):
+    # The champion confidences (top class probability) of the hits put in front of a person.
+    lowest_confidence: float = REVIEW_BAND[0]
+    highest_confidence: float = REVIEW_BAND[1]
+
+
 @dg.asset(
     group_name="datasets",
     kinds={"parquet"},
-    code_version="1",
-    deps=[DRUM_MODEL_NAME],
+    code_version="2",
+    deps=[DRUM_MODEL_NAME, "human_labels"],
     automation_condition=dg.AutomationCondition.eager(),
 )
 @retry_transient_failures
 def review_queue(
-    context: dg.AssetExecutionContext, storage: StorageResource, datasets: DatasetsResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: ReviewQueueConfig,
+    storage: StorageResource,
+    datasets: DatasetsResource,
+    mlflow: MlflowResource,
 ) -> dg.MaterializeResult:
     """Drum hits the champion drum-hit classifier is unsure about (top class probability between 0.4 and 0.6),
-    with its guess, for a person to label: the examples that would teach the next model most."""
+    with its guess, for a person to label on the labeling page (`make label`): the examples that would teach the
+    next model most. Hits a person has labelled leave it."""
     manifest, hits = read_latest(storage, "drum_hits")
     champion, model = mlflow.registry().load_champion(DRUM_MODEL_NAME)
     if champion is None:
         raise dg.Failure(description=f"{DRUM_MODEL_NAME} has no champion yet: materialize it first")
-    queue = review_queue_table(model, champion.version, hits)
-    context.log.info(f"review_queue: {len(queue)} of {len(hits)} hits with champion confidence in {REVIEW_BAND}")
-    sources = {"drum_hits": manifest["snapshot_id"], "model": f"{DRUM_MODEL_NAME}/{champion.version}"}
+    band = (config.lowest_confidence, config.highest_confidence)
+    queue = review_queue_table(model, champion.version, hits, band)
+    labels_snapshot, release = released_labels(storage)
+    people = labels_of(release, DRUM_HITS)
+    sources = drum_hit_sources(storage, manifest["snapshot_id"])
+    labelled = 0
+    if people and sources is not None:
+        before = len(queue)
+        queue = unlabelled(queue, sources, people)
+        labelled = before - len(queue)
+    context.log.info(
+        f"review_queue: {len(queue)} of {len(hits)} hits with champion confidence in {band}"
+        + (f", {labelled} more already labelled by a person" if labelled else "")
+    )
+    lineage = {
+        "drum_hits": manifest["snapshot_id"],
+        "model": f"{DRUM_MODEL_NAME}/{champion.version}",
+        "human_labels": labels_snapshot,
+    }
     return snapshot(
         context,
         storage,
         datasets,
         "review_queue",
         queue.reset_index(drop=True),
-        sources,
-        band=str(REVIEW_BAND),
+        lineage,
+        band=str(band),
         pool_rows=len(hits),
+        labelled_by_people=labelled,
     )

@@ -2,19 +2,36 @@
 training run in `training.families` and reports the outcome: the version registered and whether it took
 `champion`, or why nothing was trained."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import dagster as dg
 
 from pipeline_project.analysis import learned
-from pipeline_project.assets.datasets import concert_pairs, contributed_hits, drum_hits, read_latest, song_features
+from pipeline_project.assets.datasets import (
+    concert_pairs,
+    contributed_hits,
+    drum_hit_sources,
+    drum_hits,
+    read_latest,
+    released_labels,
+    song_features,
+)
+from pipeline_project.assets.labeling import human_labels
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.automation import retrain_when_grown
+from pipeline_project.labeling.queues import DRUM_HITS, GENRE, labels_of, with_human_drum_labels, with_human_genres
 from pipeline_project.layout import meter_cache
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training import analysis_registry, families, separator_registry
 from pipeline_project.training.families import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
-from pipeline_project.training.policy import NotTrainable, Outcome, TrainingRequest, champion_rows
+from pipeline_project.training.policy import (
+    NotTrainable,
+    Outcome,
+    TrainingRequest,
+    champion_human_labels,
+    champion_rows,
+)
 from pipeline_project.training.registry import RegistrationResult, Registry
 from pipeline_project.training.train_separator import SeparatorSettings
 
@@ -103,6 +120,7 @@ def _reported(context, request: TrainingRequest, outcome: Outcome) -> dg.Materia
     common = {
         "model_name": outcome.model_name,
         "champion_dataset_rows": champion_rows(registry, outcome.model_name),
+        "champion_human_labels": champion_human_labels(registry, outcome.model_name),
         "dataset_snapshot": request.snapshot_id,
         "mlflow_tracking_uri": registry.tracking_uri,
     }
@@ -199,9 +217,9 @@ def _family_tags(context, dataset: str, seed: int, asset: str, code_key: str) ->
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     code_version="2",
-    deps=[drum_hits, contributed_hits],
+    deps=[drum_hits, contributed_hits, human_labels],
     check_specs=_model_checks_spec(DRUM_MODEL_NAME),
-    automation_condition=retrain_when_grown(drum_hits),
+    automation_condition=retrain_when_grown(drum_hits, people=(human_labels, DRUM_HITS)),
 )
 @retry_transient_failures
 def drum_hit_classifier(
@@ -214,8 +232,18 @@ def drum_hit_classifier(
     request = _request(context, config, storage, mlflow, "drum_hits")
     contributed, hits = read_latest(storage, "contributed_hits", required=False)
     snapshot_id = contributed["snapshot_id"] if contributed else "none"
+    labels_snapshot, release = released_labels(storage)
+    people = labels_of(release, DRUM_HITS)
+    sources = drum_hit_sources(storage, request.snapshot_id)
+    if people and sources is None:
+        context.log.warning(
+            f"drum_hits snapshot {request.snapshot_id} was built before people's labels could be matched to its "
+            "hits: they are left out this time (materialize drum_hits again to use them)"
+        )
+    if sources is not None:
+        request = replace(request, table=with_human_drum_labels(request.table, sources, people))
     try:
-        outcome = families.train_drum_classifier(request, hits, snapshot_id, config.n_estimators)
+        outcome = families.train_drum_classifier(request, hits, snapshot_id, config.n_estimators, labels_snapshot)
     except NotTrainable as error:
         raise dg.Failure(description=str(error)) from error
     return _reported(context, request, outcome)
@@ -226,9 +254,9 @@ def drum_hit_classifier(
     group_name="training",
     kinds={"scikitlearn", "mlflow"},
     code_version="1",
-    deps=[song_features],
+    deps=[song_features, human_labels],
     check_specs=_model_checks_spec(GENRE_MODEL_NAME),
-    automation_condition=retrain_when_grown(song_features),
+    automation_condition=retrain_when_grown(song_features, people=(human_labels, GENRE)),
 )
 @retry_transient_failures
 def genre_classifier_model(
@@ -239,7 +267,10 @@ def genre_classifier_model(
     when the test split holds fewer than two tagged songs). A collection with fewer than two tagged genres is
     not trained, and the metadata says why."""
     request = _request(context, config, storage, mlflow, "song_features")
-    return _reported(context, request, families.train_genre_classifier(request))
+    labels_snapshot, release = released_labels(storage)
+    table = with_human_genres(request.table, labels_of(release, GENRE), storage.anonymization_secret())
+    request = replace(request, table=table)
+    return _reported(context, request, families.train_genre_classifier(request, labels_snapshot))
 
 
 @dg.asset(

@@ -63,46 +63,48 @@ def genre_label(tag: str | None) -> str:
     return next((genre for genre in GENRES if genre in folded), "other")
 
 
+def song_feature_row(record: dict, secret: bytes) -> dict:
+    """One song's `song_features` row before microaggregation. `record` holds its lake records: key, song, stems,
+    analysis, theory."""
+    analysis, theory = record["analysis"], record["theory"]
+    chords = [c["chord"] for c in analysis["chords"] if c["chord"] != "N"]
+    changes = sum(1 for a, b in zip(chords, chords[1:]) if a != b)
+    cadences = Counter(c["type"] for c in theory["cadences"])
+    return {
+        "song_id": keyed_hash(secret, f"song:{record['key']}"),
+        "split": "",
+        "genre": genre_label(record["song"].get("genre")),
+        "tempo_bpm": round_tempo(analysis["tempo_bpm"]),
+        "tempo_confidence": float(analysis["tempo_confidence"]),
+        "key_tonic": analysis["key_tonic"],
+        "key_mode": analysis["key_mode"],
+        "key_confidence": float(analysis["key_confidence"]),
+        "loudness_lufs": round(float(analysis["loudness_lufs"]), 1),
+        "duration_bucket": duration_bucket(analysis["duration_s"]),
+        "chord_vocabulary": len(set(chords)),
+        "chord_change_rate": round(changes / max(1, len(chords) - 1), 4),
+        "tonic_share": theory["function_shares"]["T"],
+        "subdominant_share": theory["function_shares"]["S"],
+        "dominant_share": theory["function_shares"]["D"],
+        **{f"cadences_{kind}": int(cadences.get(kind, 0)) for kind in CADENCE_TYPES},
+        "syncopation_index": float(theory["syncopation_index"]),
+        "beats_per_bar": int(analysis.get("beats_per_bar", 4)),
+        "loudness_range_lu": round(float(analysis.get("loudness_range_lu", 0.0)), 1),
+        "transition_entropy_bits": float(theory["harmonic_complexity"]["transition_entropy_bits"]),
+        "chromaticism": float(theory["harmonic_complexity"]["chromaticism"]),
+        "rhythmic_complexity": float(theory["rhythmic_complexity"]["complexity"]),
+        "metric_hierarchy_correlation": float(theory["metric_hierarchy"]["hierarchy_correlation"]),
+        "separator": record["stems"]["separator"]
+        if record["stems"]["separator"] in ("demucs", "learned")
+        else "dsp-fallback",
+    }
+
+
 def song_features_table(songs: list[dict], secret: bytes, k: int = 1) -> tuple[pd.DataFrame, dict]:
     """One row per song and the k-anonymity report (see `anonymize.microaggregate`: within each genre, every row
     identical to k - 1 others on all released columns). `songs` items hold the lake records: key, song, stems,
     analysis, theory. Split 70/15/15 by song, and rows in an order, both drawn from the secret."""
-    rows = []
-    for record in songs:
-        analysis, theory = record["analysis"], record["theory"]
-        chords = [c["chord"] for c in analysis["chords"] if c["chord"] != "N"]
-        changes = sum(1 for a, b in zip(chords, chords[1:]) if a != b)
-        cadences = Counter(c["type"] for c in theory["cadences"])
-        rows.append(
-            {
-                "song_id": keyed_hash(secret, f"song:{record['key']}"),
-                "split": "",
-                "genre": genre_label(record["song"].get("genre")),
-                "tempo_bpm": round_tempo(analysis["tempo_bpm"]),
-                "tempo_confidence": float(analysis["tempo_confidence"]),
-                "key_tonic": analysis["key_tonic"],
-                "key_mode": analysis["key_mode"],
-                "key_confidence": float(analysis["key_confidence"]),
-                "loudness_lufs": round(float(analysis["loudness_lufs"]), 1),
-                "duration_bucket": duration_bucket(analysis["duration_s"]),
-                "chord_vocabulary": len(set(chords)),
-                "chord_change_rate": round(changes / max(1, len(chords) - 1), 4),
-                "tonic_share": theory["function_shares"]["T"],
-                "subdominant_share": theory["function_shares"]["S"],
-                "dominant_share": theory["function_shares"]["D"],
-                **{f"cadences_{kind}": int(cadences.get(kind, 0)) for kind in CADENCE_TYPES},
-                "syncopation_index": float(theory["syncopation_index"]),
-                "beats_per_bar": int(analysis.get("beats_per_bar", 4)),
-                "loudness_range_lu": round(float(analysis.get("loudness_range_lu", 0.0)), 1),
-                "transition_entropy_bits": float(theory["harmonic_complexity"]["transition_entropy_bits"]),
-                "chromaticism": float(theory["harmonic_complexity"]["chromaticism"]),
-                "rhythmic_complexity": float(theory["rhythmic_complexity"]["complexity"]),
-                "metric_hierarchy_correlation": float(theory["metric_hierarchy"]["hierarchy_correlation"]),
-                "separator": record["stems"]["separator"]
-                if record["stems"]["separator"] in ("demucs", "learned")
-                else "dsp-fallback",
-            }
-        )
+    rows = [song_feature_row(record, secret) for record in songs]
     table = pd.DataFrame(rows, columns=list(SONG_FEATURE_COLUMNS))  # the schema holds even with no songs yet
     table, report = microaggregate(
         table,
@@ -267,6 +269,11 @@ def private_drum_hits(examples: list[tuple[dict, np.ndarray, int]]) -> pd.DataFr
     return pd.DataFrame(rows, columns=["example", "onset", "label", "tempo_bpm", *FEATURE_NAMES])
 
 
+def drum_hits_order(secret: bytes, rows: int) -> np.ndarray:
+    """The secret order of `drum_hits`' rows: the private row at each released position."""
+    return np.random.default_rng(int(keyed_hash(secret, "shuffle:drum_hits", 8), 16)).permutation(rows)
+
+
 def anonymize_drum_hits(private: pd.DataFrame, secret: bytes) -> pd.DataFrame:
     """Keyed-hash group ids (one HMAC per example), onsets dropped, tempo in 5 BPM steps, rows in a secret
     order, split by example. A hit's id is a 64-bit number made from its group's HMAC and its position in
@@ -275,7 +282,7 @@ def anonymize_drum_hits(private: pd.DataFrame, secret: bytes) -> pd.DataFrame:
     codes, examples = pd.factorize(private["example"])
     hashed = [keyed_hash(secret, f"group:{example}") for example in examples]
     splits = assign_splits(hashed, secret)
-    order = np.random.default_rng(int(keyed_hash(secret, "shuffle:drum_hits", 8), 16)).permutation(len(private))
+    order = drum_hits_order(secret, len(private))
     codes = codes[order]
     group_key = np.array([int(h, 16) for h in hashed], dtype=np.uint64)
     position = np.arange(len(codes), dtype=np.uint64)  # the row's place in the secret order: unique, says nothing

@@ -8,6 +8,7 @@ import pandas as pd
 
 from pipeline_project.analysis.drum_hits import FEATURE_NAMES
 from pipeline_project.datasets.tables import CONTRIBUTION_COLUMNS, K_ANONYMOUS_TABLES, SONG_FEATURE_COLUMNS
+from pipeline_project.labeling.queues import RELEASE_COLUMNS
 
 # Columns every snapshot of a dataset must have, and the ranges its numeric features must stay in.
 EXPECTED_COLUMNS = {
@@ -16,6 +17,7 @@ EXPECTED_COLUMNS = {
     "synthetic_examples": ("example_id", "source_id", "split", "labels"),
     "concert_pairs": ("pair_id", "track_id", "split", "snr_db", "clean_logmel", "degraded_logmel"),
     "contributed_hits": CONTRIBUTION_COLUMNS,
+    "human_labels": RELEASE_COLUMNS,
 }
 RANGES = {
     "tempo_bpm": (20, 320),
@@ -36,8 +38,10 @@ RANGES = {
 OPTIONAL = {"snr_db", "rt60_s"}  # NaN by design for clean examples
 LABEL_COLUMNS = ("label", "OpenHH")
 # Datasets that are no training set, where a class with one example is no defect: the review queue holds
-# whatever hits the champion is unsure of, for a person to label.
-NOT_TRAINING_SETS = ("review_queue",)
+# whatever hits the champion is unsure of, for a person to label, and people label what they are shown.
+NOT_TRAINING_SETS = ("review_queue", "human_labels")
+# Datasets empty by nature until a person acts: no one has labelled anything yet.
+MAY_BE_EMPTY = ("human_labels",)
 ID_SUFFIX = "_id"
 OUTLIER_SIGMA = 3.0
 
@@ -71,7 +75,7 @@ def _near_duplicates(columns: list[np.ndarray]) -> int:
 def validate_table(name: str, table: pd.DataFrame) -> dict:
     """{"problems": [...], "outliers": {column: count}, "exact_duplicates": n, "near_duplicates": n}."""
     problems = []
-    if table.empty:
+    if table.empty and name not in MAY_BE_EMPTY:
         problems.append("no rows")
     missing = [c for c in EXPECTED_COLUMNS.get(name, ()) if c not in table.columns]
     if missing:

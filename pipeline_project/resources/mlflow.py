@@ -20,12 +20,15 @@ class MlflowResource(dg.ConfigurableResource):
     experiment: experiment that training runs are logged to.
     record_machine: keep what MLflow records about the machine on runs and logged models (user name, script
     path, git branch and remote); off by default, so models can be shared.
+    update_source: another MLflow store whose champions the opt-in `model_updates` schedule compares with
+    these (PIPELINE_MODEL_SOURCE); None: nothing to compare with.
     """
 
     tracking_uri: str
     artifact_root: str | None = None
     experiment: str = "pipeline_project"
     record_machine: bool = False
+    update_source: str | None = None
 
     def registry(self) -> Registry:
         if self.tracking_uri.startswith("sqlite:///"):

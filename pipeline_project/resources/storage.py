@@ -20,6 +20,7 @@ from pipeline_project.layout import (
     SONG_DONE,
     SONG_INDEX,
     ContributionsInbox,
+    LabelsFolder,
     SongFolder,
     SyntheticCorpus,
 )
@@ -207,6 +208,10 @@ class StorageResource(dg.ConfigurableResource):
 
     def inbox(self) -> ContributionsInbox:
         return ContributionsInbox(self.contributions)
+
+    def labels(self) -> LabelsFolder:
+        """People's labels from the labeling page, and the queues it shows (private: under the lake)."""
+        return LabelsFolder(self.lake / "labels")
 
     def dataset_dir(self, name: str) -> Path:
         return self.datasets / name

@@ -22,7 +22,13 @@ from pipeline_project.training import (
 )
 from pipeline_project.training.embedding import WINDOW_FRAMES, EmbeddingSettings, embed, train_embedding
 from pipeline_project.training.hihat_rules import CLOSED, OPEN, derive_rules, scores
-from pipeline_project.training.policy import NotTrainable, Outcome, TrainingRequest, already_trained
+from pipeline_project.training.policy import (
+    NotTrainable,
+    Outcome,
+    TrainingRequest,
+    already_trained,
+    human_label_counts,
+)
 from pipeline_project.training.registry import RegistrationResult, Registry, reload_checks
 from pipeline_project.training.retrieval import (
     OnnxEmbedder,
@@ -80,11 +86,17 @@ def _rules_markdown(rules: dict) -> str:
 
 
 def train_drum_classifier(
-    request: TrainingRequest, contributed_hits: pd.DataFrame, contributions_snapshot: str, n_estimators: int
+    request: TrainingRequest,
+    contributed_hits: pd.DataFrame,
+    contributions_snapshot: str,
+    n_estimators: int,
+    labels_snapshot: str = "none",
 ) -> Outcome:
     """A random forest on the `drum_hits` train split, scored per class on its test split, with open/closed
-    hi-hat threshold rules in three presets learnt from the local hits and the accepted contributions."""
-    contributions_tag = {"contributions_snapshot": contributions_snapshot}
+    hi-hat threshold rules in three presets learnt from the local hits and the accepted contributions. People's
+    labels (`label_source` human in the table, from the `labels_snapshot` release) take the place of the
+    score's."""
+    contributions_tag = {"contributions_snapshot": contributions_snapshot, "human_labels_snapshot": labels_snapshot}
     # New contributions teach the hi-hat rules even when the local hits have not changed.
     skipped = already_trained(request, DRUM_MODEL_NAME, contributions_tag)
     if skipped:
@@ -96,6 +108,7 @@ def train_drum_classifier(
             "rows; both splits need rows to train and compare models"
         )
     contributions = contributed_hihat_rows(contributed_hits)
+    people = human_label_counts(request.table)
     model = drum_classifier.train(train_rows, request.seed, n_estimators)
     evaluation = drum_classifier.evaluate(model, test_rows)
     rules = hihat_rule_presets(pd.concat([train_rows, contributions]) if len(contributions) else train_rows, test_rows)
@@ -115,7 +128,7 @@ def train_drum_classifier(
             "classes": ",".join(sorted(train_rows["label"].astype(str).unique())),
         },
         metrics=metrics,
-        tags=request.tags(**contributions_tag),
+        tags=request.tags(**contributions_tag, **{k: str(v) for k, v in people.items()}),
         inputs=request.inputs(),
         input_example=example,
         predict=lambda m, x: m.predict(x),
@@ -131,6 +144,7 @@ def train_drum_classifier(
             "songs": int(train_rows["group_id"].nunique()),
             "contributors": int(contributions["group_id"].nunique()) if len(contributions) else 0,
             "contributed_samples": len(contributions),
+            **people,
         },
         performance={
             "test_macro_f1": evaluation.macro_f1,
@@ -150,13 +164,17 @@ def train_drum_classifier(
     )
 
 
-def train_genre_classifier(request: TrainingRequest) -> Outcome:
+def train_genre_classifier(request: TrainingRequest, labels_snapshot: str = "none") -> Outcome:
     """A genre classifier on the analysis and theory statistics of `song_features`, with the songs' genre tags
-    as weak labels; scored by macro F1 with a confusion matrix on the test split (with the validation split when
-    the test split holds fewer than two tagged songs). A collection with fewer than two tagged genres is not
+    as weak labels, or people's genres where they gave one (`label_source` human, from the `labels_snapshot`
+    release); scored by macro F1 with a confusion matrix on the test split (with the validation split when the
+    test split holds fewer than two tagged songs). A collection with fewer than two tagged genres is not
     trained, and the outcome says why."""
     train_rows, test_rows = request.split("train"), genre_classifier.evaluation_rows(request.table)
-    skipped = already_trained(request, GENRE_MODEL_NAME) or genre_classifier.why_not_trainable(train_rows, test_rows)
+    labels_tag = {"human_labels_snapshot": labels_snapshot}
+    skipped = already_trained(request, GENRE_MODEL_NAME, labels_tag) or genre_classifier.why_not_trainable(
+        train_rows, test_rows
+    )
     if skipped:
         return Outcome(GENRE_MODEL_NAME, "macro_f1", skipped=skipped)
     model = genre_classifier.train(train_rows, request.seed)
@@ -165,6 +183,7 @@ def train_genre_classifier(request: TrainingRequest) -> Outcome:
     example = genre_classifier.feature_matrix(genre_classifier.labelled(test_rows).head(5))
     metrics = evaluation.metrics()
     songs = len(genre_classifier.labelled(train_rows))
+    people = human_label_counts(request.table)
     with tempfile.TemporaryDirectory() as tmp:
         plot = Path(tmp) / "confusion_matrix.png"
         plot.write_bytes(png)
@@ -175,7 +194,7 @@ def train_genre_classifier(request: TrainingRequest) -> Outcome:
             experiment=request.experiment,
             params={"seed": request.seed, "train_songs": songs, "genres": ",".join(evaluation.labels)},
             metrics=metrics,
-            tags=request.tags(),
+            tags=request.tags(**labels_tag, **{k: str(v) for k, v in people.items()}),
             inputs=request.inputs(),
             input_example=example,
             predict=lambda m, x: m.predict(x),
@@ -193,7 +212,7 @@ def train_genre_classifier(request: TrainingRequest) -> Outcome:
                 evaluation.test_rows,
                 genre_classifier.MIN_TEST_SONGS,
             ),
-            training_stats={"samples": songs, "songs": songs, "contributors": 0},
+            training_stats={"samples": songs, "songs": songs, "contributors": 0, **people},
             performance={
                 "test_macro_f1": evaluation.macro_f1,
                 "test_accuracy": evaluation.accuracy,

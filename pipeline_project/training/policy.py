@@ -107,3 +107,17 @@ def champion_rows(registry: Registry, model_name: str) -> int | str:
     """How many rows the champion's dataset had (what the growth trigger compares with), or "none"."""
     champion = registry.champion_version(model_name)
     return int(champion.tags.get("dataset_rows", 0)) if champion is not None else "none"
+
+
+def champion_human_labels(registry: Registry, model_name: str) -> int:
+    """How many of people's labels the champion was trained and scored with (0 without a champion)."""
+    champion = registry.champion_version(model_name)
+    return int(champion.tags.get("human_labels", 0)) if champion is not None else 0
+
+
+def human_label_counts(table: pd.DataFrame) -> dict[str, int]:
+    """People's labels in a training table (`label_source` human), in all and in the train split."""
+    if "label_source" not in table:
+        return {"human_labels": 0, "human_labels_train": 0}
+    human = table["label_source"] == "human"
+    return {"human_labels": int(human.sum()), "human_labels_train": int((human & (table["split"] == "train")).sum())}
