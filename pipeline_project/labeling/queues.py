@@ -116,6 +116,7 @@ def drum_hit_queue(
             raise UnknownItem(item_id)
         return read_window(path, onset - HIT_WINDOW_S[0], sum(HIT_WINDOW_S))
 
+    items.sort(key=lambda item: item.confidence)  # the hits the model is least sure of first
     return Queue(DRUM_HITS, classes, items, ("mix", "drums"), audio)
 
 
