@@ -137,7 +137,12 @@ def hear_streams(model, args) -> dict:
 
     def index_of(tracks: dict):
         return song_catalog.build(
-            ((t, *song_catalog.catalog_embeddings(model, a, r)) for t, (a, r) in tracks.items()), dim=64
+            (
+                (t, *song_catalog.catalog_embeddings(model, a, r, hop_frames=args.catalog_hop_frames))
+                for t, (a, r) in tracks.items()
+            ),
+            dim=64,
+            hop_seconds=args.catalog_hop_frames * song_catalog.FRAME_SECONDS,
         )
 
     started = time.perf_counter()
@@ -169,6 +174,12 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3000, help="as bench_retrieval.py was run")
     parser.add_argument("--empty-streams", type=int, default=8, help="noise-only and crowd-only streams of each kind")
     parser.add_argument(
+        "--catalog-hop-frames",
+        type=int,
+        default=song_catalog.CATALOG_HOP_FRAMES,
+        help=f"frames between a catalog track's windows (default {song_catalog.CATALOG_HOP_FRAMES}: one a second)",
+    )
+    parser.add_argument(
         "--replay",
         action="store_true",
         help="tune and score over the votes the last run heard (saved beside the cached embedding), not hearing again",
@@ -182,6 +193,8 @@ def main() -> None:
     votes_file = (
         CACHE / f"streaming_votes-{args.train_tracks}-{args.catalog_tracks}-{args.steps}-{args.empty_streams}.pkl"
     )
+    if args.catalog_hop_frames != song_catalog.CATALOG_HOP_FRAMES:
+        votes_file = votes_file.with_name(votes_file.stem + f"-hop{args.catalog_hop_frames}.pkl")
     if args.replay:
         if not votes_file.exists():
             sys.exit(f"--replay: no votes saved at {votes_file}: run without --replay first")

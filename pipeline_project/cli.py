@@ -903,7 +903,8 @@ def _local_test(storage, family: str):
         if sources is not None:
             table = with_human_drum_labels(table, sources, labels_of(release, DRUM_HITS))
     else:
-        table = with_human_genres(table, labels_of(release, GENRE), storage.anonymization_secret())
+        people = labels_of(release, GENRE)
+        table = with_human_genres(table, people, storage.anonymization_secret() if people else b"")
     return local_test(family, table, manifest["snapshot_id"])
 
 

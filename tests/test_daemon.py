@@ -123,6 +123,7 @@ def test_the_daemon_retrains_a_model_when_its_dataset_grew_ten_percent_or_people
         )
         trained = {"champion_dataset_rows": 112, "champion_human_labels": 0}
         instance.report_runless_asset_event(dg.AssetMaterialization(DRUM_MODEL_NAME, metadata=trained))
+        time.sleep(6)  # an automation evaluation in between: an update and its dependency's in one tick cancel out
         labels = {"rows": 10, "labels_drum_hits": 10}
         instance.report_runless_asset_event(dg.AssetMaterialization("human_labels", metadata=labels))
         _wait_for(
