@@ -222,24 +222,22 @@ def with_human_drum_labels(hits: pd.DataFrame, sources: pd.DataFrame, labels: di
     item_of = pd.Series(
         [hit_item_id(e, o) for e, o in zip(sources["example"], sources["onset"])], index=sources["hit_id"].to_numpy()
     )
-    human = hits["hit_id"].map(item_of).map(labels)
-    labelled = human.notna().to_numpy()
-    table = hits.copy()
-    if labelled.any():
-        table["label"] = table["label"].astype(str).where(~labelled, human)
-    table["label_source"] = np.where(labelled, HUMAN, MODEL_OR_SOURCE)
-    return table
+    return _in_place_of(hits, "label", hits["hit_id"].map(item_of).map(labels))
 
 
 def with_human_genres(table: pd.DataFrame, labels: dict[str, str], secret: bytes) -> pd.DataFrame:
     """`song_features` rows with people's genre in place of the tag's where a person labelled the song, and a
     `label_source` column saying which. Songs are found by their keyed id, as the release wrote it."""
     by_id = {keyed_hash(secret, f"song:{key}"): genre for key, genre in labels.items()}
-    human = table["song_id"].map(by_id)
+    return _in_place_of(table, "genre", table["song_id"].map(by_id))
+
+
+def _in_place_of(table: pd.DataFrame, column: str, human: pd.Series) -> pd.DataFrame:
+    """`table` with `human`'s values (people's labels, NaN where none) in place of `column`'s, and `label_source`."""
     labelled = human.notna().to_numpy()
     out = table.copy()
     if labelled.any():
-        out["genre"] = out["genre"].astype(str).where(~labelled, human)
+        out[column] = out[column].astype(str).where(~labelled, human)
     out["label_source"] = np.where(labelled, HUMAN, MODEL_OR_SOURCE)
     return out
 
