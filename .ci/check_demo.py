@@ -24,6 +24,11 @@ for name in DATASETS:
     manifest = latest_manifest(storage.dataset_dir(name))
     if not manifest or manifest["rows"] < 1:
         problems.append(f"dataset {name} has no rows")
+# The labeling page's queues are built, and the (still empty) labels release passed its privacy audit.
+if not storage.labels().genre_queue.exists():
+    problems.append("the genre queue was not built")
+if latest_manifest(storage.dataset_dir("human_labels")) is None:
+    problems.append("human_labels has no published snapshot")
 registry = resources["mlflow"].registry()
 # The learned beat tracker and chord recognizer beat the DSP path on their validation renders: the shipped
 # set registered on the first run makes them champions, and songs are analysed with them.

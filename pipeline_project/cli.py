@@ -648,6 +648,7 @@ def _summary(
         "concert_pairs",
         "contributed_hits",
         "review_queue",
+        "human_labels",
     ):
         manifest = latest_manifest(storage.fetch(storage.dataset_dir(name), pattern="*.json"))
         print(
@@ -657,6 +658,7 @@ def _summary(
     if trained:  # a songs-only run does not touch the models
         _models_summary(mlflow_resource)
         print(f"song index:               {_song_index_summary(storage)}")
+        print(f"labeling:                 {_labeling_summary(storage)}")
     if checks:
         print(f"asset checks:             {checks[0]}")
         for failure in checks[1:]:
@@ -666,6 +668,18 @@ def _summary(
     )
     if log_file is not None:
         print(f"full log, with every stack trace: {log_file}")
+
+
+def _labeling_summary(storage) -> str:
+    """What waits for a person on the labeling page."""
+    try:
+        session = labeling(storage)
+    except (OSError, ValueError, KeyError) as problem:
+        return f"unknown ({problem})"
+    from pipeline_project.labeling.queues import QUEUE_ITEMS
+
+    waiting = [f"{session.progress(name)['left']} {QUEUE_ITEMS.get(name, name)}" for name in session.names()]
+    return f"{' and '.join(waiting)} to label: `make label`" if waiting else "no queues yet"
 
 
 def _analysers(mlflow_resource) -> str:

@@ -29,6 +29,7 @@ from pipeline_project.layout import ExampleFolder, LabelsFolder, SyntheticCorpus
 DRUM_HITS = "drum_hits"
 GENRE = "genre"
 QUEUE_TITLES = {DRUM_HITS: "Drum hits", GENRE: "Song genre"}
+QUEUE_ITEMS = {DRUM_HITS: "drum hits", GENRE: "songs' genres"}  # what a queue's items are, in a sentence
 HIT_WINDOW_S = (0.4, 0.8)  # what is heard of a hit: this long before and after its onset
 GENRE_EXCERPT_S = 20.0  # what is heard of a song: this long, from GENRE_EXCERPT_AT of the way in
 GENRE_EXCERPT_AT = 0.3
