@@ -175,3 +175,31 @@ def test_batch_mode_labels_the_selected_items_with_one_key_and_skip_moves_on(pag
     assert sorted(record["label"] for record in labels.values()).count("snare") >= 3
     assert first not in labels  # skipped, not labelled
     assert labeling.progress(DRUM_HITS)["left"] == 10
+
+
+def test_the_labels_sensor_releases_labels_once_they_stop_changing(tmp_path):
+    import dagster as dg
+
+    from pipeline_project.assets.labeling import labels_sensor
+    from pipeline_project.resources import StorageResource
+
+    storage = StorageResource(data_root=str(tmp_path / "data"), secret_dir=str(tmp_path / "keys"))
+
+    def evaluate(cursor):
+        context = dg.build_sensor_context(cursor=cursor, resources={"storage": storage})
+        result = labels_sensor(context)
+        return result, context.cursor
+
+    result, cursor = evaluate(None)
+    assert isinstance(result, dg.SkipReason) and "no new labels" in result.skip_message
+    store = LabelStore(storage.labels().store(DRUM_HITS))
+    store.put("ex-a@100", "kick", "snare", 0.5, "1")
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.SkipReason) and "changing" in result.skip_message
+    store.put("ex-b@200", "snare", "snare", 0.5, "1")  # still labelling
+    result, cursor = evaluate(cursor)
+    assert isinstance(result, dg.SkipReason)
+    result, cursor = evaluate(cursor)  # unchanged since the last look: released
+    assert isinstance(result, dg.SensorResult) and len(result.run_requests) == 1
+    result, _ = evaluate(result.cursor)
+    assert isinstance(result, dg.SkipReason) and "no new labels" in result.skip_message

@@ -220,6 +220,8 @@ def with_human_drum_labels(hits: pd.DataFrame, sources: pd.DataFrame, labels: di
     """`drum_hits` rows with people's labels in place of the score's where a person labelled the hit, and a
     `label_source` column saying which (HUMAN or MODEL_OR_SOURCE). `sources` maps the snapshot's hit ids to
     their example and onset."""
+    if not labels:  # no need to name a million hits
+        return hits.assign(label_source=MODEL_OR_SOURCE)
     item_of = pd.Series(
         [hit_item_id(e, o) for e, o in zip(sources["example"], sources["onset"])], index=sources["hit_id"].to_numpy()
     )
