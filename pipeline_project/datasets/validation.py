@@ -111,7 +111,7 @@ def validate_table(name: str, table: pd.DataFrame) -> dict:
     outliers = {}
     for column in features:
         column_values = values[column]
-        spread = column_values.std()
+        spread = column_values.std() if len(column_values) else 0.0  # an empty release has no spread
         if spread > 0:
             count = int((np.abs(column_values - column_values.mean()) > OUTLIER_SIGMA * spread).sum())
             if count:
