@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from pipeline_project.assets.analysis import song_theory
-from pipeline_project.assets.datasets import snapshot, snapshot_ids
+from pipeline_project.assets.datasets import REFRESH_WHEN_UPSTREAM_CHANGES, snapshot, snapshot_ids
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import song_name
 from pipeline_project.datasets.tables import genre_label, song_feature_row
@@ -68,7 +68,7 @@ def human_labels(
     kinds={"json"},
     code_version="1",
     deps=[GENRE_MODEL_NAME, song_theory],
-    automation_condition=dg.AutomationCondition.eager(),
+    automation_condition=REFRESH_WHEN_UPSTREAM_CHANGES,  # not held back by quarantined songs
 )
 @retry_transient_failures
 def genre_queue(
