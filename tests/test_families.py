@@ -89,3 +89,17 @@ def test_the_review_queue_holds_the_hits_the_champion_is_unsure_about(registry):
         "model_version",
     ]
     assert families.review_queue_table(model, champion.version, table, band=(1.1, 1.2)).empty
+
+
+def test_the_review_queue_judges_train_hits_by_forests_that_never_saw_their_song(registry):
+    """A forest is sure of the hits it trained on; the queue's confidence for them comes from out-of-fold forests,
+    so train hits the model could not tell apart reach a person too."""
+    table = drum_hits(seed=4)
+    table["label"] = np.where(np.arange(len(table)) % 7 == 0, "snare", table["label"])  # some hard, noisy hits
+    families.train_drum_classifier(request_for(registry, table), pd.DataFrame(), "none", n_estimators=50)
+    champion, model = registry.load_champion(families.DRUM_MODEL_NAME)
+    everything = families.review_queue_table(model, champion.version, table, band=(0.0, 1.0))
+    train = everything[everything["split"] == "train"]
+    seen = model.predict_proba(families.drum_classifier.feature_matrix(table))[(table["split"] == "train").to_numpy()]
+    assert train["confidence"].mean() < seen.max(axis=1).mean() - 0.05
+    assert set(train["predicted"]) <= set(model.classes_)

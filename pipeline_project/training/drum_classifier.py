@@ -53,6 +53,36 @@ def train(table: pd.DataFrame, seed: int, n_estimators: int = 200):
     return model
 
 
+def out_of_fold_probabilities(
+    features: pd.DataFrame,
+    labels: pd.Series,
+    groups: pd.Series,
+    classes,
+    seed: int,
+    folds: int = 3,
+    n_estimators: int = 50,
+) -> np.ndarray | None:
+    """Each row's class probabilities (columns in `classes` order) from a forest that never saw its song: `folds`
+    forests, each trained on the other songs' rows. A forest is sure of the rows it trained on, so this is how
+    unsure a model really is about them. None with fewer songs than folds."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.model_selection import GroupKFold
+
+    if groups.nunique() < folds:
+        return None
+    column = {label: index for index, label in enumerate(classes)}
+    out = np.zeros((len(features), len(column)))
+    for fit, held in GroupKFold(n_splits=folds).split(features, labels, groups):
+        forest = RandomForestClassifier(
+            n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1
+        ).fit(features.iloc[fit], labels.iloc[fit])
+        probabilities = forest.predict_proba(features.iloc[held])
+        for index, label in enumerate(forest.classes_):
+            if label in column:
+                out[held, column[label]] = probabilities[:, index]
+    return out
+
+
 def evaluate(model, table: pd.DataFrame) -> Evaluation:
     from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 

@@ -386,10 +386,23 @@ def train_stem_separator(
         return separator_registry.register_separator(registry, experiment, path, tags, minimum_gain_db, rescore, log)
 
 
-def review_queue_table(model, model_version: str, hits: pd.DataFrame, band: tuple[float, float] = REVIEW_BAND):
+def review_queue_table(
+    model, model_version: str, hits: pd.DataFrame, band: tuple[float, float] = REVIEW_BAND, seed: int = 7
+):
     """The drum hits the champion is unsure about (top class probability within `band`), with its guess and
-    confidence: the examples that would teach the next model most."""
-    probabilities = model.predict_proba(drum_classifier.feature_matrix(hits))
+    confidence: the examples that would teach the next model most. The champion trained on the train split and
+    is sure of those hits whatever they are, so there the guess and confidence are out-of-fold (forests that
+    never saw the hit's song); elsewhere they are the champion's."""
+    features = drum_classifier.feature_matrix(hits)
+    probabilities = model.predict_proba(features)
+    train = (hits["split"] == "train").to_numpy()
+    if train.any():
+        rows = hits[train]
+        unseen = drum_classifier.out_of_fold_probabilities(
+            features[train], rows["label"].astype(str), rows["group_id"].astype(str), model.classes_, seed
+        )
+        if unseen is not None:
+            probabilities[train] = unseen
     confidence = probabilities.max(axis=1)
     unsure = (confidence >= band[0]) & (confidence <= band[1])
     queue = hits.loc[unsure, ["hit_id", "group_id", "split", "label", *drum_classifier.FEATURE_NAMES]].copy()
