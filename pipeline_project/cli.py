@@ -792,7 +792,7 @@ def _song_name(storage, key: str) -> str:
     record = storage.song(key).record
     storage.fetch(record)
     tags = json.loads(record.read_text()) if record.exists() else {}
-    name = song_name({field: tags.get(field) for field in ("artist", "title")})
+    name = song_name(tags)
     return f"{name} [{key}]" if name else key
 
 
@@ -899,9 +899,8 @@ def label(data_root: str | None, port: int) -> int:
 
 def _local_test(storage, family: str):
     """`family`'s local test split (people's labels merged, as its training run does), for `models pull`."""
-    from pipeline_project.assets.datasets import drum_hit_sources, released_labels
+    from pipeline_project.assets.datasets import with_peoples_labels
     from pipeline_project.datasets.snapshots import latest_manifest, read_snapshot
-    from pipeline_project.labeling.queues import DRUM_HITS, GENRE, labels_of, with_human_drum_labels, with_human_genres
     from pipeline_project.training.families import DRUM_MODEL_NAME
     from pipeline_project.training.updates import local_test
 
@@ -910,15 +909,9 @@ def _local_test(storage, family: str):
     manifest = latest_manifest(root)
     if manifest is None:
         raise ValueError(f"{family}: no {dataset} snapshot here to score it on (`make run` builds one)")
-    table = read_snapshot(root, manifest["snapshot_id"])
-    _, release = released_labels(storage)
-    if family == DRUM_MODEL_NAME:
-        sources = drum_hit_sources(storage, manifest["snapshot_id"])
-        if sources is not None:
-            table = with_human_drum_labels(table, sources, labels_of(release, DRUM_HITS))
-    else:
-        people = labels_of(release, GENRE)
-        table = with_human_genres(table, people, storage.anonymization_secret() if people else b"")
+    _, table, _ = with_peoples_labels(
+        storage, dataset, read_snapshot(root, manifest["snapshot_id"]), manifest["snapshot_id"]
+    )
     return local_test(family, table, manifest["snapshot_id"])
 
 

@@ -22,7 +22,15 @@ from pipeline_project.datasets.tables import (
     synthetic_examples_table,
 )
 from pipeline_project.files import write_parquet_atomic, write_text_atomic
-from pipeline_project.labeling.queues import DRUM_HITS, hit_sources, labels_of, unlabelled
+from pipeline_project.labeling.queues import (
+    DRUM_HITS,
+    GENRE,
+    hit_sources,
+    labels_of,
+    unlabelled,
+    with_human_drum_labels,
+    with_human_genres,
+)
 from pipeline_project.resources import DatasetsResource, MlflowResource, StorageResource
 from pipeline_project.training.families import DRUM_MODEL_NAME, REVIEW_BAND, review_queue_table
 
@@ -199,8 +207,7 @@ def drum_hits(
     )
     sources = storage.labels().hit_sources(result.metadata["snapshot_id"])
     write_parquet_atomic(sources, hit_sources(private, table, drum_hits_order(secret, len(private))))
-    storage.labels().keep_only(sources, snapshot_ids(storage, "drum_hits"))
-    storage.publish(sources.parent)
+    publish_private_side(storage, sources, "drum_hits")
     return result
 
 
@@ -329,10 +336,13 @@ def contribution_stats(context: dg.AssetExecutionContext, storage: StorageResour
     )
 
 
-def snapshot_ids(storage: StorageResource, dataset: str) -> set[str]:
-    """The ids of a dataset's snapshots that are kept (the others were pruned)."""
+def publish_private_side(storage: StorageResource, path, dataset: str) -> None:
+    """After writing `path`, the private side of `dataset`'s newest snapshot (in the lake's labels folder): delete
+    those of the snapshots that were pruned, and publish what is left."""
     folder = storage.dataset_dir(dataset) / SNAPSHOTS
-    return {path.name for path in folder.iterdir() if path.is_dir()} if folder.is_dir() else set()
+    kept = {entry.name for entry in folder.iterdir() if entry.is_dir()} if folder.is_dir() else set()
+    storage.labels().keep_only(path, kept)
+    storage.publish(path.parent)
 
 
 def released_labels(storage: StorageResource) -> tuple[str, dict[str, dict]]:
@@ -351,6 +361,28 @@ def drum_hit_sources(storage: StorageResource, snapshot_id: str) -> pd.DataFrame
     snapshot built before the lake kept them."""
     path = storage.fetch(storage.labels().hit_sources(snapshot_id))
     return pd.read_parquet(path) if path.exists() else None
+
+
+def with_peoples_labels(
+    storage: StorageResource, dataset: str, table: pd.DataFrame, snapshot_id: str
+) -> tuple[str, pd.DataFrame, str | None]:
+    """A `drum_hits` or `song_features` snapshot's rows with people's labels of the latest `human_labels` release in
+    place of the score's or the tag's (`label_source` says which), as every training and scoring run reads them:
+    (the release's id, the rows, why people's labels were left out or None)."""
+    labels_snapshot, release = released_labels(storage)
+    if dataset == "drum_hits":
+        people = labels_of(release, DRUM_HITS)
+        sources = drum_hit_sources(storage, snapshot_id)
+        if sources is None:
+            left_out = (
+                f"drum_hits snapshot {snapshot_id} was built before people's labels could be matched to its hits: "
+                "they are left out this time (materialize drum_hits again to use them)"
+            )
+            return labels_snapshot, table, left_out if people else None
+        return labels_snapshot, with_human_drum_labels(table, sources, people), None
+    people = labels_of(release, GENRE)
+    # The key finds a labelled song's row; without labels there is nothing to find (nor a key to need).
+    return labels_snapshot, with_human_genres(table, people, storage.anonymization_secret() if people else b""), None
 
 
 class ReviewQueueConfig(dg.Config):

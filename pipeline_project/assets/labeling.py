@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from pipeline_project.assets.analysis import song_theory
-from pipeline_project.assets.datasets import REFRESH_WHEN_UPSTREAM_CHANGES, snapshot, snapshot_ids
+from pipeline_project.assets.datasets import REFRESH_WHEN_UPSTREAM_CHANGES, publish_private_side, snapshot
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.audio.ingest import song_name
 from pipeline_project.datasets.tables import genre_label, song_feature_row
@@ -58,8 +58,7 @@ def human_labels(
     )
     release = storage.labels().release(result.metadata["snapshot_id"])
     write_text_atomic(release, json.dumps(private, sort_keys=True))
-    storage.labels().keep_only(release, snapshot_ids(storage, HUMAN_LABELS))
-    storage.publish(release.parent)
+    publish_private_side(storage, release, HUMAN_LABELS)
     return result
 
 
@@ -92,7 +91,7 @@ def genre_queue(
         record = {"key": key, **{stage: storage.read_json(path) for stage, path in storage.song(key).records().items()}}
         records[key] = song_feature_row(record, secret)
         tags[key] = genre_label(record["song"].get("genre"))
-        names[key] = song_name(record["song"])
+        names[key] = song_name(record["song"]) or next(iter(record["song"].get("file_names") or []), "")
     rows = pd.DataFrame.from_dict(records, orient="index")
     entries = genre_queue_entries(rows, tags, model, champion.version, genre_classifier.feature_matrix)
     for entry in entries:  # for the person listening: the page is served on loopback only

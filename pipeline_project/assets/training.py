@@ -11,16 +11,15 @@ from pipeline_project.analysis import learned
 from pipeline_project.assets.datasets import (
     concert_pairs,
     contributed_hits,
-    drum_hit_sources,
     drum_hits,
     read_latest,
-    released_labels,
     song_features,
+    with_peoples_labels,
 )
 from pipeline_project.assets.labeling import human_labels
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.automation import retrain_when_grown
-from pipeline_project.labeling.queues import DRUM_HITS, GENRE, labels_of, with_human_drum_labels, with_human_genres
+from pipeline_project.labeling.queues import DRUM_HITS, GENRE
 from pipeline_project.layout import meter_cache
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training import analysis_registry, families, separator_registry
@@ -232,16 +231,10 @@ def drum_hit_classifier(
     request = _request(context, config, storage, mlflow, "drum_hits")
     contributed, hits = read_latest(storage, "contributed_hits", required=False)
     snapshot_id = contributed["snapshot_id"] if contributed else "none"
-    labels_snapshot, release = released_labels(storage)
-    people = labels_of(release, DRUM_HITS)
-    sources = drum_hit_sources(storage, request.snapshot_id)
-    if people and sources is None:
-        context.log.warning(
-            f"drum_hits snapshot {request.snapshot_id} was built before people's labels could be matched to its "
-            "hits: they are left out this time (materialize drum_hits again to use them)"
-        )
-    if sources is not None:
-        request = replace(request, table=with_human_drum_labels(request.table, sources, people))
+    labels_snapshot, table, left_out = with_peoples_labels(storage, "drum_hits", request.table, request.snapshot_id)
+    if left_out:
+        context.log.warning(left_out)
+    request = replace(request, table=table)
     try:
         outcome = families.train_drum_classifier(request, hits, snapshot_id, config.n_estimators, labels_snapshot)
     except NotTrainable as error:
@@ -267,10 +260,7 @@ def genre_classifier_model(
     when the test split holds fewer than two tagged songs). A collection with fewer than two tagged genres is
     not trained, and the metadata says why."""
     request = _request(context, config, storage, mlflow, "song_features")
-    labels_snapshot, release = released_labels(storage)
-    people = labels_of(release, GENRE)
-    # The key finds a labelled song's row; without labels there is nothing to find (nor a key to need).
-    table = with_human_genres(request.table, people, storage.anonymization_secret() if people else b"")
+    labels_snapshot, table, _ = with_peoples_labels(storage, "song_features", request.table, request.snapshot_id)
     request = replace(request, table=table)
     return _reported(context, request, families.train_genre_classifier(request, labels_snapshot))
 

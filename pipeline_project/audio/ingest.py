@@ -107,6 +107,5 @@ def relative_name(path: Path, incoming: Path) -> str:
 
 
 def song_name(record: dict) -> str:
-    """How a person knows a song (`song.json`): "artist - title" from its tags, else its first file name."""
-    tagged = " - ".join(str(record[field]) for field in ("artist", "title") if record.get(field))
-    return tagged or next(iter(record.get("file_names") or []), "")
+    """How a person knows a song (`song.json`): "artist - title" from its tags, "" without either."""
+    return " - ".join(str(record[field]) for field in ("artist", "title") if record.get(field))

@@ -220,12 +220,23 @@ def with_human_drum_labels(hits: pd.DataFrame, sources: pd.DataFrame, labels: di
     """`drum_hits` rows with people's labels in place of the score's where a person labelled the hit, and a
     `label_source` column saying which (HUMAN or MODEL_OR_SOURCE). `sources` maps the snapshot's hit ids to
     their example and onset."""
-    if not labels:  # no need to name a million hits
+    labelled = []
+    for item, label in labels.items():
+        try:
+            example, onset = parse_hit_item(item)
+        except UnknownItem:
+            continue  # not a hit's id: it names no row
+        labelled.append((example, round(onset * 1000), label))
+    if not labelled:
         return hits.assign(label_source=MODEL_OR_SOURCE)
-    item_of = pd.Series(
-        [hit_item_id(e, o) for e, o in zip(sources["example"], sources["onset"])], index=sources["hit_id"].to_numpy()
+    # Only the labelled hits are looked up (a join on example and onset in ms), never a name for every hit.
+    milliseconds = np.round(sources["onset"].to_numpy(dtype=float) * 1000).astype(np.int64)
+    found = (
+        sources[["hit_id", "example"]]
+        .assign(ms=milliseconds)
+        .merge(pd.DataFrame(labelled, columns=["example", "ms", "human"]), on=["example", "ms"])
     )
-    return _in_place_of(hits, "label", hits["hit_id"].map(item_of).map(labels))
+    return _in_place_of(hits, "label", hits["hit_id"].map(pd.Series(found["human"].to_numpy(), index=found["hit_id"])))
 
 
 def with_human_genres(table: pd.DataFrame, labels: dict[str, str], secret: bytes) -> pd.DataFrame:

@@ -45,12 +45,14 @@ def feature_matrix(table: pd.DataFrame) -> pd.DataFrame:
     return features
 
 
-def train(table: pd.DataFrame, seed: int, n_estimators: int = 200):
+def _forest(seed: int, n_estimators: int):
     from sklearn.ensemble import RandomForestClassifier
 
-    model = RandomForestClassifier(n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1)
-    model.fit(feature_matrix(table), table[LABEL_COLUMN])
-    return model
+    return RandomForestClassifier(n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1)
+
+
+def train(table: pd.DataFrame, seed: int, n_estimators: int = 200):
+    return _forest(seed, n_estimators).fit(feature_matrix(table), table[LABEL_COLUMN])
 
 
 def out_of_fold_probabilities(
@@ -65,7 +67,6 @@ def out_of_fold_probabilities(
     """Each row's class probabilities (columns in `classes` order) from a forest that never saw its song: `folds`
     forests, each trained on the other songs' rows. A forest is sure of the rows it trained on, so this is how
     unsure a model really is about them. None with fewer songs than folds."""
-    from sklearn.ensemble import RandomForestClassifier
     from sklearn.model_selection import GroupKFold
 
     if groups.nunique() < folds:
@@ -73,9 +74,7 @@ def out_of_fold_probabilities(
     column = {label: index for index, label in enumerate(classes)}
     out = np.zeros((len(features), len(column)))
     for fit, held in GroupKFold(n_splits=folds).split(features, labels, groups):
-        forest = RandomForestClassifier(
-            n_estimators=n_estimators, class_weight="balanced", random_state=seed, n_jobs=1
-        ).fit(features.iloc[fit], labels.iloc[fit])
+        forest = _forest(seed, n_estimators).fit(features.iloc[fit], labels.iloc[fit])
         probabilities = forest.predict_proba(features.iloc[held])
         for index, label in enumerate(forest.classes_):
             if label in column:
