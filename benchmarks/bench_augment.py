@@ -26,7 +26,7 @@ os.environ.setdefault("NUMBA_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import soundfile  # noqa: E402
 
-from pipeline_project.augmentation.chains import NoisePool, _texture, apply_chain, sample_chain  # noqa: E402
+from pipeline_project.augmentation.chains import NoisePool, apply_chain, noise_texture, sample_chain  # noqa: E402
 from pipeline_project.augmentation.rooms import impulse_response  # noqa: E402
 from pipeline_project.synthesis.examples import all_sources, example_specs, render_example  # noqa: E402
 from pipeline_project.synthesis.render import available_soundfonts, soundfont_presets  # noqa: E402
@@ -75,7 +75,7 @@ def main() -> None:
         soundfile.write(ir_path, ir.mean(axis=0), RATE, subtype="FLOAT")
         soundfile.write(
             noise_path,
-            _texture(steps["noise"], audio.shape, RATE, pool).mean(axis=0).astype(np.float32),
+            noise_texture(steps["noise"], audio.shape, RATE, pool).mean(axis=0).astype(np.float32),
             RATE,
             subtype="FLOAT",
         )

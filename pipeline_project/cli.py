@@ -815,11 +815,12 @@ def _audio_blocks(source: str, rate: int | None, seconds: float = 0.25):
     return info.samplerate, (block.T for block in blocks)
 
 
-def identify(data_root: str | None, source: str, rate: int | None, every_answer: bool) -> int:
-    """Name the song playing in a file or on stdin, from the song index, as the streaming recognizer hears it."""
+def identify(data_root: str | None, source: str, rate: int | None, every_answer: bool, strict: bool = False) -> int:
+    """Name the song playing in a file or on stdin, from the song index, as the streaming recognizer hears it
+    (with its strict preset when `strict`: slower, but it rarely names a song for music not in the index)."""
     from pipeline_project.definitions import default_resources
     from pipeline_project.identification.catalog import SongIndex, SongIndexError
-    from pipeline_project.identification.streaming import StreamingRecognizer
+    from pipeline_project.identification.streaming import PRESETS, StreamingRecognizer
 
     resources = default_resources(data_root)
     storage = resources["storage"]
@@ -830,8 +831,11 @@ def identify(data_root: str | None, source: str, rate: int | None, every_answer:
         print(f"cannot identify: {error}", file=sys.stderr)
         return 1
     model, version = index.info["model_name"], index.info["model_version"]
-    recognizer = StreamingRecognizer(index, resources["mlflow"].registry().load_version(model, version))
-    print(f"song index: {len(index.tracks)} songs, {model} version {version}; listening to {source}")
+    preset = "strict" if strict else "default"
+    recognizer = StreamingRecognizer(
+        index, resources["mlflow"].registry().load_version(model, version), PRESETS[preset]
+    )
+    print(f"song index: {len(index.tracks)} songs, {model} version {version}; listening to {source} ({preset} preset)")
     shown, final, first_heard = None, None, {}
     for block in blocks:
         for answer in recognizer.feed(block, stream_rate):
@@ -1023,6 +1027,12 @@ def main(argv: list[str] | None = None) -> int:
     identify_parser.add_argument("source", help="an audio file, or - for raw 16-bit mono PCM on stdin")
     identify_parser.add_argument("--rate", type=int, help="sample rate of the PCM on stdin (default 44100)")
     identify_parser.add_argument("--every-answer", action="store_true", help="print every hop's answer")
+    identify_parser.add_argument(
+        "--strict",
+        action="store_true",
+        help="answer only on more evidence: slower (about 5.5 s against 3 s at 0 dB), but it rarely names a song "
+        "for music that is not in the index (3 %% of the time against half)",
+    )
     identify_parser.add_argument("--data-root", help="data folder (default: $PIPELINE_DATA_ROOT or ./data)")
     label_parser = sub.add_parser("label", help="serve the labeling page for the review queues on 127.0.0.1")
     label_parser.add_argument("--port", type=int, default=8765, help="port on 127.0.0.1 (default 8765; 0: any free)")
@@ -1062,7 +1072,7 @@ def main(argv: list[str] | None = None) -> int:
         return label(args.data_root, args.port)
     if args.command == "identify":
         logging.basicConfig(level=logging.WARNING)
-        return identify(args.data_root, args.source, args.rate, args.every_answer)
+        return identify(args.data_root, args.source, args.rate, args.every_answer, args.strict)
     if args.command == "run":
         return run(args.data_root, songs_only=args.songs_only)
     logging.basicConfig(level=logging.WARNING)

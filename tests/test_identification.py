@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from pipeline_project.identification import catalog as song_catalog
-from pipeline_project.identification.streaming import RecognizerSettings, StreamingRecognizer
+from pipeline_project.identification.streaming import PRESETS, RecognizerSettings, StreamingRecognizer
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
@@ -127,6 +127,19 @@ def test_a_stream_is_answered_within_seconds_and_stays_on_its_answer(catalog, em
         # What the stream keeps: one window and a hop of audio at 22,050 Hz, and the recent votes.
         assert len(recognizer.audio) < 2 * 22_050
         assert len(recognizer.evidence) <= RecognizerSettings().memory_seconds * 22 + 1
+
+
+def test_the_strict_preset_waits_for_more_evidence_and_names_the_same_song(catalog, embedder):
+    index = built(catalog, embedder)
+    audio, rate = catalog["funk"]
+    heard = with_noise(audio[:, 2 * rate : 14 * rate], 10.0, 7)
+    first = {}
+    for name, settings in PRESETS.items():
+        answers = stream(StreamingRecognizer(index, embedder, settings), heard, rate)
+        named = [answer for answer in answers if answer.track is not None]
+        assert named and {answer.track for answer in named} == {"funk"}, (name, answers)
+        first[name] = named[0].seconds
+    assert first["strict"] > first["default"], first
 
 
 def test_noise_alone_gets_no_answer(catalog, embedder):

@@ -553,13 +553,18 @@ def test_the_song_index_holds_every_song_and_identify_says_no_match_to_noise(pip
 
     sf.write(tmp_path / "noise.wav", noise.T * 0.05, rate)
     assert cli.main(["identify", str(tmp_path / "noise.wav"), "--data-root", str(data_root)]) == 3
-    assert capsys.readouterr().out.strip().endswith("noise.wav: no match")
+    out = capsys.readouterr().out
+    assert "(default preset)" in out and out.strip().endswith("noise.wav: no match")
+    assert cli.main(["identify", str(tmp_path / "noise.wav"), "--strict", "--data-root", str(data_root)]) == 3
+    out = capsys.readouterr().out
+    assert "(strict preset)" in out and out.strip().endswith("noise.wav: no match")
     assert cli.main(["identify", str(tmp_path / "missing.wav"), "--data-root", str(data_root)]) == 1
 
 
 @pytest.mark.xfail(
-    reason="issue 22, open: the demo's embedding (trained on the demo's few concert pairs) does not gather the "
-    "recognizer's evidence threshold within 5 s of a 2-song catalog",
+    reason="the demo's embedding, trained on the concert pairs of a few demo renders, does not gather the default "
+    "preset's evidence within 5 s of a 2-song catalog of 10 s grooves; the embedding trained on a real collection "
+    "is measured by benchmarks/bench_streaming.py",
     strict=False,
 )
 def test_identify_names_the_song_in_a_noisy_recording(pipeline_run, tmp_path, capsys):

@@ -222,7 +222,7 @@ def _mixed_clips(step: dict, channels: int, frames: int, pool: NoisePool, decima
     return total
 
 
-def _texture(step: dict, shape: tuple[int, int], sample_rate: int, pool: NoisePool) -> np.ndarray:
+def noise_texture(step: dict, shape: tuple[int, int], sample_rate: int, pool: NoisePool) -> np.ndarray:
     """Babble: several voices from the pool at recorded offsets. Crowd: more of them, muffled (built at a
     quarter of the rate, so nothing above 5.5 kHz), slowly swelling like an audience."""
     import soxr
@@ -353,7 +353,7 @@ def apply_chain(audio: np.ndarray, sample_rate: int, record: dict, pool: NoisePo
         elif name == "noise":
             out = flush(out)
             noise = (
-                _texture(step, out.shape, sample_rate, pool)
+                noise_texture(step, out.shape, sample_rate, pool)
                 if step["kind"] in ("babble", "crowd")
                 else coloured_noise(step["kind"], out.shape, step["noise_seed"])
             )
