@@ -12,7 +12,8 @@ holds the 5 s one. Every system indexes the same clean catalog tracks:
   catalog window every 4 frames (93 ms), eleven times the index;
 - landmarks: `training.landmarks` (Wang 2003, matching offsets within a frame); its density, fan-out and peak
   neighbourhood (four presets) are tuned first on a development catalog of 17 more chorales, at 0 dB with 5 s
-  queries, so it runs at its best;
+  queries (`bench_landmark_density.py` carries that sweep on to denser presets, ten times slower a query,
+  until top-1 stops rising, and scores the best one on this table's 5 s queries);
 - chromaprint: `fpcalc -raw` of each clean track and each query, matched by the lowest bit error rate over
   every alignment of the query inside the track. A query it cannot fingerprint counts as a miss.
 
