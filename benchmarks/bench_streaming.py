@@ -29,7 +29,7 @@ import sys
 import time
 
 import numpy as np
-from concert_catalog import CACHE, catalogs, chorales, concert, crowd_pool, render_track
+from concert_catalog import CACHE, CALIBRATION_TRACKS, catalogs, chorales, concert, crowd_pool, render_track
 
 from pipeline_project.augmentation.chains import noise_texture, sample_chain
 from pipeline_project.identification import catalog as song_catalog
@@ -152,10 +152,11 @@ def hear_streams(model, args) -> dict:
     started = time.perf_counter()
     development, evaluation = catalogs(args.train_tracks, args.catalog_tracks)
     soundfonts = available_soundfonts()
-    # The first 16 training chorales make the concert chain's crowd (as in bench_retrieval.py); the next ones are
-    # the unknown music, different chorales for each catalog.
-    training = [render_track(name, i, soundfonts) for i, name in enumerate(chorales(16 + 2 * args.empty_streams, 0))]
-    pool = crowd_pool(training[:16])
+    # The first CALIBRATION_TRACKS training chorales make the concert chain's crowd (as in bench_retrieval.py); the
+    # next ones are the unknown music, different chorales for each catalog.
+    crowd = CALIBRATION_TRACKS
+    training = [render_track(name, i, soundfonts) for i, name in enumerate(chorales(crowd + 2 * args.empty_streams, 0))]
+    pool = crowd_pool(training)  # takes the first CALIBRATION_TRACKS
     print(f"rendered the catalogs, the crowd and the unknown music in {time.perf_counter() - started:.0f} s")
 
     def index_of(tracks: dict):
@@ -172,8 +173,8 @@ def hear_streams(model, args) -> dict:
     heard_seconds = 0.0
     votes = {}
     for name, tracks, seed, outside in (
-        ("development", development, 1, training[16 : 16 + args.empty_streams]),
-        ("evaluation", evaluation, 2, training[16 + args.empty_streams :]),
+        ("development", development, 1, training[crowd : crowd + args.empty_streams]),
+        ("evaluation", evaluation, 2, training[crowd + args.empty_streams :]),
     ):
         index = index_of(tracks)
         streams = {snr: streams_of(tracks, pool, snr, seed * 10 + i) for i, snr in enumerate(SNRS_DB)}
