@@ -10,7 +10,7 @@ import pytest
 
 from pipeline_project.resources import MlflowResource, SeparatorResource, StorageResource
 from pipeline_project.separation import learned
-from pipeline_project.separation.separator import FALLBACK_NAME, STEM_NAMES
+from pipeline_project.separation.separator import FALLBACK_NAME, STEM_NAMES, separate_with_fallback
 from pipeline_project.synthesis.render import available_soundfonts
 from pipeline_project.training import analysis_corpus, separator_corpus, separator_registry
 from pipeline_project.training.train_separator import train_separator, validation_sdr
@@ -64,8 +64,14 @@ def test_training_is_reproducible_from_its_seed_and_writes_a_card(trained, held_
     mix, rate = held_out_render
     separation = learned.separate_with_learned(mix, rate, learned.load_separator(first))
     assert set(separation.stems) == set(STEM_NAMES) and all(s.shape == mix.shape for s in separation.stems.values())
-    # The masks sum to one, so the stems sum back to the mix (up to the STFT's edges).
-    assert np.allclose(sum(separation.stems.values()), mix, atol=1e-3)
+    # The network starts as the DSP fallback (its masks are the input, on the same grid), so three steps of
+    # training leave it separating nearly as the fallback does; and what it hears as noise, left out of every
+    # stem, is still next to nothing.
+    fallback = separate_with_fallback(mix, rate).stems
+    for name in STEM_NAMES:
+        difference = np.sum((separation.stems[name] - fallback[name]) ** 2) / (np.sum(fallback[name] ** 2) + 1e-9)
+        assert difference < 0.05, name
+    assert np.sum((mix - sum(separation.stems.values())) ** 2) < 0.01 * np.sum(mix**2)
     assert (
         separation.describe()["model_name"] == "stem_separator" and len(separation.describe()["weights_sha256"]) == 64
     )

@@ -1,22 +1,26 @@
 """The learned offline separator (model family `stem_separator`): a small mask network the pipeline trains on its
 own rendered multitracks (`training.train_separator`), for machines without pretrained Demucs weights.
 
-How it separates a stereo mix:
-1. STFT of both channels (`N_FFT`, `HOP`, at `SAMPLE_RATE`; other rates are resampled there and back);
-2. features: log magnitudes of the mid (L+R) and side (L-R) signals, so centre-panned voices can be told apart;
-3. `MaskNetwork` gives one mask per stem and bin, softmax-normalised over the four stems, so the stems always
-   sum back to the mix, as the DSP fallback's do;
-4. each mask times both channels' spectra, inverse STFT.
+It starts from the DSP fallback and learns what to change. How it separates a stereo mix:
+1. STFT of both channels on the fallback's grid (`N_FFT`, `HOP`, at `SAMPLE_RATE`; other rates are resampled
+   there and back);
+2. features: log magnitudes of the mid (L+R) and side (L-R) signals, so centre-panned voices can be told apart,
+   and the fallback's four masks (`separator.fallback_masks`: HPSS, a bass band, a centre-panned vocal band);
+3. `MaskNetwork` gives one mask per stem and bin, plus a fifth share for what belongs to no stem (crowd, hiss,
+   the noise of a concert hall; trained towards the mix less the stems, so it stays empty where nothing is
+   noise), softmax-normalised over the five; the fifth is dropped, so the stems sum back to the mix less what the
+   network hears as noise;
+4. each stem's mask times both channels' spectra, inverse STFT.
 
-`MaskNetwork` has two paths whose logits add up:
+`MaskNetwork`'s logits are the sum of three parts:
+- the fallback's masks, as log masks with a learned weight per stem and bin: the network starts as the fallback
+  (same grid, same masks) and training moves it only where its renders say the fallback is wrong;
 - local: fixed cues at every bin, at full resolution: how far the bin stands out of the nine frames around it
   (a hit stands out along time), of the nine bins around it (a partial stands out along frequency), and how far
-  it is panned (side over mid); the cue harmonic/percussive separation and the fallback's centre mask use;
+  it is panned (side over mid), weighted frame by frame from the context;
 - context: each frame's spectrum projected to `width` features, dilated convolutions at half the frame rate
-  hearing about three seconds on either side, then a per-bin logit for every stem and a per-frame weighting of
-  the local cues (so the context decides how the cues are read: a hit in a bar with drums, a consonant in one
-  without). Convolutions rather than a recurrent layer: a GRU's backward pass took most of a training step on
-  two cores.
+  hearing about three seconds on either side, then a per-bin logit for every stem and for the noise share.
+  Convolutions rather than a recurrent layer: a GRU's backward pass took most of a training step on two cores.
 The network is exported to ONNX and run with onnxruntime, as the learned analysers are.
 """
 
@@ -30,25 +34,44 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline_project.separation.separator import STEM_NAMES, Separation
+from pipeline_project.separation.separator import (
+    FALLBACK_HOP,
+    FALLBACK_N_FFT,
+    STEM_NAMES,
+    Separation,
+    fallback_masks,
+    harmonic_share,
+)
 
 log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 44_100
-N_FFT = 2048
-HOP = 512
+N_FFT = FALLBACK_N_FFT  # the fallback's grid, so its masks are the network's starting point bin for bin
+HOP = FALLBACK_HOP
 BINS = N_FFT // 2 + 1
 LOG_FLOOR = 1e-4
+PRIOR_FLOOR = 1e-3  # a fallback mask of zero still leaves the network room to open the bin
+INPUTS = 6  # log |mid|, log |side|, the fallback's four masks
 SHIPPED_SEPARATOR = Path(__file__).resolve().parent.parent / "models" / "stem_separator.onnx"
 NAME = "learned"  # stems.json: separator "learned", model_name "stem_separator", its version and sha256
 # Dilations of the context convolutions, at half the STFT frame rate: about 3 s heard on either side.
-CONTEXT_DILATIONS = (1, 2, 4, 8, 16, 32, 64)
+CONTEXT_DILATIONS = (1, 2, 4, 8, 16, 32)
+
+
+def features_of(mid: np.ndarray, side: np.ndarray, harmonic: np.ndarray | None = None) -> np.ndarray:
+    """(INPUTS, BINS, frames) float32 network input from the mid and side magnitudes (BINS, frames): their logs and
+    the fallback's masks. `harmonic`: the mid's harmonic share where it is already known (training computes it
+    once per render), else computed here."""
+    if harmonic is None:
+        harmonic = harmonic_share(mid)
+    prior = fallback_masks(harmonic, mid**2, side**2, SAMPLE_RATE, N_FFT)
+    return np.concatenate([np.log(np.stack([mid, side]) + LOG_FLOOR), prior]).astype(np.float32)
 
 
 def features(spectra: np.ndarray) -> np.ndarray:
-    """(2 channels, BINS, frames) complex spectra -> (1, 2, BINS, frames) float32 log magnitudes of mid and side."""
+    """(2 channels, BINS, frames) complex spectra -> (1, INPUTS, BINS, frames) network input."""
     mid, side = 0.5 * (spectra[0] + spectra[1]), 0.5 * (spectra[0] - spectra[1])
-    return np.log(np.stack([np.abs(mid), np.abs(side)]) + LOG_FLOOR).astype(np.float32)[None]
+    return features_of(np.abs(mid), np.abs(side))[None]
 
 
 def network(width: int = 256):
@@ -58,6 +81,7 @@ def network(width: int = 256):
     from torch.nn import functional
 
     stems, cues = len(STEM_NAMES), 3
+    shares = stems + 1  # the stems, and what belongs to none of them
 
     class MaskNetwork(nn.Module):
         def __init__(self):
@@ -67,42 +91,64 @@ def network(width: int = 256):
                 nn.Sequential(nn.Conv1d(width, width, 3, dilation=d, padding=d), nn.GELU()) for d in CONTEXT_DILATIONS
             )
             self.per_bin = nn.Sequential(
-                nn.Linear(2 * width, width // 2), nn.GELU(), nn.Linear(width // 2, stems * BINS)
+                nn.Linear(2 * width, width // 2), nn.GELU(), nn.Linear(width // 2, shares * BINS)
             )
             self.weighting = nn.Linear(2 * width, stems * cues)
             self.cue_by_bin = nn.Parameter(torch.zeros(stems, cues, BINS, 1))
-            with torch.no_grad():  # start near uniform masks and near-identity context layers: a stable start
+            self.prior_weight = nn.Parameter(torch.ones(stems, BINS, 1))
+            # The noise share starts near nothing (e^-6 of the stems'), so the untrained network is the fallback.
+            self.noise_bias = nn.Parameter(torch.full((1, BINS, 1), -6.0))
+            with torch.no_grad():  # start at the fallback's masks, near-identity context layers: a stable start
                 self.weighting.weight.mul_(0.1)
                 self.per_bin[-1].weight.mul_(0.1)
+                self.per_bin[-1].bias.zero_()
                 for layer in self.context:
                     layer[0].weight.mul_(0.1)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """(batch, 2, BINS, frames) log magnitudes -> (batch, 4, BINS, frames) masks summing to one."""
+            """(batch, INPUTS, BINS, frames) features -> (batch, 5, BINS, frames) shares summing to one: the four
+            stems' masks, then the noise share (trained towards the mix less the stems; `stems_only` drops it)."""
             batch, _, bins, frames = x.shape
-            mid, side = x[:, :1], x[:, 1:]
+            mid, side, prior = x[:, :1], x[:, 1:2], x[:, 2:]
             hit_like = mid - functional.avg_pool2d(mid, (1, 9), 1, (0, 4), count_include_pad=False)  # out of its frames
             partial_like = mid - functional.avg_pool2d(
                 mid, (9, 1), 1, (4, 0), count_include_pad=False
             )  # out of its bins
             # (batch, cues, bins, frames), scaled and bounded so no cue can saturate the softmax on its own
             local = torch.tanh(0.2 * torch.cat([hit_like, partial_like, side - mid], 1))
-            projected = self.project(x.permute(0, 3, 1, 2).reshape(batch, frames, 2 * bins))
+            projected = self.project(x[:, :2].permute(0, 3, 1, 2).reshape(batch, frames, 2 * bins))
             # The context runs at half the frame rate (its job is seconds of context, the cues keep the detail).
             heard = functional.avg_pool1d(projected.transpose(1, 2), 2, 2, ceil_mode=True)
             for layer in self.context:
                 heard = heard + layer(heard)
             heard = heard.transpose(1, 2).repeat_interleave(2, dim=1)[:, :frames]
             state = torch.cat([projected, heard], -1)  # (batch, frames, 2 width)
-            logits = self.per_bin(state).view(batch, frames, stems, bins).permute(0, 2, 3, 1)
+            logits = self.per_bin(state).view(batch, frames, shares, bins).permute(0, 2, 3, 1)
             weights = self.weighting(state).view(batch, frames, stems, cues).permute(0, 2, 3, 1)  # (b, s, c, t)
+            stem_logits = logits[:, :stems] + self.prior_weight[None] * torch.log(prior + PRIOR_FLOOR)
             for cue in range(cues):
-                logits = logits + local[:, cue : cue + 1] * (
+                stem_logits = stem_logits + local[:, cue : cue + 1] * (
                     weights[:, :, cue : cue + 1] + self.cue_by_bin[:, cue][None]
                 )
-            return torch.softmax(logits, dim=1)
+            noise_logit = logits[:, stems:] + self.noise_bias[None]
+            return torch.softmax(torch.cat([stem_logits, noise_logit], 1), dim=1)
 
     return MaskNetwork()
+
+
+def stems_only(trained):
+    """The module the pipeline runs (and ONNX holds): `trained`'s four stem masks, without the noise share."""
+    from torch import nn
+
+    class StemMasks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = trained
+
+        def forward(self, x):
+            return self.network(x)[:, : len(STEM_NAMES)]
+
+    return StemMasks()
 
 
 @dataclass(frozen=True)
@@ -138,9 +184,10 @@ def _session(path: str, sha256: str):
 
 
 def masks(spectra: np.ndarray, loaded: LoadedSeparator) -> np.ndarray:
-    """(4, BINS, frames) masks of one window's (2, BINS, frames) spectra."""
+    """(4, BINS, frames) stem masks of one window's (2, BINS, frames) spectra (with the noise share, they sum to
+    one)."""
     session = _session(str(loaded.path), loaded.sha256)
-    return session.run(None, {"log_magnitudes": features(spectra)})[0][0]
+    return session.run(None, {"features": features(spectra)})[0][0]
 
 
 def separate_with_learned(mix: np.ndarray, sample_rate: int, loaded: LoadedSeparator) -> Separation:

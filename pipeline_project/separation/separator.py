@@ -136,34 +136,56 @@ def _fit_length(audio: np.ndarray, frames: int) -> np.ndarray:
     return np.pad(audio, ((0, 0), (0, frames - audio.shape[1])))
 
 
-def separate_with_fallback(mix: np.ndarray, sample_rate: int, n_fft: int = 4096, hop: int = 1024) -> Separation:
+FALLBACK_N_FFT = 4096  # about 10.8 Hz bins at 44.1 kHz: enough to tell a bass note from a kick
+FALLBACK_HOP = 1024
+
+
+def harmonic_share(mid_magnitude: np.ndarray) -> np.ndarray:
+    """The harmonic share of every bin of a (bins, frames) magnitude spectrogram: librosa's median-filter HPSS
+    masks, normalised so the harmonic and percussive shares sum to one (the percussive share is one minus it).
+    The fallback's one costly step, so the learned separator's training computes it once per render."""
+    import librosa
+
+    harmonic, percussive = librosa.decompose.hpss(mid_magnitude, kernel_size=17, margin=1.0, mask=True)
+    return (harmonic / (harmonic + percussive + 1e-10)).astype(np.float32)
+
+
+def fallback_masks(
+    harmonic: np.ndarray, mid_power: np.ndarray, side_power: np.ndarray, sample_rate: int, n_fft: int
+) -> np.ndarray:
+    """The fallback's four masks, (4, bins, frames) in `STEM_NAMES` order, from each bin's harmonic share and the
+    mid and side power: drums are the percussive share, bass the harmonic share below about 200 Hz, vocals the
+    centre-panned harmonic share within 200 Hz to 5 kHz, other the rest. They sum to one at every bin."""
+    import librosa
+
+    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)[:, None]
+    low = 1.0 / (1.0 + (freqs / 200.0) ** 4)  # smooth low-pass around 200 Hz
+    vocal_band = (1.0 - low) * (1.0 / (1.0 + (freqs / 5000.0) ** 4))
+    centre = mid_power / (mid_power + side_power + 1e-10)
+    drums = 1.0 - harmonic
+    bass = harmonic * low
+    vocals = harmonic * (1.0 - low) * vocal_band * centre
+    other = np.clip(1.0 - drums - bass - vocals, 0.0, 1.0)
+    masks = {"drums": drums, "bass": bass, "other": other, "vocals": vocals}
+    return np.stack([np.broadcast_to(masks[name], harmonic.shape) for name in STEM_NAMES]).astype(np.float32)
+
+
+def separate_with_fallback(
+    mix: np.ndarray, sample_rate: int, n_fft: int = FALLBACK_N_FFT, hop: int = FALLBACK_HOP
+) -> Separation:
     """The DSP fallback described in the module docstring."""
     import librosa
 
     spectra = np.stack([librosa.stft(channel, n_fft=n_fft, hop_length=hop) for channel in mix])  # (2, bins, frames)
     mid = 0.5 * (spectra[0] + spectra[1])
     side = 0.5 * (spectra[0] - spectra[1])
-    harmonic_mask, percussive_mask = librosa.decompose.hpss(np.abs(mid), kernel_size=17, margin=1.0, mask=True)
-    total = harmonic_mask + percussive_mask + 1e-10
-    harmonic_mask, percussive_mask = harmonic_mask / total, percussive_mask / total
-
-    freqs = librosa.fft_frequencies(sr=sample_rate, n_fft=n_fft)[:, None]
-    low = 1.0 / (1.0 + (freqs / 200.0) ** 4)  # smooth low-pass around 200 Hz
-    vocal_band = (1.0 - low) * (1.0 / (1.0 + (freqs / 5000.0) ** 4))
-    centre = np.abs(mid) ** 2 / (np.abs(mid) ** 2 + np.abs(side) ** 2 + 1e-10)
-
-    masks = {
-        "drums": percussive_mask,
-        "bass": harmonic_mask * low,
-        "vocals": harmonic_mask * (1.0 - low) * vocal_band * centre,
-    }
-    masks["other"] = np.clip(1.0 - masks["drums"] - masks["bass"] - masks["vocals"], 0.0, 1.0)
+    masks = fallback_masks(harmonic_share(np.abs(mid)), np.abs(mid) ** 2, np.abs(side) ** 2, sample_rate, n_fft)
     frames = mix.shape[1]
     stems = {}
-    for name in STEM_NAMES:
+    for index, name in enumerate(STEM_NAMES):
         stems[name] = np.stack(
             [
-                librosa.istft(spectra[c] * masks[name], hop_length=hop, n_fft=n_fft, length=frames)
+                librosa.istft(spectra[c] * masks[index], hop_length=hop, n_fft=n_fft, length=frames)
                 for c in range(mix.shape[0])
             ]
         ).astype(np.float32)

@@ -48,7 +48,7 @@ def onnx_masks(model, features: np.ndarray) -> np.ndarray:
     import onnxruntime
 
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {"log_magnitudes": features})[0]
+    return session.run(None, {"features": features})[0]
 
 
 def register_separator(

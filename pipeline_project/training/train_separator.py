@@ -8,8 +8,9 @@
    the training SoundFonts, validation pieces through the held-out ones, each in one listening condition).
    Renders are cached by plan, so a second run only trains.
 2. Trains `separation.learned.network` for a fixed number of steps from the seed on random three-second
-   excerpts (random gain, random left/right swap), minimising the stems' signal-to-distortion loss on the mid
-   signal, and keeps the weights of the best validation loss.
+   excerpts (random gain, random left/right swap, a random equalizer on the mix and its stems alike), minimising
+   the signal-to-distortion loss on the mid signal of the stems and of the noise share (the mix less the stems),
+   and keeps the weights of the best validation loss.
 3. Exports ONNX and scores it as the pipeline runs it (`separation.learned.separate_with_learned`) beside the DSP
    fallback on the validation renders: SDR per stem in every condition. The card says whether it is promoted:
    better than the fallback on the mean and no worse on any stem in any condition.
@@ -36,7 +37,7 @@ from pipeline_project.training.train_analysis import DEFAULT_CORPUS as ANALYSIS_
 DEFAULT_CORPUS = Path("data/separator_corpus")
 ANALYSIS_METERS = meter_cache(ANALYSIS_CORPUS)  # the time signatures the analysis renders read once
 SHIPPED_MODELS = learned.SHIPPED_SEPARATOR.parent
-EXCERPT_FRAMES = 256  # three seconds of STFT frames
+EXCERPT_FRAMES = 128  # three seconds of STFT frames
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ class SeparatorSettings:
 
 
 def sdr_loss(masks, targets):
-    """Mean over stems and excerpts of 10 log10(error / reference energy) of the masked mid spectra: the SDR's
+    """Mean over stems (and the noise share) and excerpts of 10 log10(error / reference energy) of the masked mid spectra: the SDR's
     negative, computed on the STFT. A stem silent in the excerpt is measured against a small share of the mix's
     energy, so leaking into it still costs. `targets` from `batch_of`; the error of mask M on mix X for stem S,
     |M X - S|^2 = M^2 |X|^2 - 2 M Re(conj(X) S) + |S|^2, is computed in real arithmetic (cheaper than complex)."""
@@ -74,15 +75,17 @@ def _stft(audio):
 
 
 def batch_of(examples: list[dict], size: int, rng: np.random.Generator, frames: int = EXCERPT_FRAMES):
-    """(features, targets for `sdr_loss`) of `size` random excerpts."""
+    """(features, targets for `sdr_loss`) of `size` random excerpts. Excerpts start on a frame of the render's own
+    STFT, so its cached harmonic share lines up with theirs."""
     import torch
 
     samples = (frames - 1) * learned.HOP
-    mixes, stems = [], []
+    mixes, stems, harmonics = [], [], []
     for _ in range(size):
         example = examples[int(rng.integers(len(examples)))]
         length = example["mix"].shape[1]
-        start = int(rng.integers(0, max(1, length - samples)))
+        first = int(rng.integers(0, max(1, (length - samples) // learned.HOP)))
+        start = first * learned.HOP
         gain = np.float32(10 ** (rng.uniform(-6, 6) / 20))
         mix = example["mix"][:, start : start + samples].astype(np.float32) * gain
         if rng.uniform() < 0.5:
@@ -91,12 +94,29 @@ def batch_of(examples: list[dict], size: int, rng: np.random.Generator, frames: 
         pad = samples - mix.shape[1]
         mixes.append(np.pad(mix, ((0, 0), (0, pad))))
         stems.append(np.pad(stem, ((0, 0), (0, pad))))
-    spectra = _stft(torch.from_numpy(np.stack(mixes)))
+        harmonic = example["harmonic"][:, first : first + frames].astype(np.float32)
+        harmonics.append(np.pad(harmonic, ((0, 0), (0, frames - harmonic.shape[1])), constant_values=0.5))
+    equalizer = torch.from_numpy(random_equalizers(size, rng))[:, None, :, None]  # same EQ on the mix and its stems
+    spectra = _stft(torch.from_numpy(np.stack(mixes))) * equalizer
     mid, side = 0.5 * (spectra[:, 0] + spectra[:, 1]), 0.5 * (spectra[:, 0] - spectra[:, 1])
-    inputs = torch.log(torch.stack([mid.abs(), side.abs()], 1) + learned.LOG_FLOOR)
-    stem_spectra = _stft(torch.from_numpy(np.stack(stems)))
+    inputs = np.stack(
+        [learned.features_of(m, s, h) for m, s, h in zip(mid.abs().numpy(), side.abs().numpy(), harmonics)]
+    )
+    stem_spectra = _stft(torch.from_numpy(np.stack(stems))) * equalizer
+    # The fifth target is what no stem holds (the condition's noise): the mix less the stems, empty when clean.
+    stem_spectra = torch.cat([stem_spectra, mid[:, None] - stem_spectra.sum(1, keepdim=True)], 1)
     targets = (mid.abs().pow(2), (mid.conj()[:, None] * stem_spectra).real, stem_spectra.abs().pow(2).sum((2, 3)))
-    return inputs, targets
+    return torch.from_numpy(inputs), targets
+
+
+def random_equalizers(size: int, rng: np.random.Generator) -> np.ndarray:
+    """(size, BINS) float32 gains: a tilt of up to 3 dB an octave around 1 kHz and a bell of up to 6 dB an octave
+    wide somewhere from 100 Hz to 8 kHz, so the network cannot learn three SoundFonts' timbres by heart."""
+    octaves = np.log2(np.maximum(np.arange(learned.BINS) * learned.SAMPLE_RATE / learned.N_FFT, 20.0) / 1000.0)
+    tilt = rng.uniform(-3, 3, (size, 1)) * octaves
+    centre = rng.uniform(np.log2(0.1), np.log2(8.0), (size, 1))
+    bell = rng.uniform(-6, 6, (size, 1)) * np.exp(-0.5 * ((octaves - centre) / 0.5) ** 2)
+    return (10 ** (np.clip(tilt + bell, -12, 12) / 20)).astype(np.float32)
 
 
 def _on(device: str, batch):
@@ -168,15 +188,15 @@ def export_onnx(network, path: Path) -> None:
     """ONNX with a dynamic frame axis, written atomically."""
     import torch
 
-    example = torch.zeros(1, 2, learned.BINS, 64)
+    example = torch.zeros(1, learned.INPUTS, learned.BINS, 64)
     with atomic_path(path) as temporary:
         torch.onnx.export(
-            network,
+            learned.stems_only(network),
             (example,),
             str(temporary),
-            input_names=["log_magnitudes"],
+            input_names=["features"],
             output_names=["masks"],
-            dynamic_axes={"log_magnitudes": {3: "frames"}, "masks": {3: "frames"}},
+            dynamic_axes={"features": {3: "frames"}, "masks": {3: "frames"}},
             opset_version=17,
             dynamo=False,
         )
@@ -285,7 +305,10 @@ def train_separator(
         f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
         f"{len(paths['validation'])} validation renders"
     )
-    examples = {split: [separator_corpus.load(p) for p in split_paths] for split, split_paths in paths.items()}
+    separator_corpus.prepare_harmonic(paths["train"] + paths["validation"], workers, log)
+    examples = {
+        split: [separator_corpus.load(p, harmonic=True) for p in split_paths] for split, split_paths in paths.items()
+    }
 
     # Two threads whatever the machine: the weights then do not depend on how many cores it has.
     torch.set_num_threads(2)
