@@ -51,8 +51,8 @@ class SeparatorSettings:
 
 
 def sdr_loss(masks, targets):
-    """Mean over stems (and the noise share) and excerpts of 10 log10(error / reference energy) of the masked mid spectra: the SDR's
-    negative, computed on the STFT. A stem silent in the excerpt is measured against a small share of the mix's
+    """Mean over stems (and the noise share) and excerpts of 10 log10(error / reference energy) of the masked mid
+    spectra: the SDR's negative, computed on the STFT. A stem silent in the excerpt is measured against a small share of the mix's
     energy, so leaking into it still costs. `targets` from `batch_of`; the error of mask M on mix X for stem S,
     |M X - S|^2 = M^2 |X|^2 - 2 M Re(conj(X) S) + |S|^2, is computed in real arithmetic (cheaper than complex)."""
     import torch
@@ -111,7 +111,7 @@ def batch_of(examples: list[dict], size: int, rng: np.random.Generator, frames: 
 
 def random_equalizers(size: int, rng: np.random.Generator) -> np.ndarray:
     """(size, BINS) float32 gains: a tilt of up to 3 dB an octave around 1 kHz and a bell of up to 6 dB an octave
-    wide somewhere from 100 Hz to 8 kHz, so the network cannot learn three SoundFonts' timbres by heart."""
+    wide somewhere from 100 Hz to 8 kHz, so the network cannot learn the training SoundFonts' timbres by heart."""
     octaves = np.log2(np.maximum(np.arange(learned.BINS) * learned.SAMPLE_RATE / learned.N_FFT, 20.0) / 1000.0)
     tilt = rng.uniform(-3, 3, (size, 1)) * octaves
     centre = rng.uniform(np.log2(0.1), np.log2(8.0), (size, 1))
