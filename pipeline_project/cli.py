@@ -696,7 +696,7 @@ def _analysers(mlflow_resource) -> str:
                     f"{name} version {champion.version} ({champion.tags.get('analysis_version', '?')}, learned)"
                 )
             elif versions:
-                parts.append(f"{name} DSP path (no version beat it: {versions[-1].tags.get('promotion', '?')})")
+                parts.append(f"{name} DSP path (no champion: {versions[-1].tags.get('promotion', '?')})")
             else:
                 parts.append(f"{name} DSP path (no version registered yet)")
         return "; ".join(parts)

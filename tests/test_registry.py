@@ -156,6 +156,10 @@ def test_semver_and_promotion_rules():
     assert promotion_decision(0.81, 0.80, 0.01, [])[0] is True
     assert promotion_decision(float("nan"), None, 0.01, [])[0] is False
     assert promotion_decision(0.9, None, 0.01, ["metrics_finite"]) == (False, "failed blocking checks: metrics_finite")
+    beats_dsp = promotion_decision(0.95, None, 0.005, [], ("DSP path", 0.92))
+    assert beats_dsp[0] and "the DSP path's 0.9200" in beats_dsp[1]
+    held = promotion_decision(0.95, None, 0.005, [], ("DSP path", 0.92), held_back="worse in the concert")
+    assert held == (False, "worse in the concert")
 
 
 @pytest.fixture

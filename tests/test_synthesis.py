@@ -14,7 +14,7 @@ from pipeline_project.augmentation.chains import (
 )
 from pipeline_project.synthesis.arrangement import Arrangement, ScoreNote, from_corpus
 from pipeline_project.synthesis.examples import all_sources, example_specs, rebuild_example, render_example
-from pipeline_project.synthesis.grooves import GROOVE_STYLES, groove_only, with_rhythm_section
+from pipeline_project.synthesis.grooves import GROOVE_STYLES, PROGRESSIONS, groove_only, with_rhythm_section
 from pipeline_project.synthesis.instruments import FAMILY_OF_PROGRAM, family_of
 from pipeline_project.synthesis.performance import Humanization, perform, stretch_labels
 from pipeline_project.synthesis.render import available_soundfonts, bundled_soundfont, render, soundfont_presets
@@ -202,6 +202,17 @@ def test_groove_library_covers_meters_articulations_and_progressions():
         "choke",
         "flam_grace",
     } <= articulations
+
+
+def test_a_grooves_key_is_the_one_its_progression_comes_home_to():
+    for progression in PROGRESSIONS:
+        for asked in ("A:minor", "D:major"):
+            arrangement = groove_only("rock", 4, seed=1, key=asked, progression=progression)
+            tonic, mode = arrangement.key.split(":")
+            assert f"{tonic}:{mode[:3]}" in {label for _, _, label in arrangement.chords}, (progression, asked)
+    andalusian = groove_only("rock", 4, seed=1, key="A:minor", progression="andalusian")
+    assert andalusian.key == "F#:minor" and andalusian.chords[0][2] == "F#:min"
+    assert groove_only("rock", 4, seed=1, key="A:minor", progression="I-IV-V-I").key == "A:major"
 
 
 def test_velocity_curves_follow_the_dynamic_level():

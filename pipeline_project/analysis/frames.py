@@ -89,6 +89,17 @@ def harmony_features(mono: np.ndarray) -> np.ndarray:
     return np.log1p(100.0 * spectrum).T.astype(np.float32)[: harmony_frames(len(mono) / RATE)]
 
 
+def pitch_class_energy(harmony: np.ndarray) -> np.ndarray:
+    """(frames, 12) magnitude per pitch class (C first) of `harmony_features` frames: every octave's bins of
+    a pitch class summed. A key profile of the sound, beside what the networks hear."""
+    magnitude = np.expm1(np.asarray(harmony, dtype=np.float64)) / 100.0
+    semitones = magnitude.reshape(len(magnitude), SEMITONES, BINS_PER_SEMITONE).sum(axis=2)
+    energy = np.zeros((len(magnitude), 12))
+    for semitone in range(SEMITONES):
+        energy[:, (LOWEST_MIDI + semitone) % 12] += semitones[:, semitone]
+    return energy
+
+
 def chord_class(label: str) -> int:
     """Index of a chord label in the vocabulary; N -> NO_CHORD; IGNORE for a quality it cannot say."""
     if label in ("N", ""):

@@ -171,24 +171,26 @@ def bass_root_prior(bass_notes: list[str | None]) -> np.ndarray:
     return prior
 
 
-def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
-    """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus how much of the
-    song sits on its tonic triad and on its dominant (major) triad. A key is established by its tonic and
-    dominant chords; counting them tells a key from its dominant or relative key where the pitch-class
-    profile alone hesitates."""
-    _, _, _, correlations = estimate_key(chroma_profile)
+def chord_key_evidence(chords: list[dict]) -> np.ndarray:
+    """(24,) for each key (major on C..B, then minor): how much of the song sits on its tonic triad and on
+    its dominant (major) triad, weighted. A key is established by its tonic and dominant chords; counting them
+    tells a key from its dominant or relative key where the pitch-class profile alone hesitates."""
     counts = Counter(c["chord"] for c in chords if c["chord"] != "N")
     total = max(1, sum(counts.values()))
-    scores = []
-    for index, correlation in enumerate(np.nan_to_num(correlations, nan=-1.0)):
+    evidence = np.zeros(24)
+    for index in range(24):
         tonic = index % 12
         tonic_chord = f"{PITCH_NAMES[tonic]}:{'maj' if index < 12 else 'min'}"
         dominant_chord = f"{PITCH_NAMES[(tonic + 7) % 12]}:maj"
-        scores.append(
-            correlation
-            + (TONIC_CHORD_WEIGHT * counts[tonic_chord] + DOMINANT_CHORD_WEIGHT * counts[dominant_chord]) / total
-        )
-    scores = np.array(scores)
+        evidence[index] = TONIC_CHORD_WEIGHT * counts[tonic_chord] + DOMINANT_CHORD_WEIGHT * counts[dominant_chord]
+    return evidence / total
+
+
+def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
+    """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus
+    `chord_key_evidence`."""
+    _, _, _, correlations = estimate_key(chroma_profile)
+    scores = np.nan_to_num(np.array(correlations), nan=-1.0) + chord_key_evidence(chords)
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
     return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())
@@ -360,7 +362,9 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         root_prior = bass_root_prior(bass_notes)
         first_pass = label_chords(similarity, energy, root_prior)
     if "key_tracker" in used:
-        found = learned.decode_keys(act, duration, downbeat_times)
+        found = learned.decode_keys(
+            act, duration, downbeat_times, settings, chords if "chord_recognizer" in used else first_pass
+        )
         tonic, mode, key_confidence, local_keys = (
             found["key_tonic"],
             found["key_mode"],

@@ -198,6 +198,21 @@ PROGRESSIONS: dict[str, list[tuple[int, str]]] = {
     + [(0, "maj")] * 2
     + [(7, "maj"), (5, "maj"), (0, "maj"), (7, "maj")],
 }
+# The key each progression is in, as (semitones above its I, mode): where it comes home. The Andalusian
+# cadence, written as vi-V-IV-III of its relative major, is in the minor key of its vi; the others are in the
+# major key of their I.
+PROGRESSION_HOMES: dict[str, tuple[int, str]] = {"andalusian": (9, "minor")}
+MAJOR_HOME = (0, "major")
+
+
+def progression_key(progression: str, key: str) -> tuple[str, int]:
+    """(the key a groove over `progression` is in, the pitch class of the progression's I) where `key` names
+    the I: the progression is played from `key`'s tonic, and the groove is labelled with the key it comes home
+    to, whatever mode `key` asks. So the Andalusian cadence asked in A minor (F#m E D C#) is in F# minor, and
+    I-IV-V-I asked in A minor is in A major: a label is what the audio is in."""
+    home_steps, mode = PROGRESSION_HOMES.get(progression, MAJOR_HOME)
+    first = PITCH_CLASS[key.split(":")[0]]
+    return f"{PITCH_NAMES[(first + home_steps) % 12]}:{mode}", first
 
 
 def meter_of(style: str) -> tuple[int, int, float]:
@@ -294,10 +309,11 @@ def with_rhythm_section(arrangement: Arrangement, style: str, seed: int) -> Arra
 
 
 def groove_only(style: str, bars: int, seed: int, key: str = "C:major", progression: str = "I-IV-V-I") -> Arrangement:
-    """A drums-and-bass example over a chord progression, for drum-hit and rhythm training data."""
+    """A drums-and-bass example over a chord progression from `key`'s tonic, for drum-hit and rhythm training
+    data; labelled with the key the progression is in (see `progression_key`)."""
     beats_per_bar, denominator, beat_ql = meter_of(style)
     bar_ql = beats_per_bar * beat_ql
-    tonic = PITCH_CLASS[key.split(":")[0]]
+    key, tonic = progression_key(progression, key)
     steps = PROGRESSIONS[progression]
     chords = [
         (

@@ -107,6 +107,11 @@ def register_model_set(
         example = example_features(name)
         prediction = onnx_output(network, example, OUTPUT_OF[name])
         scores, dsp = card["validation_scores"], card["dsp_validation_scores"]
+        held_back = None
+        if not card.get("promoted", False) and float(scores[metric]) >= float(dsp[metric]) + minimum_gain:
+            held_back = (
+                f"{scores[metric]:.4f} beats the DSP path's {dsp[metric]:.4f} over all but not in every condition"
+            )
         metrics = {f"validation_{k}": v for k, v in scores.items()} | {f"dsp_validation_{k}": v for k, v in dsp.items()}
         per_condition = card.get("validation_by_condition", {})
         for system, prefix in (("learned", "validation"), ("dsp", "dsp_validation")):
@@ -136,6 +141,7 @@ def register_model_set(
             **render_card_checks(card, predict, example, prediction, metrics, MINIMUM_VALIDATION_RENDERS),
             performance={"validation": scores, "dsp_validation": dsp, "metric": metric, "by_condition": per_condition},
             baseline=("DSP path", float(dsp[metric])),
+            held_back=held_back,
         )
         log(
             f"{name}: registered version {result.version} ({card.get('version')}), validation {metric} {result.score}: "

@@ -128,13 +128,18 @@ def promotion_decision(
     minimum_gain: float,
     failed_checks: list[str],
     baseline: tuple[str, float] | None = None,
+    held_back: str | None = None,
 ) -> tuple[bool, str]:
     """Whether a new version takes `champion`, and why (or why not). Without a champion, a family that
-    replaces a non-learned path (`baseline`: its name and score on the same split) must beat that instead."""
+    replaces a non-learned path (`baseline`: its name and score on the same split) must beat that instead.
+    `held_back` is a reason the version's own card gives for staying a challenger whatever its score (worse
+    than the non-learned path in a listening condition)."""
     if failed_checks:
         return False, f"failed blocking checks: {', '.join(failed_checks)}"
     if not math.isfinite(score):
         return False, f"score {score} is not a number"
+    if held_back:
+        return False, held_back
     rival = "champion's"
     if champion_score is None and baseline is not None:
         rival, champion_score = f"the {baseline[0]}'s", baseline[1]
@@ -358,13 +363,15 @@ class Registry:
         major: int = 1,
         new_data: bool = True,
         baseline: tuple[str, float] | None = None,
+        held_back: str | None = None,
     ) -> RegistrationResult:
         """Log a run with the model, its card and artifacts, register it as a new version, then move
         `champion` to it only if it passes `checks` and beats the current champion, re-scored by
         `score_champion(model)` on the same test split, by `minimum_gain`; otherwise the version gets
         `challenger`. `checks(model folder, card)` returns {check name: passed} for the logged files;
         `files` (artifact name -> local path) are logged beside the model (exports, plots). `baseline` (name,
-        score) is what a first version must beat where the family replaces a non-learned path. `inputs`
+        score) is what a first version must beat where the family replaces a non-learned path; `held_back`, a
+        reason its card gives for staying a challenger whatever its score. `inputs`
         (`snapshot_input`) are the dataset snapshots it was trained on. `onnx_exports` (name -> .onnx file) are
         exports of the model that take the same input: each is logged as an ONNX model of its own in the run, with
         the same signature. An `onnx` model is an `onnx.ModelProto`."""
@@ -442,7 +449,7 @@ class Registry:
                 }
                 results = checks(model_dir, card) if checks else {}
             failed = [name for name, passed in results.items() if not passed]
-            promoted, reason = promotion_decision(score, champion_score, minimum_gain, failed, baseline)
+            promoted, reason = promotion_decision(score, champion_score, minimum_gain, failed, baseline, held_back)
             card["checks"] = results
             card["promotion"] = {"promoted": promoted, "reason": reason}
             mlflow.log_dict(card, MODEL_CARD)

@@ -8,9 +8,13 @@
    Renders are cached by plan, so a second run only trains.
 2. Trains the beat network and the harmony network for a fixed number of steps from the seed (the same
    seed gives the same weights), keeping the weights of the best validation loss.
-3. Scores both on the validation renders with the decoders the pipeline uses (beat F-measure, tempo,
-   chord majmin, key), exports ONNX and writes each model card beside it.
+3. Scores both on the validation renders, every validation piece heard in all four conditions, with the
+   decoders the pipeline uses (beat F-measure, tempo, chord majmin, key), exports ONNX and writes each
+   model card beside it.
 Reserved pieces are never planned (`synthesis.corpus_split`); the test split is left to the benchmark.
+
+With `--rescore`, nothing is trained: the model set in `--out` is scored again on the validation renders (step
+3 with the current decoders and labels) and its cards rewritten, networks and versions untouched.
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ DEFAULT_CORPUS = Path("data/analysis_corpus")
 # Each network replaces the DSP path only where it is better on all of its metrics by MINIMUM_GAIN, the gate
 # the registry applies (`training.analysis_registry`).
 PROMOTION_METRICS = {"beat_tracker": ("beat_f",), "chord_recognizer": ("chord_majmin",), "key_tracker": ("key",)}
+PROMOTION_RULE = (
+    f"used instead of the DSP path when better by at least {MINIMUM_GAIN} on every promotion metric over the "
+    "validation renders, and no worse on any in any listening condition"
+)
 
 
 def network_activations(beat_network, harmony_network, example: dict) -> dict[str, np.ndarray]:
@@ -45,7 +53,10 @@ def network_activations(beat_network, harmony_network, example: dict) -> dict[st
             torch.log_softmax(x, dim=-1)[0].numpy()
             for x in harmony_network(torch.from_numpy(example["harmony_features"])[None])
         )
-    return {"beat": pulse[:, 0], "downbeat": pulse[:, 1], "chord": chord, "bass": bass, "key": key}
+    pitch_classes = frames.pitch_class_energy(example["harmony_features"])
+    return {"beat": pulse[:, 0], "downbeat": pulse[:, 1], "chord": chord, "bass": bass, "key": key} | {
+        "pitch_classes": pitch_classes
+    }
 
 
 def score_example(result: dict, meta: dict) -> dict[str, float]:
@@ -72,6 +83,7 @@ def score_example(result: dict, meta: dict) -> dict[str, float]:
 ACTIVATION_PRIORS = (0.1, 0.2, 0.3, 0.4)
 RING_OUT_RATIOS = (0.0, 0.5, 0.7, 0.9)
 CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
+KEY_EVIDENCE_WEIGHTS = (0.0, 2.0, 5.0, 10.0)
 
 
 def _mean_scores(rows: list[dict]) -> dict[str, float]:
@@ -97,7 +109,8 @@ def tune_and_evaluate(
 ) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
-    with the scores they give per validation render (`learned_rows`)."""
+    with the scores they give per validation render (`learned_rows`); last the weight of the sound's own key
+    evidence beside the key tracker's, for the key."""
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
         return _mean_scores(learned_rows(activations, corpus, settings))
@@ -111,6 +124,8 @@ def tune_and_evaluate(
         CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"]
     )
     settings = replace(settings, chord_change_penalty=penalty)
+    weight = max(KEY_EVIDENCE_WEIGHTS, key=lambda w: scores(replace(settings, key_evidence_weight=w))["key"])
+    settings = replace(settings, key_evidence_weight=weight)
     return settings, learned_rows(activations, corpus, settings)
 
 
@@ -152,6 +167,71 @@ def file_digest(path: Path) -> str:
     return sha256_of(path)[:12]
 
 
+def earns_promotion(scores: dict, baseline: dict, per_condition: dict, metrics) -> bool:
+    """Whether a family replaces the DSP path: better on each of its metrics by MINIMUM_GAIN over all the
+    validation renders, and no worse in any listening condition (the issue's gate judges every condition, as
+    the learned separator's does)."""
+    overall = all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics)
+    conditions = per_condition["dsp"]
+    return overall and all(per_condition["learned"][c][m] >= conditions[c][m] for c in conditions for m in metrics)
+
+
+def validate(
+    activations: list[dict], validation: list[dict], plans: list, histogram: list[int], catalog, workers: int, log
+) -> dict:
+    """Tune the decoders on the validation renders' activations, score the learned analysers and the DSP path
+    there (overall and per condition), and decide which families are promoted: what a model card records."""
+    decoder, rows = tune_and_evaluate(activations, validation, histogram)
+    scores = _mean_scores(rows)
+    baseline_rows = dsp_rows(plans, catalog, workers)
+    baseline = _mean_scores(baseline_rows)
+    conditions = [plan.condition for plan in plans]
+    per_condition = {"learned": by_condition(rows, conditions), "dsp": by_condition(baseline_rows, conditions)}
+    promoted = {
+        name: earns_promotion(scores, baseline, per_condition, metrics) for name, metrics in PROMOTION_METRICS.items()
+    }
+    log(
+        f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
+        f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the pipeline instead of the DSP path): {promoted}"
+    )
+    return {
+        "validation_scores": scores,
+        "dsp_validation_scores": baseline,
+        "validation_by_condition": per_condition,
+        "promoted": promoted,
+        "decoder": decoder,
+    }
+
+
+def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
+    """The decoder settings a family's card keeps."""
+    if name == "beat_tracker":
+        return {"activation_prior": decoder.activation_prior, "ring_out_ratio": decoder.ring_out_ratio}
+    if name == "key_tracker":
+        return {
+            "chord_change_penalty": decoder.chord_change_penalty,
+            "key_evidence_weight": decoder.key_evidence_weight,
+        }
+    return {"chord_change_penalty": decoder.chord_change_penalty}
+
+
+def validation_plans(catalog, seed: int, max_pieces: int | None, meters: Path, every_condition: bool = False) -> list:
+    """The validation renders of a training run with this seed and `max_pieces` (an eighth as many pieces):
+    each piece in one condition drawn at random (for the validation loss while training), or with
+    `every_condition` in all four (for tuning the decoders and for the gate, which judges every condition:
+    four times the renders for the same pieces)."""
+    return analysis_corpus.plan_renders(
+        "validation",
+        list(catalog),
+        1,
+        seed,
+        max(1, max_pieces // 8) if max_pieces else None,
+        meter_cache=meters,
+        every_condition=every_condition,
+    )
+
+
 def train_model_set(
     out: Path,
     corpus: Path = DEFAULT_CORPUS,
@@ -180,17 +260,16 @@ def train_model_set(
         "train": analysis_corpus.plan_renders(
             "train", list(catalog), renders_per_piece, seed, max_pieces, meter_cache=meters
         ),
-        "validation": analysis_corpus.plan_renders(
-            "validation", list(catalog), 1, seed, max(1, max_pieces // 8) if max_pieces else None, meter_cache=meters
-        ),
+        "validation": validation_plans(catalog, seed, max_pieces, meters),
+        "scoring": validation_plans(catalog, seed, max_pieces, meters, every_condition=True),
     }
     paths = {
-        split: analysis_corpus.build(split_plans, corpus / split, catalog, workers)
-        for split, split_plans in plans.items()
+        split: analysis_corpus.build(split_plans, corpus / folder, catalog, workers)
+        for (split, split_plans), folder in zip(plans.items(), ("train", "validation", "validation"))
     }
     log(
         f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
-        f"{len(paths['validation'])} validation renders"
+        f"{len(paths['validation'])} validation renders ({len(paths['scoring'])} with every condition)"
     )
 
     settings = analysis_models.TrainingSettings(seed=seed, steps=steps, width=width)
@@ -200,30 +279,23 @@ def train_model_set(
     trained = dict(map_in_processes(train_in_process, jobs, workers=min(2, available_cores())))
     networks = {kind: network for kind, (network, _) in trained.items()}
     records = {kind: record for kind, (_, record) in trained.items()}
-    validation = [analysis_corpus.load(p) for p in paths["validation"]]
+    validation = [analysis_corpus.load(p) for p in paths["scoring"]]
     histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
     activations = [network_activations(networks["beat"], networks["harmony"], e) for e in validation]
-    decoder, rows = tune_and_evaluate(activations, validation, histogram)
-    scores = _mean_scores(rows)
-    baseline_rows = dsp_rows(plans["validation"], catalog, workers)
-    baseline = _mean_scores(baseline_rows)
-    conditions = [plan.condition for plan in plans["validation"]]
-    per_condition = {"learned": by_condition(rows, conditions), "dsp": by_condition(baseline_rows, conditions)}
-    promoted = {
-        name: all(scores[m] >= baseline[m] + MINIMUM_GAIN for m in metrics)
-        for name, metrics in PROMOTION_METRICS.items()
-    }
-    log(
-        f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
-        f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
-        f"{decoder.chord_change_penalty}; promoted (used by the pipeline instead of the DSP path): {promoted}"
+    checked = validate(activations, validation, plans["scoring"], histogram, catalog, workers, log)
+    scores, baseline, per_condition, promoted, decoder = (
+        checked["validation_scores"],
+        checked["dsp_validation_scores"],
+        checked["validation_by_condition"],
+        checked["promoted"],
+        checked["decoder"],
     )
 
     out.mkdir(parents=True, exist_ok=True)
     common = {
         "seed": seed,
         "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
-        **analysis_corpus.plans_described(plans),
+        **analysis_corpus.plans_described({"train": plans["train"], "validation": plans["scoring"]}),
         "validation_scores": scores,
         "dsp_validation_scores": baseline,
         "validation_by_condition": per_condition,
@@ -244,25 +316,57 @@ def train_model_set(
                 "training": records[kind],
                 "promoted": promoted[name],
                 "promotion_metrics": list(PROMOTION_METRICS[name]),
-                "promotion_rule": f"used instead of the DSP path when better by at least {MINIMUM_GAIN} on every "
-                "promotion metric on the validation renders",
+                "promotion_rule": PROMOTION_RULE,
             }
             if kind == "beat":
-                card |= {
-                    "tempo_histogram": histogram,
-                    "activation_prior": decoder.activation_prior,
-                    "ring_out_ratio": decoder.ring_out_ratio,
-                    "fps": frames.BEAT_FPS,
-                }
+                card |= {"tempo_histogram": histogram, "fps": frames.BEAT_FPS}
             else:
                 card |= {
                     "fps": frames.HARMONY_FPS,
                     "chord_qualities": list(frames.QUALITIES),
                     "output": "key" if name == "key_tracker" else "chord, bass",
-                    "chord_change_penalty": decoder.chord_change_penalty,
                 }
-            analysis_models.write_card(out / f"{name}.json", card)
-    return paths["validation"]
+            analysis_models.write_card(out / f"{name}.json", card | decoder_fields(name, decoder))
+    return paths["scoring"]
+
+
+def rescore_model_set(
+    folder: Path, corpus: Path = DEFAULT_CORPUS, max_pieces: int | None = None, workers: int = 0, log=print
+) -> dict:
+    """Score a model set again on the validation renders of its seed and `max_pieces` (the training run's;
+    rendered where missing) and rewrite its
+    cards' validation figures, decoder settings and promotion in place; the networks and their versions are
+    untouched. For when the validation renders' labels change (their plan version moves): the gate then
+    decides on what the renders really hold. Returns what the cards now record."""
+    import json
+
+    from pipeline_project.analysis import learned
+    from pipeline_project.synthesis.render import available_soundfonts
+
+    catalog = available_soundfonts()
+    models = learned.load(folder)
+    cards = {name: json.loads((folder / f"{name}.json").read_text()) for name in learned.MODEL_NAMES}
+    seed = int(cards["beat_tracker"].get("seed", 0))
+    plans = validation_plans(catalog, seed, max_pieces, meter_cache(corpus), every_condition=True)
+    paths = analysis_corpus.build(plans, corpus / "validation", catalog, workers)
+    validation = [analysis_corpus.load(p) for p in paths]
+    activations = [
+        learned.activations_of_features(models, learned.MODEL_NAMES, e["beat_features"], e["harmony_features"])
+        for e in validation
+    ]
+    checked = validate(activations, validation, plans, cards["beat_tracker"]["tempo_histogram"], catalog, workers, log)
+    for name, card in cards.items():
+        card |= {
+            "validation_renders": len(plans),
+            "validation_scores": checked["validation_scores"],
+            "dsp_validation_scores": checked["dsp_validation_scores"],
+            "validation_by_condition": checked["validation_by_condition"],
+            "promoted": checked["promoted"][name],
+            "rescored_with_plan_version": analysis_corpus.PLAN_VERSION,
+        }
+        analysis_models.write_card(folder / f"{name}.json", card | decoder_fields(name, checked["decoder"]))
+    learned.load.cache_clear()
+    return checked
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,7 +381,15 @@ def main(argv: list[str] | None = None) -> None:
         "--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU"
     )
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="do not train: score the model set in --out again on the validation renders and rewrite its cards",
+    )
     args = parser.parse_args(argv)
+    if args.rescore:
+        rescore_model_set(args.out, args.corpus, args.max_pieces, args.workers)
+        return
     train_model_set(
         args.out, args.corpus, args.seed, args.renders_per_piece, args.max_pieces, args.steps, args.width, args.workers
     )
