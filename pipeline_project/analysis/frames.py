@@ -93,11 +93,8 @@ def pitch_class_energy(harmony: np.ndarray) -> np.ndarray:
     """(frames, 12) magnitude per pitch class (C first) of `harmony_features` frames: every octave's bins of
     a pitch class summed. A key profile of the sound, beside what the networks hear."""
     magnitude = np.expm1(np.asarray(harmony, dtype=np.float64)) / 100.0
-    semitones = magnitude.reshape(len(magnitude), SEMITONES, BINS_PER_SEMITONE).sum(axis=2)
-    energy = np.zeros((len(magnitude), 12))
-    for semitone in range(SEMITONES):
-        energy[:, (LOWEST_MIDI + semitone) % 12] += semitones[:, semitone]
-    return energy
+    octaves = magnitude.reshape(len(magnitude), SEMITONES // 12, 12, BINS_PER_SEMITONE).sum(axis=(1, 3))
+    return np.roll(octaves, LOWEST_MIDI % 12, axis=1)  # column 0 is the lowest bin's pitch class
 
 
 def chord_class(label: str) -> int:

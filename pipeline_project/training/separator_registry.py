@@ -72,8 +72,12 @@ def register_separator(
     prediction = onnx_masks(network, example)
     ours, dsp = card["validation_sdr"], card["dsp_validation_sdr"]
     score, baseline = mean_sdr(ours), mean_sdr(dsp)
-    if not card.get("promoted"):
-        baseline = max(baseline, score) + minimum_gain  # the gate then keeps it a challenger
+    held_back = (
+        None
+        if card.get("promoted")
+        else f"{score:.2f} dB against the DSP fallback's {baseline:.2f} dB, worst stem in a condition "
+        f"{card['worst_stem_gain_db']:+.2f} dB: not better on every stem in every condition"
+    )
     metrics = {
         f"validation_{condition}_{stem}_sdr": value
         for condition, table in ours.items()
@@ -117,6 +121,7 @@ def register_separator(
         **render_card_checks(card, onnx_masks, example, prediction, metrics, MINIMUM_VALIDATION_RENDERS),
         performance={"validation_sdr": ours, "dsp_validation_sdr": dsp, "metric": "mean SDR over the stems (dB)"},
         baseline=("DSP fallback", baseline),
+        held_back=held_back,
     )
     log(
         f"{FAMILY}: registered version {result.version} ({card.get('version')}), validation mean SDR {score:.2f} dB: "

@@ -204,6 +204,11 @@ def validate(
     }
 
 
+def validation_figures(checked: dict) -> dict:
+    """The validation scores every card of a set records, from `validate`."""
+    return {k: checked[k] for k in ("validation_scores", "dsp_validation_scores", "validation_by_condition")}
+
+
 def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
     """The decoder settings a family's card keeps."""
     if name == "beat_tracker":
@@ -263,9 +268,10 @@ def train_model_set(
         "validation": validation_plans(catalog, seed, max_pieces, meters),
         "scoring": validation_plans(catalog, seed, max_pieces, meters, every_condition=True),
     }
+    folders = {"train": "train", "validation": "validation", "scoring": "validation"}  # scoring holds validation's
     paths = {
-        split: analysis_corpus.build(split_plans, corpus / folder, catalog, workers)
-        for (split, split_plans), folder in zip(plans.items(), ("train", "validation", "validation"))
+        split: analysis_corpus.build(split_plans, corpus / folders[split], catalog, workers)
+        for split, split_plans in plans.items()
     }
     log(
         f"corpus ready in {time.monotonic() - started:.0f} s: {len(paths['train'])} training renders, "
@@ -283,22 +289,13 @@ def train_model_set(
     histogram = analysis_models.tempo_histogram([analysis_corpus.load_meta(p) for p in paths["train"]])
     activations = [network_activations(networks["beat"], networks["harmony"], e) for e in validation]
     checked = validate(activations, validation, plans["scoring"], histogram, catalog, workers, log)
-    scores, baseline, per_condition, promoted, decoder = (
-        checked["validation_scores"],
-        checked["dsp_validation_scores"],
-        checked["validation_by_condition"],
-        checked["promoted"],
-        checked["decoder"],
-    )
 
     out.mkdir(parents=True, exist_ok=True)
     common = {
         "seed": seed,
         "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
         **analysis_corpus.plans_described({"train": plans["train"], "validation": plans["scoring"]}),
-        "validation_scores": scores,
-        "dsp_validation_scores": baseline,
-        "validation_by_condition": per_condition,
+        **validation_figures(checked),
         "reserved_pieces": "never used (synthesis.corpus_split)",
     }
     for kind in ("beat", "harmony"):
@@ -314,7 +311,7 @@ def train_model_set(
                 "file": path.name,
                 "network": type(networks[kind]).__name__,
                 "training": records[kind],
-                "promoted": promoted[name],
+                "promoted": checked["promoted"][name],
                 "promotion_metrics": list(PROMOTION_METRICS[name]),
                 "promotion_rule": PROMOTION_RULE,
             }
@@ -326,7 +323,7 @@ def train_model_set(
                     "chord_qualities": list(frames.QUALITIES),
                     "output": "key" if name == "key_tracker" else "chord, bass",
                 }
-            analysis_models.write_card(out / f"{name}.json", card | decoder_fields(name, decoder))
+            analysis_models.write_card(out / f"{name}.json", card | decoder_fields(name, checked["decoder"]))
     return paths["scoring"]
 
 
@@ -334,9 +331,8 @@ def rescore_model_set(
     folder: Path, corpus: Path = DEFAULT_CORPUS, max_pieces: int | None = None, workers: int = 0, log=print
 ) -> dict:
     """Score a model set again on the validation renders of its seed and `max_pieces` (the training run's;
-    rendered where missing) and rewrite its
-    cards' validation figures, decoder settings and promotion in place; the networks and their versions are
-    untouched. For when the validation renders' labels change (their plan version moves): the gate then
+    rendered where missing) and rewrite its cards' validation figures, decoder settings and promotion in
+    place; the networks and their versions are untouched. For when the validation renders' labels change (their plan version moves): the gate then
     decides on what the renders really hold. Returns what the cards now record."""
     import json
 
@@ -356,11 +352,8 @@ def rescore_model_set(
     ]
     checked = validate(activations, validation, plans, cards["beat_tracker"]["tempo_histogram"], catalog, workers, log)
     for name, card in cards.items():
-        card |= {
+        card |= validation_figures(checked) | {
             "validation_renders": len(plans),
-            "validation_scores": checked["validation_scores"],
-            "dsp_validation_scores": checked["dsp_validation_scores"],
-            "validation_by_condition": checked["validation_by_condition"],
             "promoted": checked["promoted"][name],
             "rescored_with_plan_version": analysis_corpus.PLAN_VERSION,
         }
