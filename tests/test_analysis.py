@@ -72,6 +72,7 @@ def test_key_profile_recovers_a_rotated_major_profile():
         ("C#:maj", "F#", "minor", "V"),
         ("Eb:maj", "Bb", "major", "IV"),
         ("N", "C", "major", "N"),
+        ("F##:dim7", "G#", "minor", "viio7"),  # a score's double sharp: the leading-tone chord of G# minor
     ],
 )
 def test_roman_numerals(chord, tonic, mode, expected):

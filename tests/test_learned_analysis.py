@@ -139,6 +139,21 @@ def test_beat_decoder_keeps_slow_tempi_slow_and_finds_the_metre():
     assert path.tolist() == [0, 0, 0, 1, 1]
 
 
+def test_under_noise_the_beat_prior_drops_so_the_decoder_does_not_settle_on_its_slowest_tempo():
+    period = 60 / 120 * frames.BEAT_FPS
+    activation = np.random.default_rng(0).uniform(0.1, 0.25, 3000)  # noise the network half takes for onsets
+    activation[np.round(np.arange(20, 2995, period)).astype(int)] = 0.3  # the beats, barely above it
+    act = {"beat": activation, "downbeat": np.zeros_like(activation)}
+    as_tuned = learned.DecoderSettings(activation_prior=0.3)
+    assert learned.decode_rhythm(act, 30.0, as_tuned)["tempo_bpm"] < 41  # every beat costs more than it earns
+    floored = learned.DecoderSettings(activation_prior=0.3, noise_floor=0.12)
+    assert learned.beat_prior(floored, activation) == pytest.approx(0.3 - (activation.mean() - 0.12))
+    assert learned.decode_rhythm(act, 30.0, floored)["tempo_bpm"] == pytest.approx(120, rel=0.02)
+    quiet = np.full(3000, 0.05)
+    assert learned.beat_prior(floored, quiet) == 0.3  # a clean song's decoding is untouched
+    assert learned.beat_prior(learned.DecoderSettings(activation_prior=0.3, noise_floor=0.0), np.ones(9)) == 0.15
+
+
 def test_beat_decoder_in_checkpointed_stretches_finds_the_same_path_as_in_one():
     """The decoder keeps back-pointers for one stretch of frames at a time (memory flat for any length) and
     recomputes them from saved scores: the path is exactly the one a single pass finds."""

@@ -81,6 +81,7 @@ def score_example(result: dict, meta: dict) -> dict[str, float]:
 
 
 ACTIVATION_PRIORS = (0.1, 0.2, 0.3, 0.4)
+NOISE_FLOORS = (None, 0.10, 0.12, 0.14, 0.16)
 RING_OUT_RATIOS = (0.0, 0.5, 0.7, 0.9)
 CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
 KEY_EVIDENCE_WEIGHTS = (0.0, 2.0, 5.0, 10.0)
@@ -108,7 +109,7 @@ def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
 ) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
-    prior, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
+    prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
     with the scores they give per validation render (`learned_rows`); last the weight of the sound's own key
     evidence beside the key tracker's, for the key."""
 
@@ -118,6 +119,8 @@ def tune_and_evaluate(
     settings = DecoderSettings(tuple(histogram))
     prior = max(ACTIVATION_PRIORS, key=lambda p: scores(replace(settings, activation_prior=p))["beat_f"])
     settings = replace(settings, activation_prior=prior)
+    floor = max(NOISE_FLOORS, key=lambda f: scores(replace(settings, noise_floor=f))["beat_f"])
+    settings = replace(settings, noise_floor=floor)
     ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
     settings = replace(settings, ring_out_ratio=ratio)
     penalty = max(
@@ -192,7 +195,7 @@ def validate(
     }
     log(
         f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
-        f"decoder: activation prior {decoder.activation_prior}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"decoder: activation prior {decoder.activation_prior}, noise floor {decoder.noise_floor}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
         f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the pipeline instead of the DSP path): {promoted}"
     )
     return {
@@ -212,7 +215,11 @@ def validation_figures(checked: dict) -> dict:
 def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
     """The decoder settings a family's card keeps."""
     if name == "beat_tracker":
-        return {"activation_prior": decoder.activation_prior, "ring_out_ratio": decoder.ring_out_ratio}
+        return {
+            "activation_prior": decoder.activation_prior,
+            "noise_floor": decoder.noise_floor,
+            "ring_out_ratio": decoder.ring_out_ratio,
+        }
     if name == "key_tracker":
         return {
             "chord_change_penalty": decoder.chord_change_penalty,
