@@ -15,6 +15,5 @@ PITCH_CLASS = {name: index for index, name in enumerate(PITCH_NAMES)} | {
 }
 # Double sharps and flats: a score's chord may have one as its root (F##:dim7, the leading-tone chord of G#
 # minor), and its label keeps the score's spelling.
-_NATURALS = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
-PITCH_CLASS |= {f"{letter}##": (pc + 2) % 12 for letter, pc in _NATURALS.items()}
-PITCH_CLASS |= {f"{letter}bb": (pc - 2) % 12 for letter, pc in _NATURALS.items()}
+PITCH_CLASS |= {f"{letter}##": (PITCH_CLASS[letter] + 2) % 12 for letter in "CDEFGAB"}
+PITCH_CLASS |= {f"{letter}bb": (PITCH_CLASS[letter] - 2) % 12 for letter in "CDEFGAB"}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -53,9 +54,13 @@ def network_activations(beat_network, harmony_network, example: dict) -> dict[st
             torch.log_softmax(x, dim=-1)[0].numpy()
             for x in harmony_network(torch.from_numpy(example["harmony_features"])[None])
         )
-    pitch_classes = frames.pitch_class_energy(example["harmony_features"])
-    return {"beat": pulse[:, 0], "downbeat": pulse[:, 1], "chord": chord, "bass": bass, "key": key} | {
-        "pitch_classes": pitch_classes
+    return {
+        "beat": pulse[:, 0],
+        "downbeat": pulse[:, 1],
+        "chord": chord,
+        "bass": bass,
+        "key": key,
+        "pitch_classes": frames.pitch_class_energy(example["harmony_features"]),
     }
 
 
@@ -109,12 +114,16 @@ def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
 ) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
-    prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord majmin. Returns them
-    with the scores they give per validation render (`learned_rows`); last the weight of the sound's own key
-    evidence beside the key tracker's, for the key."""
+    prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord
+    majmin; last the weight of the sound's own key evidence beside the key tracker's, for the key. Returns
+    them with the scores they give per validation render (`learned_rows`)."""
+
+    @cache  # each step's current value was scored by the step before: decode it once
+    def rows(settings: DecoderSettings) -> list[dict]:
+        return learned_rows(activations, corpus, settings)
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
-        return _mean_scores(learned_rows(activations, corpus, settings))
+        return _mean_scores(rows(settings))
 
     settings = DecoderSettings(tuple(histogram))
     prior = max(ACTIVATION_PRIORS, key=lambda p: scores(replace(settings, activation_prior=p))["beat_f"])
@@ -129,7 +138,7 @@ def tune_and_evaluate(
     settings = replace(settings, chord_change_penalty=penalty)
     weight = max(KEY_EVIDENCE_WEIGHTS, key=lambda w: scores(replace(settings, key_evidence_weight=w))["key"])
     settings = replace(settings, key_evidence_weight=weight)
-    return settings, learned_rows(activations, corpus, settings)
+    return settings, rows(settings)
 
 
 def _dsp_scores_of(job: tuple) -> dict[str, float]:
@@ -195,8 +204,9 @@ def validate(
     }
     log(
         f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
-        f"decoder: activation prior {decoder.activation_prior}, noise floor {decoder.noise_floor}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
-        f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the pipeline instead of the DSP path): {promoted}"
+        f"decoder: activation prior {decoder.activation_prior}, noise floor {decoder.noise_floor}, ring-out ratio "
+        f"{decoder.ring_out_ratio}, chord change penalty {decoder.chord_change_penalty}, key evidence weight "
+        f"{decoder.key_evidence_weight}; promoted (used by the pipeline instead of the DSP path): {promoted}"
     )
     return {
         "validation_scores": scores,
@@ -339,8 +349,9 @@ def rescore_model_set(
 ) -> dict:
     """Score a model set again on the validation renders of its seed and `max_pieces` (the training run's;
     rendered where missing) and rewrite its cards' validation figures, decoder settings and promotion in
-    place; the networks and their versions are untouched. For when the validation renders' labels change (their plan version moves): the gate then
-    decides on what the renders really hold. Returns what the cards now record."""
+    place; the networks and their versions are untouched. For when the validation renders' labels change
+    (their plan version moves) or a decoder gains a setting: the gate then decides on what the renders
+    really hold. Returns what the cards now record."""
     import json
 
     from pipeline_project.analysis import learned
