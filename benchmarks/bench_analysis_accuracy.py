@@ -16,10 +16,11 @@ Systems, all on the same audio:
 - Essentia: RhythmExtractor2013 (multifeature), KeyExtractor, ChordsDetectionBeats on its own beats;
 - librosa: default beat_track, Krumhansl-Kessler key, triad templates on beat-synchronous chroma.
 
-Scores (mir_eval): beat F-measure, tempo within 4 %, tempo octave errors (the tempo off by 2x, 3x, 1/2 or 1/3),
-key weighted score, chord majmin; for the pipeline also downbeat F-measure, and Roman numeral agreement:
-per beat, the numeral of the estimated chord in the estimated local key against the numeral of the score's
-chord in the score's local key (`analysis.frames.local_keys`). The last line is the smallest margin of the
+Scores (mir_eval): beat F-measure, beat AMLt (continuity at any metrical level: double, half or off-beat
+counts), tempo within 4 %, tempo octave errors (the tempo off by 2x, 3x, 1/2 or 1/3), key weighted score,
+chord majmin; for the pipeline also downbeat F-measure, and Roman numeral agreement: per beat, the numeral of
+the estimated chord in the estimated local key against the numeral of the score's chord in the score's local
+key (`analysis.frames.local_keys`). The last line is the smallest margin of the
 learned pipeline over Essentia across conditions.
 
     make bench-setup
@@ -43,7 +44,7 @@ from pipeline_project.resources import SeparatorResource
 from pipeline_project.synthesis.render import available_soundfonts
 from pipeline_project.training.analysis_corpus import CONDITIONS, apply_condition, plan_renders, render_clean
 
-METRICS = ("beat_f", "tempo_ok", "octave_error", "key", "chord_majmin", "downbeat_f", "numerals")
+METRICS = ("beat_f", "beat_amlt", "tempo_ok", "octave_error", "key", "chord_majmin", "downbeat_f", "numerals")
 PIPELINE_ONLY = ("downbeat_f", "numerals")
 TARGETS = {"beat_f": 0.92, "chord_majmin": 0.85, "key": 0.95, "numerals": 0.70}
 
@@ -51,6 +52,17 @@ TARGETS = {"beat_f": 0.92, "chord_majmin": 0.85, "key": 0.95, "numerals": 0.70}
 def octave_error(estimate_bpm: float, reference_bpm: float) -> float:
     ratio = estimate_bpm / reference_bpm
     return float(any(abs(ratio / factor - 1) <= 0.04 for factor in (2.0, 3.0, 0.5, 1 / 3)))
+
+
+def any_level_continuity(result: dict, labels: dict) -> float:
+    """AMLt (mir_eval): the share of beats tracked continuously at the reference's metrical level, at twice or
+    half of it, or on the off-beat. Beside the F-measure it shows how much of a tracker's shortfall is a
+    different but consistent metrical level rather than beats in the wrong place."""
+    import mir_eval
+
+    reference = mir_eval.beat.trim_beats(np.asarray(labels["beats"]))
+    estimate = mir_eval.beat.trim_beats(np.asarray(result["beat_times"]))
+    return float(mir_eval.beat.continuity(reference, estimate)[3])
 
 
 def numeral_agreement(result: dict, labels: dict) -> float:
@@ -115,6 +127,7 @@ def main() -> None:
                 seconds[system] += time.perf_counter() - started
                 row = score_analysis(result, labels | {"tempo_bpm": tempo}, labels["duration"])
                 row["octave_error"] = octave_error(result["tempo_bpm"], tempo)
+                row["beat_amlt"] = any_level_continuity(result, labels)
                 if system in ("dsp", "shipped", "learned"):
                     row["numerals"] = numeral_agreement(result, labels)
                 scores[system, condition].append(row)

@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 
 from pipeline_project.analysis.decoding import viterbi_segments
-from pipeline_project.analysis.mir import MAJOR_PROFILE, MINOR_PROFILE
+from pipeline_project.analysis.mir import key_profile_scores
 from pipeline_project.pitches import PITCH_CLASS, PITCH_NAMES
 
 RATE = 22_050
@@ -132,15 +132,6 @@ def _pulse_targets(times: list[float], frames: int) -> np.ndarray:
             if 0 <= index + offset < frames:
                 target[index + offset] = max(target[index + offset], weight)
     return target
-
-
-def key_profile_scores(histogram: np.ndarray) -> np.ndarray:
-    """(..., 24) correlation of 12-bin pitch-class histograms with every major and minor key profile."""
-    profiles = np.array([np.roll(p, t) for p in (MAJOR_PROFILE, MINOR_PROFILE) for t in range(12)])
-    profiles = (profiles - profiles.mean(axis=1, keepdims=True)) / profiles.std(axis=1, keepdims=True)
-    centred = histogram - histogram.mean(axis=-1, keepdims=True)
-    centred = centred / (centred.std(axis=-1, keepdims=True) + 1e-9)
-    return centred @ profiles.T / 12.0
 
 
 def local_keys(labels: dict) -> list[tuple[float, float, str]]:

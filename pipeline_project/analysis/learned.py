@@ -188,9 +188,16 @@ def analyze_learned(models: ModelSet, mono: np.ndarray) -> dict:
     }
 
 
-def decode(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings = DecoderSettings()) -> dict:
-    """`analyze_learned`'s result from frame activations (see `activations`)."""
-    rhythm = decode_rhythm(act, duration, settings)
+def decode(
+    act: dict[str, np.ndarray],
+    duration: float,
+    settings: DecoderSettings = DecoderSettings(),
+    rhythm: dict | None = None,
+) -> dict:
+    """`analyze_learned`'s result from frame activations (see `activations`). `rhythm`: `decode_rhythm`'s result
+    for these activations and settings where it is already at hand (it is nearly all of the decoding time)."""
+    if rhythm is None:
+        rhythm = decode_rhythm(act, duration, settings)
     return rhythm | decode_harmony(act, duration, settings, rhythm["beat_times"], rhythm["downbeat_times"])
 
 
@@ -273,11 +280,11 @@ def song_key_scores(act: dict[str, np.ndarray], settings: DecoderSettings, chord
     """(24,) score of each key for the whole song: the key tracker's mean log-probability, plus
     `settings.key_evidence_weight` times the sound's own evidence where the activations carry the pitch-class
     energy (`activations`): profile correlation and `mir.chord_key_evidence` of the song's chords."""
-    from pipeline_project.analysis.mir import chord_key_evidence
+    from pipeline_project.analysis.mir import chord_key_evidence, key_profile_scores
 
     scores = act["key"].mean(axis=0)
     if settings.key_evidence_weight and "pitch_classes" in act:
-        profile = frames.key_profile_scores(act["pitch_classes"].sum(axis=0))
+        profile = key_profile_scores(act["pitch_classes"].sum(axis=0))
         scores = scores + settings.key_evidence_weight * (profile + chord_key_evidence(chords or []))
     return scores
 

@@ -80,20 +80,26 @@ def pulse_envelope(mono: np.ndarray) -> np.ndarray:
     return (weights @ flux) / weights.sum()
 
 
+def key_profile_scores(histogram: np.ndarray) -> np.ndarray:
+    """(..., 24) correlation of 12-bin pitch-class histograms with every major, then every minor, key profile
+    (tonics C to B). A flat histogram correlates 0 with every key."""
+    profiles = np.array([np.roll(p, t) for p in (MAJOR_PROFILE, MINOR_PROFILE) for t in range(12)])
+    profiles = (profiles - profiles.mean(axis=1, keepdims=True)) / profiles.std(axis=1, keepdims=True)
+    centred = histogram - histogram.mean(axis=-1, keepdims=True)
+    centred = centred / (centred.std(axis=-1, keepdims=True) + 1e-9)
+    return centred @ profiles.T / 12.0
+
+
 def estimate_key(chroma_profile: np.ndarray) -> tuple[str, str, float, list[float]]:
     """(tonic, mode, confidence, correlations) for a 12-bin chroma profile.
 
     Confidence is the softmax weight of the best of the 24 key correlations.
     """
-    correlations = []
-    for mode_profile in (MAJOR_PROFILE, MINOR_PROFILE):
-        for tonic in range(12):
-            correlations.append(float(np.corrcoef(chroma_profile, np.roll(mode_profile, tonic))[0, 1]))
-    scores = np.nan_to_num(np.array(correlations), nan=-1.0)
+    scores = key_profile_scores(np.asarray(chroma_profile, dtype=np.float64))
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
     mode = "major" if best < 12 else "minor"
-    return PITCH_NAMES[best % 12], mode, float(weights[best] / weights.sum()), correlations
+    return PITCH_NAMES[best % 12], mode, float(weights[best] / weights.sum()), scores.tolist()
 
 
 def per_beat_median(feature: np.ndarray, beat_frames: np.ndarray) -> np.ndarray:
@@ -190,7 +196,7 @@ def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str
     """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus
     `chord_key_evidence`."""
     _, _, _, correlations = estimate_key(chroma_profile)
-    scores = np.nan_to_num(np.array(correlations), nan=-1.0) + chord_key_evidence(chords)
+    scores = np.array(correlations) + chord_key_evidence(chords)
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
     return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())

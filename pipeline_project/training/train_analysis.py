@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_project.analysis import frames
-from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode
+from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode, decode_rhythm
 from pipeline_project.files import sha256_of
 from pipeline_project.layout import meter_cache
 from pipeline_project.parallel import available_cores, map_in_processes
@@ -105,22 +105,33 @@ def by_condition(rows: list[dict], conditions: list[str]) -> dict[str, dict[str,
     }
 
 
-def learned_rows(activations: list[dict], corpus: list[dict], settings: DecoderSettings) -> list[dict]:
-    """Scores per validation render of the learned analysers with these decoder settings."""
-    return [score_example(decode(a, e["meta"]["duration"], settings), e["meta"]) for a, e in zip(activations, corpus)]
-
-
 def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
 ) -> tuple[DecoderSettings, list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord
     majmin; last the weight of the sound's own key evidence beside the key tracker's, for the key. Returns
-    them with the scores they give per validation render (`learned_rows`)."""
+    them with the scores they give per validation render."""
+
+    @cache
+    def rhythms(settings: DecoderSettings) -> list[dict]:
+        return [decode_rhythm(a, e["meta"]["duration"], settings) for a, e in zip(activations, corpus)]
 
     @cache  # each step's current value was scored by the step before: decode it once
     def rows(settings: DecoderSettings) -> list[dict]:
-        return learned_rows(activations, corpus, settings)
+        # Beats take nearly all of the decoding time and do not depend on the chord and key settings: the
+        # last two steps decode them once.
+        beats = rhythms(
+            replace(
+                settings,
+                chord_change_penalty=DecoderSettings.chord_change_penalty,
+                key_evidence_weight=DecoderSettings.key_evidence_weight,
+            )
+        )
+        return [
+            score_example(decode(a, e["meta"]["duration"], settings, rhythm), e["meta"])
+            for a, e, rhythm in zip(activations, corpus, beats)
+        ]
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
         return _mean_scores(rows(settings))
