@@ -20,8 +20,8 @@ Scores (mir_eval): beat F-measure, beat AMLt (continuity at any metrical level: 
 counts), tempo within 4 %, tempo octave errors (the tempo off by 2x, 3x, 1/2 or 1/3), key weighted score,
 chord majmin; for the pipeline also downbeat F-measure, and Roman numeral agreement: per beat, the numeral of
 the estimated chord in the estimated local key against the numeral of the score's chord in the score's local
-key (`analysis.frames.local_keys`). The last line is the smallest margin of the
-learned pipeline over Essentia across conditions.
+key (`analysis.frames.local_keys`). The last line is the smallest margin of the learned pipeline over
+Essentia across conditions.
 
     make bench-setup
     .venv/bin/python benchmarks/bench_analysis_accuracy.py [--pieces 16] [--conditions clean room reverb_noise concert]

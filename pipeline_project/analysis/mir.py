@@ -195,8 +195,7 @@ def chord_key_evidence(chords: list[dict]) -> np.ndarray:
 def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
     """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus
     `chord_key_evidence`."""
-    _, _, _, correlations = estimate_key(chroma_profile)
-    scores = np.array(correlations) + chord_key_evidence(chords)
+    scores = key_profile_scores(np.asarray(chroma_profile, dtype=np.float64)) + chord_key_evidence(chords)
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
     return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())
