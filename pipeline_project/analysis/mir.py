@@ -85,6 +85,7 @@ def key_profile_scores(histogram: np.ndarray) -> np.ndarray:
     (tonics C to B). A flat histogram correlates 0 with every key."""
     profiles = np.array([np.roll(p, t) for p in (MAJOR_PROFILE, MINOR_PROFILE) for t in range(12)])
     profiles = (profiles - profiles.mean(axis=1, keepdims=True)) / profiles.std(axis=1, keepdims=True)
+    histogram = np.asarray(histogram, dtype=np.float64)
     centred = histogram - histogram.mean(axis=-1, keepdims=True)
     centred = centred / (centred.std(axis=-1, keepdims=True) + 1e-9)
     return centred @ profiles.T / 12.0
@@ -95,11 +96,16 @@ def estimate_key(chroma_profile: np.ndarray) -> tuple[str, str, float, list[floa
 
     Confidence is the softmax weight of the best of the 24 key correlations.
     """
-    scores = key_profile_scores(np.asarray(chroma_profile, dtype=np.float64))
+    scores = key_profile_scores(chroma_profile)
+    return *best_key(scores), scores.tolist()
+
+
+def best_key(scores: np.ndarray) -> tuple[str, str, float]:
+    """(tonic, mode, confidence) of the best of 24 key scores (majors C to B, then minors); the confidence is
+    its softmax weight at KEY_SOFTMAX_TEMPERATURE."""
     weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
     best = int(np.argmax(scores))
-    mode = "major" if best < 12 else "minor"
-    return PITCH_NAMES[best % 12], mode, float(weights[best] / weights.sum()), scores.tolist()
+    return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())
 
 
 def per_beat_median(feature: np.ndarray, beat_frames: np.ndarray) -> np.ndarray:
@@ -195,10 +201,7 @@ def chord_key_evidence(chords: list[dict]) -> np.ndarray:
 def key_with_chords(chroma_profile: np.ndarray, chords: list[dict]) -> tuple[str, str, float]:
     """(tonic, mode, confidence): each of the 24 keys scored by its profile correlation plus
     `chord_key_evidence`."""
-    scores = key_profile_scores(np.asarray(chroma_profile, dtype=np.float64)) + chord_key_evidence(chords)
-    weights = np.exp((scores - scores.max()) / KEY_SOFTMAX_TEMPERATURE)
-    best = int(np.argmax(scores))
-    return PITCH_NAMES[best % 12], "major" if best < 12 else "minor", float(weights[best] / weights.sum())
+    return best_key(key_profile_scores(chroma_profile) + chord_key_evidence(chords))
 
 
 def find_meter(beat_features: np.ndarray, onset_phases: np.ndarray) -> dict:
