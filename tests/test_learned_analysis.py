@@ -238,7 +238,7 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     audio = render(performance)
     result = analyze(audio.stems, audio.sample_rate, models, use=frozenset(learned.MODEL_NAMES))
     assert (
-        result["analysers"] == {"rhythm": "learned", "chords": "learned", "keys": "learned"}
+        result["analysers"] == {"rhythm": "learned", "chords": "learned", "keys": "learned", "local_keys": "learned"}
         and result["models"] == models.versions
     )
     assert result["tempo_bpm"] == pytest.approx(96, rel=0.04)
@@ -246,14 +246,26 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     assert result["local_keys"][-1]["end"] == pytest.approx(result["duration_s"], abs=0.01)
     assert analyze_theory(result)["roman_numerals"]
     fallback = analyze(audio.stems, audio.sample_rate)
-    assert fallback["analysers"] == {"rhythm": "dsp", "chords": "dsp", "keys": "dsp"} and fallback["models"] == {}
+    assert (
+        fallback["analysers"] == {"rhythm": "dsp", "chords": "dsp", "keys": "dsp", "local_keys": "song key"}
+        and fallback["models"] == {}
+        and len(fallback["local_keys"]) == 1
+    )
     beats_only = analyze(audio.stems, audio.sample_rate, models, use=frozenset({"beat_tracker"}))
-    assert beats_only["analysers"] == {"rhythm": "learned", "chords": "dsp", "keys": "dsp"} and set(
-        beats_only["models"]
-    ) == {"beat_tracker"}
+    assert beats_only["analysers"] == {
+        "rhythm": "learned",
+        "chords": "dsp",
+        "keys": "dsp",
+        "local_keys": "song key",
+    } and set(beats_only["models"]) == {"beat_tracker"}
     assert beats_only["beat_times"] == result["beat_times"] and len(beats_only["chords"]) == len(result["beat_times"])
     no_keys = analyze(audio.stems, audio.sample_rate, models, use=frozenset({"beat_tracker", "chord_recognizer"}))
-    assert no_keys["chords"] == result["chords"] and len(no_keys["local_keys"]) == 1
+    # The DSP path's song key, with local keys around it from the chord recognizer's key head.
+    assert no_keys["chords"] == result["chords"] and no_keys["analysers"]["local_keys"] == "learned"
+    song_key = (no_keys["key_tonic"], no_keys["key_mode"])
+    assert no_keys["local_keys"][0]["start"] == 0.0 and song_key in {
+        (k["tonic"], k["mode"]) for k in no_keys["local_keys"]
+    }
 
 
 @pytest.mark.skipif(not learned.available(), reason="no shipped model set (make train-analysis)")

@@ -142,8 +142,10 @@ def activations_of_features(
         if file not in outputs:  # the key tracker usually shares the chord recognizer's network
             outputs[file] = models.sessions[file].run(None, {"features": harmony_features[None]})
         chord, bass, key = outputs[file]
+        # The chord recognizer's key head comes with its chords: local keys follow it even where the song's
+        # key is the DSP path's (see `local_keys_around`).
         act |= (
-            {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0])}
+            {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0]), "key": _softmax_log(key[0])}
             if name == "chord_recognizer"
             else {"key": _softmax_log(key[0]), "pitch_classes": frames.pitch_class_energy(harmony_features)}
         )
@@ -289,21 +291,15 @@ def song_key_scores(act: dict[str, np.ndarray], settings: DecoderSettings, chord
     return scores
 
 
-def decode_keys(
-    act: dict[str, np.ndarray],
-    duration: float,
-    downbeat_times: np.ndarray,
-    settings: DecoderSettings = DecoderSettings(),
-    chords: list[dict] | None = None,
-) -> dict:
-    """The song's key (`song_key_scores`, with `chords` the song's chords per beat) and the local key of each
-    stretch of bars: the key tracker's log-probabilities per bar, the song's key favoured by SONG_KEY_BONUS,
-    smoothed by Viterbi so a modulation must hold for a few bars."""
-    scores = song_key_scores(act, settings, chords)
-    best_key = int(np.argmax(scores))
+def local_keys_around(
+    act: dict[str, np.ndarray], duration: float, downbeat_times: np.ndarray, song_key: int
+) -> list[dict]:
+    """The local key of each stretch of bars, as {start, end, tonic, mode} spans covering the song: the key
+    head's log-probabilities per bar, the song's key (a `frames.key_class` index, from whichever path found
+    it) favoured by SONG_KEY_BONUS, smoothed by Viterbi so a modulation must hold for a few bars."""
     bar_starts = downbeat_times if len(downbeat_times) and downbeat_times[0] <= 0.05 else np.append(0.0, downbeat_times)
     per_bar = decoding.pool_frames(act["key"], frames.HARMONY_FPS, bar_starts, duration)
-    per_bar[:, best_key] += SONG_KEY_BONUS
+    per_bar[:, song_key] += SONG_KEY_BONUS
     keys = decoding.viterbi_segments(per_bar, KEY_CHANGE_PENALTY)
     local_keys = []
     for start, index in zip(bar_starts, keys):
@@ -313,6 +309,21 @@ def decode_keys(
         local_keys.append({"start": round(float(start), 4), "tonic": tonic, "mode": mode})
     for here, following in zip(local_keys, local_keys[1:] + [{"start": round(duration, 4)}]):
         here["end"] = following["start"]
+    return local_keys
+
+
+def decode_keys(
+    act: dict[str, np.ndarray],
+    duration: float,
+    downbeat_times: np.ndarray,
+    settings: DecoderSettings = DecoderSettings(),
+    chords: list[dict] | None = None,
+) -> dict:
+    """The song's key (`song_key_scores`, with `chords` the song's chords per beat) and the local key of each
+    stretch of bars around it (`local_keys_around`)."""
+    scores = song_key_scores(act, settings, chords)
+    best_key = int(np.argmax(scores))
+    local_keys = local_keys_around(act, duration, downbeat_times, best_key)
     weights = np.exp(scores - scores.max())
     tonic, mode = frames.key_label(best_key)
     return {

@@ -305,7 +305,7 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
     """
     import librosa
 
-    from pipeline_project.analysis import learned
+    from pipeline_project.analysis import frames, learned
     from pipeline_project.analysis.streaming import StemArrays, song_frames
 
     source = stems if hasattr(stems, "read") else StemArrays(dict(stems), sample_rate)
@@ -383,7 +383,12 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         tonic, mode, key_confidence = key_with_chords(
             chroma.mean(axis=1), chords if "chord_recognizer" in used else first_pass
         )
-        local_keys = [{"start": 0.0, "end": round(duration, 4), "tonic": tonic, "mode": mode}]
+        # With the chord recognizer, its key head still hears where the music leaves that key for a while.
+        local_keys = (
+            learned.local_keys_around(act, duration, downbeat_times, frames.key_class(f"{tonic}:{mode}"))
+            if "key" in act
+            else [{"start": 0.0, "end": round(duration, 4), "tonic": tonic, "mode": mode}]
+        )
     if "chord_recognizer" not in used:
         chords = label_chords(similarity, energy, root_prior + diatonic_prior(tonic, mode))
         for chord, note in zip(chords, bass_notes):
@@ -394,6 +399,7 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
             "rhythm": "learned" if "beat_tracker" in used else "dsp",
             "chords": "learned" if "chord_recognizer" in used else "dsp",
             "keys": "learned" if "key_tracker" in used else "dsp",
+            "local_keys": "learned" if "key" in act else "song key",
         },
         "models": {name: models.versions[name] for name in used},
     }
