@@ -191,21 +191,6 @@ def test_beats_through_a_final_ring_out_are_trimmed_and_the_first_beat_kept():
     assert decoding.trim_ring_out(beats, activation, fps, 0.0) is beats
 
 
-def test_a_first_beat_the_decoder_drops_is_added_back_and_silence_gains_none():
-    fps = frames.BEAT_FPS
-    activation = np.full(2400, 0.01)
-    activation[0] = 0.45  # the song starts on a beat, heard weakly and a frame off the later beats' grid
-    activation[73::74] = 0.8
-    beats = decoding.decode_beats(activation, fps)
-    assert beats[0] == pytest.approx(73 / fps)  # dropped: keeping it would cost a tempo change
-    extended = decoding.extend_lead_in(beats, activation, fps)
-    assert extended[0] == 0.0 and np.array_equal(extended[1:], beats)
-    quiet = activation.copy()
-    quiet[0] = 0.01  # nothing heard before the first decoded beat
-    assert decoding.extend_lead_in(beats, quiet, fps) is beats
-    assert decoding.extend_lead_in(beats, activation, fps, ratio=0.0) is beats
-
-
 def test_numerals_are_read_in_the_local_key():
     from pipeline_project.analysis.theory import analyze_theory
 

@@ -153,58 +153,17 @@ def decode_beats(
     return np.flatnonzero(beats).astype(np.float64) / fps
 
 
-def _beat_peaks(beat_times: np.ndarray, activation: np.ndarray, fps: float) -> tuple[np.ndarray, np.ndarray]:
-    """(frame of each beat, the activation's peak within a frame either side of it)."""
-    at = np.round(np.asarray(beat_times) * fps).astype(int).clip(0, len(activation) - 1)
-    return at, np.array([activation[max(0, i - 1) : i + 2].max() for i in at])
-
-
 def trim_ring_out(beat_times: np.ndarray, activation: np.ndarray, fps: float, ratio: float) -> np.ndarray:
     """Beats without the trailing ones whose activation (peak within a frame either side) is below `ratio`
     times the median over all beats: the decoder keeps its pulse through a final chord's ring-out, where no
     note is struck and the network's activation is weak. (Leading beats stay: the network hears the first
-    beat weakly for want of context, and the first chord is read from it; see `extend_lead_in`.)"""
+    beat weakly for want of context, and the first chord is read from it.)"""
     if not ratio or len(beat_times) < 3:
         return beat_times
-    _, peaks = _beat_peaks(beat_times, activation, fps)
+    at = np.round(np.asarray(beat_times) * fps).astype(int).clip(0, len(activation) - 1)
+    peaks = np.array([activation[max(0, i - 1) : i + 2].max() for i in at])
     strong = np.flatnonzero(peaks >= ratio * np.median(peaks))
     return beat_times[: strong[-1] + 1] if len(strong) else beat_times
-
-
-# A beat is added before the first decoded one where the activation there reaches this share of the median
-# beat's. Chosen on the validation renders: 0.2 to 0.3 added the lost first beat to 29-33 of the 168 and
-# raised chord majmin from 0.825 to 0.828, in every condition; 0.7 added 10.
-LEAD_IN_RATIO = 0.3
-LEAD_IN_SLACK_FRAMES = 3  # how far from one period before the first beat the added beat may fall
-
-
-def extend_lead_in(
-    beat_times: np.ndarray, activation: np.ndarray, fps: float, ratio: float = LEAD_IN_RATIO
-) -> np.ndarray:
-    """Beats with those the decoder dropped before its first one: one beat period earlier at a time, at the
-    activation's peak within LEAD_IN_SLACK_FRAMES of there, while that peak is at least `ratio` times the
-    median beat's. A song that starts on a beat often has its first beat a frame or two off the grid the
-    later beats settle on, and the network hears it weakly (nothing before it for context); keeping it costs
-    the decoder a tempo change (`TEMPO_CHANGE_LAMBDA`), more than the beat earns, so it was dropped, and the
-    first chord with it (a third of the validation renders, which all start on a beat). Silence before the
-    music keeps its activation near zero and gains no beats."""
-    if not ratio or len(beat_times) < 3:
-        return beat_times
-    at, peaks = _beat_peaks(beat_times, activation, fps)
-    floor = ratio * float(np.median(peaks))
-    period = int(round(float(np.median(np.diff(at[:9])))))
-    added: list[int] = []
-    first = int(at[0])
-    while first - period + LEAD_IN_SLACK_FRAMES >= 0:
-        low = max(0, first - period - LEAD_IN_SLACK_FRAMES)
-        window = activation[low : first - period + LEAD_IN_SLACK_FRAMES + 1]
-        if window.max() < floor:
-            break
-        first = low + int(np.argmax(window))
-        added.insert(0, first)
-    if not added:
-        return beat_times
-    return np.concatenate([np.asarray(added, dtype=np.float64) / fps, beat_times])
 
 
 def viterbi_segments(log_probs: np.ndarray, change_penalty: float) -> np.ndarray:

@@ -229,10 +229,6 @@ def decode_rhythm(act: dict[str, np.ndarray], duration: float, settings: Decoder
         ]
     )
     beats_per_bar, phase, meter_confidence = decoding.choose_meter(at_beats)
-    # The bar is chosen on the decoded beats alone; beats added before them, heard weakly, only extend it.
-    decoded = len(beat_times)
-    beat_times = decoding.extend_lead_in(beat_times, act["beat"], frames.BEAT_FPS)
-    phase = (phase + len(beat_times) - decoded) % beats_per_bar
     downbeat_times = beat_times[phase::beats_per_bar]
     periods = np.diff(beat_times)
     tempo = float(60.0 / np.median(periods))
