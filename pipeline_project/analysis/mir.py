@@ -301,8 +301,9 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
     run on the mix: the beat tracker gives beats, downbeats, metre and tempo; the chord recognizer chords with
     bass notes; the key tracker the keys (the song's and each stretch of bars'). Without the key tracker the
     song's key comes from the DSP path and, with the chord recognizer, the local keys from its network's key
-    head around that key. What they do not give comes from the DSP path below. `analysers` in the result says which path made what, `models` names the
-    versions used. Onsets, loudness and sections are DSP either way.
+    head around that key. What they do not give comes from the DSP path below. `analysers` in the result
+    says which path made what, `models` names the versions used. Onsets, loudness and sections are DSP
+    either way.
     """
     import librosa
 
