@@ -161,6 +161,10 @@ def local_keys(labels: dict) -> list[tuple[float, float, str]]:
     # The piece's own key (from the whole score) is favoured a little: it is right far more often than not.
     scores[:, key_class(labels["key"])] += 0.05
     path = viterbi_segments(scores, KEY_CHANGE_PENALTY)
+    if len(set(path.tolist())) == 1:
+        # No modulation: the whole-score analysis names the key. Bar by bar, a loop such as vi-IV-I-V in F major
+        # matches Bb major's profile better, and a minor chorale its relative major's.
+        return [(0.0, duration, labels["key"])]
     spans: list[tuple[float, float, str]] = []
     for bar, key in enumerate(path):
         tonic, mode = key_label(int(key))

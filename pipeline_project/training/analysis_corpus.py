@@ -29,7 +29,9 @@ WITHOUT_DRUMS_SHARE = 0.5
 GROOVE_SHARE = 0.15  # renders that are a groove over a progression rather than a corpus piece
 MAX_QUARTER_NOTES = 64.0  # long enough for a modulation; longer renders add little but cost render time
 REVERB_NOISE_SNR_DB = 20.0
-PLAN_VERSION = 2  # bump when a plan's meaning changes, so cached renders are made again (2: grooves' keys)
+# Bump when a plan's meaning changes, so cached renders are made again (2: grooves' keys; 3: local keys that
+# stay in the piece's own key where the score never modulates).
+PLAN_VERSION = 3
 
 
 @dataclass(frozen=True)
