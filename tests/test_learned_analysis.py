@@ -311,6 +311,33 @@ def test_a_model_set_is_used_only_when_promoted_over_the_dsp_path(tmp_path):
     assert 0.0 < shipped.cards["beat_tracker"]["activation_prior"] < 1.0
 
 
+def test_the_key_tracker_is_judged_against_the_dsp_key_fed_the_chords_the_pipeline_would_use():
+    from pipeline_project.training.train_analysis import judge
+
+    # An F#-minor piece in two conditions. The DSP path's own chords mislead its key (0.0); its pitch-class
+    # profile with the learned chords finds F# minor. The key tracker scores 0.9 in between.
+    profile = np.zeros(12)
+    for pitch_class in (6, 9, 1, 1, 5, 8):  # F# A C#, then C# E# G#
+        profile[pitch_class] += 1
+    decoded = [{"chords": [{"chord": "F#:min"}] * 3 + [{"chord": "C#:maj"}]}] * 2
+    corpus = [{"meta": {"key": "F#:minor"}}] * 2
+    conditions = ["clean", "concert"]
+    dsp = [{"beat_f": 0.6, "chord_majmin": 0.6, "key": 0.0}] * 2
+
+    def judged(learned_chords: float) -> dict:
+        rows = [{"beat_f": 0.9, "chord_majmin": learned_chords, "key": 0.9}] * 2
+        return judge(rows, dsp, [profile] * 2, decoded, corpus, conditions)
+
+    with_chords = judged(0.8)
+    assert with_chords["promoted"] == {"beat_tracker": True, "chord_recognizer": True, "key_tracker": False}
+    assert with_chords["dsp_key_chords"] == "learned" and with_chords["dsp_validation_scores"]["key"] == 1.0
+    assert with_chords["dsp_validation_scores"]["chord_majmin"] == 0.6
+    # Without a promoted chord recognizer the pipeline's key is the DSP path's own, and the key tracker beats it.
+    without = judged(0.5)
+    assert without["promoted"] == {"beat_tracker": True, "chord_recognizer": False, "key_tracker": True}
+    assert without["dsp_key_chords"] == "dsp" and without["dsp_validation_scores"]["key"] == 0.0
+
+
 @pytest.mark.skipif(not learned.available(), reason="no shipped model set (make train-analysis)")
 def test_the_shipped_set_is_registered_once_and_its_champions_analyse(tmp_path):
     import json

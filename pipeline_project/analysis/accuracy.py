@@ -26,6 +26,14 @@ def mir_chord(label: str) -> str:
     return f"{root}:{quality}" if quality in MIR_EVAL_QUALITIES else "X"
 
 
+def key_score(reference: str, tonic: str, mode: str) -> float:
+    """MIREX weighted key score of an estimated key against a reference written `tonic:mode`."""
+    import mir_eval
+
+    reference_tonic, reference_mode = reference.split(":")
+    return float(mir_eval.key.weighted_score(f"{reference_tonic} {reference_mode}", f"{tonic} {mode}"))
+
+
 def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, float]:
     """mir_eval scores of an `analysis.mir.analyze` result against an example's labels."""
     import mir_eval
@@ -46,8 +54,7 @@ def score_analysis(result: dict, labels: dict, duration: float) -> dict[str, flo
             ),
             "meter_ok": float(result["time_signature"] == labels["time_signature"]),
         }
-    tonic, mode = labels["key"].split(":")
-    key = mir_eval.key.weighted_score(f"{tonic} {mode}", f"{result['key_tonic']} {result['key_mode']}")
+    key = key_score(labels["key"], result["key_tonic"], result["key_mode"])
     ref_intervals = np.array([[s, e] for s, e, _ in labels["chords"]])
     ref_labels = [mir_chord(c) for _, _, c in labels["chords"]]
     times = [c["time"] for c in result["chords"]]

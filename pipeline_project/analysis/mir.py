@@ -371,6 +371,8 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         bass_notes = bass_per_beat(song.bass_chroma, beat_frames)
         root_prior = bass_root_prior(bass_notes)
         first_pass = label_chords(similarity, energy, root_prior)
+    # The song's pitch-class profile: the DSP key's evidence beside its chords (`key_with_chords`).
+    profile = chroma.mean(axis=1)
     if "key_tracker" in used:
         found = learned.decode_keys(
             act, duration, downbeat_times, settings, chords if "chord_recognizer" in used else first_pass
@@ -382,9 +384,7 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
             found["local_keys"],
         )
     else:
-        tonic, mode, key_confidence = key_with_chords(
-            chroma.mean(axis=1), chords if "chord_recognizer" in used else first_pass
-        )
+        tonic, mode, key_confidence = key_with_chords(profile, chords if "chord_recognizer" in used else first_pass)
         # With the chord recognizer, its key head still hears where the music leaves that key for a while.
         local_keys = (
             learned.local_keys_around(act, duration, downbeat_times, frames.key_class(f"{tonic}:{mode}"))
@@ -430,6 +430,7 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
         "key_tonic": tonic,
         "key_mode": mode,
         "key_confidence": round(key_confidence, 4),
+        "pitch_class_profile": [round(float(v), 6) for v in profile / (profile.sum() + 1e-12)],
         "chords": with_silence([{"time": round(float(t), 4), **c} for t, c in zip(beat_times, chords)], silences),
         "silences": [list(span) for span in silences],
         **song_loudness(song.loudness_steps),

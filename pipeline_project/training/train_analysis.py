@@ -107,18 +107,17 @@ def by_condition(rows: list[dict], conditions: list[str]) -> dict[str, dict[str,
 
 def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
-) -> tuple[DecoderSettings, list[dict]]:
+) -> tuple[DecoderSettings, list[dict], list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord
     majmin; last the weight of the sound's own key evidence beside the key tracker's, for the key. Returns
-    them with the scores they give per validation render."""
+    them with the scores they give per validation render and what they decode there (`learned.decode`)."""
 
     @cache
     def rhythms(settings: DecoderSettings) -> list[dict]:
         return [decode_rhythm(a, e["meta"]["duration"], settings) for a, e in zip(activations, corpus)]
 
-    @cache  # each step's current value was scored by the step before: decode it once
-    def rows(settings: DecoderSettings) -> list[dict]:
+    def decoded(settings: DecoderSettings) -> list[dict]:
         # Beats take nearly all of the decoding time and do not depend on the chord and key settings: the
         # last two steps decode them once.
         beats = rhythms(
@@ -128,10 +127,11 @@ def tune_and_evaluate(
                 key_evidence_weight=DecoderSettings.key_evidence_weight,
             )
         )
-        return [
-            score_example(decode(a, e["meta"]["duration"], settings, rhythm), e["meta"])
-            for a, e, rhythm in zip(activations, corpus, beats)
-        ]
+        return [decode(a, e["meta"]["duration"], settings, rhythm) for a, e, rhythm in zip(activations, corpus, beats)]
+
+    @cache  # each step's current value was scored by the step before: decode it once
+    def rows(settings: DecoderSettings) -> list[dict]:
+        return [score_example(result, e["meta"]) for result, e in zip(decoded(settings), corpus)]
 
     def scores(settings: DecoderSettings) -> dict[str, float]:
         return _mean_scores(rows(settings))
@@ -149,10 +149,10 @@ def tune_and_evaluate(
     settings = replace(settings, chord_change_penalty=penalty)
     weight = max(KEY_EVIDENCE_WEIGHTS, key=lambda w: scores(replace(settings, key_evidence_weight=w))["key"])
     settings = replace(settings, key_evidence_weight=weight)
-    return settings, rows(settings)
+    return settings, rows(settings), decoded(settings)
 
 
-def _dsp_scores_of(job: tuple) -> dict[str, float]:
+def _dsp_scores_of(job: tuple) -> tuple[dict[str, float], np.ndarray]:
     from pipeline_project.analysis.mir import analyze
     from pipeline_project.separation.separator import separate_with_fallback
 
@@ -162,17 +162,32 @@ def _dsp_scores_of(job: tuple) -> dict[str, float]:
     meta = {k: labels[k] for k in ("beats", "downbeats", "key", "chords", "time_signature")} | {
         "duration": labels["duration"]
     }
-    return score_example(
+    scores = score_example(
         result
         | {"beat_times": np.asarray(result["beat_times"]), "downbeat_times": np.asarray(result["downbeat_times"])},
         meta,
     )
+    return scores, np.asarray(result["pitch_class_profile"])
 
 
-def dsp_rows(plans, catalog, workers: int = 0) -> list[dict]:
-    """The DSP path's scores per validation render (separation, then `analyze` without models): the bar the
-    learned analysers must clear to be used."""
-    return list(map_in_processes(_dsp_scores_of, [(p, catalog) for p in plans], workers))
+def dsp_rows(plans, catalog, workers: int = 0) -> tuple[list[dict], list[np.ndarray]]:
+    """The DSP path's scores per validation render (separation, then `analyze` without models), the bar the
+    learned analysers must clear to be used, and each render's pitch-class profile there (the DSP key's
+    evidence beside its chords)."""
+    found = list(map_in_processes(_dsp_scores_of, [(p, catalog) for p in plans], workers))
+    return [scores for scores, _ in found], [profile for _, profile in found]
+
+
+def dsp_key_on_learned_chords(rows: list[dict], profiles: list[np.ndarray], decoded: list[dict], corpus) -> list[dict]:
+    """The DSP path's rows with its key replaced by what the pipeline finds without the key tracker once the
+    chord recognizer is promoted: the DSP key (`mir.key_with_chords`) fed the learned chords."""
+    from pipeline_project.analysis.accuracy import key_score
+    from pipeline_project.analysis.mir import key_with_chords
+
+    return [
+        row | {"key": key_score(e["meta"]["key"], *key_with_chords(profile, result["chords"])[:2])}
+        for row, profile, result, e in zip(rows, profiles, decoded, corpus)
+    ]
 
 
 def train_in_process(job: tuple) -> tuple[str, tuple]:
@@ -199,38 +214,63 @@ def earns_promotion(scores: dict, baseline: dict, per_condition: dict, metrics) 
     return overall and all(per_condition["learned"][c][m] >= conditions[c][m] for c in conditions for m in metrics)
 
 
+def judge(
+    rows: list[dict], dsp: list[dict], profiles: list[np.ndarray], decoded: list[dict], corpus: list[dict], conditions
+) -> dict:
+    """Which families are promoted, from the learned analysers' and the DSP path's scores per validation render
+    (`rows`, `dsp`), the DSP path's pitch-class profiles and the learned decoding per render, and each render's
+    listening condition. Each family is judged against what the pipeline would run without it. Without the
+    key tracker but with a promoted chord recognizer, that is the DSP key fed the learned chords, not the DSP
+    chords: what a promoted key tracker would replace. `dsp_key_chords` says which chords the baseline's key
+    was fed."""
+    scores = _mean_scores(rows)
+
+    def judged_against(baseline_rows: list[dict], key_chords: str) -> dict:
+        baseline = _mean_scores(baseline_rows)
+        per_condition = {"learned": by_condition(rows, conditions), "dsp": by_condition(baseline_rows, conditions)}
+        return {
+            "validation_scores": scores,
+            "dsp_validation_scores": baseline,
+            "dsp_key_chords": key_chords,
+            "validation_by_condition": per_condition,
+            "promoted": {
+                name: earns_promotion(scores, baseline, per_condition, metrics)
+                for name, metrics in PROMOTION_METRICS.items()
+            },
+        }
+
+    judged = judged_against(dsp, "dsp")
+    if judged["promoted"]["chord_recognizer"]:
+        judged = judged_against(dsp_key_on_learned_chords(dsp, profiles, decoded, corpus), "learned")
+    return judged
+
+
 def validate(
     activations: list[dict], validation: list[dict], plans: list, histogram: list[int], catalog, workers: int, log
 ) -> dict:
     """Tune the decoders on the validation renders' activations, score the learned analysers and the DSP path
     there (overall and per condition), and decide which families are promoted: what a model card records."""
-    decoder, rows = tune_and_evaluate(activations, validation, histogram)
-    scores = _mean_scores(rows)
-    baseline_rows = dsp_rows(plans, catalog, workers)
-    baseline = _mean_scores(baseline_rows)
-    conditions = [plan.condition for plan in plans]
-    per_condition = {"learned": by_condition(rows, conditions), "dsp": by_condition(baseline_rows, conditions)}
-    promoted = {
-        name: earns_promotion(scores, baseline, per_condition, metrics) for name, metrics in PROMOTION_METRICS.items()
-    }
+    decoder, rows, decoded = tune_and_evaluate(activations, validation, histogram)
+    all_dsp, profiles = dsp_rows(plans, catalog, workers)
+    judged = judge(rows, all_dsp, profiles, decoded, validation, [plan.condition for plan in plans])
     log(
-        f"validation (held-out pieces and SoundFonts): learned {scores}\n  DSP path {baseline}\n  "
-        f"decoder: activation prior {decoder.activation_prior}, noise floor {decoder.noise_floor}, ring-out ratio "
-        f"{decoder.ring_out_ratio}, chord change penalty {decoder.chord_change_penalty}, key evidence weight "
-        f"{decoder.key_evidence_weight}; promoted (used by the pipeline instead of the DSP path): {promoted}"
+        f"validation (held-out pieces and SoundFonts): learned {judged['validation_scores']}\n  DSP path "
+        f"{judged['dsp_validation_scores']} (its key on the {judged['dsp_key_chords']} chords; on the DSP chords "
+        f"{_mean_scores(all_dsp)['key']})\n  decoder: activation prior {decoder.activation_prior}, noise floor "
+        f"{decoder.noise_floor}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the "
+        f"pipeline instead of the DSP path): {judged['promoted']}"
     )
-    return {
-        "validation_scores": scores,
-        "dsp_validation_scores": baseline,
-        "validation_by_condition": per_condition,
-        "promoted": promoted,
-        "decoder": decoder,
-    }
+    return judged | {"decoder": decoder}
 
 
 def validation_figures(checked: dict) -> dict:
-    """The validation scores every card of a set records, from `validate`."""
-    return {k: checked[k] for k in ("validation_scores", "dsp_validation_scores", "validation_by_condition")}
+    """The validation scores every card of a set records, from `validate`. `dsp_key_chords` says which chords
+    the DSP path's key was fed there (`learned` where the chord recognizer is promoted)."""
+    return {
+        k: checked[k]
+        for k in ("validation_scores", "dsp_validation_scores", "dsp_key_chords", "validation_by_condition")
+    }
 
 
 def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
