@@ -77,6 +77,41 @@ def test_chord_vocabulary_and_transposition_move_labels_together():
     assert bass2.tolist() == [2, 12, 1, 11] and key2.tolist() == [2, 14, 23, 13]
 
 
+def test_the_chord_head_is_heard_at_neighbouring_pitches_and_read_back_at_the_songs_own():
+    from pipeline_project.training.analysis_models import transpose_harmony
+
+    # What a network says of features moved up by s semitones is moved back to the song's pitch: a label that
+    # `transpose_harmony` moves from class c to c' is read back from c' at c, for every head's layout.
+    chord = np.array([frames.chord_class(label) for label in ("C:maj", "B:min7", "N")])
+    bass, key = np.array([0, 11, frames.NO_BASS]), np.array([0, 23, 12])
+    for semitones in (-1, 1, 5):
+        _, *moved = transpose_harmony(np.zeros((3, frames.HARMONY_BINS)), chord, bass, key, semitones)
+        for labels, heard, classes in zip((chord, bass, key), moved, (frames.CHORD_CLASSES, 13, frames.KEY_CLASSES)):
+            one_hot = np.eye(classes)[heard]
+            assert frames.shift_classes_back(one_hot, semitones).argmax(axis=1).tolist() == labels.tolist()
+
+    # A network that names the loudest semitone as a major chord's root and as the bass is heard the same at
+    # every pitch, so the chord averaged over transpositions is what it reads alone, normalized. Its key head
+    # always says C major a little: bass and key are read at the song's own pitch only, never averaged.
+    def loudest_semitone(features: np.ndarray) -> list[np.ndarray]:
+        semitone = features.reshape(len(features), frames.SEMITONES, frames.BINS_PER_SEMITONE).sum(axis=2)
+        root = (semitone.argmax(axis=1) + frames.LOWEST_MIDI) % 12
+        key = np.zeros((len(features), frames.KEY_CLASSES))
+        key[:, frames.key_class("C:major")] = 1.0
+        return [4.0 * np.eye(frames.CHORD_CLASSES)[root], 4.0 * np.eye(13)[root], key]
+
+    features = np.zeros((3, frames.HARMONY_BINS), dtype=np.float32)
+    for frame, semitone in enumerate((7, 30, 44)):  # G2, F#4, Ab5: well inside the range either way
+        features[frame, semitone * frames.BINS_PER_SEMITONE + 1] = 1.0
+    chord, bass, key = learned.harmony_log_probabilities(loudest_semitone, features)
+    assert learned.CHORD_TRANSPOSITIONS == (-1, 0, 1)
+    assert [frames.chord_label(int(c)) for c in chord.argmax(axis=1)] == ["G:maj", "F#:maj", "Ab:maj"]
+    assert bass.argmax(axis=1).tolist() == [7, 6, 8]
+    assert np.allclose(key, learned._softmax_log(loudest_semitone(features)[2]))
+    for log_probabilities in (chord, bass, key):
+        assert np.allclose(np.exp(log_probabilities).sum(axis=1), 1.0)
+
+
 def _bars_of(pitch_classes: list[int], start_bar: int, bars: int) -> list[dict]:
     return [
         {"onset": 2.0 * bar + 0.5 * i, "offset": 2.0 * bar + 0.5 * i + 0.5, "pitch": 60 + pc, "is_drum": False}

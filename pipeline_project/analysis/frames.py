@@ -97,6 +97,29 @@ def pitch_class_energy(harmony: np.ndarray) -> np.ndarray:
     return np.roll(octaves, LOWEST_MIDI % 12, axis=1)  # column 0 is the lowest bin's pitch class
 
 
+def shift_pitch(features: np.ndarray, semitones: int) -> np.ndarray:
+    """Harmony features (frames, HARMONY_BINS) moved up by `semitones` along the log-frequency axis; the bins
+    moved in from outside the range are silent."""
+    shift = semitones * BINS_PER_SEMITONE
+    moved = np.zeros_like(features)
+    if shift >= 0:
+        moved[:, shift:] = features[:, : features.shape[1] - shift]
+    else:
+        moved[:, :shift] = features[:, -shift:]
+    return moved
+
+
+def shift_classes_back(values: np.ndarray, semitones: int) -> np.ndarray:
+    """Per-frame values over classes laid out in blocks of twelve roots (chords: a block per quality, then N;
+    bass notes: one block, then none; keys: major, then minor), read from features moved up by `semitones`,
+    moved back: each root takes the value of the root `semitones` above it. Columns after the last whole
+    block (N, no bass) stay where they are."""
+    back = values.copy()
+    for first in range(0, values.shape[-1] - values.shape[-1] % 12, 12):
+        back[..., first : first + 12] = np.roll(values[..., first : first + 12], -semitones, axis=-1)
+    return back
+
+
 def chord_class(label: str) -> int:
     """Index of a chord label in the vocabulary; N -> NO_CHORD; IGNORE for a quality it cannot say."""
     if label in ("N", ""):

@@ -33,6 +33,11 @@ KEY_CHANGE_PENALTY = 4.0  # per bar: a modulation must be heard over a few bars
 # another key that much more clearly (on the validation renders it raised Roman-numeral agreement by about
 # 0.02 over local keys without it, and over one key per song).
 SONG_KEY_BONUS = 2.0
+# The chord head hears each song at its own pitch and a semitone either side; the three readings, moved back
+# to the song's pitch, are averaged (`harmony_log_probabilities`). The network was trained on excerpts
+# transposed by -5..+6 semitones, and its chord errors at neighbouring pitches are partly independent. The
+# bass and key heads are read at the song's own pitch: averaged, the key head followed modulations less well.
+CHORD_TRANSPOSITIONS = (-1, 0, 1)
 
 
 class ModelSetError(RuntimeError):
@@ -118,6 +123,24 @@ def _softmax_log(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
+def harmony_log_probabilities(run, features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Chord, bass and key log-probabilities per frame of harmony features (frames, HARMONY_BINS), where `run`
+    is the harmony network (features -> chord, bass and key logits, each (frames, classes)). Bass and key are
+    what it hears at the song's pitch; the chord is its readings of the features moved by each of
+    CHORD_TRANSPOSITIONS semitones, moved back, averaged and normalized again."""
+    heard = {
+        semitones: run(features if semitones == 0 else frames.shift_pitch(features, semitones))
+        for semitones in sorted({0, *CHORD_TRANSPOSITIONS})
+    }
+    readings = [
+        frames.shift_classes_back(_softmax_log(np.asarray(heard[semitones][0])), semitones)
+        for semitones in CHORD_TRANSPOSITIONS
+    ]
+    chord = _softmax_log(np.mean(readings, axis=0))
+    bass, key = (_softmax_log(np.asarray(logits)) for logits in heard[0][1:])
+    return chord, bass, key
+
+
 def activations(models: ModelSet, mono: np.ndarray, names: tuple[str, ...] = MODEL_NAMES) -> dict[str, np.ndarray]:
     """Frame activations of 22 050 Hz mono audio from the networks of the named families: beat and downbeat
     probabilities (beat grid); chord, bass and key log-probabilities (harmony grid)."""
@@ -140,14 +163,18 @@ def activations_of_features(
             continue
         file = models.cards[name]["file"]
         if file not in outputs:  # the key tracker usually shares the chord recognizer's network
-            outputs[file] = models.sessions[file].run(None, {"features": harmony_features[None]})
+            session = models.sessions[file]
+            outputs[file] = harmony_log_probabilities(
+                lambda heard, session=session: [logits[0] for logits in session.run(None, {"features": heard[None]})],
+                harmony_features,
+            )
         chord, bass, key = outputs[file]
         # The chord recognizer's key head comes with its chords: local keys follow it even where the song's
         # key is the DSP path's (see `local_keys_around`).
         act |= (
-            {"chord": _softmax_log(chord[0]), "bass": _softmax_log(bass[0]), "key": _softmax_log(key[0])}
+            {"chord": chord, "bass": bass, "key": key}
             if name == "chord_recognizer"
-            else {"key": _softmax_log(key[0]), "pitch_classes": frames.pitch_class_energy(harmony_features)}
+            else {"key": key, "pitch_classes": frames.pitch_class_energy(harmony_features)}
         )
     return act
 

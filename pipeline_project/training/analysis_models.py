@@ -114,12 +114,7 @@ def _pad(array: np.ndarray, length: int, value) -> np.ndarray:
 def transpose_harmony(features: np.ndarray, chord: np.ndarray, bass: np.ndarray, key: np.ndarray, semitones: int):
     """The excerpt moved by `semitones`: features shift along the log-frequency axis (zeros fill in), roots,
     bass notes and keys move with them."""
-    shift = semitones * frames.BINS_PER_SEMITONE
-    moved = np.zeros_like(features)
-    if shift >= 0:
-        moved[:, shift:] = features[:, : features.shape[1] - shift]
-    else:
-        moved[:, :shift] = features[:, -shift:]
+    moved = frames.shift_pitch(features, semitones)
     chord = chord.copy()
     pitched = (chord >= 0) & (chord < frames.NO_CHORD)
     chord[pitched] = (chord[pitched] // 12) * 12 + (chord[pitched] % 12 + semitones) % 12

@@ -28,7 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from pipeline_project.analysis import frames
-from pipeline_project.analysis.learned import NETWORK_OF, SHIPPED_MODELS, DecoderSettings, decode, decode_rhythm
+from pipeline_project.analysis.learned import (
+    CHORD_TRANSPOSITIONS,
+    NETWORK_OF,
+    SHIPPED_MODELS,
+    DecoderSettings,
+    decode,
+    decode_rhythm,
+    harmony_log_probabilities,
+)
 from pipeline_project.files import sha256_of
 from pipeline_project.layout import meter_cache
 from pipeline_project.parallel import available_cores, map_in_processes
@@ -48,12 +56,12 @@ PROMOTION_RULE = (
 def network_activations(beat_network, harmony_network, example: dict) -> dict[str, np.ndarray]:
     import torch
 
+    def harmony(features: np.ndarray) -> list[np.ndarray]:
+        return [logits[0].numpy() for logits in harmony_network(torch.from_numpy(features)[None])]
+
     with torch.no_grad():
         pulse = torch.sigmoid(beat_network(torch.from_numpy(example["beat_features"])[None]))[0].numpy()
-        chord, bass, key = (
-            torch.log_softmax(x, dim=-1)[0].numpy()
-            for x in harmony_network(torch.from_numpy(example["harmony_features"])[None])
-        )
+        chord, bass, key = harmony_log_probabilities(harmony, example["harmony_features"])
     return {
         "beat": pulse[:, 0],
         "downbeat": pulse[:, 1],
@@ -281,12 +289,15 @@ def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
             "noise_floor": decoder.noise_floor,
             "ring_out_ratio": decoder.ring_out_ratio,
         }
+    # The harmony cards say at which pitches the chord head was heard when they were scored (a constant of
+    # the decoder, `learned.CHORD_TRANSPOSITIONS`, recorded so a card's figures can be traced to it).
+    heard_at = {"chord_transpositions": list(CHORD_TRANSPOSITIONS)}
     if name == "key_tracker":
         return {
             "chord_change_penalty": decoder.chord_change_penalty,
             "key_evidence_weight": decoder.key_evidence_weight,
-        }
-    return {"chord_change_penalty": decoder.chord_change_penalty}
+        } | heard_at
+    return {"chord_change_penalty": decoder.chord_change_penalty} | heard_at
 
 
 def validation_plans(catalog, seed: int, max_pieces: int | None, meters: Path, every_condition: bool = False) -> list:
