@@ -255,28 +255,46 @@ def test_short_term_loudness_and_loudness_range_follow_a_level_step():
 
 
 @pytest.mark.parametrize("path", ["dsp", "learned"])
-def test_no_beat_and_no_chord_but_n_inside_digital_silence(rendered_chorale, path):
-    """Twenty seconds of digital silence between two halves of a song (a gap between tracks): trackers carry
-    their pulse and last chord on through it; the analysis must not."""
+def test_no_beat_and_no_chord_but_n_inside_silence_or_the_hiss_around_the_music(rendered_chorale, path):
+    """Twenty seconds of digital silence between two halves of a song (a gap between tracks), and four seconds of
+    tape hiss at -60 dBFS before and after it: trackers carry their pulse and last chord on through both; the
+    analysis must not."""
     from pipeline_project.analysis import learned
 
     _, audio = rendered_chorale
-    rate, cut, gap = audio.sample_rate, 12 * audio.sample_rate, 20.0
+    rate, cut, gap, edge = audio.sample_rate, 12 * audio.sample_rate, 20.0, 4.0
+    hiss = 10 ** (-60 / 20) * np.random.default_rng(3).standard_normal((2, int(edge * rate)))
+
+    def quiet(name: str, stem: np.ndarray, seconds: float, sound: np.ndarray | None) -> np.ndarray:
+        return (sound if name == "other" and sound is not None else np.zeros((2, int(seconds * rate)))).astype(
+            stem.dtype
+        )
+
     stems = {
         name: np.concatenate(
-            [stem[:, :cut], np.zeros((stem.shape[0], int(gap * rate)), stem.dtype), stem[:, cut : cut + 12 * rate]],
+            [
+                quiet(name, stem, edge, hiss),
+                stem[:, :cut],
+                quiet(name, stem, gap, None),
+                stem[:, cut : cut + 12 * rate],
+                quiet(name, stem, edge, hiss[:, ::-1]),
+            ],
             axis=1,
         )
         for name, stem in audio.stems.items()
     }
     result = analyze(stems, rate, models=learned.load() if path == "learned" else None)
-    start, end = 12.0, 12.0 + gap
-    assert result["silences"] and result["silences"][0][0] == pytest.approx(start, abs=0.1)
-    assert result["silences"][0][1] == pytest.approx(end, abs=0.1)
-    assert not [t for t in result["beat_times"] if start + 0.1 < t < end - 0.1]
-    assert len([t for t in result["beat_times"] if t > end]) > 10  # the pulse is found again after the gap
+    start, end = edge + 12.0, edge + 12.0 + gap
+    music_ends = end + 12.0
+    silences = result["silences"]
+    assert len(silences) == 3 and silences[0][0] == 0.0 and silences[0][1] == pytest.approx(edge, abs=0.1)
+    assert silences[1] == pytest.approx([start, end], abs=0.1)
+    assert silences[2][0] == pytest.approx(music_ends, abs=1.0) and silences[2][1] == result["duration_s"]
+    assert not [t for t in result["beat_times"] if t < edge - 0.1 or start + 0.1 < t < end - 0.1]
+    assert not [t for t in result["beat_times"] if t > silences[2][0] + 0.1]
+    assert len([t for t in result["beat_times"] if end < t < music_ends]) > 10  # the pulse is found after the gap
     times = np.array([c["time"] for c in result["chords"]])
-    for moment in np.arange(start + 0.1, end - 0.1, 0.25):
+    for moment in [*np.arange(0.0, edge - 0.1, 0.25), *np.arange(start + 0.1, end - 0.1, 0.25)]:
         assert result["chords"][int(np.searchsorted(times, moment, side="right")) - 1]["chord"] == "N", moment
 
 

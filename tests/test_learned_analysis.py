@@ -86,7 +86,9 @@ def test_the_chord_head_is_heard_at_neighbouring_pitches_and_read_back_at_the_so
     bass, key = np.array([0, 11, frames.NO_BASS]), np.array([0, 23, 12])
     for semitones in (-1, 1, 5):
         _, *moved = transpose_harmony(np.zeros((3, frames.HARMONY_BINS)), chord, bass, key, semitones)
-        for labels, heard, classes in zip((chord, bass, key), moved, (frames.CHORD_CLASSES, 13, frames.KEY_CLASSES)):
+        for labels, heard, classes in zip(
+            (chord, bass, key), moved, (frames.CHORD_CLASSES, frames.NO_BASS + 1, frames.KEY_CLASSES)
+        ):
             one_hot = np.eye(classes)[heard]
             assert frames.shift_classes_back(one_hot, semitones).argmax(axis=1).tolist() == labels.tolist()
 
@@ -98,7 +100,7 @@ def test_the_chord_head_is_heard_at_neighbouring_pitches_and_read_back_at_the_so
         root = (semitone.argmax(axis=1) + frames.LOWEST_MIDI) % 12
         key = np.zeros((len(features), frames.KEY_CLASSES))
         key[:, frames.key_class("C:major")] = 1.0
-        return [4.0 * np.eye(frames.CHORD_CLASSES)[root], 4.0 * np.eye(13)[root], key]
+        return [4.0 * np.eye(frames.CHORD_CLASSES)[root], 4.0 * np.eye(frames.NO_BASS + 1)[root], key]
 
     features = np.zeros((3, frames.HARMONY_BINS), dtype=np.float32)
     for frame, semitone in enumerate((7, 30, 44)):  # G2, F#4, Ab5: well inside the range either way

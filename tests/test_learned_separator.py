@@ -3,15 +3,16 @@ registered in MLflow through the champion gate, and used offline in place of the
 
 import json
 import logging
+import shutil
 
 import dagster as dg
 import numpy as np
 import pytest
 
-from pipeline_project.resources import MlflowResource, SeparatorResource, StorageResource
+from pipeline_project.resources import MlflowResource, RendererResource, SeparatorResource, StorageResource
 from pipeline_project.separation import learned
 from pipeline_project.separation.separator import FALLBACK_NAME, STEM_NAMES, separate_with_fallback
-from pipeline_project.synthesis.render import available_soundfonts
+from pipeline_project.synthesis.render import available_soundfonts, bundled_soundfont
 from pipeline_project.training import analysis_corpus, separator_corpus, separator_registry
 from pipeline_project.training.train_separator import train_separator, validation_sdr
 
@@ -24,14 +25,24 @@ def fresh_offline_warning(monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def user_soundfonts(tmp_path_factory):
+    """A user's SoundFont folder holding a copy of the bundled one under another name, so training has a
+    SoundFont to hold out for validation on any machine, however few the system has."""
+    folder = tmp_path_factory.mktemp("soundfonts")
+    shutil.copy(bundled_soundfont(), folder / "UserKit.sf2")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, user_soundfonts):
     """A separator trained for three steps on one training render, validated on one held-out render:
-    (folder, ONNX path, validation renders, their conditions)."""
+    (folder, ONNX path, validation renders, their conditions, the training settings)."""
     folder = tmp_path_factory.mktemp("separator")
+    quick = dict(QUICK, catalog=available_soundfonts(user_soundfonts))
     path, validation, conditions = train_separator(
-        folder / "a", folder / "corpus", meter_cache=folder / "meters.json", **QUICK
+        folder / "a", folder / "corpus", meter_cache=folder / "meters.json", **quick
     )
-    return folder, path, validation, conditions
+    return folder, path, validation, conditions, quick
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +59,14 @@ def held_out_render(tmp_path_factory):
 
 
 def test_training_is_reproducible_from_its_seed_and_writes_a_card(trained, held_out_render):
-    folder, first, validation, conditions = trained
-    second = train_separator(folder / "b", folder / "corpus", meter_cache=folder / "meters.json", **QUICK)[0]
+    folder, first, validation, conditions, quick = trained
+    second = train_separator(folder / "b", folder / "corpus", meter_cache=folder / "meters.json", **quick)[0]
     assert first.read_bytes() == second.read_bytes()  # same seed, same corpus: the same weights
     card = json.loads(first.with_suffix(".json").read_text())
     assert card["name"] == "stem_separator" and card["version"].startswith("0-") and card["training"]["steps"] == 3
     assert set(card["validation_sdr"]) == set(card["dsp_validation_sdr"]) and isinstance(card["promoted"], bool)
-    assert card["training_soundfonts"] != card["validation_soundfonts"]  # validated on unheard timbres
+    assert "UserKit.sf2" in card["training_soundfonts"] + card["validation_soundfonts"]  # the user's counts
+    assert not set(card["training_soundfonts"]) & set(card["validation_soundfonts"])  # validated on unheard timbres
     assert card["training"]["device"] == "cpu"
     examples = [separator_corpus.load(p) for p in validation]
     assert (
@@ -122,11 +134,15 @@ def test_only_a_champion_separates_and_then_offline_songs_use_it(tmp_path, train
     )
 
 
-def test_the_training_asset_trains_and_puts_the_new_version_through_the_gate(tmp_path):
+def test_the_training_asset_trains_and_puts_the_new_version_through_the_gate(tmp_path, user_soundfonts):
     from pipeline_project.assets.training import stem_separator
 
     mlflow = MlflowResource(tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
-    resources = {"storage": StorageResource(data_root=str(tmp_path / "data")), "mlflow": mlflow}
+    resources = {
+        "storage": StorageResource(data_root=str(tmp_path / "data")),
+        "mlflow": mlflow,
+        "renderer": RendererResource(soundfont_dir=str(user_soundfonts)),
+    }
     config = {"train": True, "max_pieces": 1, "steps": 2, "width": 32}
     result = dg.materialize(
         [stem_separator],

@@ -443,14 +443,34 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
 # stretches at least this long and this quiet.
 MIN_SILENCE_S = 1.0
 SILENCE_DBFS = -70.0
+# Before the music starts and after it ends, a recording is often not digitally silent: tape hiss, a vinyl
+# run-in, room tone. There a stretch this far below the song's loud level (its 95th-percentile frame) is
+# silence too, or a tracker that keeps its pulse would put beats in the hiss. Inside the song only digital
+# silence counts: a general pause in a quiet hall is still part of the piece.
+EDGE_SILENCE_BELOW_LOUD_DB = 50.0
+
+
+def quiet_frames(level_db: np.ndarray) -> np.ndarray:
+    """Mask of the frames that are silence: under SILENCE_DBFS anywhere, and in the song's lead-in and run-out,
+    EDGE_SILENCE_BELOW_LOUD_DB under its loud level."""
+    quiet = level_db < SILENCE_DBFS
+    if not len(level_db):
+        return quiet
+    hushed = level_db < max(SILENCE_DBFS, float(np.percentile(level_db, 95)) - EDGE_SILENCE_BELOW_LOUD_DB)
+    sounding = np.flatnonzero(~hushed)
+    if not len(sounding):
+        return quiet | hushed
+    quiet[: sounding[0]] = True
+    quiet[sounding[-1] + 1 :] = True
+    return quiet
 
 
 def silent_spans(
     level_db: np.ndarray, duration: float, rate: int = ANALYSIS_RATE, hop: int = HOP
 ) -> list[tuple[float, float]]:
-    """(start, end) seconds of every stretch of at least MIN_SILENCE_S whose level (dB per frame of `hop`
-    samples, centred) stays under SILENCE_DBFS."""
-    quiet = np.concatenate([[False], level_db < SILENCE_DBFS, [False]])
+    """(start, end) seconds of every stretch of at least MIN_SILENCE_S of silence (`quiet_frames`; level in dB
+    per frame of `hop` samples, centred)."""
+    quiet = np.concatenate([[False], quiet_frames(np.asarray(level_db)), [False]])
     edges = np.flatnonzero(np.diff(quiet.astype(np.int8)))
     spans = []
     for first, last in zip(edges[::2], edges[1::2]):

@@ -21,7 +21,7 @@ from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.automation import retrain_when_grown
 from pipeline_project.labeling.queues import DRUM_HITS, GENRE
 from pipeline_project.layout import meter_cache
-from pipeline_project.resources import MlflowResource, StorageResource
+from pipeline_project.resources import MlflowResource, RendererResource, StorageResource
 from pipeline_project.training import analysis_registry, families, separator_registry
 from pipeline_project.training.families import DRUM_MODEL_NAME, EMBEDDING_MODEL_NAME, GENRE_MODEL_NAME
 from pipeline_project.training.policy import (
@@ -333,7 +333,11 @@ class AnalysisTrainingConfig(dg.Config):
 )
 @retry_transient_failures
 def analysis_models(
-    context: dg.AssetExecutionContext, config: AnalysisTrainingConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: AnalysisTrainingConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    renderer: RendererResource,
 ):
     """The learned analysers as model families in MLflow, each scored on its own metric (beat F-measure,
     chord majmin, key) on the validation renders: held-out pieces through a held-out SoundFont in every
@@ -358,6 +362,7 @@ def analysis_models(
             steps=config.steps,
             minimum_gain=config.minimum_gain,
             log=context.log.info,
+            catalog=renderer.soundfonts(),
         )
     # Returned, not yielded, so that retry_transient_failures sees every failure.
     return tuple(
@@ -397,7 +402,11 @@ class SeparatorTrainingConfig(dg.Config):
 )
 @retry_transient_failures
 def stem_separator(
-    context: dg.AssetExecutionContext, config: SeparatorTrainingConfig, storage: StorageResource, mlflow: MlflowResource
+    context: dg.AssetExecutionContext,
+    config: SeparatorTrainingConfig,
+    storage: StorageResource,
+    mlflow: MlflowResource,
+    renderer: RendererResource,
 ) -> dg.MaterializeResult:
     """The learned separator (drums, bass, other, vocals masks; ONNX) as a model family in MLflow, scored by SDR
     per stem on the validation renders (held-out pieces through held-out SoundFonts, every listening condition).
@@ -422,5 +431,6 @@ def stem_separator(
             width=config.width,
             minimum_gain_db=config.minimum_gain_db,
             log=context.log.info,
+            catalog=renderer.soundfonts(),
         )
     return _family_reported(registry, separator_registry.FAMILY, result, "mean_sdr_db", "none (DSP fallback)")

@@ -68,6 +68,21 @@ def time_signatures(pieces: list[str], cache: Path | None = None, workers: int =
     return known
 
 
+def soundfont_catalog(catalog: dict[str, Path] | None, log) -> dict[str, Path]:
+    """The SoundFonts a training run renders with: `catalog`, or every one on this machine. With one alone,
+    training and validation share it (`soundfont_split`), and the log says so."""
+    from pipeline_project.synthesis.render import available_soundfonts
+
+    catalog = available_soundfonts() if catalog is None else catalog
+    if len(catalog) < 2:
+        log(
+            f"only {len(catalog)} SoundFont here ({', '.join(catalog)}): training and validation share it, so the "
+            "validation scores are not on unheard timbres (`make soundfonts` installs two more; in Dagster the "
+            "renderer's folder, PIPELINE_SOUNDFONT_DIR, adds your own)"
+        )
+    return catalog
+
+
 def plan_renders(
     split: str,
     soundfonts: list[str],

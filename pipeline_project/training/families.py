@@ -333,14 +333,22 @@ def train_analysis_models(
     steps: int,
     minimum_gain: float,
     log,
+    catalog: dict[str, Path] | None = None,
 ) -> dict[str, RegistrationResult]:
     """A new set of learned analysers trained from the renders in `corpus`, each family put through the
     champion gate on the validation renders, re-scoring the champion with the other champions, as the pipeline
-    runs it. {family: its new version}."""
+    runs it. {family: its new version}. `catalog`: the SoundFonts to render with (default: this machine's)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "models"
         validation = train_model_set(
-            out, corpus, seed=seed, renders_per_piece=renders_per_piece, max_pieces=max_pieces, steps=steps, log=log
+            out,
+            corpus,
+            seed=seed,
+            renders_per_piece=renders_per_piece,
+            max_pieces=max_pieces,
+            steps=steps,
+            log=log,
+            catalog=catalog,
         )
 
         def rescore(name: str):
@@ -370,12 +378,14 @@ def train_stem_separator(
     width: int = SeparatorSettings.width,
     minimum_gain_db: float,
     log,
+    catalog: dict[str, Path] | None = None,
 ) -> RegistrationResult:
     """A new learned separator trained from the renders in `corpus` and put through the champion gate on the
-    validation renders, where the champion is re-scored separating as the pipeline runs it."""
+    validation renders, where the champion is re-scored separating as the pipeline runs it. `catalog`: the
+    SoundFonts to render with (default: this machine's)."""
     with tempfile.TemporaryDirectory() as tmp:
         path, validation, conditions = train_separator(
-            Path(tmp) / "models", corpus, seed, max_pieces, steps, width, meter_cache=meters, log=log
+            Path(tmp) / "models", corpus, seed, max_pieces, steps, width, meter_cache=meters, log=log, catalog=catalog
         )
         examples = [separator_corpus.load(p) for p in validation]
 

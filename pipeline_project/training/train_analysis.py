@@ -326,18 +326,13 @@ def train_model_set(
     width: int = analysis_models.TrainingSettings.width,
     workers: int = 0,
     log=lambda line: print(line, flush=True),
+    catalog: dict[str, Path] | None = None,
 ) -> list[Path]:
     """Render the corpus (cached), train both networks, tune the decoders and score on the validation
     renders, and write the model set (ONNX and cards) to `out`. Returns the validation renders' files, on
-    which a registered champion can be scored the same way (`training.analysis_registry`)."""
-    from pipeline_project.synthesis.render import available_soundfonts
-
-    catalog = available_soundfonts()
-    if len(catalog) < 2:
-        log(
-            f"only {len(catalog)} SoundFont on this machine: training and validation share it, so the validation "
-            "scores are not on unheard timbres (make soundfonts installs more)"
-        )
+    which a registered champion can be scored the same way (`training.analysis_registry`). `catalog`: the
+    SoundFonts to render with (name -> path; default: every one on this machine, `available_soundfonts`)."""
+    catalog = analysis_corpus.soundfont_catalog(catalog, log)
     started = time.monotonic()
     meters = meter_cache(corpus)
     plans = {

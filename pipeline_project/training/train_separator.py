@@ -275,16 +275,16 @@ def train_separator(
     meter_cache: Path = ANALYSIS_METERS,
     device: str = "auto",
     log=lambda line: print(line, flush=True),
+    catalog: dict[str, Path] | None = None,
 ) -> tuple[Path, list[Path], list[str]]:
     """Render the corpus (cached), train, score beside the DSP fallback and write `stem_separator.onnx` and its
     card to `out`. Returns the ONNX path, and the validation renders and their conditions (on which a champion is
     re-scored, `validation_sdr`). `meter_cache`: the pieces' time signatures, shared with the analysers'
-    corpus (parsing every piece takes minutes)."""
+    corpus (parsing every piece takes minutes). `catalog`: the SoundFonts to render with (name -> path;
+    default: every one on this machine, `available_soundfonts`)."""
     import torch
 
-    from pipeline_project.synthesis.render import available_soundfonts
-
-    catalog = available_soundfonts()
+    catalog = analysis_corpus.soundfont_catalog(catalog, log)
     started = time.monotonic()
     plans = {
         "train": analysis_corpus.plan_renders("train", list(catalog), 1, seed, max_pieces, meter_cache=meter_cache),
