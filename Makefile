@@ -24,7 +24,7 @@ SYNC := $(UV) sync --frozen --inexact --quiet
 # imports again, some 10 s each; compiling all of site-packages at install instead costs 45 s on 2 cores.
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: setup setup-dev run test test-servers test-slow lint format ui label validate lock clean-data bench-setup soundfonts train-analysis train-separator
+.PHONY: setup setup-dev run test test-servers test-slow lint format ui label validate lock clean-data bench-setup soundfonts train-analysis train-separator reproduce-models
 
 $(UV): scripts/uv-requirements.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required (the lock is made for it), found " + sys.version.split()[0]'
@@ -110,13 +110,21 @@ soundfonts:
 
 # The learned analysers shipped in pipeline_project/models (beat tracker, chord recognizer, key tracker),
 # trained from the project's own renders through the training SoundFonts and validated through held-out ones;
-# the same seed gives the same weights, and this target makes the shipped set: 4800 steps, about 70 minutes on
+# the same seed gives the same weights. The shipped set was made by this target (4800 steps) at the commit its
+# cards name (make reproduce-models makes it again there); today's code makes a newer set. About 70 minutes on
 # 2 cores the first time (20 of rendering, cached in data/analysis_corpus; 50 of training both networks at
 # once, one core each). The module's and the training asset's default, 2400 steps, takes 28 minutes.
 # Options: make train-analysis ANALYSIS_STEPS=2400 TRAIN_ANALYSIS_ARGS="--seed 1 --width 64" (see the module's help).
 ANALYSIS_STEPS ?= 4800
 train-analysis: setup soundfonts
 	$(BIN)/python -m pipeline_project.training.train_analysis --steps $(ANALYSIS_STEPS) $(TRAIN_ANALYSIS_ARGS)
+
+# Every shipped network made again from the commit and command its card records (source_commit, made_with),
+# each in a checkout of that commit beside this one, and its weights compared with the card's version; fails
+# naming any that differ. As long as the trainings themselves (about 75 minutes for the analysers on 2 cores);
+# needs the same lock and the SoundFonts the cards name (make soundfonts). See README "Reproducing the shipped networks".
+reproduce-models: setup soundfonts
+	$(BIN)/python -m pipeline_project.training.reproduce
 
 # The learned separator (model family stem_separator; it ships as pipeline_project/models/stem_separator.onnx
 # once a version passes its gate, see README "The learned separator"), trained on the project's own multitrack

@@ -398,6 +398,9 @@ def test_the_shipped_set_is_registered_once_and_its_champions_analyse(tmp_path):
             "DSP path" in card["promotion"]["reason"]
             and version.tags["analysis_version"] == shipped.cards[name]["version"]
         )
+        # Lineage to the code that trained it, not only to the code that registered it.
+        params = registry.client.get_run(version.run_id).data.params
+        assert params["source_commit"] == shipped.cards[name]["source_commit"]
     assert models.versions["beat_tracker"] == f"beat_tracker/1 ({shipped.cards['beat_tracker']['version']})"
     assert analysis_registry.pipeline_models(registry, "test", cache) is models  # registered once, downloaded once
     assert [len(registry.versions(name)) for name in learned.MODEL_NAMES] == [1, 1, 1]
@@ -456,6 +459,22 @@ def test_train_analysis_makes_a_model_set_the_pipeline_loads(tmp_path):
     assert after["version"] == before["version"] and after["rescored_with_plan_version"] >= 1
     assert after["validation_scores"].keys() == before["validation_scores"].keys()
     assert after["key_evidence_weight"] in train_analysis.KEY_EVIDENCE_WEIGHTS
+
+    # The cards name the commit and the command that made the networks; made again from there (in a checkout
+    # of that commit), the weights are the same.
+    from pipeline_project.training import analysis_models as network_code
+    from pipeline_project.training import reproduce
+
+    width = str(network_code.TrainingSettings.width)
+    assert after["made_with"] == {
+        "module": "pipeline_project.training.train_analysis",
+        "arguments": ["--seed", "0", "--renders-per-piece", "2", "--steps", "2", "--width", width, "--max-pieces", "3"],
+    }
+    if after["source_changed"]:  # trained from uncommitted code (a working copy; CI tests a clean clone)
+        with pytest.raises(reproduce.ReproductionError, match="not committed"):
+            reproduce.reproduce(out)
+    else:
+        assert reproduce.reproduce(out, tmp_path / "reproduce") == {name: True for name in learned.MODEL_NAMES}
 
     # The training asset: it registers the shipped set, then trains a set on the same (cached) corpus and puts
     # each family through the gate: the shipped champions are re-scored on the new validation renders, and

@@ -68,6 +68,9 @@ def test_training_is_reproducible_from_its_seed_and_writes_a_card(trained, held_
     assert "UserKit.sf2" in card["training_soundfonts"] + card["validation_soundfonts"]  # the user's counts
     assert not set(card["training_soundfonts"]) & set(card["validation_soundfonts"])  # validated on unheard timbres
     assert card["training"]["device"] == "cpu"
+    arguments = card["made_with"]["arguments"]  # how to make it again (training.reproduce): on the CPU too
+    assert card["made_with"]["module"] == "pipeline_project.training.train_separator"
+    assert arguments[arguments.index("--device") + 1] == "cpu" and len(card["source_commit"]) == 40
     examples = [separator_corpus.load(p) for p in validation]
     assert (
         validation_sdr(learned.load_separator(first), examples, conditions) == card["validation_sdr"]

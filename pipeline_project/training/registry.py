@@ -68,10 +68,12 @@ def next_semver(previous: list[str], major: int, new_data: bool) -> str:
 
 
 def render_card_params(card: dict, version_param: str) -> dict:
-    """The run parameters of a network trained on renders, from its card: seed, network, its own version (as
-    `version_param`), and the renders and SoundFonts it was trained and validated on."""
+    """The run parameters of a network trained on renders, from its card: seed, the commit of the code that
+    trained it, network, its own version (as `version_param`), and the renders and SoundFonts it was trained and
+    validated on."""
     return {
         "seed": card.get("seed"),
+        "source_commit": card.get("source_commit"),  # the code that trained it (see training.reproduce)
         "network": card.get("network"),
         version_param: card.get("version"),
         "training_renders": card.get("training_renders"),

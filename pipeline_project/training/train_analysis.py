@@ -42,6 +42,7 @@ from pipeline_project.layout import meter_cache
 from pipeline_project.parallel import available_cores, map_in_processes
 from pipeline_project.training import analysis_corpus, analysis_models
 from pipeline_project.training.analysis_registry import MINIMUM_GAIN
+from pipeline_project.training.reproduce import source_of_training
 
 DEFAULT_CORPUS = Path("data/analysis_corpus")
 # Each network replaces the DSP path only where it is better on all of its metrics by MINIMUM_GAIN, the gate
@@ -333,6 +334,10 @@ def train_model_set(
     which a registered champion can be scored the same way (`training.analysis_registry`). `catalog`: the
     SoundFonts to render with (name -> path; default: every one on this machine, `available_soundfonts`)."""
     catalog = analysis_corpus.soundfont_catalog(catalog, log)
+    arguments = ["--seed", seed, "--renders-per-piece", renders_per_piece, "--steps", steps, "--width", width]
+    source = source_of_training(
+        "pipeline_project.training.train_analysis", arguments + (["--max-pieces", max_pieces] if max_pieces else [])
+    )
     started = time.monotonic()
     meters = meter_cache(corpus)
     plans = {
@@ -368,6 +373,7 @@ def train_model_set(
     common = {
         "seed": seed,
         "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
+        **source,
         **analysis_corpus.plans_described({"train": plans["train"], "validation": plans["scoring"]}),
         **validation_figures(checked),
         "reserved_pieces": "never used (synthesis.corpus_split)",

@@ -30,8 +30,9 @@ import numpy as np
 from pipeline_project.files import atomic_path, sha256_of, write_text_atomic
 from pipeline_project.layout import meter_cache
 from pipeline_project.separation import learned
-from pipeline_project.separation.separator import STEM_NAMES, separate_with_fallback
+from pipeline_project.separation.separator import STEM_NAMES, pick_device, separate_with_fallback
 from pipeline_project.training import analysis_corpus, separator_corpus
+from pipeline_project.training.reproduce import source_of_training
 from pipeline_project.training.train_analysis import DEFAULT_CORPUS as ANALYSIS_CORPUS
 
 DEFAULT_CORPUS = Path("data/separator_corpus")
@@ -130,8 +131,6 @@ def train(corpus: list[dict], validation: list[dict], settings: SeparatorSetting
     same kind of device; a GPU's differ in the last bits."""
     import torch
     from torch import nn
-
-    from pipeline_project.separation.separator import pick_device
 
     device = pick_device(device)
     log(f"training the separator on {device}")
@@ -285,6 +284,13 @@ def train_separator(
     import torch
 
     catalog = analysis_corpus.soundfont_catalog(catalog, log)
+    device = pick_device(device)  # named in the command: a GPU's weights differ from a CPU's in the last bits
+    arguments = ["--seed", seed, "--steps", steps, "--width", width, "--device", device]
+    source = source_of_training(
+        "pipeline_project.training.train_separator",
+        arguments + (["--max-pieces", max_pieces] if max_pieces else []),
+        device=device,
+    )
     started = time.monotonic()
     plans = {
         "train": analysis_corpus.plan_renders("train", list(catalog), 1, seed, max_pieces, meter_cache=meter_cache),
@@ -336,6 +342,7 @@ def train_separator(
         "file": path.name,
         "network": "MaskNetwork",
         "made_by": "make train-separator (python -m pipeline_project.training.train_separator)",
+        **source,
         "seed": seed,
         "sample_rate": learned.SAMPLE_RATE,
         "n_fft": learned.N_FFT,
