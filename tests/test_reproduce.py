@@ -19,7 +19,8 @@ def git(folder, *arguments):
     ).stdout.strip()
 
 
-def test_a_card_names_the_commit_that_trained_it_and_whether_the_code_had_changed(tmp_path):
+def test_a_card_names_the_commit_that_trained_it_and_whether_the_code_had_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))  # `plain` is in no repository, wherever tmp is
     plain, tmp_path = tmp_path / "plain", tmp_path / "repository"
     plain.mkdir()
     (tmp_path / "pipeline_project" / "models").mkdir(parents=True)
@@ -86,3 +87,15 @@ def test_a_set_is_refused_where_it_cannot_be_made_again(tmp_path):
         reproduce.check_environment(head, [card], fonts, other_lock, here)
     with pytest.raises(reproduce.ReproductionError, match="not in this repository"):
         reproduce.check_environment("0" * 40, [card], fonts, lock, here)
+
+
+def test_each_commit_is_checked_out_beside_this_one_and_a_checkout_in_the_way_is_refused(tmp_path):
+    head = git(reproduce.REPOSITORY, "rev-parse", "HEAD")
+    tree = reproduce._checkout(head, tmp_path)
+    try:
+        assert git(tree, "rev-parse", "HEAD") == head and (tree / "pipeline_project" / "training").is_dir()
+        with pytest.raises(reproduce.ReproductionError, match="cannot check"):
+            reproduce._checkout(head, tmp_path)
+    finally:
+        git(reproduce.REPOSITORY, "worktree", "remove", "--force", str(tree))
+    assert str(tree) not in git(reproduce.REPOSITORY, "worktree", "list")

@@ -1,12 +1,12 @@
 """Where a model set's weights came from, and making them again from there: `make reproduce-models`.
 
 A trainer (`train_analysis`, `train_separator`) writes into each card the commit of the code that trained it
-(`source_commit`, and `source_changed` where that code had changes not yet committed) and the command that
+(`source_commit`, and `source_changed` where that code had changes not yet committed), the command that
 makes the same weights (`made_with`: the module and the arguments that change weights; the output folder,
-the render cache and the worker count do not). The same seed, commit, lock and SoundFonts give the same
-weights on any machine (one thread per network), so reproducing a set is: check the code out at that commit
-beside this one, run the command there with this environment, and compare the networks' digests with the
-cards' versions.
+the render cache and the worker count do not) and the arithmetic it ran on (`trained_on`). The same seed,
+commit, lock and SoundFonts give the same weights on the same kind of processor (one thread per network,
+whatever the core count), so reproducing a set is: check the code out at that commit beside this one, run
+the command there with this environment, and compare the networks' digests with the cards' versions.
 """
 
 from __future__ import annotations
@@ -137,7 +137,10 @@ def _checkout(commit: str, work: Path) -> Path:
     """The code at `commit`, checked out beside this one (a git worktree, even for this checkout's own commit:
     uncommitted changes here never leak into the networks made)."""
     tree = work / f"source-{commit[:12]}"
-    _git("worktree", "add", "--detach", str(tree), commit)
+    try:
+        _git("worktree", "add", "--detach", str(tree), commit)
+    except subprocess.CalledProcessError as error:
+        raise ReproductionError(f"cannot check {commit} out into {tree}: {error.stderr.strip()}") from None
     return tree
 
 
@@ -161,7 +164,7 @@ def reproduce(
                 "(written before they did): the weights match only if it was this kind"
             )
     with tempfile.TemporaryDirectory(prefix="reproduce-") as scratch:
-        work = Path(work or scratch)
+        work = Path(work or scratch).resolve()  # git runs in the repository, the trainings in their checkouts
         work.mkdir(parents=True, exist_ok=True)
         same: dict[str, bool] = {}
         worktrees: dict[str, Path] = {}  # one checkout per commit, shared by the commands made there
