@@ -206,6 +206,33 @@ def test_under_noise_the_beat_prior_drops_so_the_decoder_does_not_settle_on_its_
     assert learned.beat_prior(learned.DecoderSettings(activation_prior=0.3, noise_floor=0.0), np.ones(9)) == 0.15
 
 
+def test_the_downbeat_head_settles_the_metrical_level_the_beat_head_leaves_open():
+    # As the validation renders of slow pieces show it: the beat head fires on the eighth notes between the
+    # beats more than half as strongly as on the beats, the downbeat head answers on every beat (most on the
+    # bar's first) and not between them.
+    fps, period = frames.BEAT_FPS, 60 / 60 * frames.BEAT_FPS
+    beat, downbeat = np.full(3000, 0.02), np.full(3000, 0.001)
+    beat_frames = np.round(np.arange(20, 2990, period)).astype(int)
+    beat[beat_frames] = 0.6
+    beat[np.round(beat_frames + period / 2).astype(int)[:-1]] = 0.45
+    downbeat[beat_frames] = 0.3
+    downbeat[beat_frames[::4]] = 0.7
+    alone = decoding.decode_beats(beat, fps)
+    assert 60 / np.median(np.diff(alone)) == pytest.approx(120, rel=0.03)  # the beat head alone: double time
+    both = decoding.decode_beats(beat, fps, downbeat=downbeat, downbeat_weight=0.5, downbeat_level=0.1)
+    assert 60 / np.median(np.diff(both)) == pytest.approx(60, rel=0.03)
+    assert np.abs(both[:, None] - beat_frames[None, :] / fps).min(axis=1).max() < 0.02
+    # A card without the setting decodes as before; a card with it is read back.
+    settings = learned.DecoderSettings(activation_prior=0.3)
+    assert settings.downbeat_weight == 0.0
+    rhythm = learned.decode_rhythm({"beat": beat, "downbeat": downbeat}, 30.0, settings)
+    assert rhythm["tempo_bpm"] == pytest.approx(120, rel=0.03)
+    tuned = learned.decode_rhythm(
+        {"beat": beat, "downbeat": downbeat}, 30.0, learned.DecoderSettings(activation_prior=0.3, downbeat_weight=0.5)
+    )
+    assert tuned["tempo_bpm"] == pytest.approx(60, rel=0.03) and tuned["beats_per_bar"] == 4
+
+
 def test_beat_decoder_in_checkpointed_stretches_finds_the_same_path_as_in_one():
     """The decoder keeps back-pointers for one stretch of frames at a time (memory flat for any length) and
     recomputes them from saved scores: the path is exactly the one a single pass finds."""

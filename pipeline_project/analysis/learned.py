@@ -189,6 +189,10 @@ class DecoderSettings:
     # Under heavy noise the beat network fires a little everywhere: where a song's mean beat activation is
     # above this floor, the activation prior drops by the excess (see `beat_prior`). None: the prior as tuned.
     noise_floor: float | None = None
+    # How much a beat weighs the downbeat head's activation against `downbeat_level` (see
+    # `decoding.decode_beats`); 0: the beat head alone.
+    downbeat_weight: float = 0.0
+    downbeat_level: float = 0.1
     chord_change_penalty: float = CHORD_CHANGE_PENALTY
     # The song's key: the key tracker's mean log-probability plus this weight times the sound's own evidence
     # (the pitch-class profile's correlation with each key profile, and how much of the song sits on each
@@ -202,11 +206,13 @@ class DecoderSettings:
         histogram = beat.get("tempo_histogram")
         return cls(
             tuple(histogram) if histogram else None,
-            beat.get("activation_prior", cls.activation_prior),
-            beat.get("ring_out_ratio", cls.ring_out_ratio),
-            beat.get("noise_floor", cls.noise_floor),
-            chord.get("chord_change_penalty", cls.chord_change_penalty),
-            key.get("key_evidence_weight", cls.key_evidence_weight),
+            activation_prior=beat.get("activation_prior", cls.activation_prior),
+            ring_out_ratio=beat.get("ring_out_ratio", cls.ring_out_ratio),
+            noise_floor=beat.get("noise_floor", cls.noise_floor),
+            downbeat_weight=beat.get("downbeat_weight", cls.downbeat_weight),
+            downbeat_level=beat.get("downbeat_level", cls.downbeat_level),
+            chord_change_penalty=chord.get("chord_change_penalty", cls.chord_change_penalty),
+            key_evidence_weight=key.get("key_evidence_weight", cls.key_evidence_weight),
         )
 
 
@@ -245,7 +251,15 @@ def beat_prior(settings: DecoderSettings, beat_activation: np.ndarray) -> float:
 def decode_rhythm(act: dict[str, np.ndarray], duration: float, settings: DecoderSettings = DecoderSettings()) -> dict:
     """Beats, downbeats, metre and tempo from the beat tracker's activations."""
     histogram = np.asarray(settings.tempo_histogram) if settings.tempo_histogram else None
-    beat_times = decoding.decode_beats(act["beat"], frames.BEAT_FPS, histogram, beat_prior(settings, act["beat"]))
+    beat_times = decoding.decode_beats(
+        act["beat"],
+        frames.BEAT_FPS,
+        histogram,
+        beat_prior(settings, act["beat"]),
+        act["downbeat"],
+        settings.downbeat_weight,
+        settings.downbeat_level,
+    )
     beat_times = decoding.trim_ring_out(beat_times, act["beat"], frames.BEAT_FPS, settings.ring_out_ratio)
     if len(beat_times) < 2:
         beat_times = np.arange(0.0, duration, 0.5)

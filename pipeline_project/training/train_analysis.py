@@ -96,6 +96,8 @@ def score_example(result: dict, meta: dict) -> dict[str, float]:
 
 ACTIVATION_PRIORS = (0.1, 0.2, 0.3, 0.4)
 NOISE_FLOORS = (None, 0.10, 0.12, 0.14, 0.16)
+# (downbeat_weight, downbeat_level) pairs; the level does not matter at weight 0.
+DOWNBEAT_EVIDENCE = ((0.0, DecoderSettings.downbeat_level), (0.5, 0.05), (0.5, 0.1), (1.0, 0.05), (1.0, 0.1))
 RING_OUT_RATIOS = (0.0, 0.5, 0.7, 0.9)
 CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
 KEY_EVIDENCE_WEIGHTS = (0.0, 2.0, 5.0, 10.0)
@@ -118,9 +120,10 @@ def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
 ) -> tuple[DecoderSettings, list[dict], list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
-    prior, its noise floor, then the ring-out ratio, for beat F; then the chord change penalty for chord
-    majmin; last the weight of the sound's own key evidence beside the key tracker's, for the key. Returns
-    them with the scores they give per validation render and what they decode there (`learned.decode`)."""
+    prior, its noise floor, the downbeat head's weight in the beat decoder, then the ring-out ratio, for beat F;
+    then the chord change penalty for chord majmin; last the weight of the sound's own key evidence beside the
+    key tracker's, for the key. Returns them with the scores they give per validation render and what they
+    decode there (`learned.decode`)."""
 
     @cache
     def rhythms(settings: DecoderSettings) -> list[dict]:
@@ -150,6 +153,11 @@ def tune_and_evaluate(
     settings = replace(settings, activation_prior=prior)
     floor = max(NOISE_FLOORS, key=lambda f: scores(replace(settings, noise_floor=f))["beat_f"])
     settings = replace(settings, noise_floor=floor)
+    weight, level = max(
+        DOWNBEAT_EVIDENCE,
+        key=lambda pair: scores(replace(settings, downbeat_weight=pair[0], downbeat_level=pair[1]))["beat_f"],
+    )
+    settings = replace(settings, downbeat_weight=weight, downbeat_level=level)
     ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
     settings = replace(settings, ring_out_ratio=ratio)
     penalty = max(
@@ -266,7 +274,8 @@ def validate(
         f"validation (held-out pieces and SoundFonts): learned {judged['validation_scores']}\n  DSP path "
         f"{judged['dsp_validation_scores']} (its key on the {judged['dsp_key_chords']} chords; on the DSP chords "
         f"{_mean_scores(all_dsp)['key']})\n  decoder: activation prior {decoder.activation_prior}, noise floor "
-        f"{decoder.noise_floor}, ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"{decoder.noise_floor}, downbeat weight {decoder.downbeat_weight} against {decoder.downbeat_level}, "
+        f"ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
         f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the "
         f"pipeline instead of the DSP path): {judged['promoted']}"
     )
@@ -288,6 +297,8 @@ def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
         return {
             "activation_prior": decoder.activation_prior,
             "noise_floor": decoder.noise_floor,
+            "downbeat_weight": decoder.downbeat_weight,
+            "downbeat_level": decoder.downbeat_level,
             "ring_out_ratio": decoder.ring_out_ratio,
         }
     # The harmony cards say at which pitches the chord head was heard when they were scored (a constant of
