@@ -160,7 +160,7 @@ def decode_beats(
     little (0.1-0.4 where the bar's first beat is 0.5-0.7) and hardly at all between beats (about 0.001), while
     the beat head often fires half as strongly on the off-beats as on the beats: off-beats that a slow piece's
     eighth notes make look like beats cost a path at double tempo, and weak beats that noise hides still
-    count for the right one. Octave errors are the metrical level the downbeat head settles."""
+    count for the right one: where the beat head leaves the metrical level open, the downbeat head settles it."""
     activation = np.clip(np.asarray(activation, dtype=np.float64), 1e-6, 1 - 1e-6)
     if len(activation) < 4:
         return np.zeros(0)
