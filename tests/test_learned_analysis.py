@@ -222,7 +222,7 @@ def test_the_downbeat_head_settles_the_metrical_level_the_beat_head_leaves_open(
     both = decoding.decode_beats(beat, fps, downbeat=downbeat, downbeat_weight=0.5, downbeat_level=0.1)
     assert 60 / np.median(np.diff(both)) == pytest.approx(60, rel=0.03)
     assert np.abs(both[:, None] - beat_frames[None, :] / fps).min(axis=1).max() < 0.02
-    # A card without the setting decodes as before; a card with it is read back.
+    # Settings without the weight (a card that predates it) decode with the beat head alone, as before.
     settings = learned.DecoderSettings(activation_prior=0.3)
     assert settings.downbeat_weight == 0.0
     rhythm = learned.decode_rhythm({"beat": beat, "downbeat": downbeat}, 30.0, settings)

@@ -129,7 +129,7 @@ def _viterbi_beats(
     return beats
 
 
-# Below this a frame's downbeat activation counts as this: between beats the network's downbeat output falls
+# The least a frame's downbeat activation counts for: between beats the network's downbeat output falls
 # to 1e-4 and less, and an unbounded logarithm would let one such frame veto a beat on its own.
 DOWNBEAT_EVIDENCE_FLOOR = 0.02
 
