@@ -270,6 +270,40 @@ def test_beats_through_a_final_ring_out_are_trimmed_and_the_first_beat_kept():
     assert decoding.trim_ring_out(beats, activation, fps, 0.0) is beats
 
 
+def test_a_beats_chord_is_read_from_the_frames_inside_it_not_those_that_hear_its_neighbours():
+    # As a harmony frame hears it (372 ms of sound): C and G change every beat, and the frames next to each
+    # change hear the next chord loudly while the frames inside the beat hear their own chord a little more.
+    fps, beat = frames.HARMONY_FPS, 0.75
+    c, g = frames.chord_class("C:maj"), frames.chord_class("G:maj")
+    count = int(12 * fps)
+    centres = (np.arange(count) + 0.5) / fps  # where the network's targets were read (frames.targets)
+    beat_times = np.arange(0.0, 12.0, beat)
+    truth = np.where((centres // beat).astype(int) % 2 == 0, c, g)
+    log_probs = np.full((count, frames.CHORD_CLASSES), np.log(1e-4))
+    to_edge = np.minimum(centres % beat, beat - centres % beat)
+    for index, own in enumerate(truth):
+        other = g if own == c else c
+        log_probs[index, own], log_probs[index, other] = (
+            (np.log(0.45), np.log(0.3)) if to_edge[index] > 0.12 else (np.log(0.02), np.log(0.95))
+        )
+    everything = decoding.pool_frames(log_probs, fps, beat_times, 12.0)
+    assert (everything.argmax(axis=1) != truth[np.searchsorted(centres, beat_times + 0.3)]).any()
+    inside = decoding.pool_frames(log_probs, fps, beat_times, 12.0, margin_s=0.12)
+    expected = np.where(np.arange(len(beat_times)) % 2 == 0, c, g)
+    assert inside.argmax(axis=1).tolist() == expected.tolist()
+    # A beat shorter than both margins is read from the frame nearest its middle.
+    short = decoding.pool_frames(log_probs, fps, np.array([1.5, 1.6]), 1.7, margin_s=0.12)
+    assert np.allclose(short, log_probs[[int(1.55 * fps), int(1.65 * fps)]])
+    # The decoder reads chords and bass notes with the card's margin; settings without it use every frame.
+    act = {"chord": log_probs, "bass": np.zeros((count, frames.NO_BASS + 1))}
+    settings = learned.DecoderSettings(chord_change_penalty=0.1)
+    assert settings.chord_margin_s == 0.0
+    tuned = learned.decode_chords(
+        act, 12.0, learned.DecoderSettings(chord_change_penalty=0.1, chord_margin_s=0.12), beat_times
+    )
+    assert [c["chord"] for c in tuned["chords"]] == [frames.chord_label(int(i)) for i in expected]
+
+
 def test_numerals_are_read_in_the_local_key():
     from pipeline_project.analysis.theory import analyze_theory
 

@@ -6,8 +6,8 @@
   activation a, every other position 1 - a (madmom widens the beat to a sixteenth of the period, which
   favours fast tempi wherever the activation is not near zero between beats). The prior over periods is the tempo distribution of the training renders (a
   histogram shipped with the model), not a fixed 120 BPM: slow pieces are not pulled to double time.
-- Chords: a Viterbi path over beats of the frame log-probabilities pooled per beat, where a change of chord
-  costs a fixed penalty.
+- Chords: a Viterbi path over beats of the frame log-probabilities pooled per beat (the frames near a beat's
+  ends left out, where they hear the chords either side), where a change of chord costs a fixed penalty.
 - Keys: the same over bars with a larger penalty, so a modulation must be heard for a while.
 """
 
@@ -209,16 +209,25 @@ def viterbi_segments(log_probs: np.ndarray, change_penalty: float) -> np.ndarray
     return path
 
 
-def pool_frames(log_probs: np.ndarray, fps: float, boundaries_s: np.ndarray, end_s: float) -> np.ndarray:
-    """(segments, classes) mean frame log-probability within each segment [boundary_i, boundary_i+1)."""
+def pool_frames(
+    log_probs: np.ndarray, fps: float, boundaries_s: np.ndarray, end_s: float, margin_s: float = 0.0
+) -> np.ndarray:
+    """(segments, classes) mean frame log-probability within each segment [boundary_i, boundary_i+1). A frame
+    counts at the time its training target was read, the middle of its hop ((i + 0.5) / fps, as
+    `frames.targets` reads them). With `margin_s`, only frames at least that far inside both ends of a
+    segment count: a harmony frame hears 372 ms of sound, so next to a chord change it hears both chords. A
+    segment left without frames takes the one nearest its middle."""
     edges = np.append(np.asarray(boundaries_s, dtype=np.float64), end_s)
-    pooled = np.zeros((len(boundaries_s), log_probs.shape[1]))
-    for index in range(len(boundaries_s)):
-        first = int(np.floor(edges[index] * fps))
-        last = max(first + 1, int(np.floor(edges[index + 1] * fps)))
-        window = log_probs[min(first, len(log_probs) - 1) : min(last, len(log_probs))]
-        pooled[index] = window.mean(axis=0) if len(window) else 0.0
-    return pooled
+    count = len(log_probs)
+    if not count or len(edges) < 2:
+        return np.zeros((len(edges) - 1, log_probs.shape[1]))
+    first = np.clip(np.ceil((edges[:-1] + margin_s) * fps - 0.5), 0, count).astype(np.int64)
+    last = np.clip(np.ceil((edges[1:] - margin_s) * fps - 0.5), 0, count).astype(np.int64)
+    empty = last <= first
+    middle = np.clip(np.floor((edges[:-1] + edges[1:]) / 2 * fps), 0, count - 1).astype(np.int64)
+    first, last = np.where(empty, middle, first), np.where(empty, middle + 1, last)
+    running = np.concatenate([np.zeros((1, log_probs.shape[1])), np.cumsum(log_probs, axis=0, dtype=np.float64)])
+    return (running[last] - running[first]) / (last - first)[:, None]
 
 
 def choose_meter(downbeat_at_beats: np.ndarray, candidates: tuple[int, ...] = (2, 3, 4, 5)) -> tuple[int, int, float]:

@@ -194,6 +194,9 @@ class DecoderSettings:
     downbeat_weight: float = 0.0
     downbeat_level: float = 0.1
     chord_change_penalty: float = CHORD_CHANGE_PENALTY
+    # Seconds at each end of a beat whose harmony frames its chord and bass note leave out (see
+    # `decoding.pool_frames`); 0: every frame of the beat.
+    chord_margin_s: float = 0.0
     # The song's key: the key tracker's mean log-probability plus this weight times the sound's own evidence
     # (the pitch-class profile's correlation with each key profile, and how much of the song sits on each
     # key's tonic and dominant chords, as the DSP path weighs them). 0: the network alone.
@@ -212,6 +215,7 @@ class DecoderSettings:
             downbeat_weight=beat.get("downbeat_weight", cls.downbeat_weight),
             downbeat_level=beat.get("downbeat_level", cls.downbeat_level),
             chord_change_penalty=chord.get("chord_change_penalty", cls.chord_change_penalty),
+            chord_margin_s=chord.get("chord_margin_s", cls.chord_margin_s),
             key_evidence_weight=key.get("key_evidence_weight", cls.key_evidence_weight),
         )
 
@@ -303,9 +307,10 @@ def decode_chords(
     """A chord and a bass note per beat."""
     # The last beat's chord is heard for a beat, not through the ring-out that may follow it.
     end = min(duration, beat_times[-1] + float(np.median(np.diff(beat_times)))) if len(beat_times) > 1 else duration
-    per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, end)
+    margin = settings.chord_margin_s
+    per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, end, margin)
     path = decoding.viterbi_segments(per_beat, settings.chord_change_penalty)
-    bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, end).argmax(axis=1)
+    bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, end, margin).argmax(axis=1)
     chords = []
     for time, index, scores, bass in zip(beat_times, path, per_beat, bass_per_beat):
         chords.append(

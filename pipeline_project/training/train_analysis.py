@@ -23,6 +23,7 @@ import argparse
 import time
 from dataclasses import replace
 from functools import cache
+from itertools import product
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,9 @@ NOISE_FLOORS = (None, 0.10, 0.12, 0.14, 0.16)
 # (downbeat_weight, downbeat_level) pairs; the level does not matter at weight 0.
 DOWNBEAT_EVIDENCE = ((0.0, DecoderSettings.downbeat_level), (0.5, 0.05), (0.5, 0.1), (1.0, 0.05), (1.0, 0.1))
 RING_OUT_RATIOS = (0.0, 0.5, 0.7, 0.9)
-CHORD_CHANGE_PENALTIES = (0.25, 0.5, 1.0, 1.5)
+CHORD_CHANGE_PENALTIES = (0.1, 0.25, 0.5, 1.0, 1.5)
+# Seconds left out at each end of a beat when its chord is read (tuned with the change penalty).
+CHORD_MARGINS = (0.0, 0.05, 0.1, 0.15)
 KEY_EVIDENCE_WEIGHTS = (0.0, 2.0, 5.0, 10.0)
 
 
@@ -121,8 +124,8 @@ def tune_and_evaluate(
 ) -> tuple[DecoderSettings, list[dict], list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, its noise floor, the downbeat head's weight in the beat decoder, then the ring-out ratio, for beat F;
-    then the chord change penalty for chord majmin; last the weight of the sound's own key evidence beside the
-    key tracker's, for the key. Returns them with the scores they give per validation render and what they
+    then the chord change penalty with the margin left out at each end of a beat, for chord majmin; last the
+    weight of the sound's own key evidence beside the key tracker's, for the key. Returns them with the scores they give per validation render and what they
     decode there (`learned.decode`)."""
 
     @cache
@@ -136,6 +139,7 @@ def tune_and_evaluate(
             replace(
                 settings,
                 chord_change_penalty=DecoderSettings.chord_change_penalty,
+                chord_margin_s=DecoderSettings.chord_margin_s,
                 key_evidence_weight=DecoderSettings.key_evidence_weight,
             )
         )
@@ -160,10 +164,13 @@ def tune_and_evaluate(
     settings = replace(settings, downbeat_weight=weight, downbeat_level=level)
     ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
     settings = replace(settings, ring_out_ratio=ratio)
-    penalty = max(
-        CHORD_CHANGE_PENALTIES, key=lambda p: scores(replace(settings, chord_change_penalty=p))["chord_majmin"]
+    penalty, margin = max(
+        product(CHORD_CHANGE_PENALTIES, CHORD_MARGINS),
+        key=lambda pair: scores(replace(settings, chord_change_penalty=pair[0], chord_margin_s=pair[1]))[
+            "chord_majmin"
+        ],
     )
-    settings = replace(settings, chord_change_penalty=penalty)
+    settings = replace(settings, chord_change_penalty=penalty, chord_margin_s=margin)
     weight = max(KEY_EVIDENCE_WEIGHTS, key=lambda w: scores(replace(settings, key_evidence_weight=w))["key"])
     settings = replace(settings, key_evidence_weight=weight)
     return settings, rows(settings), decoded(settings)
@@ -276,7 +283,8 @@ def validate(
         f"{_mean_scores(all_dsp)['key']})\n  decoder: activation prior {decoder.activation_prior}, noise floor "
         f"{decoder.noise_floor}, downbeat weight {decoder.downbeat_weight} against {decoder.downbeat_level}, "
         f"ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
-        f"{decoder.chord_change_penalty}, key evidence weight {decoder.key_evidence_weight}; promoted (used by the "
+        f"{decoder.chord_change_penalty}, chord margin {decoder.chord_margin_s} s, key evidence weight "
+        f"{decoder.key_evidence_weight}; promoted (used by the "
         f"pipeline instead of the DSP path): {judged['promoted']}"
     )
     return judged | {"decoder": decoder}
@@ -307,9 +315,10 @@ def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
     if name == "key_tracker":
         return {
             "chord_change_penalty": decoder.chord_change_penalty,
+            "chord_margin_s": decoder.chord_margin_s,
             "key_evidence_weight": decoder.key_evidence_weight,
         } | heard_at
-    return {"chord_change_penalty": decoder.chord_change_penalty} | heard_at
+    return {"chord_change_penalty": decoder.chord_change_penalty, "chord_margin_s": decoder.chord_margin_s} | heard_at
 
 
 def validation_plans(catalog, seed: int, max_pieces: int | None, meters: Path, every_condition: bool = False) -> list:
