@@ -125,8 +125,8 @@ def tune_and_evaluate(
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
     prior, its noise floor, the downbeat head's weight in the beat decoder, then the ring-out ratio, for beat F;
     then the chord change penalty with the margin left out at each end of a beat, for chord majmin; last the
-    weight of the sound's own key evidence beside the key tracker's, for the key. Returns them with the scores they give per validation render and what they
-    decode there (`learned.decode`)."""
+    weight of the sound's own key evidence beside the key tracker's, for the key. Returns them with the scores
+    they give per validation render and what they decode there (`learned.decode`)."""
 
     @cache
     def rhythms(settings: DecoderSettings) -> list[dict]:
