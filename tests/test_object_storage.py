@@ -215,12 +215,13 @@ def test_each_stage_of_a_song_can_run_on_a_machine_with_an_empty_mirror(s3_run, 
 
 
 def test_a_step_waits_out_an_object_store_outage(s3_run, s3_environment, tmp_path, monkeypatch):
-    """The store refuses connections for longer than s3fs's own retries last (about 10 s); the step asks Dagster
-    for another attempt and succeeds once the store answers again."""
+    """The store refuses connections for longer than s3fs's own retries last (about 10 s, and on a loaded
+    machine up to 14 s and more from the run's start: a 14 s outage let one CI run's first attempt wait it out);
+    the step asks Dagster for another attempt and succeeds once the store answers again."""
     key = sorted(path.split("/")[2] for path in bucket_files("lake/songs") if path.endswith("/analysis.json"))[0]
     store_port = int(s3_environment["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
     monkeypatch.setenv("PIPELINE_MIRROR_DIR", str(tmp_path / "mirror"))
-    with outage_then_relay(store_port, outage_seconds=14) as port:
+    with outage_then_relay(store_port, outage_seconds=25) as port:
         monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
         result = dg.materialize(
             [song_theory], partition_key=key, resources=default_resources(ROOT), instance=s3_run["instance"]
