@@ -312,13 +312,10 @@ def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
     # The harmony cards say at which pitches the chord head was heard when they were scored (a constant of
     # the decoder, `learned.CHORD_TRANSPOSITIONS`, recorded so a card's figures can be traced to it).
     heard_at = {"chord_transpositions": list(CHORD_TRANSPOSITIONS)}
+    chords = {"chord_change_penalty": decoder.chord_change_penalty, "chord_margin_s": decoder.chord_margin_s}
     if name == "key_tracker":
-        return {
-            "chord_change_penalty": decoder.chord_change_penalty,
-            "chord_margin_s": decoder.chord_margin_s,
-            "key_evidence_weight": decoder.key_evidence_weight,
-        } | heard_at
-    return {"chord_change_penalty": decoder.chord_change_penalty, "chord_margin_s": decoder.chord_margin_s} | heard_at
+        return chords | {"key_evidence_weight": decoder.key_evidence_weight} | heard_at
+    return chords | heard_at
 
 
 def validation_plans(catalog, seed: int, max_pieces: int | None, meters: Path, every_condition: bool = False) -> list:
