@@ -114,6 +114,29 @@ def test_the_chord_head_is_heard_at_neighbouring_pitches_and_read_back_at_the_so
         assert np.allclose(np.exp(log_probabilities).sum(axis=1), 1.0)
 
 
+def test_a_beats_chord_is_the_likeliest_on_the_triad_its_chords_share():
+    # The head splits most of each beat between C and C7 and gives A minor the largest single share: the
+    # beat is heard as a C major triad (0.3 + 0.31 against 0.35), and each beat names its likelier chord on it.
+    fps, beat = frames.HARMONY_FPS, 1.0
+    count = int(8 * fps)
+    beat_times = np.arange(0.0, 8.0, beat)
+    log_probs = np.full((count, frames.CHORD_CLASSES), np.log(0.04 / (frames.CHORD_CLASSES - 3)))
+    seventh_from = int(4 * fps)  # the seventh leads from the fifth beat on
+    for label, early, late in (("C:maj", 0.31, 0.3), ("C:7", 0.3, 0.31), ("A:min", 0.35, 0.35)):
+        log_probs[:seventh_from, frames.chord_class(label)] = np.log(early)
+        log_probs[seventh_from:, frames.chord_class(label)] = np.log(late)
+    triads = frames.triad_log_probabilities(log_probs)
+    assert np.allclose(np.exp(triads).sum(axis=1), 1.0)
+    c_major = frames.TRIADS.index("maj") * 12
+    assert np.allclose(np.exp(triads[:, c_major]), 0.61 + np.exp(log_probs[:, frames.chord_class("C:maj7")]))
+    assert triads[0, frames.NO_TRIAD] == log_probs[0, frames.NO_CHORD]
+    assert frames.chord_on_triad(frames.NO_TRIAD, log_probs[0]) == frames.NO_CHORD
+    act = {"chord": log_probs, "bass": np.zeros((count, frames.NO_BASS + 1))}
+    chords = learned.decode_chords(act, 8.0, learned.DecoderSettings(chord_change_penalty=0.1), beat_times)
+    assert [chord["chord"] for chord in chords["chords"]] == ["C:maj"] * 4 + ["C:7"] * 4
+    assert frames.chord_label(int(decoding.pool_frames(log_probs, fps, beat_times, 8.0)[0].argmax())) == "A:min"
+
+
 def _bars_of(pitch_classes: list[int], start_bar: int, bars: int) -> list[dict]:
     return [
         {"onset": 2.0 * bar + 0.5 * i, "offset": 2.0 * bar + 0.5 * i + 0.5, "pitch": 60 + pc, "is_drum": False}

@@ -38,6 +38,20 @@ QUALITIES = ("maj", "min", "dim", "aug", "sus4", "7", "maj7", "min7")
 FOLDED_QUALITIES = {"hdim7": "dim", "dim7": "dim"}
 NO_CHORD = len(QUALITIES) * 12
 CHORD_CLASSES = NO_CHORD + 1
+# The triad each quality is built on: a seventh on a major or minor triad still sounds (and is scored, by
+# mir_eval's majmin) as that triad, while dim, aug and sus4 are triads of their own.
+TRIADS = ("maj", "min", "dim", "aug", "sus4")
+TRIAD_OF_QUALITY = {
+    "maj": "maj",
+    "min": "min",
+    "dim": "dim",
+    "aug": "aug",
+    "sus4": "sus4",
+    "7": "maj",
+    "maj7": "maj",
+    "min7": "min",
+}
+NO_TRIAD = len(TRIADS) * 12
 NO_BASS = 12
 KEY_CLASSES = 24  # 0-11 major on C..B, 12-23 minor
 IGNORE = -100  # torch's cross-entropy ignore_index: frames whose label the vocabulary cannot say
@@ -129,6 +143,31 @@ def chord_class(label: str) -> int:
     if quality not in QUALITIES or root not in PITCH_CLASS:
         return IGNORE
     return QUALITIES.index(quality) * 12 + PITCH_CLASS[root]
+
+
+def triad_log_probabilities(chord_log_probs: np.ndarray) -> np.ndarray:
+    """(..., NO_TRIAD + 1) log-probabilities of each triad (root x TRIADS, then N) from those of each chord
+    (..., CHORD_CLASSES): a triad's probability is the sum over the chords built on it."""
+    triads = np.empty(chord_log_probs.shape[:-1] + (NO_TRIAD + 1,))
+    for position, triad in enumerate(TRIADS):
+        blocks = [
+            chord_log_probs[..., index * 12 : index * 12 + 12]
+            for index, quality in enumerate(QUALITIES)
+            if TRIAD_OF_QUALITY[quality] == triad
+        ]
+        triads[..., position * 12 : position * 12 + 12] = np.logaddexp.reduce(blocks, axis=0)
+    triads[..., NO_TRIAD] = chord_log_probs[..., NO_CHORD]
+    return triads
+
+
+def chord_on_triad(triad: int, chord_log_probs: np.ndarray) -> int:
+    """The likeliest chord (index in the vocabulary) built on `triad` (index into triad_log_probabilities'
+    classes), given one step's (CHORD_CLASSES,) log-probabilities."""
+    if triad == NO_TRIAD:
+        return NO_CHORD
+    root, name = triad % 12, TRIADS[triad // 12]
+    built_on = [index * 12 + root for index, quality in enumerate(QUALITIES) if TRIAD_OF_QUALITY[quality] == name]
+    return max(built_on, key=lambda chord: chord_log_probs[chord])
 
 
 def chord_label(index: int) -> str:

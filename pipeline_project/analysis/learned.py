@@ -309,7 +309,14 @@ def decode_chords(
     end = min(duration, beat_times[-1] + float(np.median(np.diff(beat_times)))) if len(beat_times) > 1 else duration
     margin = settings.chord_margin_s
     per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, end, margin)
-    path = decoding.viterbi_segments(per_beat, settings.chord_change_penalty)
+    # The path runs over triads, each heard as the sum of the chords built on it: where the head splits a
+    # beat between C and C7 it still hears a C major triad more clearly than the A minor it may rank first
+    # alone. Each beat then names the likeliest chord on its triad, so a seventh may come and go in a chord.
+    triad_per_beat = decoding.pool_frames(
+        frames.triad_log_probabilities(act["chord"]), frames.HARMONY_FPS, beat_times, end, margin
+    )
+    triads = decoding.viterbi_segments(triad_per_beat, settings.chord_change_penalty)
+    path = [frames.chord_on_triad(int(triad), scores) for triad, scores in zip(triads, per_beat)]
     bass_per_beat = decoding.pool_frames(act["bass"], frames.HARMONY_FPS, beat_times, end, margin).argmax(axis=1)
     chords = []
     for time, index, scores, bass in zip(beat_times, path, per_beat, bass_per_beat):
