@@ -52,6 +52,10 @@ TRIAD_OF_QUALITY = {
     "min7": "min",
 }
 NO_TRIAD = len(TRIADS) * 12
+# For each triad, the qualities built on it (indices into QUALITIES).
+QUALITIES_ON_TRIAD = tuple(
+    tuple(index for index, quality in enumerate(QUALITIES) if TRIAD_OF_QUALITY[quality] == triad) for triad in TRIADS
+)
 NO_BASS = 12
 KEY_CLASSES = 24  # 0-11 major on C..B, 12-23 minor
 IGNORE = -100  # torch's cross-entropy ignore_index: frames whose label the vocabulary cannot say
@@ -149,12 +153,8 @@ def triad_log_probabilities(chord_log_probs: np.ndarray) -> np.ndarray:
     """(..., NO_TRIAD + 1) log-probabilities of each triad (root x TRIADS, then N) from those of each chord
     (..., CHORD_CLASSES): a triad's probability is the sum over the chords built on it."""
     triads = np.empty(chord_log_probs.shape[:-1] + (NO_TRIAD + 1,))
-    for position, triad in enumerate(TRIADS):
-        blocks = [
-            chord_log_probs[..., index * 12 : index * 12 + 12]
-            for index, quality in enumerate(QUALITIES)
-            if TRIAD_OF_QUALITY[quality] == triad
-        ]
+    for position, qualities in enumerate(QUALITIES_ON_TRIAD):
+        blocks = [chord_log_probs[..., index * 12 : index * 12 + 12] for index in qualities]
         triads[..., position * 12 : position * 12 + 12] = np.logaddexp.reduce(blocks, axis=0)
     triads[..., NO_TRIAD] = chord_log_probs[..., NO_CHORD]
     return triads
@@ -165,8 +165,7 @@ def chord_on_triad(triad: int, chord_log_probs: np.ndarray) -> int:
     classes), given one step's (CHORD_CLASSES,) log-probabilities."""
     if triad == NO_TRIAD:
         return NO_CHORD
-    root, name = triad % 12, TRIADS[triad // 12]
-    built_on = [index * 12 + root for index, quality in enumerate(QUALITIES) if TRIAD_OF_QUALITY[quality] == name]
+    built_on = [index * 12 + triad % 12 for index in QUALITIES_ON_TRIAD[triad // 12]]
     return max(built_on, key=lambda chord: chord_log_probs[chord])
 
 
