@@ -32,29 +32,21 @@ BINS_PER_SEMITONE = 3
 LOWEST_MIDI = 36  # C2
 SEMITONES = 60  # five octaves, to C7
 HARMONY_BINS = SEMITONES * BINS_PER_SEMITONE
+# The triad a seventh chord stands on: it still sounds (and is scored, by mir_eval's majmin) as that triad.
+TRIAD_OF_SEVENTH = {"7": "maj", "maj7": "maj", "min7": "min", "hdim7": "dim", "dim7": "dim"}
 # The chord vocabulary: every root with these qualities, then N (no chord). Other qualities are not scored.
 QUALITIES = ("maj", "min", "dim", "aug", "sus4", "7", "maj7", "min7")
-# Qualities of the labels that the vocabulary folds into one of its own.
-FOLDED_QUALITIES = {"hdim7": "dim", "dim7": "dim"}
+# Qualities of the labels that the vocabulary folds into one of its own: the sevenths it has no class for.
+FOLDED_QUALITIES = {quality: triad for quality, triad in TRIAD_OF_SEVENTH.items() if quality not in QUALITIES}
 NO_CHORD = len(QUALITIES) * 12
 CHORD_CLASSES = NO_CHORD + 1
-# The triad each quality is built on: a seventh on a major or minor triad still sounds (and is scored, by
-# mir_eval's majmin) as that triad, while dim, aug and sus4 are triads of their own.
+# The triads the chord path runs over (`triad_log_probabilities`); dim, aug and sus4 are triads of their own.
 TRIADS = ("maj", "min", "dim", "aug", "sus4")
-TRIAD_OF_QUALITY = {
-    "maj": "maj",
-    "min": "min",
-    "dim": "dim",
-    "aug": "aug",
-    "sus4": "sus4",
-    "7": "maj",
-    "maj7": "maj",
-    "min7": "min",
-}
 NO_TRIAD = len(TRIADS) * 12
 # For each triad, the qualities built on it (indices into QUALITIES).
 QUALITIES_ON_TRIAD = tuple(
-    tuple(index for index, quality in enumerate(QUALITIES) if TRIAD_OF_QUALITY[quality] == triad) for triad in TRIADS
+    tuple(index for index, quality in enumerate(QUALITIES) if TRIAD_OF_SEVENTH.get(quality, quality) == triad)
+    for triad in TRIADS
 )
 NO_BASS = 12
 KEY_CLASSES = 24  # 0-11 major on C..B, 12-23 minor

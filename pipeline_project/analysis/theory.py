@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from pipeline_project.analysis.frames import TRIAD_OF_SEVENTH
 from pipeline_project.analysis.genre_cues import genre_cues
 from pipeline_project.analysis.rhythm import (
     metric_hierarchy,
@@ -35,8 +36,9 @@ CHORD_INTERVALS = {
     "hdim7": ("m3", "d5", "m7"),
     "dim7": ("m3", "d5", "d7"),
 }
-# The triad a seventh (or suspended) chord stands on, for diatonic membership and numeral case.
-TRIAD_OF = {"7": "maj", "maj7": "maj", "min7": "min", "hdim7": "dim", "dim7": "dim", "sus4": "maj"}
+# The triad a seventh (or suspended) chord stands on, for diatonic membership and numeral case: a sus4 is
+# read as major here, though the chord decoder keeps it a triad of its own.
+TRIAD_OF = TRIAD_OF_SEVENTH | {"sus4": "maj"}
 # Diatonic triads as (semitones above the tonic, quality); minor keys admit the raised-leading-tone V and vii.
 DIATONIC = {
     "major": {(0, "maj"), (2, "min"), (4, "min"), (5, "maj"), (7, "maj"), (9, "min"), (11, "dim")},
