@@ -99,3 +99,36 @@ def test_each_commit_is_checked_out_beside_this_one_and_a_checkout_in_the_way_is
     finally:
         git(reproduce.REPOSITORY, "worktree", "remove", "--force", str(tree))
     assert str(tree) not in git(reproduce.REPOSITORY, "worktree", "list")
+
+
+def test_a_harmony_network_trained_on_a_gpu_says_so_and_is_refused_where_there_is_none():
+    import torch
+
+    from pipeline_project.training import analysis_models
+
+    beat = json.loads((learned.SHIPPED_MODELS / "beat_tracker.json").read_text())
+    arguments = beat["made_with"]["arguments"] + ["--harmony-size", "gpu", "--harmony-device", "cuda"]
+    harmony = beat | {
+        "name": "chord_recognizer",
+        "network": "HarmonyNetwork",
+        "made_with": {"module": "pipeline_project.training.train_analysis", "arguments": arguments},
+        "trained_on": "NVIDIA H200 (torch 2.11.0+cu130, CUDA 13.0)",
+    }
+    # One command, two devices: train_analysis trains the beat network on the CPU whatever it is given.
+    assert reproduce.device_of(harmony) == "cuda"
+    assert reproduce.device_of(beat | {"made_with": harmony["made_with"]}) == "cpu"
+    assert analysis_models.harmony_settings("gpu", 3, 10, 8) == analysis_models.TrainingSettings(
+        seed=3, **analysis_models.HARMONY_ON_GPU
+    )
+    assert analysis_models.harmony_settings("cpu", 3, 10, 8) == analysis_models.TrainingSettings(3, 10, width=8)
+    with pytest.raises(ValueError, match="cpu or gpu"):
+        analysis_models.harmony_settings("tpu", 3, 10, 8)
+    if torch.cuda.is_available():
+        return
+    assert reproduce.arithmetic("cuda").startswith("no CUDA device")
+    head = git(reproduce.REPOSITORY, "rev-parse", "HEAD")
+    fonts = set(beat["training_soundfonts"] + beat["validation_soundfonts"])
+    with pytest.raises(reproduce.ReproductionError, match="NVIDIA H200"):
+        reproduce.check_environment(
+            head, [harmony], fonts, reproduce.REPOSITORY / reproduce.LOCK, reproduce.arithmetic("cuda")
+        )

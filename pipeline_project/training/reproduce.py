@@ -47,6 +47,8 @@ def arithmetic(device: str = "cpu") -> str:
     import torch
 
     if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            return f"no CUDA device (torch {torch.__version__})"
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__}, CUDA {torch.version.cuda})"
     fields = {}
     try:
@@ -78,6 +80,14 @@ def source_of_training(module: str, arguments: list[str], repository: Path = REP
         "made_with": {"module": module, "arguments": [str(a) for a in arguments]},
         "trained_on": arithmetic(device),
     }
+
+
+def device_of(card: dict) -> str:
+    """Where a card's network trained, from its command: the separator's `--device`, the harmony network's
+    `--harmony-device` (train_analysis trains the beat network on the CPU whatever it is given)."""
+    arguments = card["made_with"]["arguments"]
+    option = "--harmony-device" if card.get("network") == "HarmonyNetwork" else "--device"
+    return arguments[arguments.index(option) + 1] if option in arguments else "cpu"
 
 
 def recipes(folder: Path) -> dict[tuple, list[dict]]:
@@ -155,9 +165,10 @@ def reproduce(
 
     groups = recipes(folder)
     soundfonts = set(available_soundfonts())
-    for (commit, _, arguments), cards in groups.items():
-        device = arguments[arguments.index("--device") + 1] if "--device" in arguments else "cpu"
-        check_environment(commit, cards, soundfonts, REPOSITORY / LOCK, arithmetic(device))
+    for (commit, _, _), cards in groups.items():
+        for device in sorted({device_of(card) for card in cards}):
+            on_device = [card for card in cards if device_of(card) == device]
+            check_environment(commit, on_device, soundfonts, REPOSITORY / LOCK, arithmetic(device))
         if any("trained_on" not in card for card in cards):
             log(
                 f"{', '.join(c['name'] for c in cards)}: the cards do not name the processor that trained them "

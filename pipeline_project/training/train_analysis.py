@@ -2,12 +2,15 @@
 
     python -m pipeline_project.training.train_analysis [--out pipeline_project/models] [--seed 0]
         [--renders-per-piece 2] [--max-pieces N] [--steps 2400] [--width 32] [--corpus data/analysis_corpus]
+        [--harmony-size cpu|gpu] [--harmony-device cpu|cuda]
 
 1. Plans and renders the corpus (`training.analysis_corpus`): training pieces through the training
    SoundFonts, validation pieces through the held-out ones, each in one of the four listening conditions.
    Renders are cached by plan, so a second run only trains.
 2. Trains the beat network and the harmony network for a fixed number of steps from the seed (the same
-   seed gives the same weights), keeping the weights of the best validation loss.
+   seed gives the same weights), keeping the weights of the best validation loss. The beat network trains on
+   the CPU; the harmony network at `--harmony-size gpu` (`analysis_models.HARMONY_ON_GPU`) wants a GPU
+   (`--harmony-device cuda`), and that is how the shipped one was made.
 3. Scores both on the validation renders, every validation piece heard in all four conditions, with the
    decoders the pipeline uses (beat F-measure, tempo, chord majmin, key), exports ONNX and writes each
    model card beside it.
@@ -41,6 +44,7 @@ from pipeline_project.analysis.learned import (
 from pipeline_project.files import sha256_of
 from pipeline_project.layout import meter_cache
 from pipeline_project.parallel import available_cores, map_in_processes
+from pipeline_project.separation.separator import pick_device
 from pipeline_project.training import analysis_corpus, analysis_models
 from pipeline_project.training.analysis_registry import MINIMUM_GAIN
 from pipeline_project.training.reproduce import source_of_training
@@ -218,11 +222,13 @@ def train_in_process(job: tuple) -> tuple[str, tuple]:
     """Train one network from corpus files, single-threaded (module-level: it runs in a worker process)."""
     import torch
 
-    kind, train_paths, validation_paths, settings = job
+    kind, train_paths, validation_paths, settings, device = job
     torch.set_num_threads(1)
     corpus = [analysis_corpus.load(p) for p in train_paths]
     validation = [analysis_corpus.load(p) for p in validation_paths]
-    return kind, analysis_models.train(kind, corpus, validation, settings, log=lambda line: print(line, flush=True))
+    return kind, analysis_models.train(
+        kind, corpus, validation, settings, log=lambda line: print(line, flush=True), device=device
+    )
 
 
 def file_digest(path: Path) -> str:
@@ -345,16 +351,25 @@ def train_model_set(
     workers: int = 0,
     log=lambda line: print(line, flush=True),
     catalog: dict[str, Path] | None = None,
+    harmony_size: str = "cpu",
+    harmony_device: str = "cpu",
 ) -> list[Path]:
     """Render the corpus (cached), train both networks, tune the decoders and score on the validation
     renders, and write the model set (ONNX and cards) to `out`. Returns the validation renders' files, on
     which a registered champion can be scored the same way (`training.analysis_registry`). `catalog`: the
-    SoundFonts to render with (name -> path; default: every one on this machine, `available_soundfonts`)."""
+    SoundFonts to render with (name -> path; default: every one on this machine, `available_soundfonts`).
+    `harmony_size` and `harmony_device`: the harmony network's setting ("cpu" or "gpu", see
+    `analysis_models.harmony_settings`) and where it trains; the beat network always trains on the CPU."""
     catalog = analysis_corpus.soundfont_catalog(catalog, log)
+    harmony_device = pick_device(harmony_device)
     arguments = ["--seed", seed, "--renders-per-piece", renders_per_piece, "--steps", steps, "--width", width]
-    source = source_of_training(
-        "pipeline_project.training.train_analysis", arguments + (["--max-pieces", max_pieces] if max_pieces else [])
-    )
+    arguments += ["--max-pieces", max_pieces] if max_pieces else []
+    if (harmony_size, harmony_device) != ("cpu", "cpu"):
+        arguments += ["--harmony-size", harmony_size, "--harmony-device", harmony_device]
+    sources = {
+        kind: source_of_training("pipeline_project.training.train_analysis", arguments, device=device)
+        for kind, device in (("beat", "cpu"), ("harmony", harmony_device))
+    }
     started = time.monotonic()
     meters = meter_cache(corpus)
     plans = {
@@ -374,8 +389,12 @@ def train_model_set(
         f"{len(paths['validation'])} validation renders ({len(paths['scoring'])} with every condition)"
     )
 
-    settings = analysis_models.TrainingSettings(seed=seed, steps=steps, width=width)
-    jobs = [(kind, paths["train"], paths["validation"], settings) for kind in ("beat", "harmony")]
+    settings = {
+        "beat": analysis_models.TrainingSettings(seed=seed, steps=steps, width=width),
+        "harmony": analysis_models.harmony_settings(harmony_size, seed, steps, width),
+    }
+    devices = {"beat": "cpu", "harmony": harmony_device}
+    jobs = [(kind, paths["train"], paths["validation"], settings[kind], devices[kind]) for kind in ("beat", "harmony")]
     # One process per network, each single-threaded: both train at once on 2 cores, and the weights do not
     # depend on how many cores a machine has.
     trained = dict(map_in_processes(train_in_process, jobs, workers=min(2, available_cores())))
@@ -390,7 +409,6 @@ def train_model_set(
     common = {
         "seed": seed,
         "made_by": "make train-analysis (python -m pipeline_project.training.train_analysis)",
-        **source,
         **analysis_corpus.plans_described({"train": plans["train"], "validation": plans["scoring"]}),
         **validation_figures(checked),
         "reserved_pieces": "never used (synthesis.corpus_split)",
@@ -402,7 +420,9 @@ def train_model_set(
         version = f"{seed}-{file_digest(path)}"
         log(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB), version {version}")
         for name in [n for n, network in NETWORK_OF.items() if network == network_name]:
-            card = common | {
+            card = {
+                **common,
+                **sources[kind],
                 "name": name,
                 "version": version,
                 "file": path.name,
@@ -471,6 +491,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--width", type=int, default=analysis_models.TrainingSettings.width, help="channels; 64+ on a GPU"
     )
+    parser.add_argument(
+        "--harmony-size",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="the harmony network's setting: cpu (the beat network's steps and width) or gpu (the shipped one's, "
+        "analysis_models.HARMONY_ON_GPU)",
+    )
+    parser.add_argument(
+        "--harmony-device",
+        default="cpu",
+        help="where the harmony network trains: cpu, cuda or auto (CUDA when present)",
+    )
     parser.add_argument("--workers", type=int, default=0, help="render processes (0: one per core)")
     parser.add_argument(
         "--rescore",
@@ -482,7 +514,16 @@ def main(argv: list[str] | None = None) -> None:
         rescore_model_set(args.out, args.corpus, args.max_pieces, args.workers)
         return
     train_model_set(
-        args.out, args.corpus, args.seed, args.renders_per_piece, args.max_pieces, args.steps, args.width, args.workers
+        args.out,
+        args.corpus,
+        args.seed,
+        args.renders_per_piece,
+        args.max_pieces,
+        args.steps,
+        args.width,
+        args.workers,
+        harmony_size=args.harmony_size,
+        harmony_device=args.harmony_device,
     )
 
 
