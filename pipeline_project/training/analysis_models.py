@@ -42,8 +42,8 @@ class TrainingSettings:
 
 # The harmony network's setting for a GPU (`make train-analysis TRAIN_ANALYSIS_ARGS="--harmony-size gpu
 # --harmony-device cuda"`): the default network is underfit at 2 cores' budget (training loss = validation loss);
-# measured on 2026-12-04 on one H200, validation chord majmin 0.894 against 0.850 for the default setting (a
-# five-way comparison of sizes and batches at about five minutes each, README "The learned analysers").
+# measured on 2026-12-04 on one H200, validation chord majmin 0.894 against 0.850 for the default setting (five
+# sizes and batches compared at about five minutes each: README "Learned analysers").
 HARMONY_ON_GPU = {"steps": 8000, "batch": 64, "learning_rate": 2e-3, "width": 96, "hidden": 256}
 
 
@@ -241,7 +241,7 @@ def train(
             value = float(np.mean([step_loss(b).item() for b in validation]))
         history.append([steps, round(float(loss.item()), 4), round(value, 4)])
         if value < best:
-            best, best_state = value, {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+            best, best_state = value, {k: v.cpu().clone() for k, v in network.state_dict().items()}
         log(
             f"  {kind}: step {steps}, train loss {loss.item():.4f}, validation loss {value:.4f}, {time.monotonic() - started:.0f} s"
         )

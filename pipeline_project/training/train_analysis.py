@@ -366,9 +366,10 @@ def train_model_set(
     arguments += ["--max-pieces", max_pieces] if max_pieces else []
     if (harmony_size, harmony_device) != ("cpu", "cpu"):
         arguments += ["--harmony-size", harmony_size, "--harmony-device", harmony_device]
+    devices = {"beat": "cpu", "harmony": harmony_device}
     sources = {
         kind: source_of_training("pipeline_project.training.train_analysis", arguments, device=device)
-        for kind, device in (("beat", "cpu"), ("harmony", harmony_device))
+        for kind, device in devices.items()
     }
     started = time.monotonic()
     meters = meter_cache(corpus)
@@ -393,7 +394,6 @@ def train_model_set(
         "beat": analysis_models.TrainingSettings(seed=seed, steps=steps, width=width),
         "harmony": analysis_models.harmony_settings(harmony_size, seed, steps, width),
     }
-    devices = {"beat": "cpu", "harmony": harmony_device}
     jobs = [(kind, paths["train"], paths["validation"], settings[kind], devices[kind]) for kind in ("beat", "harmony")]
     # One process per network, each single-threaded: both train at once on 2 cores, and the weights do not
     # depend on how many cores a machine has.
