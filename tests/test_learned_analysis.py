@@ -256,6 +256,46 @@ def test_the_downbeat_head_settles_the_metrical_level_the_beat_head_leaves_open(
     assert tuned["tempo_bpm"] == pytest.approx(60, rel=0.03) and tuned["beats_per_bar"] == 4
 
 
+def _chords_changing_at(times_s: np.ndarray, duration: float) -> np.ndarray:
+    """Chord-head log-probabilities (harmony frames) of a major chord on a new root from each of `times_s`."""
+    count = int(duration * frames.HARMONY_FPS)
+    which = np.searchsorted(times_s, (np.arange(count) + 0.5) / frames.HARMONY_FPS, side="right")
+    probabilities = np.full((count, frames.CHORD_CLASSES), 0.1 / (frames.CHORD_CLASSES - 1))
+    probabilities[np.arange(count), (which * 5) % 12] = 0.9  # roots a fourth apart: C F Bb Eb ...
+    return np.log(probabilities)
+
+
+def test_the_harmonic_rhythm_doubles_beats_half_as_fast_as_the_chords_change():
+    # A piece at 80 BPM whose chords change on every beat, heard under noise that leaves the beat network
+    # only every other beat clearly: the decoder alone takes the slower level.
+    duration, fps = 40.0, frames.BEAT_FPS
+    truth = np.arange(1.0, 38.5, 0.75)
+    beat = np.full(int(duration * fps), 0.02)
+    beat[np.round(truth * fps).astype(int)] = 0.08
+    beat[np.round(truth[::2] * fps).astype(int)] = 0.7
+    act = {"beat": beat, "downbeat": np.zeros_like(beat), "chord": _chords_changing_at(truth, duration)}
+    doubled, level = learned.harmonic_level(truth[::2], act, duration)
+    assert level == "doubled" and np.abs(doubled - truth[: len(doubled)]).max() <= 0.5 / fps
+    assert learned.harmonic_level(truth, act, duration) == (truth, "as decoded")
+    # Chords pushed half a beat ahead change into the middles of the beats only: the beat stays.
+    pushed = act | {"chord": _chords_changing_at(truth - 0.375, duration)}
+    assert learned.harmonic_level(truth, pushed, duration)[1] == "as decoded"
+    # Chords that change every two beats at the right tempo (a 6/8 ballad's, bar by bar) look like a path at
+    # double tempo: the beats are never halved.
+    every_two = act | {"chord": _chords_changing_at(truth[::2], duration)}
+    assert learned.harmonic_level(truth, every_two, duration) == (truth, "as decoded")
+    # Through the decoder, only where a card allows it (a card that predates it decodes as before).
+    alone = learned.decode_rhythm(act, duration, learned.DecoderSettings(activation_prior=0.3))
+    assert alone["tempo_bpm"] == pytest.approx(40, rel=0.03) and alone["metrical_level"] == "as decoded"
+    allowed = learned.DecoderSettings(activation_prior=0.3, harmonic_level=True)
+    rhythm = learned.decode_rhythm(act, duration, allowed)
+    assert rhythm["tempo_bpm"] == pytest.approx(80, rel=0.03) and rhythm["metrical_level"] == "doubled"
+    # Never above the training renders' fastest tempo.
+    fast = np.arange(1.0, 38.5, 0.25)
+    quick = act | {"chord": _chords_changing_at(fast, duration)}
+    assert learned.harmonic_level(fast[::2], quick, duration)[1] == "as decoded"
+
+
 def test_beat_decoder_in_checkpointed_stretches_finds_the_same_path_as_in_one():
     """The decoder keeps back-pointers for one stretch of frames at a time (memory flat for any length) and
     recomputes them from saved scores: the path is exactly the one a single pass finds."""
@@ -375,7 +415,14 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     audio = render(performance)
     result = analyze(audio.stems, audio.sample_rate, models, use=frozenset(learned.MODEL_NAMES))
     assert (
-        result["analysers"] == {"rhythm": "learned", "chords": "learned", "keys": "learned", "local_keys": "learned"}
+        result["analysers"]
+        == {
+            "rhythm": "learned",
+            "chords": "learned",
+            "keys": "learned",
+            "local_keys": "learned",
+            "metrical_level": "as decoded",
+        }
         and result["models"] == models.versions
     )
     assert result["tempo_bpm"] == pytest.approx(96, rel=0.04)
@@ -384,7 +431,8 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
     assert analyze_theory(result)["roman_numerals"]
     fallback = analyze(audio.stems, audio.sample_rate)
     assert (
-        fallback["analysers"] == {"rhythm": "dsp", "chords": "dsp", "keys": "dsp", "local_keys": "song key"}
+        fallback["analysers"]
+        == {"rhythm": "dsp", "chords": "dsp", "keys": "dsp", "local_keys": "song key", "metrical_level": "as decoded"}
         and fallback["models"] == {}
         and len(fallback["local_keys"]) == 1
     )
@@ -394,6 +442,7 @@ def test_the_shipped_model_set_analyses_a_rendered_song_and_names_its_versions()
         "chords": "dsp",
         "keys": "dsp",
         "local_keys": "song key",
+        "metrical_level": "as decoded",
     } and set(beats_only["models"]) == {"beat_tracker"}
     assert beats_only["beat_times"] == result["beat_times"] and len(beats_only["chords"]) == len(result["beat_times"])
     no_keys = analyze(audio.stems, audio.sample_rate, models, use=frozenset({"beat_tracker", "chord_recognizer"}))

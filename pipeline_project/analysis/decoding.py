@@ -230,6 +230,17 @@ def pool_frames(
     return (running[last] - running[first]) / (last - first)[:, None]
 
 
+def segment_changes(
+    log_probs: np.ndarray, fps: float, boundaries_s: np.ndarray, end_s: float, margin_s: float
+) -> np.ndarray:
+    """How much the class distribution changes into each segment after the first: the total variation
+    distance (0: the same, 1: nothing shared) between consecutive segments' distributions, each the mean
+    frame log-probability within it (`pool_frames`) normalised to sum to one."""
+    pooled = np.exp(pool_frames(log_probs, fps, boundaries_s, end_s, margin_s))
+    pooled /= pooled.sum(axis=1, keepdims=True)
+    return 0.5 * np.abs(np.diff(pooled, axis=0)).sum(axis=1)
+
+
 def choose_meter(downbeat_at_beats: np.ndarray, candidates: tuple[int, ...] = (2, 3, 4, 5)) -> tuple[int, int, float]:
     """(beats per bar, phase of the first downbeat, confidence) maximizing the contrast of the downbeat
     activation on would-be downbeats against the other beats. A wrong bar length puts true downbeats among

@@ -344,7 +344,9 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
             else f"{bar}/4",
         }
         tempo, tempo_confidence = found["tempo_bpm"], found["tempo_confidence"]
+        metrical_level = found["metrical_level"]
     else:
+        metrical_level = "as decoded"
         # The pulse is tracked on the drums alone where there are drums: bass and pitched parts smear the
         # onset envelope, most of all in reverberant rooms.
         beat_times, beat_frames, tempo, tempo_confidence = _dsp_beats(song.pulse_strength)
@@ -402,6 +404,8 @@ def analyze(stems, sample_rate: int | None = None, models=None, use: frozenset[s
             "chords": "learned" if "chord_recognizer" in used else "dsp",
             "keys": "learned" if "key_tracker" in used else "dsp",
             "local_keys": "learned" if "key" in act else "song key",
+            # Whether the learned chords' harmonic rhythm doubled the decoded beats (`learned.harmonic_level`).
+            "metrical_level": metrical_level,
         },
         "models": {name: models.versions[name] for name in used},
     }

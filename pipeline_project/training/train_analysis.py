@@ -127,7 +127,8 @@ def tune_and_evaluate(
     activations: list[dict], corpus: list[dict], histogram: list[int]
 ) -> tuple[DecoderSettings, list[dict], list[dict]]:
     """Decoder settings tuned on the validation renders' activations (`network_activations`): the activation
-    prior, its noise floor, the downbeat head's weight in the beat decoder, then the ring-out ratio, for beat F;
+    prior, its noise floor, the downbeat head's weight in the beat decoder, the ring-out ratio, then whether the
+    chord head's harmonic rhythm may settle the metrical level (`learned.harmonic_level`), for beat F;
     then the chord change penalty with the margin left out at each end of a beat, for chord majmin; last the
     weight of the sound's own key evidence beside the key tracker's, for the key. Returns them with the scores
     they give per validation render and what they decode there (`learned.decode`)."""
@@ -168,6 +169,9 @@ def tune_and_evaluate(
     settings = replace(settings, downbeat_weight=weight, downbeat_level=level)
     ratio = max(RING_OUT_RATIOS, key=lambda r: scores(replace(settings, ring_out_ratio=r))["beat_f"])
     settings = replace(settings, ring_out_ratio=ratio)
+    # Only where the harmonic rhythm helps: max keeps the first of equals, the beats as decoded.
+    harmonic = max((False, True), key=lambda h: scores(replace(settings, harmonic_level=h))["beat_f"])
+    settings = replace(settings, harmonic_level=harmonic)
     penalty, margin = max(
         product(CHORD_CHANGE_PENALTIES, CHORD_MARGINS),
         key=lambda pair: scores(replace(settings, chord_change_penalty=pair[0], chord_margin_s=pair[1]))[
@@ -288,7 +292,8 @@ def validate(
         f"{judged['dsp_validation_scores']} (its key on the {judged['dsp_key_chords']} chords; on the DSP chords "
         f"{_mean_scores(all_dsp)['key']})\n  decoder: activation prior {decoder.activation_prior}, noise floor "
         f"{decoder.noise_floor}, downbeat weight {decoder.downbeat_weight} against {decoder.downbeat_level}, "
-        f"ring-out ratio {decoder.ring_out_ratio}, chord change penalty "
+        f"ring-out ratio {decoder.ring_out_ratio}, metrical level from harmony {decoder.harmonic_level}, chord "
+        "change penalty "
         f"{decoder.chord_change_penalty}, chord margin {decoder.chord_margin_s} s, key evidence weight "
         f"{decoder.key_evidence_weight}; promoted (used by the "
         f"pipeline instead of the DSP path): {judged['promoted']}"
@@ -314,6 +319,7 @@ def decoder_fields(name: str, decoder: DecoderSettings) -> dict:
             "downbeat_weight": decoder.downbeat_weight,
             "downbeat_level": decoder.downbeat_level,
             "ring_out_ratio": decoder.ring_out_ratio,
+            "harmonic_level": decoder.harmonic_level,
         }
     # The harmony cards say at which pitches the chord head was heard when they were scored (a constant of
     # the decoder, `learned.CHORD_TRANSPOSITIONS`, recorded so a card's figures can be traced to it).
