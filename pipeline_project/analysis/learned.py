@@ -316,7 +316,7 @@ def harmonic_level(beat_times: np.ndarray, act: dict[str, np.ndarray], duration:
     Under heavy noise the beat network loses the weak beats of the bar, and the beat decoder may then take a
     level half as fast. Chords in a chorale change with the beat: a path at half tempo finds as many changes
     in the middles of its beats as on them. On the validation renders this doubled 6 renders, 5 of them at
-    half the true tempo (the sixth was a third too slow and is now a third too fast), and no other (beat F
+    half the true tempo (the sixth, at 0.43 times the true tempo, is now at 0.86 times it), and no other (beat F
     0.926 to 0.930; octave errors 5.4 % to 2.4 %).
 
     The other way does not work: a path at double tempo finds a chord change into every other beat and none
