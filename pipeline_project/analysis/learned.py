@@ -309,6 +309,13 @@ HALF_BEAT_MARGIN_S = 0.05
 DOUBLE_MAX_BPM = 200.0
 
 
+def last_beat_end(beat_times: np.ndarray, duration: float) -> float:
+    """Where the last beat's harmony ends: a beat after it, not through the ring-out that may follow it."""
+    if len(beat_times) < 2:
+        return duration
+    return min(duration, float(beat_times[-1]) + float(np.median(np.diff(beat_times))))
+
+
 def harmonic_level(beat_times: np.ndarray, act: dict[str, np.ndarray], duration: float) -> tuple[np.ndarray, str]:
     """The decoded beats, doubled where the chord head's harmonic rhythm says they are half as fast as the
     music's, with which ("doubled" or "as decoded").
@@ -326,9 +333,9 @@ def harmonic_level(beat_times: np.ndarray, act: dict[str, np.ndarray], duration:
     if len(beat_times) < 8:
         return beat_times, "as decoded"
     period = float(np.median(np.diff(beat_times)))
-    if 120.0 / period > DOUBLE_MAX_BPM:
+    if 2 * 60.0 / period > DOUBLE_MAX_BPM:
         return beat_times, "as decoded"
-    end = min(duration, float(beat_times[-1]) + period)
+    end = last_beat_end(beat_times, duration)
     middles = (beat_times[:-1] + beat_times[1:]) / 2
     both = np.sort(np.concatenate([beat_times, middles]))
     triads = frames.triad_log_probabilities(act["chord"])
@@ -363,8 +370,7 @@ def decode_chords(
     act: dict[str, np.ndarray], duration: float, settings: DecoderSettings, beat_times: np.ndarray
 ) -> dict:
     """A chord and a bass note per beat."""
-    # The last beat's chord is heard for a beat, not through the ring-out that may follow it.
-    end = min(duration, beat_times[-1] + float(np.median(np.diff(beat_times)))) if len(beat_times) > 1 else duration
+    end = last_beat_end(beat_times, duration)
     margin = settings.chord_margin_s
     per_beat = decoding.pool_frames(act["chord"], frames.HARMONY_FPS, beat_times, end, margin)
     # The path runs over triads, each heard as the sum of the chords built on it: where the head splits a
