@@ -12,7 +12,9 @@ grid's setting with the fastest median first answer there among those with at mo
 flips a minute and:
 - default: at most 0.5 % answers to noise-only and to crowd-only streams (the issue's false positives);
 - strict: the same, and at most 0.5 % answers to unknown music as well.
-The evaluation catalog is 32 other chorales, with other empty streams.
+The evaluation catalog is 32 other chorales, with other empty streams. Each catalog's index measures its noise
+score as the `song_index` asset does (`streaming.noise_score`: the largest lead over the runner-up that seeded
+noise gives a song); the presets are tuned without that guard and evaluated with it, as `identify` answers.
 
 Targets (issue 22), at 0 dB with the default preset: median time to first correct <= 3 s; false positives on
 noise-only segments <= 1 %; <= 1 flip per minute on the true track.
@@ -33,7 +35,13 @@ from concert_catalog import CACHE, CALIBRATION_TRACKS, catalogs, chorales, conce
 
 from pipeline_project.augmentation.chains import noise_texture, sample_chain
 from pipeline_project.identification import catalog as song_catalog
-from pipeline_project.identification.streaming import PRESETS, AnswerPolicy, RecognizerSettings, StreamingRecognizer
+from pipeline_project.identification.streaming import (
+    PRESETS,
+    AnswerPolicy,
+    RecognizerSettings,
+    StreamingRecognizer,
+    noise_score,
+)
 from pipeline_project.synthesis.render import available_soundfonts
 
 SNRS_DB = (-5, 0, 5)
@@ -65,8 +73,8 @@ def heard(index, model, audio: np.ndarray, rate: int) -> list:
     return [(seconds, policy.matches_at(seconds, votes)) for seconds, votes in recognizer.heard]
 
 
-def replay(settings: RecognizerSettings, hops: list) -> list:
-    policy = AnswerPolicy(None, settings)  # deciding reads only the matches
+def replay(settings: RecognizerSettings, hops: list, noise: float) -> list:
+    policy = AnswerPolicy(None, settings, noise=noise)  # deciding reads only the matches and the noise score
     return [policy.decide(seconds, matches) for seconds, matches in hops]
 
 
@@ -160,7 +168,7 @@ def hear_streams(model, args) -> dict:
     print(f"rendered the catalogs, the crowd and the unknown music in {time.perf_counter() - started:.0f} s")
 
     def index_of(tracks: dict):
-        return song_catalog.build(
+        index = song_catalog.build(
             (
                 (t, *song_catalog.catalog_embeddings(model, a, r, hop_frames=args.catalog_hop_frames))
                 for t, (a, r) in tracks.items()
@@ -168,6 +176,8 @@ def hear_streams(model, args) -> dict:
             dim=64,
             hop_seconds=args.catalog_hop_frames * song_catalog.FRAME_SECONDS,
         )
+        index.info["noise_score"] = noise_score(index, model)  # as the song_index asset measures it
+        return index
 
     started = time.perf_counter()
     heard_seconds = 0.0
@@ -183,6 +193,7 @@ def hear_streams(model, args) -> dict:
             kind: [(truth, heard(index, model, audio, rate)) for truth, audio, rate in batch]
             for kind, batch in streams.items()
         }
+        votes[name]["noise_score"] = index.info["noise_score"]
         heard_seconds += sum(a.shape[-1] / r for batch in streams.values() for _, a, r in batch)
     seconds = time.perf_counter() - started
     print(
@@ -230,19 +241,30 @@ def main() -> None:
         votes = hear_streams(model, args)
         votes_file.write_bytes(pickle.dumps(votes))
 
-    def scores(name: str, settings: RecognizerSettings, snrs=SNRS_DB) -> dict:
+    def scores(name: str, settings: RecognizerSettings, snrs=SNRS_DB, noise_guard: bool = True) -> dict:
         by_kind = votes[name]
+        noise = by_kind["noise_score"] if noise_guard else 0.0
         out = {}
         for snr in snrs:
-            true = [stream_scores(replay(settings, hops), truth) for truth, hops in by_kind[snr]]
+            true = [stream_scores(replay(settings, hops, noise), truth) for truth, hops in by_kind[snr]]
             empty = {
-                kind: [stream_scores(replay(settings, hops), None) for _, hops in by_kind[kind]] for kind in EMPTY_KINDS
+                kind: [stream_scores(replay(settings, hops, noise), None) for _, hops in by_kind[kind]]
+                for kind in EMPTY_KINDS
             }
             out[snr] = summary(true, empty)
         return out
 
+    print(
+        "noise score (seeded noise probes, as the song_index asset measures it): "
+        + ", ".join(f"{name} catalog {votes[name]['noise_score']:.3f}" for name in ("development", "evaluation"))
+        + f"; an answer's lead over the runner-up needs {RecognizerSettings().noise_margin} times it (evaluation only)"
+    )
     grid = [RecognizerSettings(**dict(zip(GRID, values))) for values in itertools.product(*GRID.values())]
-    development = [(settings, scores("development", settings, snrs=(0,))[0]) for settings in grid]
+    # Tuned on the catalog's own evidence, without the noise guard: with it, a min_score that lets noise
+    # through on the evaluation catalog (0.25: 27 % answers to noise there) looked safe on the development
+    # catalog, whose noise guard happened to be stricter. The guard protects small collections; it is not a
+    # tuning knob. The evaluation below applies it, as `identify` does.
+    development = [(settings, scores("development", settings, snrs=(0,), noise_guard=False)[0]) for settings in grid]
     chosen = {}
     for preset, (false_positives, wrong, flips) in PRESET_LIMITS.items():
         qualified = [

@@ -835,7 +835,12 @@ def identify(data_root: str | None, source: str, rate: int | None, every_answer:
     recognizer = StreamingRecognizer(
         index, resources["mlflow"].registry().load_version(model, version), PRESETS[preset]
     )
-    print(f"song index: {len(index.tracks)} songs, {model} version {version}; listening to {source} ({preset} preset)")
+    print(
+        f"song index: {len(index.tracks)} songs, {model} version {version}; listening to {source} ({preset} preset: "
+        f"an answer needs a score of {PRESETS[preset].min_score:.2f} and a lead over the runner-up of "
+        f"{recognizer.policy.min_lead_score:.2f}, {PRESETS[preset].noise_margin} times the lead noise gives a song "
+        "in this index)"
+    )
     shown, final, first_heard = None, None, {}
     for block in blocks:
         for answer in recognizer.feed(block, stream_rate):

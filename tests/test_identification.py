@@ -2,13 +2,19 @@
 log-mel window as the embedding (the mechanics under test do not depend on what the embedding learned): an
 excerpt is found with its offset, exactly and approximately; the index survives a save and load; a broken file
 is named; a stream is answered within seconds, stays on its answer, and noise gets no answer; the audio a
-stream keeps stays bounded."""
+stream keeps stays bounded; an answer needs a clearer lead than seeded noise gives a song in the index."""
 
 import numpy as np
 import pytest
 
 from pipeline_project.identification import catalog as song_catalog
-from pipeline_project.identification.streaming import PRESETS, RecognizerSettings, StreamingRecognizer
+from pipeline_project.identification.streaming import (
+    PRESETS,
+    AnswerPolicy,
+    RecognizerSettings,
+    StreamingRecognizer,
+    noise_score,
+)
 from pipeline_project.synthesis.grooves import groove_only
 from pipeline_project.synthesis.performance import STEADY_TEMPO, perform
 from pipeline_project.synthesis.render import render
@@ -148,6 +154,35 @@ def test_noise_alone_gets_no_answer(catalog, embedder):
     noise = np.random.default_rng(4).normal(size=(2, 20 * rate)).astype(np.float32) * 0.1
     answers = stream(StreamingRecognizer(index, embedder), noise, rate, chunk_seconds=0.37)
     assert len(answers) == 40 and all(answer.track is None for answer in answers)
+
+
+def test_an_answer_needs_a_clearer_lead_than_noise_gives_a_song_in_the_index(catalog, embedder, tmp_path):
+    """The index measures the largest lead over the runner-up that seeded noise gives a song in it; an answer's
+    lead must be noise_margin times that, so where noise puts a song as far ahead as the song's own excerpt
+    does, the song is not named."""
+    index = built(catalog, embedder)
+    measured = noise_score(index, embedder)
+    assert measured == noise_score(index, embedder) > 0  # seeded probes
+    settings = PRESETS["default"]
+    audio, rate = catalog["disco"]
+    heard = with_noise(audio[:, 2 * rate : 12 * rate], 10.0, 3)
+    index.info["noise_score"] = measured
+    loaded = song_catalog.SongIndex.load(index.save(tmp_path / "song_index.npz"))
+    assert loaded.info["noise_score"] == measured
+    recognizer = StreamingRecognizer(loaded, embedder, settings, keep_votes=True)
+    assert recognizer.policy.min_lead_score == settings.noise_margin * measured
+    named = [answer.track for answer in stream(recognizer, heard, rate) if answer.track is not None]
+    assert named and set(named) == {"disco"}, named
+    policy = AnswerPolicy(loaded)
+
+    def lead(matches):
+        return matches[0].score - (matches[1].score if len(matches) > 1 else 0.0)
+
+    clearest = max(lead(policy.matches_at(s, v)) for s, v in recognizer.heard if v)
+    # Had noise put a song as far ahead as this excerpt puts its own, nothing would be named.
+    loaded.info["noise_score"] = clearest / settings.noise_margin + 1e-6
+    recognizer = StreamingRecognizer(loaded, embedder, settings)
+    assert all(answer.track is None for answer in stream(recognizer, heard, rate))
 
 
 def test_a_stream_keeps_one_sample_rate(catalog, embedder):

@@ -7,7 +7,7 @@ from pipeline_project.assets.ingestion import song_audio
 from pipeline_project.assets.retrying import retry_transient_failures
 from pipeline_project.assets.training import song_embedding
 from pipeline_project.automation import once_deps_updated
-from pipeline_project.identification import catalog, collection
+from pipeline_project.identification import catalog, collection, streaming
 from pipeline_project.layout import SONG_DONE
 from pipeline_project.resources import MlflowResource, StorageResource
 from pipeline_project.training.families import EMBEDDING_MODEL_NAME
@@ -27,7 +27,9 @@ def song_index(
     """Every finished song's one-second windows, one a second, embedded by the `song_embedding` champion and
     indexed for nearest-neighbour search (exact up to 50,000 windows, 14 hours of music; FAISS IVF over 8-bit
     vectors beyond); rebuilt when the champion changes or songs arrive, embedding only songs new to the
-    champion. The metadata gives its size, memory, and recall and latency measured on the index itself."""
+    champion. The metadata gives its size, memory, recall and latency measured on the index itself, the largest
+    lead over the runner-up that seeded noise gives a song in it (`noise_score`) and the lead an answer needs
+    there (`answer_lead_needs`: noise_margin times noise_score)."""
     version, embedder = mlflow.registry().load_champion(EMBEDDING_MODEL_NAME)
     if version is None:
         return dg.MaterializeResult(metadata={"skipped": "no song_embedding champion yet: materialize song_embedding"})
@@ -56,6 +58,10 @@ def song_index(
             "songs_embedded_now": indexed.embedded,
             "songs_without_audio": len(indexed.skipped),
             **{name: value for name, value in quality.items() if value is not None},
+            "noise_score": indexed.index.info["noise_score"],
+            "answer_lead_needs": round(
+                streaming.PRESETS["default"].noise_margin * indexed.index.info["noise_score"], 4
+            ),
             "path": dg.MetadataValue.path(storage.location(storage.song_index)),
             "window_seconds_apart": round(catalog.CATALOG_HOP_FRAMES * catalog.FRAME_SECONDS, 3),
         }
