@@ -59,9 +59,7 @@ def song_index(
             "songs_without_audio": len(indexed.skipped),
             **{name: value for name, value in quality.items() if value is not None},
             "noise_score": indexed.index.info["noise_score"],
-            "answer_lead_needs": round(
-                streaming.PRESETS["default"].noise_margin * indexed.index.info["noise_score"], 4
-            ),
+            "answer_lead_needs": round(streaming.AnswerPolicy(indexed.index).min_lead_score, 4),
             "path": dg.MetadataValue.path(storage.location(storage.song_index)),
             "window_seconds_apart": round(catalog.CATALOG_HOP_FRAMES * catalog.FRAME_SECONDS, 3),
         }

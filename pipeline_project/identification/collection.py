@@ -1,7 +1,8 @@
 """The song index of the user's collection: every song's window embeddings by one embedding version (kept in
 the song's folder, so a rebuild embeds only songs new to that version), gathered into a `SongIndex`, and
 measured the way the index benchmark measures it: recall of the nearest window's song against exact search,
-and the latency of one window's search; and what seeded noise scores in it (`streaming.noise_score`)."""
+and the latency of one window's search; and how far ahead seeded noise puts a song in it
+(`streaming.noise_score`)."""
 
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ def index_collection(songs: dict[str, SongFolder], embedder, version: str, info:
             log(f"song index: {number} of {len(songs)} songs read")
     dim = next((vectors.shape[1] for _, vectors, _ in windows if len(vectors)), 64)
     index = catalog.build(windows, dim=dim, info={**info, "embedding_version": version}, log=log)
-    # What noise reaches in this index: the recognizer asks `noise_margin` times as much of an answer.
+    # How far ahead of the others noise puts a song in this index: an answer's lead must be noise_margin times it.
     index.info["noise_score"] = streaming.noise_score(index, embedder) if index.size else 0.0
     vectors = np.concatenate([v.reshape(-1, dim) for _, v, _ in windows]) if windows else np.zeros((0, dim), np.float32)
     return IndexedCollection(index, vectors, embedded, skipped)
